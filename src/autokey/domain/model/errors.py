@@ -1,0 +1,186 @@
+"""The one rooted error tree of autokey.
+
+Errors carry fields, never pre-formatted messages; the HTTP edge turns them into
+RFC 9457 problems from a single ordered table.
+
+    AutokeyError
+    ├── DomainError                  a request the rules refuse
+    │   ├── NotFound                 resource absent, or not visible to the caller
+    │   ├── InvalidInput             a field or body fails validation
+    │   │   └── UploadTooLarge       a JSON upload over its per-request cap
+    │   ├── Unauthenticated          no or unknown credentials
+    │   ├── Forbidden                authenticated, but the role may not do this
+    │   ├── Conflict                 the resource's state forbids the change
+    │   │   ├── KeyNotAvailable      only an AVAILABLE key can be invalidated or reserved
+    │   │   ├── IllegalTransition    a state machine refused a transition
+    │   │   ├── IdempotencyInFlight  same Idempotency-Key still being processed
+    │   │   └── DuplicateResource    a unique value exists already
+    │   ├── IdempotencyKeyReused     same Idempotency-Key, different request
+    │   ├── OfferNotAvailable        offer inactive, draft or unknown to the buyer
+    │   ├── OutOfStock               fewer available keys than asked for
+    │   └── PaymentsNotConfigured    no payment adapter in this deployment
+    └── InfrastructureError          something outside the domain failed
+        ├── StoreUnavailable         the database cannot be reached
+        ├── KeyMaterialUnreadable    sealed key bytes fail to decrypt (tampered, moved, unknown key)
+        └── UpstreamError            a marketplace (G2A) call failed
+            ├── UpstreamAuthError    credentials refused (401/403)
+            ├── UpstreamRateLimited  still 429 after the retries allowed
+            ├── UpstreamNotFound     the marketplace has no such product/order
+            ├── UpstreamRejected     any other 4xx, with the marketplace's own code
+            ├── UpstreamUnavailable  5xx, timeouts or connection errors after retries
+            └── UpstreamProtocolError  a body that does not match the contract
+"""
+
+from __future__ import annotations
+
+import attrs
+
+
+@attrs.define(kw_only=True)
+class AutokeyError(Exception):
+    """Root of every error autokey raises on purpose."""
+
+
+@attrs.define(kw_only=True)
+class DomainError(AutokeyError):
+    """A request that the domain rules refuse."""
+
+
+@attrs.define(kw_only=True)
+class NotFound(DomainError):
+    resource: str
+    id: str
+
+
+@attrs.define(kw_only=True)
+class FieldProblem:
+    field: str
+    code: str
+
+
+@attrs.define(kw_only=True)
+class InvalidInput(DomainError):
+    problems: tuple[FieldProblem, ...]
+
+    @classmethod
+    def of(cls, field: str, code: str) -> InvalidInput:
+        return cls(problems=(FieldProblem(field=field, code=code),))
+
+
+@attrs.define(kw_only=True)
+class UploadTooLarge(InvalidInput):
+    limit: int
+
+
+@attrs.define(kw_only=True)
+class Unauthenticated(DomainError):
+    reason: str
+
+
+@attrs.define(kw_only=True)
+class Forbidden(DomainError):
+    action: str
+
+
+@attrs.define(kw_only=True)
+class Conflict(DomainError):
+    resource: str
+    id: str
+
+
+@attrs.define(kw_only=True)
+class KeyNotAvailable(Conflict):
+    status: str
+
+
+@attrs.define(kw_only=True)
+class IllegalTransition(Conflict):
+    current: str
+    target: str
+
+
+@attrs.define(kw_only=True)
+class IdempotencyInFlight(Conflict):
+    pass
+
+
+@attrs.define(kw_only=True)
+class DuplicateResource(Conflict):
+    pass
+
+
+@attrs.define(kw_only=True)
+class IdempotencyKeyReused(DomainError):
+    key: str
+
+
+@attrs.define(kw_only=True)
+class OfferNotAvailable(DomainError):
+    offer_id: str
+
+
+@attrs.define(kw_only=True)
+class OutOfStock(DomainError):
+    offer_id: str
+    requested: int
+    available: int
+
+
+@attrs.define(kw_only=True)
+class PaymentsNotConfigured(DomainError):
+    pass
+
+
+@attrs.define(kw_only=True)
+class InfrastructureError(AutokeyError):
+    """Something outside the domain failed; the request may succeed later."""
+
+
+@attrs.define(kw_only=True)
+class StoreUnavailable(InfrastructureError):
+    store: str
+
+
+@attrs.define(kw_only=True)
+class KeyMaterialUnreadable(InfrastructureError):
+    """Deliberately carries no detail: nothing about the ciphertext may leak."""
+
+
+@attrs.define(kw_only=True)
+class UpstreamError(InfrastructureError):
+    """A call to an external marketplace failed. `code` is the marketplace's own error code."""
+
+    upstream: str
+    operation: str
+    status: int | None = None
+    code: str | None = None
+
+
+@attrs.define(kw_only=True)
+class UpstreamAuthError(UpstreamError):
+    pass
+
+
+@attrs.define(kw_only=True)
+class UpstreamRateLimited(UpstreamError):
+    retry_after_s: float | None = None
+
+
+@attrs.define(kw_only=True)
+class UpstreamNotFound(UpstreamError):
+    pass
+
+
+@attrs.define(kw_only=True)
+class UpstreamRejected(UpstreamError):
+    pass
+
+
+@attrs.define(kw_only=True)
+class UpstreamUnavailable(UpstreamError):
+    attempts: int = 1
+
+
+@attrs.define(kw_only=True)
+class UpstreamProtocolError(UpstreamError):
+    pass

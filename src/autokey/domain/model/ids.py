@@ -1,0 +1,13 @@
+"""Identifiers. All are UUIDs; new ones are time-ordered (UUIDv7) so ids double as keyset cursors."""
+
+from typing import NewType
+from uuid import UUID
+
+PoolId = NewType("PoolId", UUID)
+KeyId = NewType("KeyId", UUID)
+OfferId = NewType("OfferId", UUID)
+OrderId = NewType("OrderId", UUID)
+SubjectId = NewType("SubjectId", UUID)
+"""A seller, buyer or admin: whoever an API token speaks for."""
+TokenId = NewType("TokenId", UUID)
+EventId = NewType("EventId", UUID)

@@ -1,0 +1,129 @@
+"""License keys: validation of uploaded lines, the key state machine, pools and their counts."""
+
+from __future__ import annotations
+
+import enum
+import unicodedata
+from collections.abc import Mapping
+from datetime import datetime
+
+import attrs
+
+from autokey.domain.model.errors import IllegalTransition, KeyNotAvailable
+from autokey.domain.model.ids import KeyId, OrderId, PoolId, SubjectId
+
+MIN_KEY_LENGTH = 5
+MAX_KEY_LENGTH = 256
+
+
+class KeyStatus(enum.StrEnum):
+    AVAILABLE = "AVAILABLE"
+    RESERVED = "RESERVED"
+    DELIVERED = "DELIVERED"
+    INVALID = "INVALID"
+
+
+KEY_TRANSITIONS: Mapping[KeyStatus, frozenset[KeyStatus]] = {
+    KeyStatus.AVAILABLE: frozenset({KeyStatus.RESERVED, KeyStatus.INVALID}),
+    KeyStatus.RESERVED: frozenset({KeyStatus.AVAILABLE, KeyStatus.DELIVERED}),
+    KeyStatus.DELIVERED: frozenset(),
+    KeyStatus.INVALID: frozenset(),
+}
+"""Every legal key transition. DELIVERED and INVALID are terminal."""
+
+
+class LineProblem(enum.StrEnum):
+    """Why one uploaded line was not stored. Values are the wire codes."""
+
+    INVALID_LENGTH = "invalid_length"
+    INVALID_CHARACTERS = "invalid_characters"
+    DUPLICATE = "duplicate"
+
+
+def check_key_text(text: str) -> LineProblem | None:
+    """Validate an already trimmed key: 5..256 characters, no whitespace or control characters."""
+    if not MIN_KEY_LENGTH <= len(text) <= MAX_KEY_LENGTH:
+        return LineProblem.INVALID_LENGTH
+    if any(ch.isspace() or unicodedata.category(ch)[0] in "CZ" for ch in text):
+        return LineProblem.INVALID_CHARACTERS
+    return None
+
+
+@attrs.frozen(kw_only=True)
+class KeyPool:
+    """A seller's inventory of keys."""
+
+    id: PoolId
+    seller_id: SubjectId
+    name: str
+    created_at: datetime
+
+
+@attrs.frozen(kw_only=True)
+class PoolCounts:
+    """How many keys of a pool are in each status."""
+
+    available: int = 0
+    reserved: int = 0
+    delivered: int = 0
+    invalid: int = 0
+
+    @property
+    def total(self) -> int:
+        return self.available + self.reserved + self.delivered + self.invalid
+
+    @classmethod
+    def from_mapping(cls, counts: Mapping[KeyStatus, int]) -> PoolCounts:
+        return cls(
+            available=counts.get(KeyStatus.AVAILABLE, 0),
+            reserved=counts.get(KeyStatus.RESERVED, 0),
+            delivered=counts.get(KeyStatus.DELIVERED, 0),
+            invalid=counts.get(KeyStatus.INVALID, 0),
+        )
+
+
+@attrs.define(kw_only=True)
+class Key:
+    """One license key. The plaintext lives only inside `sealed` (AES-GCM) and is never held here.
+
+    `fingerprint` is the keyed blind index used for de-duplication across all pools.
+    """
+
+    id: KeyId
+    pool_id: PoolId
+    status: KeyStatus
+    sealed: bytes = attrs.field(repr=False)
+    fingerprint: bytes = attrs.field(repr=False)
+    created_at: datetime
+    order_id: OrderId | None = None
+    reserved_at: datetime | None = None
+    delivered_at: datetime | None = None
+
+    def _move(self, target: KeyStatus) -> None:
+        if target not in KEY_TRANSITIONS[self.status]:
+            raise IllegalTransition(
+                resource="key", id=str(self.id), current=self.status, target=target
+            )
+        self.status = target
+
+    def invalidate(self) -> None:
+        """AVAILABLE -> INVALID; any other status raises KeyNotAvailable."""
+        if self.status is not KeyStatus.AVAILABLE:
+            raise KeyNotAvailable(resource="key", id=str(self.id), status=self.status)
+        self._move(KeyStatus.INVALID)
+
+    def reserve(self, order_id: OrderId, now: datetime) -> None:
+        if self.status is not KeyStatus.AVAILABLE:
+            raise KeyNotAvailable(resource="key", id=str(self.id), status=self.status)
+        self._move(KeyStatus.RESERVED)
+        self.order_id, self.reserved_at = order_id, now
+
+    def release(self) -> None:
+        """RESERVED -> AVAILABLE, forgetting the order."""
+        self._move(KeyStatus.AVAILABLE)
+        self.order_id, self.reserved_at = None, None
+
+    def deliver(self, now: datetime) -> None:
+        """RESERVED -> DELIVERED to the order that reserved it."""
+        self._move(KeyStatus.DELIVERED)
+        self.delivered_at = now

@@ -1,0 +1,100 @@
+"""Offers: what a seller sells, at what price, delivered how."""
+
+from __future__ import annotations
+
+import enum
+import re
+from datetime import datetime
+from decimal import Decimal, InvalidOperation
+
+import attrs
+
+from autokey.domain.model.errors import IllegalTransition, InvalidInput, OfferNotAvailable
+from autokey.domain.model.ids import OfferId, PoolId, SubjectId
+
+_CURRENCY = re.compile(r"[A-Z]{3}")
+MAX_TITLE_LENGTH = 200
+
+
+class DeliveryType(enum.StrEnum):
+    AUTO_KEY = "AUTO_KEY"
+    MANUAL = "MANUAL"
+
+
+class OfferStatus(enum.StrEnum):
+    DRAFT = "draft"
+    ACTIVE = "active"
+    INACTIVE = "inactive"
+
+
+class Availability(enum.StrEnum):
+    IN_STOCK = "in_stock"
+    OUT_OF_STOCK = "out_of_stock"
+
+
+@attrs.frozen(kw_only=True)
+class Money:
+    """A non-negative decimal amount (at most 4 places) in an ISO 4217 currency."""
+
+    amount: Decimal
+    currency: str
+
+    @classmethod
+    def parse(cls, amount: str, currency: str) -> Money:
+        """Build from wire strings; raise InvalidInput naming the bad field."""
+        try:
+            value = Decimal(amount)
+        except (InvalidOperation, TypeError):
+            raise InvalidInput.of("price.amount", "not_a_decimal") from None
+        exponent = value.as_tuple().exponent
+        if not value.is_finite() or value < 0 or (isinstance(exponent, int) and exponent < -4):
+            raise InvalidInput.of("price.amount", "invalid_amount")
+        if not _CURRENCY.fullmatch(currency):
+            raise InvalidInput.of("price.currency", "invalid_currency")
+        return cls(amount=value, currency=currency)
+
+    def times(self, quantity: int) -> Money:
+        return Money(amount=self.amount * quantity, currency=self.currency)
+
+
+@attrs.define(kw_only=True)
+class Offer:
+    """A seller's listing. `status` is the seller's choice; availability is computed from stock."""
+
+    id: OfferId
+    seller_id: SubjectId
+    title: str
+    price: Money
+    delivery_type: DeliveryType
+    key_pool_id: PoolId | None
+    status: OfferStatus
+    created_at: datetime
+    updated_at: datetime
+
+    def __attrs_post_init__(self) -> None:
+        if not 1 <= len(self.title.strip()) <= MAX_TITLE_LENGTH:
+            raise InvalidInput.of("title", "invalid_length")
+        if self.delivery_type is DeliveryType.AUTO_KEY and self.key_pool_id is None:
+            raise InvalidInput.of("keyPoolId", "required_for_auto_key")
+
+    def publish(self, now: datetime) -> None:
+        """draft (or inactive) -> active. Publishing an active offer is a no-op."""
+        self.set_status(OfferStatus.ACTIVE, now)
+
+    def set_status(self, target: OfferStatus, now: datetime) -> None:
+        """Move between active and inactive; nothing goes back to draft."""
+        if target is OfferStatus.DRAFT and self.status is not OfferStatus.DRAFT:
+            raise IllegalTransition(
+                resource="offer", id=str(self.id), current=self.status, target=target
+            )
+        self.status, self.updated_at = target, now
+
+    def availability(self, available_keys: int) -> Availability:
+        in_stock = self.delivery_type is not DeliveryType.AUTO_KEY or available_keys > 0
+        return Availability.IN_STOCK if in_stock else Availability.OUT_OF_STOCK
+
+    def ensure_purchasable(self) -> PoolId:
+        """The pool to reserve keys from; OfferNotAvailable unless active and AUTO_KEY."""
+        if self.status is not OfferStatus.ACTIVE or self.key_pool_id is None:
+            raise OfferNotAvailable(offer_id=str(self.id))
+        return self.key_pool_id

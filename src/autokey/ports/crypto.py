@@ -36,4 +36,3 @@ class SecretHasher(Protocol):
     def digest(self, secret: str) -> bytes:
         """The stored form of a secret; deterministic, so it can be looked up."""
         ...
-

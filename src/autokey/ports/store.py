@@ -39,8 +39,7 @@ class PoolRepository(Protocol):
         """Store a new pool."""
         ...
 
-    async def get(self, pool_id: PoolId) -> KeyPool | None:
-        ...
+    async def get(self, pool_id: PoolId) -> KeyPool | None: ...
 
     async def list_for_seller(self, seller_id: SubjectId, page: PageRequest) -> Page[KeyPool]:
         """The seller's pools in id (creation) order."""
@@ -70,7 +69,7 @@ class KeyRepository(Protocol):
         """Persist a key's status, order and timestamps (never its material)."""
         ...
 
-    async def list(
+    async def list_in_pool(
         self, pool_id: PoolId, status: KeyStatus | None, page: PageRequest
     ) -> Page[Key]:
         """A pool's keys in id order, optionally of one status."""
@@ -102,15 +101,13 @@ class KeyRepository(Protocol):
 
 
 class OfferRepository(Protocol):
-    async def add(self, offer: Offer) -> None:
-        ...
+    async def add(self, offer: Offer) -> None: ...
 
     async def save(self, offer: Offer) -> None:
         """Persist every mutable field of an existing offer."""
         ...
 
-    async def get(self, offer_id: OfferId) -> Offer | None:
-        ...
+    async def get(self, offer_id: OfferId) -> Offer | None: ...
 
     async def list_for_seller(self, seller_id: SubjectId, page: PageRequest) -> Page[Offer]:
         """The seller's offers in id (creation) order."""
@@ -118,8 +115,7 @@ class OfferRepository(Protocol):
 
 
 class OrderRepository(Protocol):
-    async def add(self, order: Order) -> None:
-        ...
+    async def add(self, order: Order) -> None: ...
 
     async def save(self, order: Order) -> None:
         """Persist status, timestamps and cancel reason of an existing order."""
@@ -142,10 +138,9 @@ class OrderRepository(Protocol):
 
 
 class IdempotencyRepository(Protocol):
-    async def get(self, scope: str, key: str, *, for_update: bool = False) -> (
-        IdempotencyRecord | None
-    ):
-        ...
+    async def get(
+        self, scope: str, key: str, *, for_update: bool = False
+    ) -> IdempotencyRecord | None: ...
 
     async def insert(self, record: IdempotencyRecord) -> bool:
         """Insert unless a record with the same scope and key exists; True if inserted."""
@@ -159,8 +154,7 @@ class IdempotencyRepository(Protocol):
         """Mark the record completed with the response to replay."""
         ...
 
-    async def delete(self, scope: str, key: str) -> None:
-        ...
+    async def delete(self, scope: str, key: str) -> None: ...
 
     async def purge_expired(self, now: datetime) -> int:
         """Delete records whose retention ended; returns how many."""
@@ -172,7 +166,7 @@ class AuditLog(Protocol):
         """Append events; nothing is ever updated or deleted."""
         ...
 
-    async def list(self, pool_id: PoolId | None, page: PageRequest) -> Page[AuditEvent]:
+    async def list_events(self, pool_id: PoolId | None, page: PageRequest) -> Page[AuditEvent]:
         """Events of one pool (or all, for admins) in id order."""
         ...
 
@@ -205,5 +199,14 @@ class Store(Protocol):
         ...
 
     async def schema_version(self) -> int:
-        """The highest migration applied."""
+        """The highest migration applied (0 for a store without migrations)."""
+        ...
+
+    async def migrate(self) -> Sequence[int]:
+        """Apply pending numbered migrations in order and record them; returns the versions
+        applied now. Idempotent, and safe when several processes run it at once."""
+        ...
+
+    async def close(self) -> None:
+        """Release connections; the store is unusable afterwards."""
         ...

@@ -1,4 +1,4 @@
-"""Identifiers. All are UUIDs; new ones are time-ordered (UUIDv7) so ids double as keyset cursors."""
+"""Identifiers: UUIDs, time-ordered (UUIDv7) when new, so ids double as keyset cursors."""
 
 from typing import NewType
 from uuid import UUID

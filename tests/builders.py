@@ -1,0 +1,96 @@
+"""Small factories for domain objects in tests."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+
+from autokey.adapters.crypto import AesGcmKeyCipher, HmacBlindIndex
+from autokey.adapters.system import Uuid7Ids
+from autokey.domain.model.auth import ApiToken, Role
+from autokey.domain.model.ids import (
+    KeyId,
+    OfferId,
+    OrderId,
+    PoolId,
+    SubjectId,
+    TokenId,
+)
+from autokey.domain.model.keys import Key, KeyPool, KeyStatus
+from autokey.domain.model.offers import DeliveryType, Money, Offer, OfferStatus
+from autokey.domain.model.orders import Order, OrderStatus
+
+T0 = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
+_ids = Uuid7Ids()
+_cipher = AesGcmKeyCipher([bytes(range(32))])
+_index = HmacBlindIndex(bytes(range(32)))
+
+
+def new_uuid() -> uuid.UUID:
+    return _ids.new_id()
+
+
+def seller() -> SubjectId:
+    return SubjectId(uuid.uuid4())
+
+
+def pool(seller_id: SubjectId | None = None, name: str = "pool") -> KeyPool:
+    return KeyPool(id=PoolId(new_uuid()), seller_id=seller_id or seller(), name=name, created_at=T0)
+
+
+def key(pool_id: PoolId, plaintext: str | None = None) -> Key:
+    key_id = KeyId(new_uuid())
+    text = plaintext or f"KEY-{key_id.hex}"
+    return Key(
+        id=key_id,
+        pool_id=pool_id,
+        status=KeyStatus.AVAILABLE,
+        sealed=_cipher.seal(text, context=pool_id.bytes + key_id.bytes),
+        fingerprint=_index.fingerprint(text),
+        created_at=T0,
+    )
+
+
+def offer(
+    seller_id: SubjectId, pool_id: PoolId | None, status: OfferStatus = OfferStatus.ACTIVE
+) -> Offer:
+    return Offer(
+        id=OfferId(new_uuid()),
+        seller_id=seller_id,
+        title="A game",
+        price=Money(amount=Decimal("9.99"), currency="EUR"),
+        delivery_type=DeliveryType.AUTO_KEY if pool_id else DeliveryType.MANUAL,
+        key_pool_id=pool_id,
+        status=status,
+        created_at=T0,
+        updated_at=T0,
+    )
+
+
+def order(o: Offer, buyer: SubjectId, quantity: int = 1, ttl_s: int = 900) -> Order:
+    assert o.key_pool_id is not None
+    return Order(
+        id=OrderId(new_uuid()),
+        buyer_id=buyer,
+        seller_id=o.seller_id,
+        offer_id=o.id,
+        pool_id=o.key_pool_id,
+        quantity=quantity,
+        unit_price=o.price,
+        status=OrderStatus.PENDING,
+        created_at=T0,
+        updated_at=T0,
+        reserved_until=T0 + timedelta(seconds=ttl_s),
+    )
+
+
+def token(role: Role = Role.SELLER, subject: SubjectId | None = None) -> ApiToken:
+    return ApiToken(
+        id=TokenId(new_uuid()),
+        subject=subject or seller(),
+        role=role,
+        name="test",
+        secret_hash=uuid.uuid4().bytes * 2,
+        created_at=T0,
+    )

@@ -1,0 +1,98 @@
+"""Fixtures shared by every test: stores of each kind, crypto, a fixed clock."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, settings
+
+from autokey.adapters.crypto import AesGcmKeyCipher, HmacBlindIndex
+from autokey.adapters.memory.store import MemoryStore
+from autokey.adapters.system import Uuid7Ids
+from autokey.ports.store import Store
+from tests.services import scratch_postgres
+
+settings.register_profile(
+    "ci", deadline=None, suppress_health_check=[HealthCheck.too_slow], print_blob=True
+)
+settings.register_profile("dev", deadline=None, suppress_health_check=[HealthCheck.too_slow])
+settings.load_profile("ci" if os.environ.get("CI") else "dev")
+
+MASTER_KEY = bytes(range(32))
+
+
+class FakeClock:
+    """A clock the test moves by hand."""
+
+    def __init__(self, start: datetime | None = None) -> None:
+        self.current = start or datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
+
+    def now(self) -> datetime:
+        return self.current
+
+    def advance(self, seconds: float) -> None:
+        self.current += timedelta(seconds=seconds)
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()
+
+
+@pytest.fixture
+def ids() -> Uuid7Ids:
+    return Uuid7Ids()
+
+
+@pytest.fixture
+def cipher() -> AesGcmKeyCipher:
+    return AesGcmKeyCipher([MASTER_KEY])
+
+
+@pytest.fixture
+def blind_index() -> HmacBlindIndex:
+    return HmacBlindIndex(MASTER_KEY)
+
+
+async def open_store(kind: str, tmp_path: Path) -> AsyncIterator[Store]:
+    """A migrated, empty store of `kind`, closed (and dropped) afterwards."""
+    if kind == "memory":
+        yield MemoryStore()
+    elif kind == "sqlite":
+        from autokey.adapters.sqlite.store import SqliteStore
+
+        store = await SqliteStore.open(tmp_path / "contract.db")
+        await store.migrate()
+        try:
+            yield store
+        finally:
+            await store.close()
+    elif kind == "postgres":
+        from autokey.adapters.postgres.store import PostgresStore
+
+        async with scratch_postgres() as url:
+            store = await PostgresStore.open(url, min_size=1, max_size=8)
+            await store.migrate()
+            try:
+                yield store
+            finally:
+                await store.close()
+    else:
+        raise ValueError(kind)
+
+
+STORE_KINDS = [
+    pytest.param("memory"),
+    pytest.param("sqlite"),
+    pytest.param("postgres", marks=pytest.mark.postgres),
+]
+
+
+@pytest.fixture(params=STORE_KINDS)
+async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Store]:
+    async for opened in open_store(request.param, tmp_path):
+        yield opened

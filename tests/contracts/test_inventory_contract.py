@@ -1,0 +1,205 @@
+"""Contract of the store ports for tokens, pools and keys: memory, SQLite and PostgreSQL
+must all behave exactly like this."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import attrs
+import pytest
+
+from autokey.domain.model.auth import Role
+from autokey.domain.model.errors import DuplicateResource
+from autokey.domain.model.ids import OrderId
+from autokey.domain.model.keys import KeyStatus, PoolCounts
+from autokey.domain.model.pages import PageRequest
+from autokey.ports.store import Store
+from tests import builders as b
+
+
+class _Boom(Exception):
+    pass
+
+
+async def test_token_is_found_by_its_secret_hash_only(store: Store) -> None:
+    token = b.token(Role.BUYER)
+    async with store.transaction() as tx:
+        await tx.tokens.add(token)
+    async with store.transaction() as tx:
+        assert await tx.tokens.find_by_secret_hash(token.secret_hash) == token
+        assert await tx.tokens.find_by_secret_hash(b"\x00" * 32) is None
+
+
+async def test_adding_a_token_with_a_known_hash_is_a_duplicate(store: Store) -> None:
+    token = b.token()
+    async with store.transaction() as tx:
+        await tx.tokens.add(token)
+    clash = attrs.evolve(token, id=b.token().id, name="again")
+    with pytest.raises(DuplicateResource):
+        async with store.transaction() as tx:
+            await tx.tokens.add(clash)
+
+
+async def test_pool_round_trips_and_unknown_pool_is_none(store: Store) -> None:
+    pool = b.pool(name="Steam keys")
+    async with store.transaction() as tx:
+        await tx.pools.add(pool)
+    async with store.transaction() as tx:
+        assert await tx.pools.get(pool.id) == pool
+        assert await tx.pools.get(b.pool().id) is None
+        assert await tx.pools.counts(b.pool().id) == PoolCounts()
+
+
+async def test_pools_are_listed_per_seller_in_pages(store: Store) -> None:
+    owner = b.seller()
+    mine = [b.pool(owner, name=f"p{i}") for i in range(5)]
+    async with store.transaction() as tx:
+        for p in [*mine, b.pool()]:
+            await tx.pools.add(p)
+    async with store.transaction() as tx:
+        first = await tx.pools.list_for_seller(owner, PageRequest(limit=3))
+        assert [p.id for p in first.items] == [p.id for p in mine[:3]]
+        assert first.next_after == mine[2].id
+        rest = await tx.pools.list_for_seller(owner, PageRequest(limit=3, after=first.next_after))
+        assert [p.id for p in rest.items] == [p.id for p in mine[3:]]
+        assert rest.next_after is None
+
+
+async def test_a_rolled_back_transaction_leaves_nothing(store: Store) -> None:
+    pool = b.pool()
+    with pytest.raises(_Boom):
+        async with store.transaction() as tx:
+            await tx.pools.add(pool)
+            await tx.keys.add_new([b.key(pool.id)])
+            raise _Boom
+    async with store.transaction() as tx:
+        assert await tx.pools.get(pool.id) is None
+        assert await tx.pools.counts(pool.id) == PoolCounts()
+
+
+async def test_add_new_skips_fingerprints_stored_in_any_pool(store: Store) -> None:
+    p1, p2 = b.pool(), b.pool()
+    first = [b.key(p1.id, "AAAAA-1"), b.key(p1.id, "AAAAA-2")]
+    async with store.transaction() as tx:
+        await tx.pools.add(p1)
+        await tx.pools.add(p2)
+        assert await tx.keys.add_new(first) == {k.id for k in first}
+    again = [b.key(p2.id, "AAAAA-2"), b.key(p2.id, "AAAAA-3")]
+    async with store.transaction() as tx:
+        assert await tx.keys.add_new(again) == {again[1].id}
+        assert await tx.pools.counts(p1.id) == PoolCounts(available=2)
+        assert await tx.pools.counts(p2.id) == PoolCounts(available=1)
+
+
+async def test_a_key_round_trips_with_its_material(store: Store) -> None:
+    pool = b.pool()
+    key = b.key(pool.id)
+    async with store.transaction() as tx:
+        await tx.pools.add(pool)
+        await tx.keys.add_new([key])
+    async with store.transaction() as tx:
+        assert await tx.keys.get(key.id) == key
+        assert await tx.keys.get(b.key(pool.id).id) is None
+
+
+async def test_save_persists_status_but_not_material(store: Store) -> None:
+    pool = b.pool()
+    key = b.key(pool.id)
+    async with store.transaction() as tx:
+        await tx.pools.add(pool)
+        await tx.keys.add_new([key])
+    async with store.transaction() as tx:
+        loaded = await tx.keys.get(key.id, for_update=True)
+        assert loaded is not None
+        loaded.invalidate()
+        await tx.keys.save(loaded)
+    async with store.transaction() as tx:
+        again = await tx.keys.get(key.id)
+        assert again is not None
+        assert again.status is KeyStatus.INVALID
+        assert again.sealed == key.sealed
+        assert await tx.pools.counts(pool.id) == PoolCounts(invalid=1)
+
+
+async def test_keys_list_by_status_in_id_order_with_cursor(store: Store) -> None:
+    pool = b.pool()
+    keys = [b.key(pool.id) for _ in range(7)]
+    async with store.transaction() as tx:
+        await tx.pools.add(pool)
+        await tx.keys.add_new(keys)
+        doomed = await tx.keys.get(keys[1].id)
+        assert doomed is not None
+        doomed.invalidate()
+        await tx.keys.save(doomed)
+    async with store.transaction() as tx:
+        page = await tx.keys.list_in_pool(pool.id, KeyStatus.AVAILABLE, PageRequest(limit=4))
+        assert [k.id for k in page.items] == [keys[i].id for i in (0, 2, 3, 4)]
+        tail = await tx.keys.list_in_pool(
+            pool.id, KeyStatus.AVAILABLE, PageRequest(limit=4, after=page.next_after)
+        )
+        assert [k.id for k in tail.items] == [keys[5].id, keys[6].id]
+        assert tail.next_after is None
+        everything = await tx.keys.list_in_pool(pool.id, None, PageRequest(limit=100))
+        assert len(everything.items) == 7
+
+
+async def test_claim_reserves_oldest_keys_for_the_order(store: Store) -> None:
+    pool = b.pool()
+    keys = [b.key(pool.id) for _ in range(5)]
+    order_id = OrderId(b.new_uuid())
+    async with store.transaction() as tx:
+        await tx.pools.add(pool)
+        await tx.keys.add_new(keys)
+    async with store.transaction() as tx:
+        claimed = await tx.keys.claim(pool.id, order_id, 3, b.T0)
+    assert list(claimed) == [k.id for k in keys[:3]]
+    async with store.transaction() as tx:
+        assert await tx.pools.counts(pool.id) == PoolCounts(available=2, reserved=3)
+        mine = await tx.keys.for_order(order_id)
+        assert [k.id for k in mine] == [k.id for k in keys[:3]]
+        assert all(k.status is KeyStatus.RESERVED and k.order_id == order_id for k in mine)
+        assert await tx.keys.count_available(pool.id) == 2
+
+
+async def test_claim_returns_fewer_when_the_pool_runs_dry(store: Store) -> None:
+    pool = b.pool()
+    async with store.transaction() as tx:
+        await tx.pools.add(pool)
+        await tx.keys.add_new([b.key(pool.id), b.key(pool.id)])
+        claimed = await tx.keys.claim(pool.id, OrderId(b.new_uuid()), 5, b.T0)
+        assert len(claimed) == 2
+        assert await tx.keys.claim(pool.id, OrderId(b.new_uuid()), 1, b.T0) == []
+
+
+async def test_release_and_deliver_move_only_the_orders_reserved_keys(store: Store) -> None:
+    pool = b.pool()
+    keys = [b.key(pool.id) for _ in range(4)]
+    first, second = OrderId(b.new_uuid()), OrderId(b.new_uuid())
+    later = b.T0 + timedelta(minutes=5)
+    async with store.transaction() as tx:
+        await tx.pools.add(pool)
+        await tx.keys.add_new(keys)
+        await tx.keys.claim(pool.id, first, 2, b.T0)
+        await tx.keys.claim(pool.id, second, 1, b.T0)
+    async with store.transaction() as tx:
+        assert list(await tx.keys.release_order(first)) == [keys[0].id, keys[1].id]
+        assert list(await tx.keys.deliver_order(second, later)) == [keys[2].id]
+        assert await tx.keys.release_order(second) == []
+    async with store.transaction() as tx:
+        assert await tx.pools.counts(pool.id) == PoolCounts(available=3, delivered=1)
+        delivered = await tx.keys.for_order(second)
+        assert [(k.status, k.delivered_at) for k in delivered] == [(KeyStatus.DELIVERED, later)]
+        released = await tx.keys.get(keys[0].id)
+        assert released is not None
+        assert (released.order_id, released.status) == (None, KeyStatus.AVAILABLE)
+
+
+async def test_available_counts_covers_every_pool_asked(store: Store) -> None:
+    full, empty = b.pool(), b.pool()
+    async with store.transaction() as tx:
+        await tx.pools.add(full)
+        await tx.pools.add(empty)
+        await tx.keys.add_new([b.key(full.id) for _ in range(3)])
+    async with store.transaction() as tx:
+        counts = await tx.pools.available_counts([full.id, empty.id])
+    assert dict(counts) == {full.id: 3, empty.id: 0}

@@ -1,0 +1,161 @@
+"""Contract of the store ports for offers, orders, idempotency records and the audit log."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import attrs
+
+from autokey.domain.model.audit import AuditAction, AuditEvent
+from autokey.domain.model.idempotency import IdempotencyRecord, IdempotencyState, StoredResponse
+from autokey.domain.model.ids import EventId
+from autokey.domain.model.offers import OfferStatus
+from autokey.domain.model.orders import OrderStatus
+from autokey.domain.model.pages import PageRequest
+from autokey.ports.store import Store
+from tests import builders as b
+
+
+async def test_offer_round_trips_and_saves_changes(store: Store) -> None:
+    owner = b.seller()
+    pool = b.pool(owner)
+    offer = b.offer(owner, pool.id, OfferStatus.DRAFT)
+    async with store.transaction() as tx:
+        await tx.pools.add(pool)
+        await tx.offers.add(offer)
+    async with store.transaction() as tx:
+        assert await tx.offers.get(offer.id) == offer
+        offer.publish(b.T0 + timedelta(seconds=1))
+        offer.title = "Renamed"
+        await tx.offers.save(offer)
+    async with store.transaction() as tx:
+        assert await tx.offers.get(offer.id) == offer
+        assert await tx.offers.get(b.offer(owner, None).id) is None
+
+
+async def test_offers_are_listed_per_seller(store: Store) -> None:
+    owner = b.seller()
+    mine = [b.offer(owner, None) for _ in range(3)]
+    async with store.transaction() as tx:
+        for o in [*mine, b.offer(b.seller(), None)]:
+            await tx.offers.add(o)
+    async with store.transaction() as tx:
+        page = await tx.offers.list_for_seller(owner, PageRequest(limit=10))
+    assert [o.id for o in page.items] == [o.id for o in mine]
+
+
+async def test_order_round_trips_and_lists_newest_first_per_buyer(store: Store) -> None:
+    owner, buyer = b.seller(), b.seller()
+    pool = b.pool(owner)
+    offer = b.offer(owner, pool.id)
+    orders = [b.order(offer, buyer) for _ in range(4)]
+    async with store.transaction() as tx:
+        await tx.pools.add(pool)
+        await tx.offers.add(offer)
+        for o in [*orders, b.order(offer, b.seller())]:
+            await tx.orders.add(o)
+        orders[1].pay(b.T0)
+        await tx.orders.save(orders[1])
+    async with store.transaction() as tx:
+        assert await tx.orders.get(orders[1].id, for_update=True) == orders[1]
+        page = await tx.orders.list_for_buyer(buyer, None, PageRequest(limit=3))
+        assert [o.id for o in page.items] == [o.id for o in reversed(orders[1:])]
+        rest = await tx.orders.list_for_buyer(buyer, None, PageRequest(after=page.next_after))
+        assert [o.id for o in rest.items] == [orders[0].id]
+        paid = await tx.orders.list_for_buyer(buyer, OrderStatus.PAID, PageRequest())
+        assert [o.id for o in paid.items] == [orders[1].id]
+
+
+async def test_lock_expired_returns_pending_orders_past_their_reservation(store: Store) -> None:
+    owner, buyer = b.seller(), b.seller()
+    pool = b.pool(owner)
+    offer = b.offer(owner, pool.id)
+    short, long_, paid = (
+        b.order(offer, buyer, ttl_s=60),
+        b.order(offer, buyer),
+        b.order(offer, buyer, ttl_s=60),
+    )
+    paid.pay(b.T0)
+    async with store.transaction() as tx:
+        await tx.pools.add(pool)
+        await tx.offers.add(offer)
+        for o in (short, long_, paid):
+            await tx.orders.add(o)
+    async with store.transaction() as tx:
+        expired = await tx.orders.lock_expired(b.T0 + timedelta(seconds=120), limit=10)
+        assert [o.id for o in expired] == [short.id]
+        assert await tx.orders.lock_expired(b.T0, limit=10) == []
+
+
+def _record(key: str = "k1") -> IdempotencyRecord:
+    return IdempotencyRecord(
+        scope="buyer:1:POST /orders",
+        key=key,
+        fingerprint=b"\x01" * 32,
+        state=IdempotencyState.IN_FLIGHT,
+        created_at=b.T0,
+        locked_until=b.T0 + timedelta(seconds=60),
+        expires_at=b.T0 + timedelta(hours=24),
+    )
+
+
+async def test_idempotency_insert_is_first_wins_and_complete_stores_the_response(
+    store: Store,
+) -> None:
+    record = _record()
+    async with store.transaction() as tx:
+        assert await tx.idempotency.insert(record) is True
+        assert await tx.idempotency.insert(attrs.evolve(record, fingerprint=b"x" * 32)) is False
+    response = StoredResponse(status=201, body=b'{"id": "1"}')
+    async with store.transaction() as tx:
+        await tx.idempotency.complete(record.scope, record.key, response)
+    async with store.transaction() as tx:
+        stored = await tx.idempotency.get(record.scope, record.key, for_update=True)
+    assert stored == attrs.evolve(record, state=IdempotencyState.COMPLETED, response=response)
+
+
+async def test_idempotency_replace_delete_and_purge(store: Store) -> None:
+    old, fresh = _record("old"), _record("fresh")
+    async with store.transaction() as tx:
+        await tx.idempotency.insert(old)
+        await tx.idempotency.insert(fresh)
+        taken_over = attrs.evolve(fresh, locked_until=b.T0 + timedelta(minutes=5))
+        await tx.idempotency.replace(taken_over)
+    async with store.transaction() as tx:
+        assert await tx.idempotency.get(fresh.scope, fresh.key) == taken_over
+        await tx.idempotency.delete(fresh.scope, fresh.key)
+        assert await tx.idempotency.get(fresh.scope, fresh.key) is None
+        assert await tx.idempotency.purge_expired(b.T0 + timedelta(hours=25)) == 1
+        assert await tx.idempotency.get(old.scope, old.key) is None
+
+
+async def test_audit_events_append_and_list_per_pool(store: Store) -> None:
+    pool, other = b.pool(), b.pool()
+    key = b.key(pool.id)
+
+    def event(pool_id: object, action: AuditAction) -> AuditEvent:
+        return AuditEvent(
+            id=EventId(b.new_uuid()),
+            occurred_at=b.T0,
+            action=action,
+            actor=pool.seller_id,
+            pool_id=pool_id,  # type: ignore[arg-type]
+            key_ids=(key.id,),
+            details={"count": 1, "reason": "test"},
+        )
+
+    events = [
+        event(pool.id, AuditAction.KEYS_UPLOADED),
+        event(other.id, AuditAction.KEY_INVALIDATED),
+        event(pool.id, AuditAction.KEYS_REVEALED),
+    ]
+    async with store.transaction() as tx:
+        await tx.pools.add(pool)
+        await tx.pools.add(other)
+        await tx.audit.append(events)
+    async with store.transaction() as tx:
+        mine = await tx.audit.list_events(pool.id, PageRequest(limit=10))
+        assert list(mine.items) == [events[0], events[2]]
+        first = await tx.audit.list_events(None, PageRequest(limit=2))
+        assert list(first.items) == events[:2]
+        assert first.next_after == events[1].id

@@ -127,3 +127,34 @@ class Key:
         """RESERVED -> DELIVERED to the order that reserved it."""
         self._move(KeyStatus.DELIVERED)
         self.delivered_at = now
+
+
+MAX_REPORTED_LINE_ERRORS = 1000
+
+
+@attrs.frozen(kw_only=True)
+class LineError:
+    line: int
+    """1-based line of the upload (the array position for JSON uploads)."""
+    code: LineProblem
+
+
+@attrs.define(kw_only=True)
+class UploadReport:
+    """What an upload did, line by line. Never holds key text."""
+
+    added: int = 0
+    duplicates: int = 0
+    invalid: int = 0
+    errors: list[LineError] = attrs.Factory(list)
+    errors_truncated: bool = False
+
+    def reject(self, line: int, problem: LineProblem) -> None:
+        if problem is LineProblem.DUPLICATE:
+            self.duplicates += 1
+        else:
+            self.invalid += 1
+        if len(self.errors) < MAX_REPORTED_LINE_ERRORS:
+            self.errors.append(LineError(line=line, code=problem))
+        else:
+            self.errors_truncated = True

@@ -1,0 +1,1 @@
+"""Use cases: thin async orchestration of the domain model over the ports."""

@@ -1,0 +1,3 @@
+from autokey.entrypoints.cli import main
+
+raise SystemExit(main())

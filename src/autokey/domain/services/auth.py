@@ -1,0 +1,42 @@
+"""Issuing API tokens and resolving the principal behind one."""
+
+from __future__ import annotations
+
+import uuid
+
+from autokey.domain.model.auth import ApiToken, Principal, Role
+from autokey.domain.model.errors import Unauthenticated
+from autokey.domain.model.ids import SubjectId, TokenId
+from autokey.ports.crypto import SecretHasher
+from autokey.ports.store import Store
+from autokey.ports.system import Clock, IdGenerator
+
+
+class AuthService:
+    def __init__(self, store: Store, hasher: SecretHasher, clock: Clock, ids: IdGenerator) -> None:
+        self._store, self._hasher, self._clock, self._ids = store, hasher, clock, ids
+
+    async def issue_token(
+        self, role: Role, subject: SubjectId | None = None, name: str = ""
+    ) -> tuple[str, ApiToken]:
+        """Create a token; returns the secret (shown once, never stored) and its record."""
+        secret = self._hasher.new_secret()
+        token = ApiToken(
+            id=TokenId(self._ids.new_id()),
+            subject=subject or SubjectId(uuid.uuid4()),
+            role=role,
+            name=name,
+            secret_hash=self._hasher.digest(secret),
+            created_at=self._clock.now(),
+        )
+        async with self._store.transaction() as tx:
+            await tx.tokens.add(token)
+        return secret, token
+
+    async def authenticate(self, secret: str) -> Principal:
+        """The principal of a bearer secret; Unauthenticated if unknown or revoked."""
+        async with self._store.transaction() as tx:
+            token = await tx.tokens.find_by_secret_hash(self._hasher.digest(secret))
+        if token is None or token.revoked_at is not None:
+            raise Unauthenticated(reason="unknown_token")
+        return token.principal

@@ -1,0 +1,188 @@
+"""Key pools: creation, bulk upload, listing and invalidation of keys."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterable
+
+import attrs
+
+from autokey.domain.model.audit import AuditAction, AuditEvent
+from autokey.domain.model.auth import Principal, Role
+from autokey.domain.model.errors import InvalidInput, NotFound
+from autokey.domain.model.ids import EventId, KeyId, PoolId
+from autokey.domain.model.keys import (
+    Key,
+    KeyPool,
+    KeyStatus,
+    LineProblem,
+    PoolCounts,
+    UploadReport,
+    check_key_text,
+)
+from autokey.domain.model.pages import Page, PageRequest
+from autokey.ports.crypto import BlindIndex, KeyCipher
+from autokey.ports.store import Store, UnitOfWork
+from autokey.ports.system import Clock, IdGenerator
+
+MAX_POOL_NAME = 120
+
+
+def key_context(pool_id: PoolId, key_id: KeyId) -> bytes:
+    """Associated data that binds sealed key material to its row."""
+    return pool_id.bytes + key_id.bytes
+
+
+@attrs.frozen(kw_only=True)
+class PoolView:
+    pool: KeyPool
+    counts: PoolCounts
+
+
+async def owned_pool(tx: UnitOfWork, principal: Principal, pool_id: PoolId) -> KeyPool:
+    """The pool if the principal may manage it; NotFound otherwise (existence is not revealed)."""
+    principal.require(Role.SELLER, action="manage_key_pools")
+    pool = await tx.pools.get(pool_id)
+    if pool is None or not principal.owns(pool.seller_id):
+        raise NotFound(resource="key_pool", id=str(pool_id))
+    return pool
+
+
+class InventoryService:
+    def __init__(
+        self,
+        store: Store,
+        cipher: KeyCipher,
+        blind_index: BlindIndex,
+        clock: Clock,
+        ids: IdGenerator,
+        batch_size: int = 5000,
+    ) -> None:
+        self._store, self._cipher, self._index = store, cipher, blind_index
+        self._clock, self._ids, self._batch_size = clock, ids, batch_size
+
+    def _event(
+        self, principal: Principal, action: AuditAction, pool_id: PoolId, **details: str | int
+    ) -> AuditEvent:
+        return AuditEvent(
+            id=EventId(self._ids.new_id()),
+            occurred_at=self._clock.now(),
+            action=action,
+            actor=principal.subject,
+            pool_id=pool_id,
+            details=details,
+        )
+
+    async def create_pool(self, principal: Principal, name: str | None) -> PoolView:
+        principal.require(Role.SELLER, action="create_key_pool")
+        name = (name or "").strip() or "Key pool"
+        if len(name) > MAX_POOL_NAME:
+            raise InvalidInput.of("name", "too_long")
+        pool = KeyPool(
+            id=PoolId(self._ids.new_id()),
+            seller_id=principal.subject,
+            name=name,
+            created_at=self._clock.now(),
+        )
+        async with self._store.transaction() as tx:
+            await tx.pools.add(pool)
+        return PoolView(pool=pool, counts=PoolCounts())
+
+    async def get_pool(self, principal: Principal, pool_id: PoolId) -> PoolView:
+        async with self._store.transaction() as tx:
+            pool = await owned_pool(tx, principal, pool_id)
+            return PoolView(pool=pool, counts=await tx.pools.counts(pool_id))
+
+    async def list_pools(self, principal: Principal, page: PageRequest) -> Page[PoolView]:
+        principal.require(Role.SELLER, action="list_key_pools")
+        async with self._store.transaction() as tx:
+            pools = await tx.pools.list_for_seller(principal.subject, page)
+            views = [PoolView(pool=p, counts=await tx.pools.counts(p.id)) for p in pools.items]
+        return Page(items=views, next_after=pools.next_after)
+
+    async def upload(
+        self, principal: Principal, pool_id: PoolId, lines: AsyncIterable[tuple[int, str]]
+    ) -> tuple[UploadReport, PoolCounts]:
+        """Store every valid, new key of `lines` ((line number, raw text) pairs) or none.
+
+        Lines are trimmed; blank ones are ignored. Memory stays flat: keys are sealed and
+        written in batches inside one transaction.
+        """
+        report = UploadReport()
+        async with self._store.transaction() as tx:
+            await owned_pool(tx, principal, pool_id)
+            batch: dict[bytes, tuple[int, Key]] = {}
+            async for number, raw in lines:
+                text = raw.strip()
+                if not text:
+                    continue
+                problem = check_key_text(text)
+                if problem is not None:
+                    report.reject(number, problem)
+                    continue
+                fingerprint = self._index.fingerprint(text)
+                if fingerprint in batch:
+                    report.reject(number, LineProblem.DUPLICATE)
+                    continue
+                batch[fingerprint] = (number, self._seal(pool_id, text, fingerprint))
+                if len(batch) >= self._batch_size:
+                    await self._store_batch(tx, batch, report)
+            await self._store_batch(tx, batch, report)
+            if report.added:
+                await tx.audit.append(
+                    [self._event(principal, AuditAction.KEYS_UPLOADED, pool_id, count=report.added)]
+                )
+            counts = await tx.pools.counts(pool_id)
+        report.errors.sort(key=lambda e: e.line)
+        return report, counts
+
+    def _seal(self, pool_id: PoolId, text: str, fingerprint: bytes) -> Key:
+        key_id = KeyId(self._ids.new_id())
+        return Key(
+            id=key_id,
+            pool_id=pool_id,
+            status=KeyStatus.AVAILABLE,
+            sealed=self._cipher.seal(text, context=key_context(pool_id, key_id)),
+            fingerprint=fingerprint,
+            created_at=self._clock.now(),
+        )
+
+    @staticmethod
+    async def _store_batch(
+        tx: UnitOfWork, batch: dict[bytes, tuple[int, Key]], report: UploadReport
+    ) -> None:
+        if not batch:
+            return
+        stored = await tx.keys.add_new([key for _, key in batch.values()])
+        report.added += len(stored)
+        for number, key in batch.values():
+            if key.id not in stored:
+                report.reject(number, LineProblem.DUPLICATE)
+        batch.clear()
+
+    async def list_keys(
+        self, principal: Principal, pool_id: PoolId, status: KeyStatus | None, page: PageRequest
+    ) -> Page[Key]:
+        async with self._store.transaction() as tx:
+            await owned_pool(tx, principal, pool_id)
+            return await tx.keys.list_in_pool(pool_id, status, page)
+
+    async def invalidate_key(self, principal: Principal, pool_id: PoolId, key_id: KeyId) -> None:
+        """AVAILABLE -> INVALID. KeyNotAvailable for a reserved or delivered key."""
+        async with self._store.transaction() as tx:
+            await owned_pool(tx, principal, pool_id)
+            key = await tx.keys.get(key_id, for_update=True)
+            if key is None or key.pool_id != pool_id:
+                raise NotFound(resource="key", id=str(key_id))
+            if key.status is KeyStatus.INVALID:
+                return  # invalidating twice is a no-op
+            key.invalidate()
+            await tx.keys.save(key)
+            event = self._event(principal, AuditAction.KEY_INVALIDATED, pool_id)
+            await tx.audit.append([attrs.evolve(event, key_ids=(key_id,))])
+
+    async def pool_events(
+        self, principal: Principal, pool_id: PoolId, page: PageRequest
+    ) -> Page[AuditEvent]:
+        async with self._store.transaction() as tx:
+            await owned_pool(tx, principal, pool_id)
+            return await tx.audit.list_events(pool_id, page)

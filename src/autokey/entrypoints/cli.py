@@ -1,0 +1,106 @@
+"""`autokey serve | migrate | token create | g2a-sandbox`."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import sys
+import uuid
+from collections.abc import Sequence
+
+import structlog
+from aiohttp import web
+
+from autokey.domain.model.auth import Role
+from autokey.domain.model.ids import SubjectId
+from autokey.entrypoints import bootstrap
+from autokey.entrypoints.logging import configure_logging
+from autokey.entrypoints.settings import Settings, SettingsError, load_settings
+
+log = structlog.get_logger("autokey.cli")
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="autokey", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    serve = sub.add_parser("serve", help="run the HTTP service")
+    serve.add_argument("--host", help="bind address (default AUTOKEY_HOST or 127.0.0.1)")
+    serve.add_argument("--port", type=int, help="port (default AUTOKEY_PORT or 8080)")
+    sub.add_parser("migrate", help="apply pending database migrations")
+    token = sub.add_parser("token", help="manage API tokens").add_subparsers(
+        dest="token_command", required=True
+    )
+    create = token.add_parser("create", help="create a token and print it once as JSON")
+    create.add_argument("--role", choices=[r.value for r in Role], required=True)
+    create.add_argument("--subject", type=uuid.UUID, help="the seller/buyer id (default: new)")
+    create.add_argument("--name", default="", help="a label for the token")
+    sandbox = sub.add_parser("g2a-sandbox", help="run the local G2A simulator")
+    sandbox.add_argument("--host", default="127.0.0.1")
+    sandbox.add_argument("--port", type=int, default=8099)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        settings = load_settings(os.environ)
+    except SettingsError as exc:
+        print(f"autokey: {exc}", file=sys.stderr)
+        return 2
+    configure_logging(settings.log_level, settings.log_format.value)
+    if args.command == "serve":
+        return _serve(settings, args.host, args.port)
+    if args.command == "migrate":
+        return asyncio.run(_migrate(settings))
+    if args.command == "token":
+        return asyncio.run(_create_token(settings, Role(args.role), args.subject, args.name))
+    if args.command == "g2a-sandbox":
+        from autokey.entrypoints.g2a_cli import sandbox_main
+
+        return sandbox_main(args.host, args.port)
+    return 2
+
+
+def _serve(settings: Settings, host: str | None, port: int | None) -> int:
+    from autokey.entrypoints.web.app import serve_app
+
+    host, port = host or settings.host, settings.port if port is None else port
+    log.info(
+        "http.starting",
+        host=host,
+        port=port,
+        store=settings.database.kind.value,
+        env=settings.env.value,
+    )
+    web.run_app(serve_app(settings), host=host, port=port, print=None, access_log=None)
+    return 0
+
+
+async def _migrate(settings: Settings) -> int:
+    store = await bootstrap.open_store(settings)
+    try:
+        applied = await store.migrate()
+        log.info("db.migrated", applied=list(applied), version=await store.schema_version())
+    finally:
+        await store.close()
+    return 0
+
+
+async def _create_token(
+    settings: Settings, role: Role, subject: uuid.UUID | None, name: str
+) -> int:
+    from autokey.entrypoints.web.app import build_container
+
+    store = await bootstrap.open_store(settings)
+    try:
+        await store.migrate()
+        container = build_container(settings, store)
+        secret, token = await container.auth().issue_token(
+            role, SubjectId(subject) if subject else None, name
+        )
+    finally:
+        await store.close()
+    print(json.dumps({"token": secret, "subject": str(token.subject), "role": token.role.value}))
+    return 0

@@ -1,0 +1,51 @@
+"""The aiohttp application factory."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+from aiohttp import web
+
+from autokey.entrypoints import bootstrap
+from autokey.entrypoints.container import Container
+from autokey.entrypoints.settings import Settings, StoreKind
+from autokey.entrypoints.web import health, pools
+from autokey.entrypoints.web.context import CONTAINER, CONVERTER
+from autokey.entrypoints.web.problems import problem_middleware
+from autokey.entrypoints.web.schemas import make_http_converter
+
+MAX_JSON_BODY = 4 * 1024 * 1024
+
+
+def make_app(container: Container) -> web.Application:
+    """An app over an already-built container (tests pass one with a memory store)."""
+    app = web.Application(middlewares=[problem_middleware], client_max_size=MAX_JSON_BODY)
+    app[CONTAINER] = container
+    app[CONVERTER] = make_http_converter()
+    app.add_routes(health.routes)
+    app.add_routes(pools.routes)
+    return app
+
+
+def build_container(settings: Settings, store: object) -> Container:
+    return Container(settings=settings, store=store, master_keys=bootstrap.master_keys(settings))
+
+
+def serve_app(settings: Settings) -> web.Application:
+    """The production app: opens (and on the embedded default, migrates) the store on start."""
+    container = Container(settings=settings)
+    app = make_app(container)
+
+    async def resources(_app: web.Application) -> AsyncIterator[None]:
+        store = await bootstrap.open_store(settings)
+        if settings.database.kind is not StoreKind.POSTGRES:
+            await store.migrate()
+        container.store.override(store)
+        container.master_keys.override(bootstrap.master_keys(settings))
+        try:
+            yield
+        finally:
+            await store.close()
+
+    app.cleanup_ctx.append(resources)
+    return app

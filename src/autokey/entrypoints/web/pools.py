@@ -1,0 +1,106 @@
+"""Key pool routes: thin handlers over InventoryService."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+from aiohttp import web
+
+from autokey.domain.model.errors import InvalidInput, UploadTooLarge
+from autokey.domain.model.ids import KeyId, PoolId
+from autokey.domain.model.keys import KeyStatus
+from autokey.entrypoints.web.context import (
+    container,
+    json_response,
+    page_body,
+    page_request,
+    path_id,
+    principal,
+    read_json,
+)
+from autokey.entrypoints.web.schemas import (
+    CreatePoolIn,
+    KeyOut,
+    PoolOut,
+    UploadJsonIn,
+    UploadReportOut,
+)
+from autokey.entrypoints.web.uploads import numbered_lines
+
+MAX_JSON_KEYS = 10_000
+routes = web.RouteTableDef()
+
+
+def _pool_id(request: web.Request) -> PoolId:
+    return PoolId(path_id(request, "pool_id", "key_pool"))
+
+
+@routes.post("/key-pools")
+async def create_pool(request: web.Request) -> web.Response:
+    who = await principal(request)
+    body = await read_json(request, CreatePoolIn, optional=True)
+    view = await container(request).inventory().create_pool(who, body.name)
+    return json_response(request, PoolOut.of_view(view), status=201)
+
+
+@routes.get("/key-pools")
+async def list_pools(request: web.Request) -> web.Response:
+    who = await principal(request)
+    page = await container(request).inventory().list_pools(who, page_request(request))
+    return json_response(
+        request, page_body(request, page, [PoolOut.of_view(v) for v in page.items])
+    )
+
+
+@routes.get("/key-pools/{pool_id}")
+async def get_pool(request: web.Request) -> web.Response:
+    who = await principal(request)
+    view = await container(request).inventory().get_pool(who, _pool_id(request))
+    return json_response(request, PoolOut.of_view(view))
+
+
+@routes.post("/key-pools/{pool_id}/keys/upload")
+async def upload_keys(request: web.Request) -> web.Response:
+    who = await principal(request)
+    pool_id = _pool_id(request)
+    if request.content_type == "text/plain":
+        lines = numbered_lines(request.content)
+    elif request.content_type == "application/json":
+        body = await read_json(request, UploadJsonIn)
+        if len(body.keys) > MAX_JSON_KEYS:
+            raise UploadTooLarge(problems=(), limit=MAX_JSON_KEYS)
+        lines = _enumerate(body.keys)
+    else:
+        raise web.HTTPUnsupportedMediaType(reason="Send application/json or text/plain")
+    report, counts = await container(request).inventory().upload(who, pool_id, lines)
+    return json_response(request, UploadReportOut.from_report(report, counts))
+
+
+async def _enumerate(keys: list[str]) -> AsyncIterator[tuple[int, str]]:
+    for number, text in enumerate(keys, start=1):
+        yield number, text
+
+
+@routes.get("/key-pools/{pool_id}/keys")
+async def list_keys(request: web.Request) -> web.Response:
+    who = await principal(request)
+    status = None
+    if raw := request.query.get("status"):
+        try:
+            status = KeyStatus(raw.upper())
+        except ValueError:
+            raise InvalidInput.of("status", "unknown_status") from None
+    page = (
+        await container(request)
+        .inventory()
+        .list_keys(who, _pool_id(request), status, page_request(request))
+    )
+    return json_response(request, page_body(request, page, [KeyOut.of(k) for k in page.items]))
+
+
+@routes.delete("/key-pools/{pool_id}/keys/{key_id}")
+async def invalidate_key(request: web.Request) -> web.Response:
+    who = await principal(request)
+    key_id = KeyId(path_id(request, "key_id", "key"))
+    await container(request).inventory().invalidate_key(who, _pool_id(request), key_id)
+    return web.Response(status=204)

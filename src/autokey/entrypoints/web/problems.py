@@ -1,0 +1,148 @@
+"""RFC 9457 problem responses: one ordered table maps every error to status, code and title."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import attrs
+import structlog
+from aiohttp import web
+
+from autokey.domain.model import errors as e
+
+PROBLEM_TYPE_BASE = "https://autokey.dev/problems/"
+PROBLEM_CONTENT_TYPE = "application/problem+json"
+log = structlog.get_logger("autokey.http")
+
+
+@attrs.frozen
+class ProblemKind:
+    status: int
+    code: str
+    title: str
+
+
+# Most specific first: the first row whose class matches wins.
+ERROR_TABLE: tuple[tuple[type[Exception], ProblemKind], ...] = (
+    (e.UploadTooLarge, ProblemKind(413, "too_many_keys", "Too many keys in one JSON upload")),
+    (e.InvalidInput, ProblemKind(400, "invalid_input", "The request is not valid")),
+    (e.Unauthenticated, ProblemKind(401, "unauthenticated", "Authentication required")),
+    (e.Forbidden, ProblemKind(403, "forbidden", "Not allowed for this role")),
+    (e.NotFound, ProblemKind(404, "not_found", "Resource not found")),
+    (e.KeyNotAvailable, ProblemKind(409, "key_not_available", "The key is not available")),
+    (
+        e.IdempotencyInFlight,
+        ProblemKind(
+            409, "idempotency_in_flight", "A request with this Idempotency-Key is in progress"
+        ),
+    ),
+    (
+        e.IllegalTransition,
+        ProblemKind(409, "illegal_transition", "The resource's state does not allow this"),
+    ),
+    (e.DuplicateResource, ProblemKind(409, "duplicate", "The resource exists already")),
+    (e.Conflict, ProblemKind(409, "conflict", "Conflicting state")),
+    (
+        e.IdempotencyKeyReused,
+        ProblemKind(
+            422, "idempotency_key_reused", "Idempotency-Key reused with a different request"
+        ),
+    ),
+    (e.OfferNotAvailable, ProblemKind(400, "offer_not_available", "The offer is not available")),
+    (e.OutOfStock, ProblemKind(400, "out_of_stock", "Not enough keys in stock")),
+    (
+        e.PaymentsNotConfigured,
+        ProblemKind(501, "payments_not_configured", "No payment provider is configured"),
+    ),
+    (e.StoreUnavailable, ProblemKind(503, "store_unavailable", "The database is unavailable")),
+    (
+        e.UpstreamUnavailable,
+        ProblemKind(503, "upstream_unavailable", "The marketplace is unavailable"),
+    ),
+    (e.UpstreamError, ProblemKind(502, "upstream_error", "The marketplace call failed")),
+    (
+        e.KeyMaterialUnreadable,
+        ProblemKind(500, "key_material_unreadable", "Stored key material could not be decrypted"),
+    ),
+)
+INTERNAL = ProblemKind(500, "internal_error", "Internal server error")
+_HTTP_CODES = {
+    400: "bad_request",
+    404: "not_found",
+    405: "method_not_allowed",
+    413: "payload_too_large",
+    415: "unsupported_media_type",
+}
+
+
+def classify(error: Exception) -> ProblemKind:
+    for cls, kind in ERROR_TABLE:
+        if isinstance(error, cls):
+            return kind
+    return INTERNAL
+
+
+def _details(error: Exception) -> dict[str, Any]:
+    """Public fields of a domain error, camelCased; nothing for infrastructure errors."""
+    if not isinstance(error, e.DomainError):
+        return {}
+    fields = attrs.asdict(error, recurse=True)
+    if isinstance(error, e.InvalidInput):
+        fields["errors"] = fields.pop("problems")
+    return {_camel(k): v for k, v in fields.items()}
+
+
+def _camel(name: str) -> str:
+    head, *rest = name.split("_")
+    return head + "".join(p.title() for p in rest)
+
+
+def problem_response(
+    kind: ProblemKind,
+    *,
+    detail: str | None = None,
+    extra: dict[str, Any] | None = None,
+    headers: dict[str, str] | None = None,
+) -> web.Response:
+    body = {
+        "type": PROBLEM_TYPE_BASE + kind.code.replace("_", "-"),
+        "title": kind.title,
+        "status": kind.status,
+        "code": kind.code,
+        **({"detail": detail} if detail else {}),
+        **(extra or {}),
+    }
+    return web.Response(
+        status=kind.status,
+        text=json.dumps(body, default=str),
+        content_type=PROBLEM_CONTENT_TYPE,
+        headers=headers,
+    )
+
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+@web.middleware
+async def problem_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    try:
+        return await handler(request)
+    except e.AutokeyError as error:
+        kind = classify(error)
+        if kind.status >= 500:
+            log.error("http.request_failed", code=kind.code, error=type(error).__name__)
+        headers = {"WWW-Authenticate": "Bearer"} if kind.status == 401 else None
+        return problem_response(kind, extra=_details(error), headers=headers)
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        code = _HTTP_CODES.get(exc.status, "http_error")
+        return problem_response(
+            ProblemKind(exc.status, code, exc.reason),
+            headers={k: v for k, v in exc.headers.items() if k.lower() == "allow"},
+        )
+    except Exception:
+        log.exception("http.unhandled_error", path=request.path)
+        return problem_response(INTERNAL)

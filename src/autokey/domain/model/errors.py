@@ -14,10 +14,13 @@ RFC 9457 problems from a single ordered table.
     │   │   ├── KeyNotAvailable      only an AVAILABLE key can be invalidated or reserved
     │   │   ├── IllegalTransition    a state machine refused a transition
     │   │   ├── IdempotencyInFlight  same Idempotency-Key still being processed
+    │   │   ├── OrderNotPaid         only a PAID (or FULFILLED) order can be fulfilled
+    │   │   ├── ReservationExpired   the order's key reservation ran out before payment
     │   │   └── DuplicateResource    a unique value exists already
     │   ├── IdempotencyKeyReused     same Idempotency-Key, different request
     │   ├── OfferNotAvailable        offer inactive, draft or unknown to the buyer
     │   ├── OutOfStock               fewer available keys than asked for
+    │   ├── StockBusy                keys exist but other transactions hold them; retry soon
     │   └── PaymentsNotConfigured    no payment adapter in this deployment
     └── InfrastructureError          something outside the domain failed
         ├── StoreUnavailable         the database cannot be reached
@@ -110,6 +113,16 @@ class DuplicateResource(Conflict):
 
 
 @attrs.define(kw_only=True)
+class OrderNotPaid(Conflict):
+    status: str
+
+
+@attrs.define(kw_only=True)
+class ReservationExpired(Conflict):
+    pass
+
+
+@attrs.define(kw_only=True)
 class IdempotencyKeyReused(DomainError):
     key: str
 
@@ -124,6 +137,11 @@ class OutOfStock(DomainError):
     offer_id: str
     requested: int
     available: int
+
+
+@attrs.define(kw_only=True)
+class StockBusy(DomainError):
+    offer_id: str
 
 
 @attrs.define(kw_only=True)

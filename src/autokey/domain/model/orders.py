@@ -8,7 +8,12 @@ from datetime import datetime
 
 import attrs
 
-from autokey.domain.model.errors import IllegalTransition, InvalidInput
+from autokey.domain.model.errors import (
+    IllegalTransition,
+    InvalidInput,
+    OrderNotPaid,
+    ReservationExpired,
+)
 from autokey.domain.model.ids import OfferId, OrderId, PoolId, SubjectId
 from autokey.domain.model.offers import Money
 
@@ -70,15 +75,15 @@ class Order:
 
     def pay(self, now: datetime) -> None:
         """PENDING -> PAID. A reservation that has expired cannot be paid."""
-        if self.status is OrderStatus.PENDING and self.is_expired(now):
-            raise IllegalTransition(
-                resource="order", id=str(self.id), current="EXPIRED", target=OrderStatus.PAID
-            )
+        if self.is_expired(now):
+            raise ReservationExpired(resource="order", id=str(self.id))
         self._move(OrderStatus.PAID, now)
         self.paid_at = now
 
     def fulfill(self, now: datetime) -> None:
-        """PAID -> FULFILLED."""
+        """PAID -> FULFILLED; OrderNotPaid from PENDING or CANCELED."""
+        if self.status is not OrderStatus.PAID:
+            raise OrderNotPaid(resource="order", id=str(self.id), status=self.status)
         self._move(OrderStatus.FULFILLED, now)
         self.fulfilled_at = now
 

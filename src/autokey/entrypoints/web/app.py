@@ -2,19 +2,24 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from collections.abc import AsyncIterator
 
+import structlog
 from aiohttp import web
 
+from autokey.domain.model.errors import AutokeyError
 from autokey.entrypoints import bootstrap
 from autokey.entrypoints.container import Container
 from autokey.entrypoints.settings import Settings, StoreKind
-from autokey.entrypoints.web import health, pools
+from autokey.entrypoints.web import health, offers, orders, pools
 from autokey.entrypoints.web.context import CONTAINER, CONVERTER
 from autokey.entrypoints.web.problems import problem_middleware
 from autokey.entrypoints.web.schemas import make_http_converter
 
 MAX_JSON_BODY = 4 * 1024 * 1024
+log = structlog.get_logger("autokey.app")
 
 
 def make_app(container: Container) -> web.Application:
@@ -24,7 +29,22 @@ def make_app(container: Container) -> web.Application:
     app[CONVERTER] = make_http_converter()
     app.add_routes(health.routes)
     app.add_routes(pools.routes)
+    app.add_routes(offers.routes)
+    app.add_routes(orders.routes)
     return app
+
+
+async def sweep_forever(container: Container, interval_s: float) -> None:
+    """Release expired reservations every `interval_s`; survives database outages."""
+    orders, idempotency = container.orders(), container.idempotency()
+    while True:
+        try:
+            if expired := await orders.sweep_expired():
+                log.info("orders.expired_swept", count=expired)
+            await idempotency.purge()
+        except AutokeyError as error:
+            log.warning("orders.sweep_failed", error=type(error).__name__)
+        await asyncio.sleep(interval_s)
 
 
 def build_container(settings: Settings, store: object) -> Container:
@@ -42,9 +62,13 @@ def serve_app(settings: Settings) -> web.Application:
             await store.migrate()
         container.store.override(store)
         container.master_keys.override(bootstrap.master_keys(settings))
+        sweeper = asyncio.create_task(sweep_forever(container, settings.sweep_interval_s))
         try:
             yield
         finally:
+            sweeper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await sweeper
             await store.close()
 
     app.cleanup_ctx.append(resources)

@@ -30,7 +30,7 @@ def container(request: web.Request) -> Container:
 
 async def principal(request: web.Request) -> Principal:
     """The authenticated caller; Unauthenticated without a valid bearer token."""
-    if (cached := request.get(PRINCIPAL_KEY)) is not None:
+    if isinstance(cached := request.get(PRINCIPAL_KEY), Principal):
         return cached
     scheme, _, secret = request.headers.get("Authorization", "").partition(" ")
     if scheme.lower() != "bearer" or not secret.strip():

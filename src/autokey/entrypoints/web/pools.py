@@ -19,6 +19,7 @@ from autokey.entrypoints.web.context import (
     read_json,
 )
 from autokey.entrypoints.web.schemas import (
+    AuditEventOut,
     CreatePoolIn,
     KeyOut,
     PoolOut,
@@ -104,3 +105,16 @@ async def invalidate_key(request: web.Request) -> web.Response:
     key_id = KeyId(path_id(request, "key_id", "key"))
     await container(request).inventory().invalidate_key(who, _pool_id(request), key_id)
     return web.Response(status=204)
+
+
+@routes.get("/key-pools/{pool_id}/events")
+async def pool_events(request: web.Request) -> web.Response:
+    who = await principal(request)
+    page = (
+        await container(request)
+        .inventory()
+        .pool_events(who, _pool_id(request), page_request(request))
+    )
+    return json_response(
+        request, page_body(request, page, [AuditEventOut.of(e) for e in page.items])
+    )

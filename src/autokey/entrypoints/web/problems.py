@@ -25,48 +25,30 @@ class ProblemKind:
 
 
 # Most specific first: the first row whose class matches wins.
-ERROR_TABLE: tuple[tuple[type[Exception], ProblemKind], ...] = (
-    (e.UploadTooLarge, ProblemKind(413, "too_many_keys", "Too many keys in one JSON upload")),
-    (e.InvalidInput, ProblemKind(400, "invalid_input", "The request is not valid")),
-    (e.Unauthenticated, ProblemKind(401, "unauthenticated", "Authentication required")),
-    (e.Forbidden, ProblemKind(403, "forbidden", "Not allowed for this role")),
-    (e.NotFound, ProblemKind(404, "not_found", "Resource not found")),
-    (e.KeyNotAvailable, ProblemKind(409, "key_not_available", "The key is not available")),
-    (
-        e.IdempotencyInFlight,
-        ProblemKind(
-            409, "idempotency_in_flight", "A request with this Idempotency-Key is in progress"
-        ),
-    ),
-    (
-        e.IllegalTransition,
-        ProblemKind(409, "illegal_transition", "The resource's state does not allow this"),
-    ),
-    (e.DuplicateResource, ProblemKind(409, "duplicate", "The resource exists already")),
-    (e.Conflict, ProblemKind(409, "conflict", "Conflicting state")),
-    (
-        e.IdempotencyKeyReused,
-        ProblemKind(
-            422, "idempotency_key_reused", "Idempotency-Key reused with a different request"
-        ),
-    ),
-    (e.OfferNotAvailable, ProblemKind(400, "offer_not_available", "The offer is not available")),
-    (e.OutOfStock, ProblemKind(400, "out_of_stock", "Not enough keys in stock")),
-    (
-        e.PaymentsNotConfigured,
-        ProblemKind(501, "payments_not_configured", "No payment provider is configured"),
-    ),
-    (e.StoreUnavailable, ProblemKind(503, "store_unavailable", "The database is unavailable")),
-    (
-        e.UpstreamUnavailable,
-        ProblemKind(503, "upstream_unavailable", "The marketplace is unavailable"),
-    ),
-    (e.UpstreamError, ProblemKind(502, "upstream_error", "The marketplace call failed")),
-    (
-        e.KeyMaterialUnreadable,
-        ProblemKind(500, "key_material_unreadable", "Stored key material could not be decrypted"),
-    ),
+_ROWS: tuple[tuple[type[Exception], int, str, str], ...] = (
+    (e.UploadTooLarge, 413, "too_many_keys", "Too many keys in one JSON upload"),
+    (e.InvalidInput, 400, "invalid_input", "The request is not valid"),
+    (e.Unauthenticated, 401, "unauthenticated", "Authentication required"),
+    (e.Forbidden, 403, "forbidden", "Not allowed for this role"),
+    (e.NotFound, 404, "not_found", "Resource not found"),
+    (e.KeyNotAvailable, 409, "key_not_available", "The key is not available"),
+    (e.OrderNotPaid, 409, "order_not_paid", "The order is not paid"),
+    (e.ReservationExpired, 409, "reservation_expired", "The order's reservation has expired"),
+    (e.IdempotencyInFlight, 409, "idempotency_in_flight", "That Idempotency-Key is in use"),
+    (e.IllegalTransition, 409, "illegal_transition", "The resource's state forbids this"),
+    (e.DuplicateResource, 409, "duplicate", "The resource exists already"),
+    (e.Conflict, 409, "conflict", "Conflicting state"),
+    (e.IdempotencyKeyReused, 422, "idempotency_key_reused", "Idempotency-Key reused"),
+    (e.OfferNotAvailable, 400, "offer_not_available", "The offer is not available"),
+    (e.OutOfStock, 400, "out_of_stock", "Not enough keys in stock"),
+    (e.StockBusy, 503, "stock_busy", "Keys are momentarily busy; retry"),
+    (e.PaymentsNotConfigured, 501, "payments_not_configured", "No payment provider configured"),
+    (e.StoreUnavailable, 503, "store_unavailable", "The database is unavailable"),
+    (e.UpstreamUnavailable, 503, "upstream_unavailable", "The marketplace is unavailable"),
+    (e.UpstreamError, 502, "upstream_error", "The marketplace call failed"),
+    (e.KeyMaterialUnreadable, 500, "key_material_unreadable", "Key material unreadable"),
 )
+ERROR_TABLE = tuple((cls, ProblemKind(status, code, title)) for cls, status, code, title in _ROWS)
 INTERNAL = ProblemKind(500, "internal_error", "Internal server error")
 _HTTP_CODES = {
     400: "bad_request",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 from uuid import UUID
@@ -11,8 +12,13 @@ import cattrs
 from cattrs.cols import is_sequence, list_structure_factory
 from cattrs.gen import make_dict_structure_fn, make_dict_unstructure_fn, override
 
+from autokey.domain.model.audit import AuditEvent
 from autokey.domain.model.keys import Key, PoolCounts, UploadReport
+from autokey.domain.model.offers import Money
+from autokey.domain.model.orders import Order, OrderStatus
 from autokey.domain.services.inventory import PoolView
+from autokey.domain.services.offers import OfferView
+from autokey.domain.services.orders import DeliveredKey, OrderView
 
 
 def to_camel(name: str) -> str:
@@ -169,4 +175,153 @@ class UploadReportOut(CountsOut):
             errors=[LineErrorOut(line=e.line, code=e.code.value) for e in report.errors],
             errors_truncated=report.errors_truncated,
             **attrs.asdict(CountsOut.from_counts(counts)),
+        )
+
+
+@attrs.frozen(kw_only=True)
+class MoneyIO:
+    amount: str
+    currency: str
+
+    @classmethod
+    def of(cls, money: Money) -> MoneyIO:
+        return cls(amount=str(money.amount), currency=money.currency)
+
+    def to_domain(self) -> Money:
+        return Money.parse(self.amount, self.currency)
+
+
+@attrs.frozen(kw_only=True)
+class OfferDraftIn:
+    title: str
+    price: MoneyIO
+    delivery_type: str
+    id: UUID | None = None
+    key_pool_id: UUID | None = None
+
+
+@attrs.frozen(kw_only=True)
+class PublishIn:
+    offer_id: UUID
+
+
+@attrs.frozen(kw_only=True)
+class OfferStatusIn:
+    status: str
+
+
+@attrs.frozen(kw_only=True)
+class OfferOut:
+    id: UUID
+    seller_id: UUID
+    title: str
+    price: MoneyIO
+    delivery_type: str
+    key_pool_id: UUID | None
+    status: str
+    availability: str
+    auto_key_available_count: int
+    created_at: datetime
+    updated_at: datetime
+
+    @classmethod
+    def of(cls, view: OfferView) -> OfferOut:
+        o = view.offer
+        return cls(
+            id=o.id,
+            seller_id=o.seller_id,
+            title=o.title,
+            price=MoneyIO.of(o.price),
+            delivery_type=o.delivery_type.value,
+            key_pool_id=o.key_pool_id,
+            status=o.status.value,
+            availability=view.availability.value,
+            auto_key_available_count=view.available_keys,
+            created_at=o.created_at,
+            updated_at=o.updated_at,
+        )
+
+
+@attrs.frozen(kw_only=True)
+class CreateOrderIn:
+    offer_id: UUID
+    quantity: int = 1
+
+
+@attrs.frozen(kw_only=True)
+class DeliveredKeyOut:
+    id: UUID
+    key: str = attrs.field(repr=False)
+
+
+@attrs.frozen(kw_only=True)
+class OrderOut:
+    id: UUID
+    offer_id: UUID
+    buyer_id: UUID
+    seller_id: UUID
+    quantity: int
+    unit_price: MoneyIO
+    total: MoneyIO
+    status: str
+    created_at: datetime
+    updated_at: datetime
+    reserved_until: datetime
+    paid_at: datetime | None
+    fulfilled_at: datetime | None
+    canceled_at: datetime | None
+    cancel_reason: str | None
+    keys: list[DeliveredKeyOut] | None
+
+    @classmethod
+    def of(cls, order: Order, keys: Sequence[DeliveredKey] | None = None) -> OrderOut:
+        return cls(
+            id=order.id,
+            offer_id=order.offer_id,
+            buyer_id=order.buyer_id,
+            seller_id=order.seller_id,
+            quantity=order.quantity,
+            unit_price=MoneyIO.of(order.unit_price),
+            total=MoneyIO.of(order.total),
+            status=order.status.value,
+            created_at=order.created_at,
+            updated_at=order.updated_at,
+            reserved_until=order.reserved_until,
+            paid_at=order.paid_at,
+            fulfilled_at=order.fulfilled_at,
+            canceled_at=order.canceled_at,
+            cancel_reason=order.cancel_reason,
+            keys=None
+            if keys is None
+            else [DeliveredKeyOut(id=k.id, key=k.plaintext) for k in keys],
+        )
+
+    @classmethod
+    def of_view(cls, view: OrderView) -> OrderOut:
+        delivered = view.order.status is OrderStatus.FULFILLED
+        return cls.of(view.order, view.keys if delivered else None)
+
+
+@attrs.frozen(kw_only=True)
+class AuditEventOut:
+    id: UUID
+    occurred_at: datetime
+    action: str
+    actor: UUID | None
+    pool_id: UUID | None
+    order_id: UUID | None
+    key_ids: list[UUID]
+    details: dict[str, str | int]
+
+    @classmethod
+    def of(cls, event: AuditEvent) -> AuditEventOut:
+        return cls(
+            id=event.id,
+            occurred_at=event.occurred_at,
+            action=event.action.value,
+            actor=event.actor,
+            pool_id=event.pool_id,
+            order_id=event.order_id,
+            key_ids=list(event.key_ids),
+            details=dict(event.details),
         )

@@ -1,0 +1,127 @@
+"""Offers: drafts, publishing, status, and availability computed from live stock."""
+
+from __future__ import annotations
+
+import attrs
+
+from autokey.domain.model.auth import Principal, Role
+from autokey.domain.model.errors import InvalidInput, NotFound
+from autokey.domain.model.ids import OfferId, PoolId
+from autokey.domain.model.offers import (
+    Availability,
+    DeliveryType,
+    Money,
+    Offer,
+    OfferStatus,
+)
+from autokey.domain.model.pages import Page, PageRequest
+from autokey.ports.store import Store, UnitOfWork
+from autokey.ports.system import Clock, IdGenerator
+
+
+@attrs.frozen(kw_only=True)
+class OfferDraft:
+    """A seller's create-or-update request; `id` set means update."""
+
+    id: OfferId | None
+    title: str
+    price: Money
+    delivery_type: DeliveryType
+    key_pool_id: PoolId | None
+
+
+@attrs.frozen(kw_only=True)
+class OfferView:
+    offer: Offer
+    available_keys: int
+
+    @property
+    def availability(self) -> Availability:
+        return self.offer.availability(self.available_keys)
+
+
+async def _view(tx: UnitOfWork, offer: Offer) -> OfferView:
+    if offer.key_pool_id is None:
+        return OfferView(offer=offer, available_keys=0)
+    counts = await tx.pools.available_counts([offer.key_pool_id])
+    return OfferView(offer=offer, available_keys=counts[offer.key_pool_id])
+
+
+async def _owned_offer(tx: UnitOfWork, principal: Principal, offer_id: OfferId) -> Offer:
+    principal.require(Role.SELLER, action="manage_offers")
+    offer = await tx.offers.get(offer_id)
+    if offer is None or not principal.owns(offer.seller_id):
+        raise NotFound(resource="offer", id=str(offer_id))
+    return offer
+
+
+class OfferService:
+    def __init__(self, store: Store, clock: Clock, ids: IdGenerator) -> None:
+        self._store, self._clock, self._ids = store, clock, ids
+
+    async def save_draft(self, principal: Principal, draft: OfferDraft) -> OfferView:
+        """Create a draft, or update the fields of an existing offer (its status is kept)."""
+        principal.require(Role.SELLER, action="manage_offers")
+        now = self._clock.now()
+        async with self._store.transaction() as tx:
+            if draft.key_pool_id is not None:
+                pool = await tx.pools.get(draft.key_pool_id)
+                if pool is None or not principal.owns(pool.seller_id):
+                    raise InvalidInput.of("keyPoolId", "unknown_key_pool")
+            if draft.id is None:
+                offer = Offer(
+                    id=OfferId(self._ids.new_id()),
+                    seller_id=principal.subject,
+                    title=draft.title.strip(),
+                    price=draft.price,
+                    delivery_type=draft.delivery_type,
+                    key_pool_id=draft.key_pool_id,
+                    status=OfferStatus.DRAFT,
+                    created_at=now,
+                    updated_at=now,
+                )
+                await tx.offers.add(offer)
+            else:
+                current = await _owned_offer(tx, principal, draft.id)
+                offer = attrs.evolve(
+                    current,
+                    title=draft.title.strip(),
+                    price=draft.price,
+                    delivery_type=draft.delivery_type,
+                    key_pool_id=draft.key_pool_id,
+                    updated_at=now,
+                )
+                await tx.offers.save(offer)
+            return await _view(tx, offer)
+
+    async def set_status(
+        self, principal: Principal, offer_id: OfferId, status: OfferStatus
+    ) -> OfferView:
+        """Publish (draft -> active) or switch between active and inactive."""
+        async with self._store.transaction() as tx:
+            offer = await _owned_offer(tx, principal, offer_id)
+            offer.set_status(status, self._clock.now())
+            await tx.offers.save(offer)
+            return await _view(tx, offer)
+
+    async def list_for_seller(self, principal: Principal, page: PageRequest) -> Page[OfferView]:
+        principal.require(Role.SELLER, action="list_offers")
+        async with self._store.transaction() as tx:
+            offers = await tx.offers.list_for_seller(principal.subject, page)
+            pools = {o.key_pool_id for o in offers.items if o.key_pool_id is not None}
+            counts = await tx.pools.available_counts(pools)
+        views = [
+            OfferView(offer=o, available_keys=counts.get(o.key_pool_id, 0) if o.key_pool_id else 0)
+            for o in offers.items
+        ]
+        return Page(items=views, next_after=offers.next_after)
+
+    async def get(self, principal: Principal, offer_id: OfferId) -> OfferView:
+        """Anyone authenticated reads an active offer; drafts and inactive ones only their owner."""
+        async with self._store.transaction() as tx:
+            offer = await tx.offers.get(offer_id)
+            if offer is None or (
+                offer.status is not OfferStatus.ACTIVE and not principal.owns(offer.seller_id)
+            ):
+                raise NotFound(resource="offer", id=str(offer_id))
+            return await _view(tx, offer)

@@ -1,0 +1,225 @@
+"""Orders: reservation at creation, payment, atomic fulfillment, cancellation and expiry.
+
+Each use case is a step over one unit of work (`*_in(tx, ...)`), so the HTTP edge can run it
+inside the same transaction as its idempotency record; `transact` runs it standalone.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import timedelta
+
+import attrs
+
+from autokey.domain.model.audit import AuditAction, AuditEvent
+from autokey.domain.model.auth import Principal, Role
+from autokey.domain.model.errors import NotFound, OfferNotAvailable, OutOfStock, StockBusy
+from autokey.domain.model.ids import EventId, KeyId, OfferId, OrderId
+from autokey.domain.model.orders import Order, OrderStatus, check_quantity
+from autokey.domain.model.pages import Page, PageRequest
+from autokey.domain.services.inventory import key_context
+from autokey.domain.services.transactions import transact
+from autokey.ports.crypto import KeyCipher
+from autokey.ports.payments import PaymentGateway
+from autokey.ports.store import Store, UnitOfWork
+from autokey.ports.system import Clock, IdGenerator
+
+SWEEP_BATCH = 100
+
+
+@attrs.frozen(kw_only=True)
+class DeliveredKey:
+    id: KeyId
+    plaintext: str = attrs.field(repr=False)
+
+
+@attrs.frozen(kw_only=True)
+class OrderView:
+    order: Order
+    keys: tuple[DeliveredKey, ...] = ()
+    """Decrypted keys; only ever filled for a FULFILLED order shown to its buyer."""
+
+
+class OrderService:
+    def __init__(
+        self,
+        store: Store,
+        cipher: KeyCipher,
+        payments: PaymentGateway,
+        clock: Clock,
+        ids: IdGenerator,
+        reservation_ttl_s: int,
+    ) -> None:
+        self._store, self._cipher, self._payments = store, cipher, payments
+        self._clock, self._ids = clock, ids
+        self._ttl = timedelta(seconds=reservation_ttl_s)
+
+    def _event(
+        self,
+        actor: Principal | None,
+        action: AuditAction,
+        order: Order,
+        key_ids: Sequence[KeyId] = (),
+        **details: str | int,
+    ) -> AuditEvent:
+        return AuditEvent(
+            id=EventId(self._ids.new_id()),
+            occurred_at=self._clock.now(),
+            action=action,
+            actor=actor.subject if actor else None,
+            pool_id=order.pool_id,
+            order_id=order.id,
+            key_ids=tuple(key_ids),
+            details=details,
+        )
+
+    async def _own_order(
+        self, tx: UnitOfWork, principal: Principal, order_id: OrderId, *, lock: bool = False
+    ) -> Order:
+        principal.require(Role.BUYER, action="manage_orders")
+        order = await tx.orders.get(order_id, for_update=lock)
+        if order is None or not principal.owns(order.buyer_id):
+            raise NotFound(resource="order", id=str(order_id))
+        return order
+
+    async def create_in(
+        self, tx: UnitOfWork, principal: Principal, offer_id: OfferId, quantity: int
+    ) -> OrderView:
+        """Reserve `quantity` keys all-or-nothing. OutOfStock when the pool has too few;
+        StockBusy when enough exist but other transactions hold them (the caller retries)."""
+        principal.require(Role.BUYER, action="create_order")
+        check_quantity(quantity)
+        offer = await tx.offers.get(offer_id)
+        if offer is None:
+            raise OfferNotAvailable(offer_id=str(offer_id))
+        pool_id = offer.ensure_purchasable()
+        now = self._clock.now()
+        order = Order(
+            id=OrderId(self._ids.new_id()),
+            buyer_id=principal.subject,
+            seller_id=offer.seller_id,
+            offer_id=offer.id,
+            pool_id=pool_id,
+            quantity=quantity,
+            unit_price=offer.price,
+            status=OrderStatus.PENDING,
+            created_at=now,
+            updated_at=now,
+            reserved_until=now + self._ttl,
+        )
+        await tx.orders.add(order)
+        claimed = await tx.keys.claim(pool_id, order.id, quantity, now)
+        if len(claimed) < quantity:
+            available = len(claimed) + await tx.keys.count_available(pool_id)
+            if available >= quantity:
+                raise StockBusy(offer_id=str(offer_id))
+            raise OutOfStock(offer_id=str(offer_id), requested=quantity, available=available)
+        await tx.audit.append(
+            [
+                self._event(principal, AuditAction.ORDER_CREATED, order),
+                self._event(principal, AuditAction.KEYS_RESERVED, order, claimed),
+            ]
+        )
+        return OrderView(order=order)
+
+    async def pay_in(self, tx: UnitOfWork, principal: Principal, order_id: OrderId) -> OrderView:
+        """PENDING -> PAID through the payment gateway."""
+        order = await self._own_order(tx, principal, order_id, lock=True)
+        order.pay(self._clock.now())
+        reference = await self._payments.charge(order)
+        await tx.orders.save(order)
+        await tx.audit.append(
+            [self._event(principal, AuditAction.ORDER_PAID, order, payment=reference)]
+        )
+        return OrderView(order=order)
+
+    async def fulfill_in(
+        self, tx: UnitOfWork, principal: Principal, order_id: OrderId
+    ) -> OrderView:
+        """PAID -> FULFILLED, delivering the reserved keys; again on a FULFILLED order returns
+        the same keys. OrderNotPaid for PENDING or CANCELED orders."""
+        order = await self._own_order(tx, principal, order_id, lock=True)
+        if order.status is not OrderStatus.FULFILLED:
+            order.fulfill(self._clock.now())
+            delivered = await tx.keys.deliver_order(order.id, self._clock.now())
+            await tx.orders.save(order)
+            await tx.audit.append(
+                [
+                    self._event(principal, AuditAction.KEYS_DELIVERED, order, delivered),
+                    self._event(principal, AuditAction.ORDER_FULFILLED, order),
+                ]
+            )
+        return await self._reveal(tx, principal, order)
+
+    async def _reveal(self, tx: UnitOfWork, principal: Principal, order: Order) -> OrderView:
+        keys = await tx.keys.for_order(order.id)
+        revealed = tuple(
+            DeliveredKey(
+                id=k.id, plaintext=self._cipher.open(k.sealed, context=key_context(k.pool_id, k.id))
+            )
+            for k in keys
+        )
+        await tx.audit.append(
+            [self._event(principal, AuditAction.KEYS_REVEALED, order, [k.id for k in keys])]
+        )
+        return OrderView(order=order, keys=revealed)
+
+    async def cancel_in(self, tx: UnitOfWork, principal: Principal, order_id: OrderId) -> OrderView:
+        """PENDING -> CANCELED and its keys back to AVAILABLE; canceling twice is a no-op."""
+        order = await self._own_order(tx, principal, order_id, lock=True)
+        if order.status is not OrderStatus.CANCELED:
+            await self._cancel(
+                tx, principal, order, "canceled_by_buyer", AuditAction.ORDER_CANCELED
+            )
+        return OrderView(order=order)
+
+    async def _cancel(
+        self,
+        tx: UnitOfWork,
+        actor: Principal | None,
+        order: Order,
+        reason: str,
+        action: AuditAction,
+    ) -> None:
+        order.cancel(self._clock.now(), reason)
+        released = await tx.keys.release_order(order.id)
+        await tx.orders.save(order)
+        await tx.audit.append(
+            [
+                self._event(actor, action, order),
+                self._event(actor, AuditAction.KEYS_RELEASED, order, released),
+            ]
+        )
+
+    async def get(self, principal: Principal, order_id: OrderId) -> OrderView:
+        """The buyer's order; a FULFILLED one with its keys (each reveal is audited)."""
+
+        async def step(tx: UnitOfWork) -> OrderView:
+            order = await self._own_order(tx, principal, order_id)
+            if order.status is OrderStatus.FULFILLED:
+                return await self._reveal(tx, principal, order)
+            return OrderView(order=order)
+
+        return await transact(self._store, step)
+
+    async def list_for_buyer(
+        self, principal: Principal, status: OrderStatus | None, page: PageRequest
+    ) -> Page[Order]:
+        principal.require(Role.BUYER, action="list_orders")
+        async with self._store.transaction() as tx:
+            return await tx.orders.list_for_buyer(principal.subject, status, page)
+
+    async def sweep_expired(self) -> int:
+        """Cancel PENDING orders whose reservation ended and free their keys. Safe to run in
+        several processes at once: each takes only orders no other sweeper holds."""
+        total = 0
+        while True:
+            async with self._store.transaction() as tx:
+                expired = await tx.orders.lock_expired(self._clock.now(), SWEEP_BATCH)
+                for order in expired:
+                    await self._cancel(
+                        tx, None, order, "reservation_expired", AuditAction.ORDER_EXPIRED
+                    )
+            total += len(expired)
+            if len(expired) < SWEEP_BATCH:
+                return total

@@ -1,0 +1,121 @@
+"""Order routes. Writes honour an optional Idempotency-Key header."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Awaitable, Callable
+
+from aiohttp import web
+
+from autokey.domain.model.auth import Principal
+from autokey.domain.model.errors import InvalidInput
+from autokey.domain.model.idempotency import StoredResponse
+from autokey.domain.model.ids import OfferId, OrderId
+from autokey.domain.model.orders import OrderStatus
+from autokey.domain.services.orders import OrderView
+from autokey.domain.services.transactions import transact
+from autokey.entrypoints.web.context import (
+    container,
+    converter,
+    json_response,
+    page_body,
+    page_request,
+    path_id,
+    principal,
+    read_json,
+)
+from autokey.entrypoints.web.schemas import CreateOrderIn, OrderOut
+from autokey.ports.store import UnitOfWork
+
+routes = web.RouteTableDef()
+Step = Callable[[UnitOfWork], Awaitable[OrderView]]
+
+
+async def _respond(request: web.Request, who: Principal, step: Step, status: int) -> web.Response:
+    """Run `step` in a transaction; with an Idempotency-Key, exactly once per key."""
+
+    async def effect(tx: UnitOfWork) -> StoredResponse:
+        view = await step(tx)
+        body = json.dumps(converter(request).unstructure(OrderOut.of_view(view)))
+        return StoredResponse(status=status, body=body.encode())
+
+    key = request.headers.get("Idempotency-Key")
+    headers = {}
+    if key is None:
+        response = await transact(container(request).store(), effect)
+    else:
+        fingerprint = hashlib.sha256(
+            b"\n".join([request.method.encode(), request.path.encode(), await request.read()])
+        ).digest()
+        outcome = (
+            await container(request)
+            .idempotency()
+            .run(f"{who.role}:{who.subject}", key, fingerprint, effect)
+        )
+        response = outcome.response
+        headers["Idempotent-Replayed"] = "true" if outcome.replayed else "false"
+    return web.Response(
+        status=response.status,
+        body=response.body,
+        content_type="application/json",
+        headers=headers,
+    )
+
+
+def _order_id(request: web.Request) -> OrderId:
+    return OrderId(path_id(request, "order_id", "order"))
+
+
+@routes.post("/orders")
+async def create_order(request: web.Request) -> web.Response:
+    who = await principal(request)
+    body = await read_json(request, CreateOrderIn)
+    orders = container(request).orders()
+    return await _respond(
+        request,
+        who,
+        lambda tx: orders.create_in(tx, who, OfferId(body.offer_id), body.quantity),
+        201,
+    )
+
+
+@routes.post("/orders/{order_id}/pay")
+async def pay(request: web.Request) -> web.Response:
+    who, order_id = await principal(request), _order_id(request)
+    orders = container(request).orders()
+    return await _respond(request, who, lambda tx: orders.pay_in(tx, who, order_id), 200)
+
+
+@routes.post("/orders/{order_id}/fulfill")
+async def fulfill(request: web.Request) -> web.Response:
+    who, order_id = await principal(request), _order_id(request)
+    orders = container(request).orders()
+    return await _respond(request, who, lambda tx: orders.fulfill_in(tx, who, order_id), 200)
+
+
+@routes.post("/orders/{order_id}/cancel")
+async def cancel(request: web.Request) -> web.Response:
+    who, order_id = await principal(request), _order_id(request)
+    orders = container(request).orders()
+    return await _respond(request, who, lambda tx: orders.cancel_in(tx, who, order_id), 200)
+
+
+@routes.get("/orders/{order_id}")
+async def get_order(request: web.Request) -> web.Response:
+    who = await principal(request)
+    view = await container(request).orders().get(who, _order_id(request))
+    return json_response(request, OrderOut.of_view(view))
+
+
+@routes.get("/orders")
+async def list_orders(request: web.Request) -> web.Response:
+    who = await principal(request)
+    status = None
+    if raw := request.query.get("status"):
+        try:
+            status = OrderStatus(raw.upper())
+        except ValueError:
+            raise InvalidInput.of("status", "unknown_status") from None
+    page = await container(request).orders().list_for_buyer(who, status, page_request(request))
+    return json_response(request, page_body(request, page, [OrderOut.of(o) for o in page.items]))

@@ -1,0 +1,170 @@
+"""The pure domain model: state machines (exhaustively), validation, values."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from itertools import product
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from autokey.domain.model.errors import (
+    IllegalTransition,
+    InvalidInput,
+    KeyNotAvailable,
+    OrderNotPaid,
+    ReservationExpired,
+)
+from autokey.domain.model.ids import OrderId
+from autokey.domain.model.keys import (
+    KEY_TRANSITIONS,
+    KeyStatus,
+    LineProblem,
+    PoolCounts,
+    UploadReport,
+    check_key_text,
+)
+from autokey.domain.model.offers import Availability, Money, OfferStatus
+from autokey.domain.model.orders import ORDER_TRANSITIONS, OrderStatus, check_quantity
+from tests import builders as b
+
+
+def _key_in(status: KeyStatus):  # type: ignore[no-untyped-def]
+    key = b.key(b.pool().id)
+    key.status = status
+    return key
+
+
+@pytest.mark.parametrize(("start", "target"), list(product(KeyStatus, KeyStatus)))
+def test_every_key_transition_is_allowed_exactly_when_the_table_says(
+    start: KeyStatus, target: KeyStatus
+) -> None:
+    key = _key_in(start)
+    move = {
+        KeyStatus.RESERVED: lambda: key.reserve(OrderId(b.new_uuid()), b.T0),
+        KeyStatus.AVAILABLE: key.release,
+        KeyStatus.DELIVERED: lambda: key.deliver(b.T0),
+        KeyStatus.INVALID: key.invalidate,
+    }[target]
+    if target in KEY_TRANSITIONS[start]:
+        move()
+        assert key.status is target
+    else:
+        with pytest.raises((IllegalTransition, KeyNotAvailable)):
+            move()
+        assert key.status is start
+
+
+def test_only_available_keys_can_be_invalidated_with_a_clear_error() -> None:
+    for status in (KeyStatus.RESERVED, KeyStatus.DELIVERED):
+        with pytest.raises(KeyNotAvailable) as caught:
+            _key_in(status).invalidate()
+        assert caught.value.status == status
+
+
+def _order_in(status: OrderStatus):  # type: ignore[no-untyped-def]
+    owner = b.seller()
+    order = b.order(b.offer(owner, b.pool(owner).id), b.seller())
+    order.status = status
+    return order
+
+
+@pytest.mark.parametrize(("start", "target"), list(product(OrderStatus, OrderStatus)))
+def test_every_order_transition_is_allowed_exactly_when_the_table_says(
+    start: OrderStatus, target: OrderStatus
+) -> None:
+    order = _order_in(start)
+    moves = {
+        OrderStatus.PAID: lambda: order.pay(b.T0),
+        OrderStatus.FULFILLED: lambda: order.fulfill(b.T0),
+        OrderStatus.CANCELED: lambda: order.cancel(b.T0, "test"),
+    }
+    if target not in moves:
+        assert target not in {t for ts in ORDER_TRANSITIONS.values() for t in ts}
+        return
+    if target in ORDER_TRANSITIONS[start]:
+        moves[target]()
+        assert order.status is target
+    else:
+        with pytest.raises((IllegalTransition, OrderNotPaid)):
+            moves[target]()
+        assert order.status is start
+
+
+def test_an_expired_reservation_cannot_be_paid() -> None:
+    order = _order_in(OrderStatus.PENDING)
+    with pytest.raises(ReservationExpired):
+        order.pay(order.reserved_until)
+    assert order.is_expired(order.reserved_until)
+
+
+@pytest.mark.parametrize(
+    ("text", "problem"),
+    [
+        ("ABCDE", None),
+        ("A" * 256, None),
+        ("ÄÖÜ-ß-キー", None),
+        ("ABCD", LineProblem.INVALID_LENGTH),
+        ("A" * 257, LineProblem.INVALID_LENGTH),
+        ("ABC DE", LineProblem.INVALID_CHARACTERS),
+        ("ABC\tDE", LineProblem.INVALID_CHARACTERS),
+        ("ABC\x00DE", LineProblem.INVALID_CHARACTERS),
+        ("ABC\u200bDE", LineProblem.INVALID_CHARACTERS),
+        ("ABC\u00a0DE", LineProblem.INVALID_CHARACTERS),
+        ("ABC\udcffDE", LineProblem.INVALID_CHARACTERS),
+    ],
+)
+def test_key_text_rules(text: str, problem: LineProblem | None) -> None:
+    assert check_key_text(text) is problem
+
+
+@given(st.text(min_size=5, max_size=256))
+def test_accepted_keys_have_no_whitespace_or_control_characters(text: str) -> None:
+    if check_key_text(text) is None:
+        assert text.isprintable()
+        assert not any(ch.isspace() for ch in text)
+
+
+def test_upload_report_caps_its_error_list() -> None:
+    report = UploadReport()
+    for line in range(1, 1500):
+        report.reject(line, LineProblem.DUPLICATE)
+    assert (report.duplicates, len(report.errors), report.errors_truncated) == (1499, 1000, True)
+
+
+@pytest.mark.parametrize(
+    ("amount", "currency", "code"),
+    [
+        ("abc", "EUR", "not_a_decimal"),
+        ("-1", "EUR", "invalid_amount"),
+        ("1.00001", "EUR", "invalid_amount"),
+        ("NaN", "EUR", "invalid_amount"),
+        ("1", "eur", "invalid_currency"),
+        ("1", "EURO", "invalid_currency"),
+    ],
+)
+def test_money_rejects_bad_values(amount: str, currency: str, code: str) -> None:
+    with pytest.raises(InvalidInput) as caught:
+        Money.parse(amount, currency)
+    assert caught.value.problems[0].code == code
+
+
+def test_money_keeps_exact_decimals() -> None:
+    price = Money.parse("19.99", "EUR")
+    assert price.times(3) == Money(amount=Decimal("59.97"), currency="EUR")
+
+
+def test_quantity_bounds() -> None:
+    assert check_quantity(100) == 100
+    for bad in (0, 101, -1):
+        with pytest.raises(InvalidInput):
+            check_quantity(bad)
+
+
+def test_availability_follows_stock_not_status() -> None:
+    owner = b.seller()
+    offer = b.offer(owner, b.pool(owner).id, OfferStatus.ACTIVE)
+    assert offer.availability(0) is Availability.OUT_OF_STOCK
+    assert offer.availability(1) is Availability.IN_STOCK
+    assert PoolCounts(available=1, reserved=2, delivered=3, invalid=4).total == 10

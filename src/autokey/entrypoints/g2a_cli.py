@@ -1,0 +1,31 @@
+"""`autokey g2a-sandbox`: run the local G2A simulator until Ctrl-C."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+
+from autokey.adapters.g2a.simulator import FaultConfig, SimulatorConfig, serve_simulator
+from autokey.adapters.g2a.urls import is_loopback_host
+
+
+def sandbox_main(
+    host: str,
+    port: int,
+    *,
+    callback_url: str | None = None,
+    token_lifetime_s: int = 300,
+    faults: FaultConfig | None = None,
+) -> int:
+    """Serve the simulator on `host:port` (loopback only); returns the exit status."""
+    if not is_loopback_host(host):
+        print(f"autokey g2a-sandbox: refusing to listen on non-loopback host {host!r}")
+        return 2
+    config = SimulatorConfig(
+        callback_url=callback_url, token_lifetime_s=token_lifetime_s, faults=faults or FaultConfig()
+    )
+    shown = f"[{host}]" if ":" in host else host
+    print(f"G2A simulator on http://{shown}:{port} (Export API at /v1); Ctrl-C stops it")
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(serve_simulator(host, port, config))
+    return 0

@@ -1,0 +1,104 @@
+"""Fixtures for G2A over real HTTP: the simulator on a random loopback port, clients built
+against it, and real Redis (fails instead of skipping when AUTOKEY_REQUIRE_SERVICES=1)."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import AsyncIterator
+
+import aiohttp
+import pytest
+from g2a_it_support import (
+    CLIENT_ID,
+    CLIENT_SECRET,
+    EMAIL,
+    ClientFactory,
+    FakeClock,
+    g2a_config,
+    redis_url,
+)
+from prometheus_client import CollectorRegistry
+from redis.asyncio import Redis
+from redis.exceptions import RedisError
+
+from autokey.adapters.g2a.client import G2AMarketplaceClient
+from autokey.adapters.g2a.config import G2AConfig
+from autokey.adapters.g2a.metrics import G2AMetrics
+from autokey.adapters.g2a.retry import RetryPolicy
+from autokey.adapters.g2a.simulator import RunningSimulator, SimulatorConfig, start_simulator
+from autokey.adapters.memory.token_cache import MemoryTokenCache
+from autokey.ports.marketplace import TokenCache
+
+
+@pytest.fixture
+async def redis_client() -> AsyncIterator[Redis]:
+    """Real Redis; skips when unreachable, or fails when AUTOKEY_REQUIRE_SERVICES=1."""
+    client = Redis.from_url(redis_url(), socket_connect_timeout=1, socket_timeout=1)
+    try:
+        await client.ping()
+    except (RedisError, OSError) as exc:
+        await client.aclose()
+        message = f"Redis unreachable at {redis_url()}: {type(exc).__name__}"
+        if os.environ.get("AUTOKEY_REQUIRE_SERVICES") == "1":
+            pytest.fail(message)
+        pytest.skip(message)
+    yield client
+    await client.aclose()
+
+
+@pytest.fixture
+async def redis_prefix(redis_client: Redis) -> AsyncIterator[str]:
+    """A key prefix unique to the test; its keys are deleted afterwards."""
+    prefix = f"autokey-test:{uuid.uuid4().hex}:g2a:token:"
+    yield prefix
+    keys = [key async for key in redis_client.scan_iter(match=f"{prefix}*")]
+    if keys:
+        await redis_client.delete(*keys)
+
+
+@pytest.fixture
+def sim_config() -> SimulatorConfig:
+    return SimulatorConfig(client_id=CLIENT_ID, client_secret=CLIENT_SECRET, email=EMAIL)
+
+
+@pytest.fixture
+async def simulator(sim_config: SimulatorConfig) -> AsyncIterator[RunningSimulator]:
+    running = await start_simulator(sim_config)
+    yield running
+    await running.stop()
+
+
+@pytest.fixture
+async def session() -> AsyncIterator[aiohttp.ClientSession]:
+    async with aiohttp.ClientSession() as s:
+        yield s
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()
+
+
+@pytest.fixture
+def make_client(
+    simulator: RunningSimulator, session: aiohttp.ClientSession, clock: FakeClock
+) -> ClientFactory:
+    def build(
+        *,
+        config: G2AConfig | None = None,
+        cache: TokenCache | None = None,
+        policy: RetryPolicy | None = None,
+        metrics: G2AMetrics | None = None,
+        **config_kw: object,
+    ) -> G2AMarketplaceClient:
+        return G2AMarketplaceClient(
+            session=session,
+            config=config or g2a_config(simulator.url, **config_kw),  # type: ignore[arg-type]
+            token_cache=cache or MemoryTokenCache(),
+            retry_policy=policy or RetryPolicy.no_wait(),
+            metrics=metrics or G2AMetrics(CollectorRegistry()),
+            clock=clock,
+        )
+
+    return build

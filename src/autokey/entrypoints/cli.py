@@ -29,6 +29,7 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--host", help="bind address (default AUTOKEY_HOST or 127.0.0.1)")
     serve.add_argument("--port", type=int, help="port (default AUTOKEY_PORT or 8080)")
     sub.add_parser("migrate", help="apply pending database migrations")
+    sub.add_parser("sweep", help="cancel expired reservations once (for cron)")
     token = sub.add_parser("token", help="manage API tokens").add_subparsers(
         dest="token_command", required=True
     )
@@ -54,6 +55,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _serve(settings, args.host, args.port)
     if args.command == "migrate":
         return asyncio.run(_migrate(settings))
+    if args.command == "sweep":
+        return asyncio.run(_sweep(settings))
     if args.command == "token":
         return asyncio.run(_create_token(settings, Role(args.role), args.subject, args.name))
     if args.command == "g2a-sandbox":
@@ -85,6 +88,21 @@ async def _migrate(settings: Settings) -> int:
         log.info("db.migrated", applied=list(applied), version=await store.schema_version())
     finally:
         await store.close()
+    return 0
+
+
+async def _sweep(settings: Settings) -> int:
+    from autokey.entrypoints.web.app import build_container
+
+    store = await bootstrap.open_store(settings)
+    try:
+        container = build_container(settings, store)
+        swept = await container.orders().sweep_expired()
+        purged = await container.idempotency().purge()
+    finally:
+        await store.close()
+    log.info("orders.expired_swept", count=swept, idempotency_purged=purged)
+    print(json.dumps({"expired": swept, "idempotencyPurged": purged}))
     return 0
 
 

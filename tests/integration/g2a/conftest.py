@@ -9,15 +9,6 @@ from collections.abc import AsyncIterator
 
 import aiohttp
 import pytest
-from g2a_it_support import (
-    CLIENT_ID,
-    CLIENT_SECRET,
-    EMAIL,
-    ClientFactory,
-    FakeClock,
-    g2a_config,
-    redis_url,
-)
 from prometheus_client import CollectorRegistry
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
@@ -29,6 +20,15 @@ from autokey.adapters.g2a.retry import RetryPolicy
 from autokey.adapters.g2a.simulator import RunningSimulator, SimulatorConfig, start_simulator
 from autokey.adapters.memory.token_cache import MemoryTokenCache
 from autokey.ports.marketplace import TokenCache
+from tests.integration.g2a.g2a_it_support import (
+    CLIENT_ID,
+    CLIENT_SECRET,
+    EMAIL,
+    ClientFactory,
+    FakeClock,
+    g2a_config,
+    redis_url,
+)
 
 
 @pytest.fixture

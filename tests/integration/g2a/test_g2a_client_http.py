@@ -12,15 +12,6 @@ import attrs
 import pytest
 import structlog
 from aiohttp import web
-from g2a_it_support import (
-    CLIENT_ID,
-    CLIENT_SECRET,
-    EMAIL,
-    ClientFactory,
-    FakeClock,
-    g2a_config,
-    set_faults,
-)
 from prometheus_client import CollectorRegistry
 
 from autokey.adapters.g2a.auth import export_api_key
@@ -47,6 +38,15 @@ from autokey.domain.model.marketplace import (
     MarketplaceOrderStatus,
     ProductFilters,
     TokenSource,
+)
+from tests.integration.g2a.g2a_it_support import (
+    CLIENT_ID,
+    CLIENT_SECRET,
+    EMAIL,
+    ClientFactory,
+    FakeClock,
+    g2a_config,
+    set_faults,
 )
 
 ONE_RETRY_AFTER = RetryPolicy(

@@ -12,7 +12,6 @@ from pathlib import Path
 
 import pytest
 import structlog
-from g2a_it_support import CLIENT_ID, CLIENT_SECRET, EMAIL, ClientFactory, redis_url
 from prometheus_client import CollectorRegistry
 from redis.asyncio import Redis
 
@@ -22,6 +21,13 @@ from autokey.adapters.g2a.simulator import RunningSimulator
 from autokey.adapters.memory.token_cache import MemoryTokenCache
 from autokey.adapters.redis.token_cache import RedisTokenCache
 from autokey.domain.model.marketplace import AccessToken, MarketplaceEnvironment, TokenSource
+from tests.integration.g2a.g2a_it_support import (
+    CLIENT_ID,
+    CLIENT_SECRET,
+    EMAIL,
+    ClientFactory,
+    redis_url,
+)
 
 pytestmark = pytest.mark.redis
 ENV = MarketplaceEnvironment.SANDBOX

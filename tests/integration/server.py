@@ -1,0 +1,96 @@
+"""Real `autokey serve` processes for end-to-end tests."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import socket
+import subprocess
+import sys
+from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager
+
+import aiohttp
+
+TEST_ENCRYPTION_KEY = "00" * 16 + "11" * 16
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def server_env(database_url: str, **extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AUTOKEY_", "G2A_"))}
+    env.update(
+        AUTOKEY_DATABASE_URL=database_url,
+        ENCRYPTION_KEY=TEST_ENCRYPTION_KEY,
+        AUTOKEY_LOG_FORMAT="json",
+        AUTOKEY_LOG_LEVEL="warning",
+        **extra,
+    )
+    return env
+
+
+def autokey(*args: str, env: Mapping[str, str]) -> str:
+    """Run an autokey CLI command to completion; its stdout."""
+    done = subprocess.run(  # noqa: S603
+        [sys.executable, "-m", "autokey", *args],
+        env=dict(env),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    return done.stdout
+
+
+def token(role: str, env: Mapping[str, str]) -> str:
+    return str(json.loads(autokey("token", "create", "--role", role, env=env))["token"])
+
+
+@asynccontextmanager
+async def serve(env: Mapping[str, str]) -> AsyncIterator[str]:
+    """Start `autokey serve` on a free loopback port; yield its base URL; stop it after."""
+    port = free_port()
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "autokey",
+        "serve",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        env=dict(env),
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        async with aiohttp.ClientSession() as session:
+            for _ in range(150):
+                if process.returncode is not None:
+                    assert process.stderr is not None
+                    raise RuntimeError(f"autokey serve exited: {await process.stderr.read()!r}")
+                try:
+                    async with session.get(f"{base}/health") as response:
+                        if response.status == 200:
+                            break
+                except aiohttp.ClientConnectionError:
+                    pass
+                await asyncio.sleep(0.1)
+            else:
+                raise RuntimeError("autokey serve did not become healthy")
+        yield base
+    finally:
+        if process.returncode is None:
+            process.terminate()
+            try:
+                await asyncio.wait_for(process.wait(), timeout=10)
+            except TimeoutError:
+                process.kill()
+                await process.wait()

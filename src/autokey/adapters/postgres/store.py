@@ -1,0 +1,1015 @@
+"""PostgreSQL store: psycopg 3 async over a `psycopg_pool.AsyncConnectionPool`.
+
+Every unit of work is one READ COMMITTED transaction on one pooled connection. Concurrency
+comes from row locks, not from isolation level: `claim` and `lock_expired` take rows with
+`FOR UPDATE SKIP LOCKED`, so concurrent buyers and sweepers never wait on each other.
+
+Driver errors are translated at the repository boundary (see `_translated`): connection
+and operational failures become `StoreUnavailable`, unique violations `DuplicateResource`,
+foreign-key violations `NotFound` of the referenced resource. Nothing from psycopg escapes.
+
+SQL lives in the module constants below (psycopg prepares a statement server-side after a
+few executions, keyed by its text, so each query must be one stable string).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import AsyncIterator, Callable, Collection, Iterator, Mapping, Sequence
+from contextlib import asynccontextmanager, contextmanager
+from datetime import datetime
+from importlib import resources
+from typing import Any, Final, TypeVar
+from uuid import UUID
+
+import attrs
+import psycopg
+from psycopg import errors as pg_errors
+from psycopg.rows import TupleRow
+from psycopg.types.json import Jsonb
+from psycopg_pool import AsyncConnectionPool
+
+from autokey.domain.model.audit import AuditAction, AuditEvent
+from autokey.domain.model.auth import ApiToken, Role
+from autokey.domain.model.errors import DuplicateResource, NotFound, StoreUnavailable
+from autokey.domain.model.idempotency import IdempotencyRecord, IdempotencyState, StoredResponse
+from autokey.domain.model.ids import (
+    EventId,
+    KeyId,
+    OfferId,
+    OrderId,
+    PoolId,
+    SubjectId,
+    TokenId,
+)
+from autokey.domain.model.keys import Key, KeyPool, KeyStatus, PoolCounts
+from autokey.domain.model.offers import DeliveryType, Money, Offer, OfferStatus
+from autokey.domain.model.orders import Order, OrderStatus
+from autokey.domain.model.pages import Page, PageRequest
+from autokey.ports.store import (
+    AuditLog,
+    IdempotencyRepository,
+    KeyRepository,
+    OfferRepository,
+    OrderRepository,
+    PoolRepository,
+    Store,
+    TokenRepository,
+    UnitOfWork,
+)
+
+STORE_NAME: Final = "postgres"
+
+T = TypeVar("T")
+
+Conn = psycopg.AsyncConnection[TupleRow]
+
+# Keyset cursors: "after nothing" is expressed as after the nil UUID (ascending) or before
+# the max UUID (descending), so each listing is one statement whatever the cursor.
+_MIN_UUID: Final = UUID(int=0)
+_MAX_UUID: Final = UUID(int=(1 << 128) - 1)
+
+# ---------------------------------------------------------------------------------------
+# Error translation
+# ---------------------------------------------------------------------------------------
+
+
+# Foreign keys (named in 0001_initial.sql) -> the resource a violation failed to find.
+_REFERENCED: Final[Mapping[str, str]] = {
+    "keys_pool_id_fkey": "pool",
+    "offers_key_pool_id_fkey": "pool",
+    "orders_offer_id_fkey": "offer",
+    "orders_pool_id_fkey": "pool",
+}
+
+
+@contextmanager
+def _translated(
+    resource: str = "", id: str = "", *, refs: Mapping[str, str] | None = None
+) -> Iterator[None]:
+    """Re-raise psycopg errors as port errors.
+
+    `resource`/`id` name what a unique violation would duplicate; `refs` gives, per
+    referenced resource, the id a foreign-key violation failed to find.
+    """
+    try:
+        yield
+    except pg_errors.UniqueViolation as exc:
+        raise DuplicateResource(resource=resource, id=id) from exc
+    except pg_errors.ForeignKeyViolation as exc:
+        missing = _REFERENCED.get(exc.diag.constraint_name or "", "")
+        raise NotFound(resource=missing, id=(refs or {}).get(missing, "")) from exc
+    except psycopg.Error as exc:
+        # Operational trouble (lost connection, pool timeout, admin shutdown, deadlock,
+        # serialization failure) and anything else the driver raises: the request may
+        # succeed later, and the cause stays chained for the logs.
+        raise StoreUnavailable(store=STORE_NAME) from exc
+
+
+class _Sql:
+    """A connection plus the three ways repositories talk to it, all translated."""
+
+    def __init__(self, conn: Conn) -> None:
+        self._conn = conn
+
+    async def _all(self, query: str, params: Sequence[Any] | Mapping[str, Any]) -> list[TupleRow]:
+        with _translated():
+            cur = await self._conn.execute(query, params)
+            return await cur.fetchall()
+
+    async def _one(self, query: str, params: Sequence[Any] | Mapping[str, Any]) -> TupleRow | None:
+        with _translated():
+            cur = await self._conn.execute(query, params)
+            return await cur.fetchone()
+
+    async def _run(
+        self,
+        query: str,
+        params: Sequence[Any] | Mapping[str, Any],
+        *,
+        refs: Mapping[str, str] | None = None,
+    ) -> int:
+        """Execute a write; returns the number of rows it touched."""
+        with _translated(refs=refs):
+            cur = await self._conn.execute(query, params)
+            return cur.rowcount
+
+
+def _page(items: list[T], limit: int, cursor: Callable[[T], UUID]) -> Page[T]:
+    """`items` were fetched with LIMIT limit+1: an extra row means there is a next page."""
+    if len(items) > limit:
+        del items[limit:]
+        return Page(items=items, next_after=cursor(items[-1]) if items else None)
+    return Page(items=items, next_after=None)
+
+
+# ---------------------------------------------------------------------------------------
+# Row -> domain conversion: one small function per entity, columns in query order.
+# ---------------------------------------------------------------------------------------
+
+
+def _token_from_row(row: TupleRow) -> ApiToken:
+    return ApiToken(
+        id=TokenId(row[0]),
+        subject=SubjectId(row[1]),
+        role=Role(row[2]),
+        name=row[3],
+        secret_hash=bytes(row[4]),
+        created_at=row[5],
+        revoked_at=row[6],
+    )
+
+
+def _pool_from_row(row: TupleRow) -> KeyPool:
+    return KeyPool(id=PoolId(row[0]), seller_id=SubjectId(row[1]), name=row[2], created_at=row[3])
+
+
+def _key_from_row(row: TupleRow) -> Key:
+    return Key(
+        id=KeyId(row[0]),
+        pool_id=PoolId(row[1]),
+        status=KeyStatus(row[2]),
+        sealed=bytes(row[3]),
+        fingerprint=bytes(row[4]),
+        created_at=row[5],
+        order_id=None if row[6] is None else OrderId(row[6]),
+        reserved_at=row[7],
+        delivered_at=row[8],
+    )
+
+
+def _offer_from_row(row: TupleRow) -> Offer:
+    return Offer(
+        id=OfferId(row[0]),
+        seller_id=SubjectId(row[1]),
+        title=row[2],
+        price=Money(amount=row[3], currency=row[4]),
+        delivery_type=DeliveryType(row[5]),
+        key_pool_id=None if row[6] is None else PoolId(row[6]),
+        status=OfferStatus(row[7]),
+        created_at=row[8],
+        updated_at=row[9],
+    )
+
+
+def _order_from_row(row: TupleRow) -> Order:
+    return Order(
+        id=OrderId(row[0]),
+        buyer_id=SubjectId(row[1]),
+        seller_id=SubjectId(row[2]),
+        offer_id=OfferId(row[3]),
+        pool_id=PoolId(row[4]),
+        quantity=row[5],
+        unit_price=Money(amount=row[6], currency=row[7]),
+        status=OrderStatus(row[8]),
+        created_at=row[9],
+        updated_at=row[10],
+        reserved_until=row[11],
+        paid_at=row[12],
+        fulfilled_at=row[13],
+        canceled_at=row[14],
+        cancel_reason=row[15],
+    )
+
+
+def _idempotency_from_row(row: TupleRow) -> IdempotencyRecord:
+    status, body = row[7], row[8]
+    return IdempotencyRecord(
+        scope=row[0],
+        key=row[1],
+        fingerprint=bytes(row[2]),
+        state=IdempotencyState(row[3]),
+        created_at=row[4],
+        locked_until=row[5],
+        expires_at=row[6],
+        response=None if status is None else StoredResponse(status=status, body=bytes(body)),
+    )
+
+
+def _event_from_row(row: TupleRow) -> AuditEvent:
+    return AuditEvent(
+        id=EventId(row[0]),
+        occurred_at=row[1],
+        action=AuditAction(row[2]),
+        actor=None if row[3] is None else SubjectId(row[3]),
+        pool_id=None if row[4] is None else PoolId(row[4]),
+        order_id=None if row[5] is None else OrderId(row[5]),
+        key_ids=tuple(KeyId(k) for k in row[6]),
+        details=row[7],
+    )
+
+
+# ---------------------------------------------------------------------------------------
+# Tokens
+# ---------------------------------------------------------------------------------------
+
+_INSERT_TOKEN: Final = """
+INSERT INTO api_tokens (id, subject, role, name, secret_hash, created_at, revoked_at)
+VALUES (%s, %s, %s, %s, %s, %s, %s)
+ON CONFLICT DO NOTHING
+"""  # noqa: S105 - SQL, not a secret
+_TOKEN_BY_HASH: Final = """
+SELECT id, subject, role, name, secret_hash, created_at, revoked_at
+FROM api_tokens WHERE secret_hash = %s
+"""  # noqa: S105 - SQL, not a secret
+
+
+class PostgresTokenRepository(_Sql, TokenRepository):
+    async def add(self, token: ApiToken) -> None:
+        # ON CONFLICT DO NOTHING rather than catching the violation: the transaction
+        # stays usable after a duplicate, as it does in every other store.
+        inserted = await self._run(
+            _INSERT_TOKEN,
+            (
+                token.id,
+                token.subject,
+                token.role.value,
+                token.name,
+                token.secret_hash,
+                token.created_at,
+                token.revoked_at,
+            ),
+        )
+        if not inserted:
+            raise DuplicateResource(resource="token", id=str(token.id))
+
+    async def find_by_secret_hash(self, secret_hash: bytes) -> ApiToken | None:
+        row = await self._one(_TOKEN_BY_HASH, (secret_hash,))
+        return None if row is None else _token_from_row(row)
+
+
+# ---------------------------------------------------------------------------------------
+# Pools
+# ---------------------------------------------------------------------------------------
+
+_INSERT_POOL: Final = """
+INSERT INTO key_pools (id, seller_id, name, created_at) VALUES (%s, %s, %s, %s)
+ON CONFLICT DO NOTHING
+"""
+_POOL_BY_ID: Final = "SELECT id, seller_id, name, created_at FROM key_pools WHERE id = %s"
+_POOLS_OF_SELLER: Final = """
+SELECT id, seller_id, name, created_at FROM key_pools
+WHERE seller_id = %s AND id > %s ORDER BY id LIMIT %s
+"""
+_POOL_COUNTS: Final = "SELECT status, count(*) FROM keys WHERE pool_id = %s GROUP BY status"
+_AVAILABLE_COUNTS: Final = """
+SELECT pool_id, count(*) FROM keys
+WHERE pool_id = ANY(%s::uuid[]) AND status = 'AVAILABLE'
+GROUP BY pool_id
+"""
+
+
+class PostgresPoolRepository(_Sql, PoolRepository):
+    async def add(self, pool: KeyPool) -> None:
+        inserted = await self._run(
+            _INSERT_POOL, (pool.id, pool.seller_id, pool.name, pool.created_at)
+        )
+        if not inserted:
+            raise DuplicateResource(resource="pool", id=str(pool.id))
+
+    async def get(self, pool_id: PoolId) -> KeyPool | None:
+        row = await self._one(_POOL_BY_ID, (pool_id,))
+        return None if row is None else _pool_from_row(row)
+
+    async def list_for_seller(self, seller_id: SubjectId, page: PageRequest) -> Page[KeyPool]:
+        rows = await self._all(
+            _POOLS_OF_SELLER, (seller_id, page.after or _MIN_UUID, page.limit + 1)
+        )
+        return _page([_pool_from_row(r) for r in rows], page.limit, lambda x: x.id)
+
+    async def counts(self, pool_id: PoolId) -> PoolCounts:
+        rows = await self._all(_POOL_COUNTS, (pool_id,))
+        return PoolCounts.from_mapping({KeyStatus(status): n for status, n in rows})
+
+    async def available_counts(self, pool_ids: Collection[PoolId]) -> Mapping[PoolId, int]:
+        wanted = list(dict.fromkeys(pool_ids))
+        result: dict[PoolId, int] = dict.fromkeys(wanted, 0)
+        if wanted:
+            for pool_id, n in await self._all(_AVAILABLE_COUNTS, (wanted,)):
+                result[PoolId(pool_id)] = n
+        return result
+
+
+# ---------------------------------------------------------------------------------------
+# Keys
+# ---------------------------------------------------------------------------------------
+
+# One round trip per batch, however large: the batch travels as six arrays, in binary
+# (%b) because text-dumping 10,000 ids and ciphertexts costs as much as the insert itself.
+_INSERT_KEYS: Final = """
+INSERT INTO keys (id, pool_id, status, sealed, fingerprint, created_at)
+SELECT * FROM unnest(
+    %b::uuid[], %b::uuid[], %b::text[], %b::bytea[], %b::bytea[], %b::timestamptz[]
+)
+ON CONFLICT (fingerprint) DO NOTHING
+RETURNING id
+"""
+_KEY_BY_ID: Final = """
+SELECT id, pool_id, status, sealed, fingerprint, created_at, order_id, reserved_at, delivered_at
+FROM keys WHERE id = %s
+"""
+_KEY_BY_ID_FOR_UPDATE: Final = """
+SELECT id, pool_id, status, sealed, fingerprint, created_at, order_id, reserved_at, delivered_at
+FROM keys WHERE id = %s
+FOR UPDATE
+"""
+_SAVE_KEY: Final = """
+UPDATE keys SET status = %s, order_id = %s, reserved_at = %s, delivered_at = %s
+WHERE id = %s
+"""
+_KEYS_OF_POOL_IN_STATUS: Final = """
+SELECT id, pool_id, status, sealed, fingerprint, created_at, order_id, reserved_at, delivered_at
+FROM keys
+WHERE pool_id = %s AND status = %s AND id > %s
+ORDER BY id LIMIT %s
+"""
+# Any status: merge the four (pool_id, status, id) index ranges instead of sorting the
+# whole pool, so a page costs the same on a pool of ten keys or ten million.
+_KEYS_OF_POOL: Final = """
+SELECT * FROM (
+    (SELECT id, pool_id, status, sealed, fingerprint, created_at, order_id, reserved_at,
+            delivered_at
+     FROM keys WHERE pool_id = %(pool)s AND status = 'AVAILABLE' AND id > %(after)s
+     ORDER BY id LIMIT %(limit)s)
+    UNION ALL
+    (SELECT id, pool_id, status, sealed, fingerprint, created_at, order_id, reserved_at,
+            delivered_at
+     FROM keys WHERE pool_id = %(pool)s AND status = 'RESERVED' AND id > %(after)s
+     ORDER BY id LIMIT %(limit)s)
+    UNION ALL
+    (SELECT id, pool_id, status, sealed, fingerprint, created_at, order_id, reserved_at,
+            delivered_at
+     FROM keys WHERE pool_id = %(pool)s AND status = 'DELIVERED' AND id > %(after)s
+     ORDER BY id LIMIT %(limit)s)
+    UNION ALL
+    (SELECT id, pool_id, status, sealed, fingerprint, created_at, order_id, reserved_at,
+            delivered_at
+     FROM keys WHERE pool_id = %(pool)s AND status = 'INVALID' AND id > %(after)s
+     ORDER BY id LIMIT %(limit)s)
+) AS k
+ORDER BY id LIMIT %(limit)s
+"""
+_CLAIM_KEYS: Final = """
+UPDATE keys SET status = 'RESERVED', order_id = %s, reserved_at = %s
+WHERE id IN (
+    SELECT id FROM keys
+    WHERE pool_id = %s AND status = 'AVAILABLE'
+    ORDER BY id
+    LIMIT %s
+    FOR UPDATE SKIP LOCKED
+)
+RETURNING id
+"""
+_COUNT_AVAILABLE: Final = "SELECT count(*) FROM keys WHERE pool_id = %s AND status = 'AVAILABLE'"
+_KEYS_OF_ORDER: Final = """
+SELECT id, pool_id, status, sealed, fingerprint, created_at, order_id, reserved_at, delivered_at
+FROM keys WHERE order_id = %s
+ORDER BY id
+"""
+_RELEASE_ORDER: Final = """
+UPDATE keys SET status = 'AVAILABLE', order_id = NULL, reserved_at = NULL
+WHERE order_id = %s AND status = 'RESERVED'
+RETURNING id
+"""
+_DELIVER_ORDER: Final = """
+UPDATE keys SET status = 'DELIVERED', delivered_at = %s
+WHERE order_id = %s AND status = 'RESERVED'
+RETURNING id
+"""
+
+
+def _sorted_ids(rows: list[TupleRow]) -> list[KeyId]:
+    return sorted(KeyId(r[0]) for r in rows)
+
+
+class PostgresKeyRepository(_Sql, KeyRepository):
+    async def add_new(self, keys: Sequence[Key]) -> frozenset[KeyId]:
+        if not keys:
+            return frozenset()
+        # Inserting in fingerprint order means two batches that share fingerprints lock
+        # them in the same order and wait for each other instead of deadlocking.
+        batch = sorted(keys, key=lambda k: k.fingerprint)
+        params = (
+            [k.id for k in batch],
+            [k.pool_id for k in batch],
+            [k.status.value for k in batch],
+            [k.sealed for k in batch],
+            [k.fingerprint for k in batch],
+            [k.created_at for k in batch],
+        )
+        with _translated("key", str(batch[0].id), refs={"pool": str(batch[0].pool_id)}):
+            cur = await self._conn.execute(_INSERT_KEYS, params)
+            rows = await cur.fetchall()
+        if rows and len(rows) == len(batch):
+            # Nothing skipped: the ids are exactly the batch's.
+            return frozenset(k.id for k in batch)
+        return frozenset(KeyId(r[0]) for r in rows)
+
+    async def get(self, key_id: KeyId, *, for_update: bool = False) -> Key | None:
+        row = await self._one(_KEY_BY_ID_FOR_UPDATE if for_update else _KEY_BY_ID, (key_id,))
+        return None if row is None else _key_from_row(row)
+
+    async def save(self, key: Key) -> None:
+        await self._run(
+            _SAVE_KEY,
+            (key.status.value, key.order_id, key.reserved_at, key.delivered_at, key.id),
+        )
+
+    async def list_in_pool(
+        self, pool_id: PoolId, status: KeyStatus | None, page: PageRequest
+    ) -> Page[Key]:
+        after, limit = page.after or _MIN_UUID, page.limit + 1
+        if status is None:
+            rows = await self._all(_KEYS_OF_POOL, {"pool": pool_id, "after": after, "limit": limit})
+        else:
+            rows = await self._all(_KEYS_OF_POOL_IN_STATUS, (pool_id, status.value, after, limit))
+        return _page([_key_from_row(r) for r in rows], page.limit, lambda x: x.id)
+
+    async def claim(
+        self, pool_id: PoolId, order_id: OrderId, quantity: int, now: datetime
+    ) -> Sequence[KeyId]:
+        if quantity <= 0:
+            return []
+        rows = await self._all(_CLAIM_KEYS, (order_id, now, pool_id, quantity))
+        return _sorted_ids(rows)
+
+    async def count_available(self, pool_id: PoolId) -> int:
+        row = await self._one(_COUNT_AVAILABLE, (pool_id,))
+        return 0 if row is None else int(row[0])
+
+    async def for_order(self, order_id: OrderId) -> Sequence[Key]:
+        return [_key_from_row(r) for r in await self._all(_KEYS_OF_ORDER, (order_id,))]
+
+    async def release_order(self, order_id: OrderId) -> Sequence[KeyId]:
+        return _sorted_ids(await self._all(_RELEASE_ORDER, (order_id,)))
+
+    async def deliver_order(self, order_id: OrderId, now: datetime) -> Sequence[KeyId]:
+        return _sorted_ids(await self._all(_DELIVER_ORDER, (now, order_id)))
+
+
+# ---------------------------------------------------------------------------------------
+# Offers
+# ---------------------------------------------------------------------------------------
+
+_INSERT_OFFER: Final = """
+INSERT INTO offers (
+    id, seller_id, title, price_amount, price_currency, delivery_type, key_pool_id, status,
+    created_at, updated_at
+)
+VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)
+ON CONFLICT DO NOTHING
+"""
+_SAVE_OFFER: Final = """
+UPDATE offers SET title = %s, price_amount = %s, price_currency = %s, delivery_type = %s,
+    key_pool_id = %s, status = %s, updated_at = %s
+WHERE id = %s
+"""
+_OFFER_BY_ID: Final = """
+SELECT id, seller_id, title, price_amount, price_currency, delivery_type, key_pool_id, status,
+       created_at, updated_at
+FROM offers WHERE id = %s
+"""
+_OFFERS_OF_SELLER: Final = """
+SELECT id, seller_id, title, price_amount, price_currency, delivery_type, key_pool_id, status,
+       created_at, updated_at
+FROM offers
+WHERE seller_id = %s AND id > %s
+ORDER BY id LIMIT %s
+"""
+
+
+class PostgresOfferRepository(_Sql, OfferRepository):
+    async def add(self, offer: Offer) -> None:
+        inserted = await self._run(
+            _INSERT_OFFER,
+            (
+                offer.id,
+                offer.seller_id,
+                offer.title,
+                offer.price.amount,
+                offer.price.currency,
+                offer.delivery_type.value,
+                offer.key_pool_id,
+                offer.status.value,
+                offer.created_at,
+                offer.updated_at,
+            ),
+            refs={"pool": str(offer.key_pool_id)},
+        )
+        if not inserted:
+            raise DuplicateResource(resource="offer", id=str(offer.id))
+
+    async def save(self, offer: Offer) -> None:
+        await self._run(
+            _SAVE_OFFER,
+            (
+                offer.title,
+                offer.price.amount,
+                offer.price.currency,
+                offer.delivery_type.value,
+                offer.key_pool_id,
+                offer.status.value,
+                offer.updated_at,
+                offer.id,
+            ),
+            refs={"pool": str(offer.key_pool_id)},
+        )
+
+    async def get(self, offer_id: OfferId) -> Offer | None:
+        row = await self._one(_OFFER_BY_ID, (offer_id,))
+        return None if row is None else _offer_from_row(row)
+
+    async def list_for_seller(self, seller_id: SubjectId, page: PageRequest) -> Page[Offer]:
+        rows = await self._all(
+            _OFFERS_OF_SELLER, (seller_id, page.after or _MIN_UUID, page.limit + 1)
+        )
+        return _page([_offer_from_row(r) for r in rows], page.limit, lambda x: x.id)
+
+
+# ---------------------------------------------------------------------------------------
+# Orders
+# ---------------------------------------------------------------------------------------
+
+_INSERT_ORDER: Final = """
+INSERT INTO orders (
+    id, buyer_id, seller_id, offer_id, pool_id, quantity, unit_price_amount,
+    unit_price_currency, status, created_at, updated_at, reserved_until, paid_at,
+    fulfilled_at, canceled_at, cancel_reason
+)
+VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)
+ON CONFLICT DO NOTHING
+"""
+_SAVE_ORDER: Final = """
+UPDATE orders SET status = %s, updated_at = %s, reserved_until = %s, paid_at = %s,
+    fulfilled_at = %s, canceled_at = %s, cancel_reason = %s
+WHERE id = %s
+"""
+_ORDER_BY_ID: Final = """
+SELECT id, buyer_id, seller_id, offer_id, pool_id, quantity, unit_price_amount,
+       unit_price_currency, status, created_at, updated_at, reserved_until, paid_at,
+       fulfilled_at, canceled_at, cancel_reason
+FROM orders WHERE id = %s
+"""
+_ORDER_BY_ID_FOR_UPDATE: Final = """
+SELECT id, buyer_id, seller_id, offer_id, pool_id, quantity, unit_price_amount,
+       unit_price_currency, status, created_at, updated_at, reserved_until, paid_at,
+       fulfilled_at, canceled_at, cancel_reason
+FROM orders WHERE id = %s
+FOR UPDATE
+"""
+_ORDERS_OF_BUYER: Final = """
+SELECT id, buyer_id, seller_id, offer_id, pool_id, quantity, unit_price_amount,
+       unit_price_currency, status, created_at, updated_at, reserved_until, paid_at,
+       fulfilled_at, canceled_at, cancel_reason
+FROM orders
+WHERE buyer_id = %s AND id < %s
+ORDER BY id DESC LIMIT %s
+"""
+_ORDERS_OF_BUYER_IN_STATUS: Final = """
+SELECT id, buyer_id, seller_id, offer_id, pool_id, quantity, unit_price_amount,
+       unit_price_currency, status, created_at, updated_at, reserved_until, paid_at,
+       fulfilled_at, canceled_at, cancel_reason
+FROM orders
+WHERE buyer_id = %s AND status = %s AND id < %s
+ORDER BY id DESC LIMIT %s
+"""
+_LOCK_EXPIRED_ORDERS: Final = """
+SELECT id, buyer_id, seller_id, offer_id, pool_id, quantity, unit_price_amount,
+       unit_price_currency, status, created_at, updated_at, reserved_until, paid_at,
+       fulfilled_at, canceled_at, cancel_reason
+FROM orders
+WHERE status = 'PENDING' AND reserved_until < %s
+ORDER BY reserved_until, id
+LIMIT %s
+FOR UPDATE SKIP LOCKED
+"""
+
+
+class PostgresOrderRepository(_Sql, OrderRepository):
+    async def add(self, order: Order) -> None:
+        inserted = await self._run(
+            _INSERT_ORDER,
+            (
+                order.id,
+                order.buyer_id,
+                order.seller_id,
+                order.offer_id,
+                order.pool_id,
+                order.quantity,
+                order.unit_price.amount,
+                order.unit_price.currency,
+                order.status.value,
+                order.created_at,
+                order.updated_at,
+                order.reserved_until,
+                order.paid_at,
+                order.fulfilled_at,
+                order.canceled_at,
+                order.cancel_reason,
+            ),
+            refs={"offer": str(order.offer_id), "pool": str(order.pool_id)},
+        )
+        if not inserted:
+            raise DuplicateResource(resource="order", id=str(order.id))
+
+    async def save(self, order: Order) -> None:
+        await self._run(
+            _SAVE_ORDER,
+            (
+                order.status.value,
+                order.updated_at,
+                order.reserved_until,
+                order.paid_at,
+                order.fulfilled_at,
+                order.canceled_at,
+                order.cancel_reason,
+                order.id,
+            ),
+        )
+
+    async def get(self, order_id: OrderId, *, for_update: bool = False) -> Order | None:
+        query = _ORDER_BY_ID_FOR_UPDATE if for_update else _ORDER_BY_ID
+        row = await self._one(query, (order_id,))
+        return None if row is None else _order_from_row(row)
+
+    async def list_for_buyer(
+        self, buyer_id: SubjectId, status: OrderStatus | None, page: PageRequest
+    ) -> Page[Order]:
+        before, limit = page.after or _MAX_UUID, page.limit + 1
+        if status is None:
+            rows = await self._all(_ORDERS_OF_BUYER, (buyer_id, before, limit))
+        else:
+            rows = await self._all(
+                _ORDERS_OF_BUYER_IN_STATUS, (buyer_id, status.value, before, limit)
+            )
+        return _page([_order_from_row(r) for r in rows], page.limit, lambda x: x.id)
+
+    async def lock_expired(self, now: datetime, limit: int) -> Sequence[Order]:
+        if limit <= 0:
+            return []
+        rows = await self._all(_LOCK_EXPIRED_ORDERS, (now, limit))
+        return [_order_from_row(r) for r in rows]
+
+
+# ---------------------------------------------------------------------------------------
+# Idempotency records
+# ---------------------------------------------------------------------------------------
+
+_IDEMPOTENCY_BY_KEY: Final = """
+SELECT scope, key, fingerprint, state, created_at, locked_until, expires_at, response_status,
+       response_body
+FROM idempotency_records WHERE scope = %s AND key = %s
+"""
+_IDEMPOTENCY_BY_KEY_FOR_UPDATE: Final = """
+SELECT scope, key, fingerprint, state, created_at, locked_until, expires_at, response_status,
+       response_body
+FROM idempotency_records WHERE scope = %s AND key = %s
+FOR UPDATE
+"""
+_INSERT_IDEMPOTENCY: Final = """
+INSERT INTO idempotency_records (
+    scope, key, fingerprint, state, created_at, locked_until, expires_at, response_status,
+    response_body
+)
+VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)
+ON CONFLICT (scope, key) DO NOTHING
+"""
+_REPLACE_IDEMPOTENCY: Final = """
+INSERT INTO idempotency_records (
+    scope, key, fingerprint, state, created_at, locked_until, expires_at, response_status,
+    response_body
+)
+VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)
+ON CONFLICT (scope, key) DO UPDATE SET
+    fingerprint = EXCLUDED.fingerprint,
+    state = EXCLUDED.state,
+    created_at = EXCLUDED.created_at,
+    locked_until = EXCLUDED.locked_until,
+    expires_at = EXCLUDED.expires_at,
+    response_status = EXCLUDED.response_status,
+    response_body = EXCLUDED.response_body
+"""
+_COMPLETE_IDEMPOTENCY: Final = """
+UPDATE idempotency_records
+SET state = 'completed', response_status = %s, response_body = %s
+WHERE scope = %s AND key = %s
+"""
+_DELETE_IDEMPOTENCY: Final = "DELETE FROM idempotency_records WHERE scope = %s AND key = %s"
+_PURGE_IDEMPOTENCY: Final = "DELETE FROM idempotency_records WHERE expires_at <= %s"
+
+
+def _idempotency_params(record: IdempotencyRecord) -> tuple[Any, ...]:
+    response = record.response
+    return (
+        record.scope,
+        record.key,
+        record.fingerprint,
+        record.state.value,
+        record.created_at,
+        record.locked_until,
+        record.expires_at,
+        None if response is None else response.status,
+        None if response is None else response.body,
+    )
+
+
+class PostgresIdempotencyRepository(_Sql, IdempotencyRepository):
+    async def get(
+        self, scope: str, key: str, *, for_update: bool = False
+    ) -> IdempotencyRecord | None:
+        query = _IDEMPOTENCY_BY_KEY_FOR_UPDATE if for_update else _IDEMPOTENCY_BY_KEY
+        row = await self._one(query, (scope, key))
+        return None if row is None else _idempotency_from_row(row)
+
+    async def insert(self, record: IdempotencyRecord) -> bool:
+        return bool(await self._run(_INSERT_IDEMPOTENCY, _idempotency_params(record)))
+
+    async def replace(self, record: IdempotencyRecord) -> None:
+        await self._run(_REPLACE_IDEMPOTENCY, _idempotency_params(record))
+
+    async def complete(self, scope: str, key: str, response: StoredResponse) -> None:
+        await self._run(_COMPLETE_IDEMPOTENCY, (response.status, response.body, scope, key))
+
+    async def delete(self, scope: str, key: str) -> None:
+        await self._run(_DELETE_IDEMPOTENCY, (scope, key))
+
+    async def purge_expired(self, now: datetime) -> int:
+        # is_live(now) is `now < expires_at`, so a record expiring exactly now is purged.
+        return await self._run(_PURGE_IDEMPOTENCY, (now,))
+
+
+# ---------------------------------------------------------------------------------------
+# Audit log
+# ---------------------------------------------------------------------------------------
+
+_INSERT_EVENT: Final = """
+INSERT INTO audit_events (id, occurred_at, action, actor, pool_id, order_id, key_ids, details)
+VALUES (%s, %s, %s, %s, %s, %s, %s, %s)
+"""
+_EVENTS: Final = """
+SELECT id, occurred_at, action, actor, pool_id, order_id, key_ids, details
+FROM audit_events
+WHERE id > %s
+ORDER BY id LIMIT %s
+"""
+_EVENTS_OF_POOL: Final = """
+SELECT id, occurred_at, action, actor, pool_id, order_id, key_ids, details
+FROM audit_events
+WHERE pool_id = %s AND id > %s
+ORDER BY id LIMIT %s
+"""
+
+
+class PostgresAuditLog(_Sql, AuditLog):
+    async def append(self, events: Sequence[AuditEvent]) -> None:
+        if not events:
+            return
+        rows = [
+            (
+                e.id,
+                e.occurred_at,
+                e.action.value,
+                e.actor,
+                e.pool_id,
+                e.order_id,
+                list(e.key_ids),
+                Jsonb(dict(e.details)),
+            )
+            for e in events
+        ]
+        with _translated("audit_event", str(events[0].id)):
+            # executemany pipelines the inserts: one network flush for the whole batch.
+            async with self._conn.cursor() as cur:
+                await cur.executemany(_INSERT_EVENT, rows)
+
+    async def list_events(self, pool_id: PoolId | None, page: PageRequest) -> Page[AuditEvent]:
+        after, limit = page.after or _MIN_UUID, page.limit + 1
+        if pool_id is None:
+            rows = await self._all(_EVENTS, (after, limit))
+        else:
+            rows = await self._all(_EVENTS_OF_POOL, (pool_id, after, limit))
+        return _page([_event_from_row(r) for r in rows], page.limit, lambda x: x.id)
+
+
+# ---------------------------------------------------------------------------------------
+# Unit of work, migrations and the store
+# ---------------------------------------------------------------------------------------
+
+
+@attrs.define
+class _PostgresUnitOfWork(UnitOfWork):
+    tokens: TokenRepository
+    pools: PoolRepository
+    keys: KeyRepository
+    offers: OfferRepository
+    orders: OrderRepository
+    idempotency: IdempotencyRepository
+    audit: AuditLog
+
+    @classmethod
+    def on(cls, conn: Conn) -> _PostgresUnitOfWork:
+        return cls(
+            tokens=PostgresTokenRepository(conn),
+            pools=PostgresPoolRepository(conn),
+            keys=PostgresKeyRepository(conn),
+            offers=PostgresOfferRepository(conn),
+            orders=PostgresOrderRepository(conn),
+            idempotency=PostgresIdempotencyRepository(conn),
+            audit=PostgresAuditLog(conn),
+        )
+
+
+@attrs.frozen(kw_only=True)
+class Migration:
+    """One numbered file of `migrations/`, e.g. `0001_initial.sql`."""
+
+    version: int
+    name: str
+    sql: str = attrs.field(repr=False)
+
+
+_MIGRATION_FILE = re.compile(r"(\d{4})_(\w+)\.sql")
+
+
+def load_migrations() -> tuple[Migration, ...]:
+    """Every migration shipped with the package, in version order."""
+    found: dict[int, Migration] = {}
+    for entry in (resources.files(__package__) / "migrations").iterdir():
+        match = _MIGRATION_FILE.fullmatch(entry.name)
+        if match is None:
+            continue
+        version = int(match[1])
+        if version in found:
+            raise RuntimeError(f"two migrations share version {version}")
+        found[version] = Migration(
+            version=version, name=match[2], sql=entry.read_text(encoding="utf-8")
+        )
+    return tuple(found[v] for v in sorted(found))
+
+
+# Any fixed bigint works; this one spells "autokey" in ASCII.
+_MIGRATION_LOCK: Final = 0x6175746F6B6579
+_LOCK_MIGRATIONS: Final = "SELECT pg_advisory_xact_lock(%s)"
+_CREATE_SCHEMA_MIGRATIONS: Final = """
+CREATE TABLE IF NOT EXISTS schema_migrations (
+    version    integer     PRIMARY KEY,
+    name       text        NOT NULL,
+    applied_at timestamptz NOT NULL DEFAULT now()
+)
+"""
+_APPLIED_VERSIONS: Final = "SELECT version FROM schema_migrations"
+_RECORD_MIGRATION: Final = "INSERT INTO schema_migrations (version, name) VALUES (%s, %s)"
+_HAS_SCHEMA_MIGRATIONS: Final = "SELECT to_regclass('schema_migrations') IS NOT NULL"
+_SCHEMA_VERSION: Final = "SELECT coalesce(max(version), 0) FROM schema_migrations"
+_SET_UTC: Final = "SET TIME ZONE 'UTC'"
+_PING: Final = "SELECT 1"
+
+
+async def _configure(conn: Conn) -> None:
+    # Timestamps come back in UTC whatever the server's or role's default zone is, and
+    # every transaction is READ COMMITTED whatever default_transaction_isolation says
+    # (sent with BEGIN, no extra round trip).
+    await conn.execute(_SET_UTC)
+    await conn.set_isolation_level(psycopg.IsolationLevel.READ_COMMITTED)
+
+
+class PostgresStore(Store):
+    """The PostgreSQL database behind a connection pool."""
+
+    name = STORE_NAME
+
+    def __init__(self, pool: AsyncConnectionPool[Conn]) -> None:
+        """Wrap an already opened pool whose connections are in autocommit mode."""
+        self._pool = pool
+
+    @classmethod
+    async def open(
+        cls, dsn: str, *, min_size: int = 1, max_size: int = 10, timeout_s: float = 5.0
+    ) -> PostgresStore:
+        """Open a pool on `dsn` and wait until `min_size` connections are up.
+
+        `timeout_s` bounds both this wait and every later wait for a free connection.
+        Raises StoreUnavailable if the database cannot be reached in time.
+        """
+        kwargs: dict[str, Any] = {"autocommit": True}
+        try:
+            if "connect_timeout" not in psycopg.conninfo.conninfo_to_dict(dsn):
+                kwargs["connect_timeout"] = max(2, round(timeout_s))
+        except psycopg.Error as exc:  # a malformed DSN
+            raise StoreUnavailable(store=STORE_NAME) from exc
+        pool: AsyncConnectionPool[Conn] = AsyncConnectionPool(
+            dsn,
+            kwargs=kwargs,
+            min_size=min_size,
+            max_size=max_size,
+            open=False,
+            configure=_configure,
+            # One empty query per checkout, so connections killed by a server restart are
+            # replaced transparently instead of failing the next request.
+            check=AsyncConnectionPool.check_connection,
+            timeout=timeout_s,
+            name="autokey",
+        )
+        try:
+            await pool.open(wait=True, timeout=timeout_s)
+        except psycopg.Error as exc:  # PoolTimeout is an OperationalError
+            await pool.close()
+            raise StoreUnavailable(store=STORE_NAME) from exc
+        return cls(pool)
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[UnitOfWork]:
+        # Autocommit connections + conn.transaction() give an explicit
+        # BEGIN ISOLATION LEVEL READ COMMITTED ... COMMIT; the pool gets the connection
+        # back idle, and a broken one is discarded by the pool.
+        try:
+            async with self._pool.connection() as conn, conn.transaction():
+                yield _PostgresUnitOfWork.on(conn)
+        except psycopg.Error as exc:
+            # Checkout, BEGIN or COMMIT failed (repositories translate their own errors).
+            raise StoreUnavailable(store=STORE_NAME) from exc
+
+    async def ping(self) -> None:
+        try:
+            async with self._pool.connection() as conn:
+                await conn.execute(_PING)
+        except psycopg.Error as exc:
+            raise StoreUnavailable(store=STORE_NAME) from exc
+
+    async def schema_version(self) -> int:
+        try:
+            async with self._pool.connection() as conn:
+                cur = await conn.execute(_HAS_SCHEMA_MIGRATIONS)
+                exists = await cur.fetchone()
+                if not (exists and exists[0]):
+                    return 0
+                cur = await conn.execute(_SCHEMA_VERSION)
+                row = await cur.fetchone()
+                return 0 if row is None else int(row[0])
+        except psycopg.Error as exc:
+            raise StoreUnavailable(store=STORE_NAME) from exc
+
+    async def migrate(self) -> Sequence[int]:
+        applied_now: list[int] = []
+        try:
+            async with self._pool.connection() as conn:
+                for migration in load_migrations():
+                    # One transaction per file, holding a transaction-scoped advisory lock:
+                    # a second process waits, then sees the version recorded and skips it.
+                    async with conn.transaction():
+                        await conn.execute(_LOCK_MIGRATIONS, (_MIGRATION_LOCK,))
+                        await conn.execute(_CREATE_SCHEMA_MIGRATIONS)
+                        cur = await conn.execute(_APPLIED_VERSIONS)
+                        if migration.version in {r[0] for r in await cur.fetchall()}:
+                            continue
+                        # bytes: a file's text is not a LiteralString, and without
+                        # parameters psycopg sends it as-is (several statements allowed).
+                        await conn.execute(migration.sql.encode("utf-8"))
+                        await conn.execute(_RECORD_MIGRATION, (migration.version, migration.name))
+                    applied_now.append(migration.version)
+        except psycopg.Error as exc:
+            raise StoreUnavailable(store=STORE_NAME) from exc
+        return applied_now
+
+    async def close(self) -> None:
+        await self._pool.close()

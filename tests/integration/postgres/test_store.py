@@ -1,0 +1,149 @@
+"""PostgreSQL specifics the shared contract cannot see: exact decimals, large batches,
+foreign keys, and a transaction that stays usable after a refused duplicate."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from decimal import Decimal
+
+import attrs
+import psycopg
+import pytest
+
+from autokey.adapters.postgres.store import PostgresStore
+from autokey.domain.model.errors import DuplicateResource, NotFound
+from autokey.domain.model.ids import KeyId, OrderId
+from autokey.domain.model.keys import PoolCounts
+from autokey.domain.model.offers import Money
+from autokey.domain.model.pages import PageRequest
+from tests import builders as b
+
+pytestmark = pytest.mark.postgres
+
+
+@pytest.mark.parametrize("amount", ["9.99", "0.0001", "1000000", "12.50"])
+async def test_prices_round_trip_digit_for_digit(pg_store: PostgresStore, amount: str) -> None:
+    owner = b.seller()
+    pool = b.pool(owner)
+    offer = attrs.evolve(
+        b.offer(owner, pool.id), price=Money(amount=Decimal(amount), currency="USD")
+    )
+    async with pg_store.transaction() as tx:
+        await tx.pools.add(pool)
+        await tx.offers.add(offer)
+    async with pg_store.transaction() as tx:
+        loaded = await tx.offers.get(offer.id)
+    assert loaded is not None
+    assert str(loaded.price.amount) == amount
+    assert loaded.price.currency == "USD"
+
+
+async def test_a_batch_of_ten_thousand_keys_is_stored_and_repeats_are_skipped(
+    pg_store: PostgresStore,
+) -> None:
+    first, second = b.pool(), b.pool()
+    batch = [b.key(first.id) for _ in range(10_000)]
+    async with pg_store.transaction() as tx:
+        await tx.pools.add(first)
+        await tx.pools.add(second)
+        assert await tx.keys.add_new(batch) == {k.id for k in batch}
+    # The same plaintexts uploaded to another pool are all recognised as duplicates.
+    again = [attrs.evolve(k, id=b.key(second.id).id, pool_id=second.id) for k in batch[:5000]]
+    fresh = [b.key(second.id) for _ in range(10)]
+    async with pg_store.transaction() as tx:
+        assert await tx.keys.add_new([*again, *fresh]) == {k.id for k in fresh}
+        assert await tx.pools.counts(first.id) == PoolCounts(available=10_000)
+        assert await tx.pools.counts(second.id) == PoolCounts(available=10)
+
+
+async def test_keys_for_an_unknown_pool_are_refused_as_not_found(
+    pg_store: PostgresStore,
+) -> None:
+    ghost = b.pool()
+    with pytest.raises(NotFound) as caught:
+        async with pg_store.transaction() as tx:
+            await tx.keys.add_new([b.key(ghost.id)])
+    assert (caught.value.resource, caught.value.id) == ("pool", str(ghost.id))
+
+
+async def test_an_order_for_an_unknown_offer_is_refused_as_not_found(
+    pg_store: PostgresStore,
+) -> None:
+    owner = b.seller()
+    pool = b.pool(owner)
+    ghost = b.offer(owner, pool.id)
+    async with pg_store.transaction() as tx:
+        await tx.pools.add(pool)
+    with pytest.raises(NotFound) as caught:
+        async with pg_store.transaction() as tx:
+            await tx.orders.add(b.order(ghost, b.seller()))
+    assert (caught.value.resource, caught.value.id) == ("offer", str(ghost.id))
+
+
+async def test_a_refused_duplicate_leaves_the_transaction_usable(
+    pg_store: PostgresStore,
+) -> None:
+    token, pool = b.token(), b.pool()
+    async with pg_store.transaction() as tx:
+        await tx.tokens.add(token)
+    async with pg_store.transaction() as tx:
+        with pytest.raises(DuplicateResource):
+            await tx.tokens.add(attrs.evolve(token, id=b.token().id))
+        await tx.pools.add(pool)
+    async with pg_store.transaction() as tx:
+        assert await tx.pools.get(pool.id) == pool
+
+
+async def test_listing_every_status_pages_through_a_mixed_pool_in_id_order(
+    pg_store: PostgresStore,
+) -> None:
+    pool = b.pool()
+    keys = [b.key(pool.id) for _ in range(9)]
+    async with pg_store.transaction() as tx:
+        await tx.pools.add(pool)
+        await tx.keys.add_new(keys)
+        await tx.keys.claim(pool.id, OrderId(b.new_uuid()), 2, b.T0)
+        delivered = OrderId(b.new_uuid())
+        await tx.keys.claim(pool.id, delivered, 2, b.T0)
+        await tx.keys.deliver_order(delivered, b.T0)
+        doomed = await tx.keys.get(keys[8].id)
+        assert doomed is not None
+        doomed.invalidate()
+        await tx.keys.save(doomed)
+    seen: list[KeyId] = []
+    after = None
+    async with pg_store.transaction() as tx:
+        while True:
+            page = await tx.keys.list_in_pool(pool.id, None, PageRequest(limit=2, after=after))
+            seen.extend(k.id for k in page.items)
+            if page.next_after is None:
+                break
+            after = page.next_after
+    assert seen == [k.id for k in keys]
+
+
+async def test_transactions_are_read_committed_and_sessions_in_utc(
+    pg_store: PostgresStore, pg_url: str
+) -> None:
+    async with await psycopg.AsyncConnection.connect(pg_url, autocommit=True) as admin:
+        dbname = psycopg.conninfo.conninfo_to_dict(pg_url)["dbname"]
+        await admin.execute(
+            f'ALTER DATABASE "{dbname}" SET default_transaction_isolation = serializable'
+        )
+        await admin.execute(f"ALTER DATABASE \"{dbname}\" SET timezone = 'Asia/Tokyo'")
+    store = await PostgresStore.open(pg_url, min_size=1, max_size=1)
+    try:
+        pool = b.pool()
+        async with store.transaction() as tx:
+            await tx.pools.add(pool)
+        async with store.transaction() as tx:
+            loaded = await tx.pools.get(pool.id)
+        assert loaded is not None
+        assert loaded.created_at.utcoffset() == timedelta(0)
+        assert loaded == pool
+        # White-box: the isolation level is only observable from inside a transaction.
+        async with store._pool.connection() as conn, conn.transaction():
+            cur = await conn.execute("SHOW transaction_isolation")
+            assert await cur.fetchone() == ("read committed",)
+    finally:
+        await store.close()

@@ -13,7 +13,7 @@ from autokey.domain.model.errors import AutokeyError
 from autokey.entrypoints import bootstrap
 from autokey.entrypoints.container import Container
 from autokey.entrypoints.settings import Settings, StoreKind
-from autokey.entrypoints.web import health, offers, orders, pools
+from autokey.entrypoints.web import console, health, offers, orders, pools
 from autokey.entrypoints.web.context import CONTAINER, CONVERTER
 from autokey.entrypoints.web.problems import problem_middleware
 from autokey.entrypoints.web.schemas import make_http_converter
@@ -31,6 +31,7 @@ def make_app(container: Container) -> web.Application:
     app.add_routes(pools.routes)
     app.add_routes(offers.routes)
     app.add_routes(orders.routes)
+    app.add_routes(console.routes)
     return app
 
 

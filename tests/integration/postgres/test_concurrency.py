@@ -1,4 +1,5 @@
-"""Real concurrency against real PostgreSQL: claims and sweeps skip each other's locks."""
+"""Real concurrency against real PostgreSQL: claims and sweeps skip each other's locks, and
+racing webhook deliveries record a nonce and an event exactly once."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from autokey.adapters.postgres.store import PostgresStore
 from autokey.domain.model.ids import KeyId, OrderId
 from autokey.domain.model.keys import PoolCounts
 from autokey.domain.model.orders import Order
+from autokey.domain.model.webhooks import WebhookEvent, WebhookEventType, WebhookOutcome
 from tests import builders as b
 
 pytestmark = pytest.mark.postgres
@@ -87,3 +89,82 @@ async def test_two_concurrent_sweepers_lock_disjoint_expired_orders(
     assert len(first_ids) == len(second_ids) == 3
     assert first_ids.isdisjoint(second_ids)
     assert first_ids | second_ids == {o.id for o in expired}
+
+
+def _event(event_id: str, outcome: WebhookOutcome = WebhookOutcome.UNMATCHED) -> WebhookEvent:
+    return WebhookEvent(
+        event_id=event_id,
+        type=WebhookEventType.ORDER_PAID,
+        upstream_order_id="G2A-1",
+        occurred_at=b.T0,
+        received_at=b.T0 + timedelta(seconds=1),
+        outcome=outcome,
+        payload=b'{"event_id":"%s"}' % event_id.encode(),
+    )
+
+
+async def test_twenty_concurrent_deliveries_record_one_nonce_and_one_event(
+    pg_store: PostgresStore,
+) -> None:
+    # Every transaction is open before anyone inserts, and the inserts overlap the first
+    # writer's uncommitted rows: the others wait on it, then insert nothing.
+    everyone_began = asyncio.Barrier(BUYERS)
+    outcomes = list(WebhookOutcome)
+
+    async def deliver(i: int) -> tuple[bool, bool]:
+        async with pg_store.transaction() as tx:
+            assert await tx.webhooks.get_event("evt_race") is None
+            await everyone_began.wait()
+            fresh_nonce = await tx.webhooks.remember_nonce("same", b.T0)
+            fresh_event = await tx.webhooks.add_event(
+                _event("evt_race", outcomes[i % len(outcomes)])
+            )
+            await asyncio.sleep(0.05)
+            # A refused insert raised nothing and left the transaction usable; having
+            # waited for the winner's commit, this read sees its event.
+            assert await tx.webhooks.get_event("evt_race") is not None
+        return fresh_nonce, fresh_event
+
+    async with asyncio.timeout(15):
+        results = await asyncio.gather(*(deliver(i) for i in range(BUYERS)))
+
+    assert [nonce for nonce, _ in results].count(True) == 1
+    assert [event for _, event in results].count(True) == 1
+    winner = next(i for i, (_, event) in enumerate(results) if event)
+    async with pg_store.transaction() as tx:
+        assert await tx.webhooks.get_event("evt_race") == _event(
+            "evt_race", outcomes[winner % len(outcomes)]
+        )
+        assert await tx.webhooks.remember_nonce("same", b.T0) is False
+        assert await tx.webhooks.prune_nonces(b.T0 + timedelta(seconds=1)) == 1
+
+
+async def test_a_nonce_whose_first_writer_rolls_back_goes_to_the_one_waiting(
+    pg_store: PostgresStore,
+) -> None:
+    class Abandon(Exception):
+        pass
+
+    first_inserted, may_roll_back = asyncio.Event(), asyncio.Event()
+
+    async def first() -> None:
+        with pytest.raises(Abandon):
+            async with pg_store.transaction() as tx:
+                assert await tx.webhooks.remember_nonce("n-rolled-back", b.T0) is True
+                first_inserted.set()
+                await may_roll_back.wait()
+                raise Abandon
+
+    async def second() -> bool:
+        await first_inserted.wait()
+        async with pg_store.transaction() as tx:
+            return await tx.webhooks.remember_nonce("n-rolled-back", b.T0)
+
+    async with asyncio.timeout(15):
+        writer, waiter = asyncio.create_task(first()), asyncio.create_task(second())
+        await first_inserted.wait()
+        await asyncio.sleep(0.2)  # the second insert is now waiting on the first's row
+        assert not waiter.done()
+        may_roll_back.set()
+        await writer
+        assert await waiter is True

@@ -1,5 +1,6 @@
 """PostgreSQL specifics the shared contract cannot see: exact decimals, large batches,
-foreign keys, and a transaction that stays usable after a refused duplicate."""
+foreign keys, a transaction that stays usable after a refused duplicate, and upstream order
+ids that are unique."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from autokey.domain.model.errors import DuplicateResource, NotFound
 from autokey.domain.model.ids import KeyId, OrderId
 from autokey.domain.model.keys import PoolCounts
 from autokey.domain.model.offers import Money
+from autokey.domain.model.orders import Order, UpstreamState
 from autokey.domain.model.pages import PageRequest
 from tests import builders as b
 
@@ -92,6 +94,65 @@ async def test_a_refused_duplicate_leaves_the_transaction_usable(
         await tx.pools.add(pool)
     async with pg_store.transaction() as tx:
         assert await tx.pools.get(pool.id) == pool
+
+
+def _sourced(order: Order, upstream_id: str) -> Order:
+    order.pay(b.T0)
+    order.start_sourcing(b.T0)
+    order.record_upstream(UpstreamState.CREATED, b.T0, upstream_id)
+    return order
+
+
+async def test_a_second_order_with_the_same_upstream_id_is_a_duplicate(
+    pg_store: PostgresStore,
+) -> None:
+    owner = b.seller()
+    pool = b.pool(owner)
+    offer = b.offer(owner, pool.id)
+    first = _sourced(b.order(offer, b.seller()), "G2A-dup")
+    second, third = b.order(offer, b.seller()), b.order(offer, b.seller())
+    async with pg_store.transaction() as tx:
+        await tx.pools.add(pool)
+        await tx.offers.add(offer)
+        await tx.orders.add(first)
+        await tx.orders.add(second)
+    async with pg_store.transaction() as tx:
+        with pytest.raises(DuplicateResource) as on_add:
+            await tx.orders.add(_sourced(third, "G2A-dup"))
+        with pytest.raises(DuplicateResource) as on_save:
+            await tx.orders.save(_sourced(second, "G2A-dup"))
+        # Neither refusal aborted the transaction: it still reads and writes.
+        assert await tx.orders.get(second.id) is not None
+        await tx.orders.add(attrs.evolve(third, upstream_order_id="G2A-third"))
+    assert (on_add.value.resource, on_add.value.id) == ("upstream_order", "G2A-dup")
+    assert (on_save.value.resource, on_save.value.id) == ("upstream_order", "G2A-dup")
+    async with pg_store.transaction() as tx:
+        found = await tx.orders.find_by_upstream_id("G2A-dup")
+        assert found is not None
+        assert found.id == first.id
+        saved = await tx.orders.get(second.id)
+        assert saved is not None
+        assert saved.upstream_order_id is None
+        assert await tx.orders.find_by_upstream_id("G2A-third") is not None
+        # Re-saving an order with its own upstream id is no duplicate.
+        await tx.orders.save(first)
+
+
+async def test_a_duplicate_order_id_is_still_reported_as_that_order(
+    pg_store: PostgresStore,
+) -> None:
+    owner = b.seller()
+    pool = b.pool(owner)
+    offer = b.offer(owner, pool.id)
+    order = _sourced(b.order(offer, b.seller()), "G2A-1")
+    async with pg_store.transaction() as tx:
+        await tx.pools.add(pool)
+        await tx.offers.add(offer)
+        await tx.orders.add(order)
+    async with pg_store.transaction() as tx:
+        with pytest.raises(DuplicateResource) as caught:
+            await tx.orders.add(order)
+    assert (caught.value.resource, caught.value.id) == ("order", str(order.id))
 
 
 async def test_listing_every_status_pages_through_a_mixed_pool_in_id_order(

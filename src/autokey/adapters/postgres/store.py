@@ -44,8 +44,9 @@ from autokey.domain.model.ids import (
 )
 from autokey.domain.model.keys import Key, KeyPool, KeyStatus, PoolCounts
 from autokey.domain.model.offers import DeliveryType, Money, Offer, OfferStatus
-from autokey.domain.model.orders import Order, OrderStatus
+from autokey.domain.model.orders import Order, OrderStatus, UpstreamState
 from autokey.domain.model.pages import Page, PageRequest
+from autokey.domain.model.webhooks import WebhookEvent, WebhookEventType, WebhookOutcome
 from autokey.ports.store import (
     AuditLog,
     IdempotencyRepository,
@@ -56,6 +57,7 @@ from autokey.ports.store import (
     Store,
     TokenRepository,
     UnitOfWork,
+    WebhookRepository,
 )
 
 STORE_NAME: Final = "postgres"
@@ -189,6 +191,8 @@ def _offer_from_row(row: TupleRow) -> Offer:
         status=OfferStatus(row[7]),
         created_at=row[8],
         updated_at=row[9],
+        g2a_product_id=row[10],
+        max_price=None if row[11] is None else Money(amount=row[11], currency=row[12]),
     )
 
 
@@ -209,6 +213,8 @@ def _order_from_row(row: TupleRow) -> Order:
         fulfilled_at=row[13],
         canceled_at=row[14],
         cancel_reason=row[15],
+        upstream_order_id=row[16],
+        upstream_state=None if row[17] is None else UpstreamState(row[17]),
     )
 
 
@@ -223,6 +229,18 @@ def _idempotency_from_row(row: TupleRow) -> IdempotencyRecord:
         locked_until=row[5],
         expires_at=row[6],
         response=None if status is None else StoredResponse(status=status, body=bytes(body)),
+    )
+
+
+def _webhook_event_from_row(row: TupleRow) -> WebhookEvent:
+    return WebhookEvent(
+        event_id=row[0],
+        type=WebhookEventType(row[1]),
+        upstream_order_id=row[2],
+        occurred_at=row[3],
+        received_at=row[4],
+        outcome=WebhookOutcome(row[5]),
+        payload=bytes(row[6]),
     )
 
 
@@ -494,24 +512,25 @@ class PostgresKeyRepository(_Sql, KeyRepository):
 _INSERT_OFFER: Final = """
 INSERT INTO offers (
     id, seller_id, title, price_amount, price_currency, delivery_type, key_pool_id, status,
-    created_at, updated_at
+    created_at, updated_at, g2a_product_id, max_price_amount, max_price_currency
 )
-VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)
+VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)
 ON CONFLICT DO NOTHING
 """
 _SAVE_OFFER: Final = """
 UPDATE offers SET title = %s, price_amount = %s, price_currency = %s, delivery_type = %s,
-    key_pool_id = %s, status = %s, updated_at = %s
+    key_pool_id = %s, status = %s, updated_at = %s, g2a_product_id = %s, max_price_amount = %s,
+    max_price_currency = %s
 WHERE id = %s
 """
 _OFFER_BY_ID: Final = """
 SELECT id, seller_id, title, price_amount, price_currency, delivery_type, key_pool_id, status,
-       created_at, updated_at
+       created_at, updated_at, g2a_product_id, max_price_amount, max_price_currency
 FROM offers WHERE id = %s
 """
 _OFFERS_OF_SELLER: Final = """
 SELECT id, seller_id, title, price_amount, price_currency, delivery_type, key_pool_id, status,
-       created_at, updated_at
+       created_at, updated_at, g2a_product_id, max_price_amount, max_price_currency
 FROM offers
 WHERE seller_id = %s AND id > %s
 ORDER BY id LIMIT %s
@@ -533,6 +552,9 @@ class PostgresOfferRepository(_Sql, OfferRepository):
                 offer.status.value,
                 offer.created_at,
                 offer.updated_at,
+                offer.g2a_product_id,
+                None if offer.max_price is None else offer.max_price.amount,
+                None if offer.max_price is None else offer.max_price.currency,
             ),
             refs={"pool": str(offer.key_pool_id)},
         )
@@ -550,6 +572,9 @@ class PostgresOfferRepository(_Sql, OfferRepository):
                 offer.key_pool_id,
                 offer.status.value,
                 offer.updated_at,
+                offer.g2a_product_id,
+                None if offer.max_price is None else offer.max_price.amount,
+                None if offer.max_price is None else offer.max_price.currency,
                 offer.id,
             ),
             refs={"pool": str(offer.key_pool_id)},
@@ -574,33 +599,34 @@ _INSERT_ORDER: Final = """
 INSERT INTO orders (
     id, buyer_id, seller_id, offer_id, pool_id, quantity, unit_price_amount,
     unit_price_currency, status, created_at, updated_at, reserved_until, paid_at,
-    fulfilled_at, canceled_at, cancel_reason
+    fulfilled_at, canceled_at, cancel_reason, upstream_order_id, upstream_state
 )
-VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)
+VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)
 ON CONFLICT DO NOTHING
 """
 _SAVE_ORDER: Final = """
 UPDATE orders SET status = %s, updated_at = %s, reserved_until = %s, paid_at = %s,
-    fulfilled_at = %s, canceled_at = %s, cancel_reason = %s
+    fulfilled_at = %s, canceled_at = %s, cancel_reason = %s, upstream_order_id = %s,
+    upstream_state = %s
 WHERE id = %s
 """
 _ORDER_BY_ID: Final = """
 SELECT id, buyer_id, seller_id, offer_id, pool_id, quantity, unit_price_amount,
        unit_price_currency, status, created_at, updated_at, reserved_until, paid_at,
-       fulfilled_at, canceled_at, cancel_reason
+       fulfilled_at, canceled_at, cancel_reason, upstream_order_id, upstream_state
 FROM orders WHERE id = %s
 """
 _ORDER_BY_ID_FOR_UPDATE: Final = """
 SELECT id, buyer_id, seller_id, offer_id, pool_id, quantity, unit_price_amount,
        unit_price_currency, status, created_at, updated_at, reserved_until, paid_at,
-       fulfilled_at, canceled_at, cancel_reason
+       fulfilled_at, canceled_at, cancel_reason, upstream_order_id, upstream_state
 FROM orders WHERE id = %s
 FOR UPDATE
 """
 _ORDERS_OF_BUYER: Final = """
 SELECT id, buyer_id, seller_id, offer_id, pool_id, quantity, unit_price_amount,
        unit_price_currency, status, created_at, updated_at, reserved_until, paid_at,
-       fulfilled_at, canceled_at, cancel_reason
+       fulfilled_at, canceled_at, cancel_reason, upstream_order_id, upstream_state
 FROM orders
 WHERE buyer_id = %s AND id < %s
 ORDER BY id DESC LIMIT %s
@@ -608,7 +634,7 @@ ORDER BY id DESC LIMIT %s
 _ORDERS_OF_BUYER_IN_STATUS: Final = """
 SELECT id, buyer_id, seller_id, offer_id, pool_id, quantity, unit_price_amount,
        unit_price_currency, status, created_at, updated_at, reserved_until, paid_at,
-       fulfilled_at, canceled_at, cancel_reason
+       fulfilled_at, canceled_at, cancel_reason, upstream_order_id, upstream_state
 FROM orders
 WHERE buyer_id = %s AND status = %s AND id < %s
 ORDER BY id DESC LIMIT %s
@@ -616,17 +642,46 @@ ORDER BY id DESC LIMIT %s
 _LOCK_EXPIRED_ORDERS: Final = """
 SELECT id, buyer_id, seller_id, offer_id, pool_id, quantity, unit_price_amount,
        unit_price_currency, status, created_at, updated_at, reserved_until, paid_at,
-       fulfilled_at, canceled_at, cancel_reason
+       fulfilled_at, canceled_at, cancel_reason, upstream_order_id, upstream_state
 FROM orders
 WHERE status = 'PENDING' AND reserved_until < %s
 ORDER BY reserved_until, id
 LIMIT %s
 FOR UPDATE SKIP LOCKED
 """
+_ORDER_BY_UPSTREAM_ID: Final = """
+SELECT id, buyer_id, seller_id, offer_id, pool_id, quantity, unit_price_amount,
+       unit_price_currency, status, created_at, updated_at, reserved_until, paid_at,
+       fulfilled_at, canceled_at, cancel_reason, upstream_order_id, upstream_state
+FROM orders WHERE upstream_order_id = %s
+"""
+_ORDER_BY_UPSTREAM_ID_FOR_UPDATE: Final = """
+SELECT id, buyer_id, seller_id, offer_id, pool_id, quantity, unit_price_amount,
+       unit_price_currency, status, created_at, updated_at, reserved_until, paid_at,
+       fulfilled_at, canceled_at, cancel_reason, upstream_order_id, upstream_state
+FROM orders WHERE upstream_order_id = %s
+FOR UPDATE
+"""
+# Walks orders_fulfilling_updated_at_idx; id breaks ties so the order is stable.
+_FULFILLING_ORDERS: Final = """
+SELECT id, buyer_id, seller_id, offer_id, pool_id, quantity, unit_price_amount,
+       unit_price_currency, status, created_at, updated_at, reserved_until, paid_at,
+       fulfilled_at, canceled_at, cancel_reason, upstream_order_id, upstream_state
+FROM orders
+WHERE status = 'FULFILLING'
+ORDER BY updated_at, id
+LIMIT %s
+"""
+_ORDER_EXISTS: Final = "SELECT 1 FROM orders WHERE id = %s"
+
+# An order's upstream id is unique: a second order claiming it is a duplicate of that.
+_UPSTREAM_ORDER: Final = "upstream_order"
 
 
 class PostgresOrderRepository(_Sql, OrderRepository):
     async def add(self, order: Order) -> None:
+        # ON CONFLICT without a target covers the id and the upstream id alike, so a
+        # duplicate of either leaves the transaction usable.
         inserted = await self._run(
             _INSERT_ORDER,
             (
@@ -646,26 +701,39 @@ class PostgresOrderRepository(_Sql, OrderRepository):
                 order.fulfilled_at,
                 order.canceled_at,
                 order.cancel_reason,
+                order.upstream_order_id,
+                None if order.upstream_state is None else order.upstream_state.value,
             ),
             refs={"offer": str(order.offer_id), "pool": str(order.pool_id)},
         )
-        if not inserted:
-            raise DuplicateResource(resource="order", id=str(order.id))
+        if inserted:
+            return
+        upstream_id = order.upstream_order_id
+        if upstream_id is not None and await self._one(_ORDER_EXISTS, (order.id,)) is None:
+            raise DuplicateResource(resource=_UPSTREAM_ORDER, id=upstream_id)
+        raise DuplicateResource(resource="order", id=str(order.id))
 
     async def save(self, order: Order) -> None:
-        await self._run(
-            _SAVE_ORDER,
-            (
-                order.status.value,
-                order.updated_at,
-                order.reserved_until,
-                order.paid_at,
-                order.fulfilled_at,
-                order.canceled_at,
-                order.cancel_reason,
-                order.id,
-            ),
+        params = (
+            order.status.value,
+            order.updated_at,
+            order.reserved_until,
+            order.paid_at,
+            order.fulfilled_at,
+            order.canceled_at,
+            order.cancel_reason,
+            order.upstream_order_id,
+            None if order.upstream_state is None else order.upstream_state.value,
+            order.id,
         )
+        if order.upstream_order_id is None:
+            await self._run(_SAVE_ORDER, params)
+            return
+        # An UPDATE has no ON CONFLICT: run it in a savepoint, so an upstream id another
+        # order holds raises DuplicateResource and leaves the transaction usable.
+        with _translated(_UPSTREAM_ORDER, order.upstream_order_id):
+            async with self._conn.transaction():
+                await self._conn.execute(_SAVE_ORDER, params)
 
     async def get(self, order_id: OrderId, *, for_update: bool = False) -> Order | None:
         query = _ORDER_BY_ID_FOR_UPDATE if for_update else _ORDER_BY_ID
@@ -689,6 +757,67 @@ class PostgresOrderRepository(_Sql, OrderRepository):
             return []
         rows = await self._all(_LOCK_EXPIRED_ORDERS, (now, limit))
         return [_order_from_row(r) for r in rows]
+
+    async def find_by_upstream_id(
+        self, upstream_order_id: str, *, for_update: bool = False
+    ) -> Order | None:
+        query = _ORDER_BY_UPSTREAM_ID_FOR_UPDATE if for_update else _ORDER_BY_UPSTREAM_ID
+        row = await self._one(query, (upstream_order_id,))
+        return None if row is None else _order_from_row(row)
+
+    async def list_fulfilling(self, limit: int) -> Sequence[Order]:
+        if limit <= 0:
+            return []
+        return [_order_from_row(r) for r in await self._all(_FULFILLING_ORDERS, (limit,))]
+
+
+# ---------------------------------------------------------------------------------------
+# Webhooks
+# ---------------------------------------------------------------------------------------
+
+# ON CONFLICT DO NOTHING: a concurrent insert of the same key waits for the first to
+# commit and then inserts nothing, so exactly one caller sees a row written, nobody gets
+# an error and every transaction stays usable.
+_REMEMBER_NONCE: Final = """
+INSERT INTO webhook_nonces (nonce, seen_at) VALUES (%s, %s)
+ON CONFLICT (nonce) DO NOTHING
+"""
+_PRUNE_NONCES: Final = "DELETE FROM webhook_nonces WHERE seen_at < %s"
+_INSERT_WEBHOOK_EVENT: Final = """
+INSERT INTO webhook_events (
+    event_id, type, upstream_order_id, occurred_at, received_at, outcome, payload
+)
+VALUES (%s, %s, %s, %s, %s, %s, %s)
+ON CONFLICT (event_id) DO NOTHING
+"""
+_WEBHOOK_EVENT_BY_ID: Final = """
+SELECT event_id, type, upstream_order_id, occurred_at, received_at, outcome, payload
+FROM webhook_events WHERE event_id = %s
+"""
+
+
+class PostgresWebhookRepository(_Sql, WebhookRepository):
+    async def remember_nonce(self, nonce: str, seen_at: datetime) -> bool:
+        return bool(await self._run(_REMEMBER_NONCE, (nonce, seen_at)))
+
+    async def prune_nonces(self, seen_before: datetime) -> int:
+        return await self._run(_PRUNE_NONCES, (seen_before,))
+
+    async def add_event(self, event: WebhookEvent) -> bool:
+        params = (
+            event.event_id,
+            event.type.value,
+            event.upstream_order_id,
+            event.occurred_at,
+            event.received_at,
+            event.outcome.value,
+            event.payload,
+        )
+        return bool(await self._run(_INSERT_WEBHOOK_EVENT, params))
+
+    async def get_event(self, event_id: str) -> WebhookEvent | None:
+        row = await self._one(_WEBHOOK_EVENT_BY_ID, (event_id,))
+        return None if row is None else _webhook_event_from_row(row)
 
 
 # ---------------------------------------------------------------------------------------
@@ -845,6 +974,7 @@ class _PostgresUnitOfWork(UnitOfWork):
     orders: OrderRepository
     idempotency: IdempotencyRepository
     audit: AuditLog
+    webhooks: WebhookRepository
 
     @classmethod
     def on(cls, conn: Conn) -> _PostgresUnitOfWork:
@@ -856,6 +986,7 @@ class _PostgresUnitOfWork(UnitOfWork):
             orders=PostgresOrderRepository(conn),
             idempotency=PostgresIdempotencyRepository(conn),
             audit=PostgresAuditLog(conn),
+            webhooks=PostgresWebhookRepository(conn),
         )
 
 

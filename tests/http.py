@@ -31,8 +31,10 @@ class Api:
 
 
 @asynccontextmanager
-async def running_api(store: Store, clock: Any = None) -> AsyncIterator[Api]:
-    settings = load_settings({"AUTOKEY_DATABASE_URL": "memory://"})
+async def running_api(
+    store: Store, clock: Any = None, environ: dict[str, str] | None = None
+) -> AsyncIterator[Api]:
+    settings = load_settings({"AUTOKEY_DATABASE_URL": "memory://", **(environ or {})})
     container = Container(settings=settings, store=store, master_keys=(MASTER_KEY,))
     if clock is not None:
         container.clock.override(clock)

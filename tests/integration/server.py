@@ -55,6 +55,15 @@ def token(role: str, env: Mapping[str, str]) -> str:
 @asynccontextmanager
 async def serve(env: Mapping[str, str]) -> AsyncIterator[str]:
     """Start `autokey serve` on a free loopback port; yield its base URL; stop it after."""
+    async with serve_process(env) as (base, _process):
+        yield base
+
+
+@asynccontextmanager
+async def serve_process(
+    env: Mapping[str, str],
+) -> AsyncIterator[tuple[str, asyncio.subprocess.Process]]:
+    """Like `serve`, also yielding the process (a test may kill it)."""
     port = free_port()
     process = await asyncio.create_subprocess_exec(
         sys.executable,
@@ -85,7 +94,7 @@ async def serve(env: Mapping[str, str]) -> AsyncIterator[str]:
                 await asyncio.sleep(0.1)
             else:
                 raise RuntimeError("autokey serve did not become healthy")
-        yield base
+        yield base, process
     finally:
         if process.returncode is None:
             process.terminate()

@@ -3,9 +3,14 @@
 from __future__ import annotations
 
 import os
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack, asynccontextmanager
 
+import aiohttp
 import structlog
+from redis.asyncio import Redis
 
+from autokey import __version__
 from autokey.adapters.crypto import load_or_create_key_file
 from autokey.adapters.memory.store import MemoryStore
 from autokey.entrypoints.settings import Settings, StoreKind
@@ -40,3 +45,26 @@ def master_keys(settings: Settings) -> tuple[bytes, ...]:
         return (key,)
     log.warning("crypto.ephemeral_key", reason="memory store: keys vanish on exit anyway")
     return (os.urandom(32),)
+
+
+@asynccontextmanager
+async def outbound(
+    settings: Settings,
+) -> AsyncIterator[tuple[aiohttp.ClientSession | None, Redis | None]]:
+    """The one outbound HTTP session (only when G2A is configured) and the Redis client
+    (only when AUTOKEY_REDIS_URL is set), closed on exit."""
+    async with AsyncExitStack() as stack:
+        session = None
+        if settings.g2a is not None:
+            session = await stack.enter_async_context(
+                aiohttp.ClientSession(headers={"User-Agent": f"autokey/{__version__}"})
+            )
+        redis = None
+        if settings.redis_url:
+            # Short timeouts: the token cache sits on every G2A Import call and falls back
+            # to the process cache when Redis is slow or down.
+            redis = Redis.from_url(
+                settings.redis_url, socket_timeout=0.5, socket_connect_timeout=0.5
+            )
+            stack.push_async_callback(redis.aclose)
+        yield session, redis

@@ -37,6 +37,8 @@ def _parser() -> argparse.ArgumentParser:
     create.add_argument("--role", choices=[r.value for r in Role], required=True)
     create.add_argument("--subject", type=uuid.UUID, help="the seller/buyer id (default: new)")
     create.add_argument("--name", default="", help="a label for the token")
+    smoke = sub.add_parser("smoke", help="run the G2A sandbox smoke test end to end")
+    smoke.add_argument("--live", action="store_true", help="allow G2A_ENV=live (real money)")
     sandbox = sub.add_parser("g2a-sandbox", help="run the local G2A simulator")
     sandbox.add_argument("--host", default="127.0.0.1")
     sandbox.add_argument("--port", type=int, default=8099)
@@ -59,6 +61,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return asyncio.run(_sweep(settings))
     if args.command == "token":
         return asyncio.run(_create_token(settings, Role(args.role), args.subject, args.name))
+    if args.command == "smoke":
+        from autokey.entrypoints.smoke import smoke_main
+
+        return smoke_main(live=args.live)
     if args.command == "g2a-sandbox":
         from autokey.entrypoints.g2a_cli import sandbox_main
 

@@ -14,6 +14,7 @@ from urllib.parse import urlsplit
 import attrs
 
 from autokey.adapters.crypto import parse_master_key
+from autokey.adapters.g2a.config import G2AConfig, InvalidG2AConfig, g2a_config_from_env
 
 DEFAULT_SQLITE_PATH = "./autokey.db"
 
@@ -80,6 +81,10 @@ class Settings:
     sweep_interval_s: float
     payments: Payments
     redis_url: str | None = attrs.field(repr=False)
+    g2a: G2AConfig | None = None
+    """None when no G2A_* variable is set."""
+    webhook_secrets: tuple[bytes, ...] = attrs.field(default=(), repr=False)
+    """G2A_API_HASH (or G2A_API_SECRET), then G2A_API_HASH_PREVIOUS during a rotation."""
 
     @property
     def production(self) -> bool:
@@ -162,6 +167,22 @@ def _crypto(r: _Reader, production: bool, database: DatabaseSettings) -> CryptoS
     return CryptoSettings(master_keys=())
 
 
+def _g2a(r: _Reader, production: bool) -> G2AConfig | None:
+    try:
+        return g2a_config_from_env(r.environ, production=production)
+    except InvalidG2AConfig as exc:
+        r.problems.extend(f"{p.variable}: {p.reason}" for p in exc.problems)
+        return None
+
+
+def _webhook_secrets(r: _Reader) -> tuple[bytes, ...]:
+    current = r.text("G2A_API_HASH") or r.text("G2A_API_SECRET")
+    previous = r.text("G2A_API_HASH_PREVIOUS")
+    if previous and not current:
+        r.problems.append("G2A_API_HASH_PREVIOUS is set but G2A_API_HASH is not")
+    return tuple(s.encode() for s in (current, previous) if s)
+
+
 def load_settings(environ: Mapping[str, str]) -> Settings:
     """Build Settings from `environ`; raise SettingsError listing every problem."""
     r = _Reader(environ)
@@ -182,6 +203,8 @@ def load_settings(environ: Mapping[str, str]) -> Settings:
         sweep_interval_s=float(r.integer("AUTOKEY_SWEEP_INTERVAL_S", 15, 1, 3600)),
         payments=Payments(r.choice("AUTOKEY_PAYMENTS", Payments, payments_default)),
         redis_url=r.text("AUTOKEY_REDIS_URL") or None,
+        g2a=_g2a(r, production),
+        webhook_secrets=_webhook_secrets(r),
     )
     if r.problems:
         raise SettingsError(r.problems)

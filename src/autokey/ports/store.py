@@ -22,6 +22,7 @@ from autokey.domain.model.keys import Key, KeyPool, KeyStatus, PoolCounts
 from autokey.domain.model.offers import Offer
 from autokey.domain.model.orders import Order, OrderStatus
 from autokey.domain.model.pages import Page, PageRequest
+from autokey.domain.model.webhooks import WebhookEvent
 
 
 class TokenRepository(Protocol):
@@ -136,6 +137,34 @@ class OrderRepository(Protocol):
         transaction; orders another transaction holds are skipped, so sweepers never collide."""
         ...
 
+    async def find_by_upstream_id(
+        self, upstream_order_id: str, *, for_update: bool = False
+    ) -> Order | None:
+        """The order whose marketplace order id is `upstream_order_id` (unique), or None."""
+        ...
+
+    async def list_fulfilling(self, limit: int) -> Sequence[Order]:
+        """Up to `limit` FULFILLING orders, least recently updated first (for the resumer)."""
+        ...
+
+
+class WebhookRepository(Protocol):
+    async def remember_nonce(self, nonce: str, seen_at: datetime) -> bool:
+        """Record a nonce; False (and nothing written) if it was seen before. Concurrent
+        callers with the same nonce: exactly one gets True."""
+        ...
+
+    async def prune_nonces(self, seen_before: datetime) -> int:
+        """Forget nonces seen before the cut-off; returns how many."""
+        ...
+
+    async def add_event(self, event: WebhookEvent) -> bool:
+        """Store an event unless one with its event_id exists; True if stored. Concurrent
+        callers with the same event_id: exactly one gets True."""
+        ...
+
+    async def get_event(self, event_id: str) -> WebhookEvent | None: ...
+
 
 class IdempotencyRepository(Protocol):
     async def get(
@@ -182,6 +211,7 @@ class UnitOfWork(Protocol):
     orders: OrderRepository
     idempotency: IdempotencyRepository
     audit: AuditLog
+    webhooks: WebhookRepository
 
 
 class Store(Protocol):

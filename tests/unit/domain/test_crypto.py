@@ -91,3 +91,17 @@ def test_master_key_must_be_64_hex_and_errors_do_not_echo_it(bad: str) -> None:
     with pytest.raises(ValueError, match="64 hexadecimal") as caught:
         parse_master_key(bad)
     assert not bad or bad not in str(caught.value)
+
+
+async def test_fingerprints_survive_a_master_key_rotation() -> None:
+    from autokey.entrypoints.container import Container
+    from autokey.entrypoints.settings import load_settings
+
+    settings = load_settings({"AUTOKEY_DATABASE_URL": "memory://"})
+    before = Container(settings=settings, store=None, master_keys=(MASTER,))
+    after = Container(settings=settings, store=None, master_keys=(os.urandom(32), MASTER))
+    assert before.blind_index().fingerprint("ABCDE-1") == after.blind_index().fingerprint(
+        "ABCDE-1"
+    )
+    sealed = before.cipher().seal("ABCDE-1", context=CONTEXT)
+    assert after.cipher().open(sealed, context=CONTEXT) == "ABCDE-1"

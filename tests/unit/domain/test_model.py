@@ -26,7 +26,13 @@ from autokey.domain.model.keys import (
     check_key_text,
 )
 from autokey.domain.model.offers import Availability, Money, OfferStatus
-from autokey.domain.model.orders import ORDER_TRANSITIONS, OrderStatus, check_quantity
+from autokey.domain.model.orders import (
+    ORDER_TRANSITIONS,
+    UPSTREAM_RANK,
+    OrderStatus,
+    UpstreamState,
+    check_quantity,
+)
 from tests import builders as b
 
 
@@ -77,6 +83,7 @@ def test_every_order_transition_is_allowed_exactly_when_the_table_says(
     order = _order_in(start)
     moves = {
         OrderStatus.PAID: lambda: order.pay(b.T0),
+        OrderStatus.FULFILLING: lambda: order.start_sourcing(b.T0),
         OrderStatus.FULFILLED: lambda: order.fulfill(b.T0),
         OrderStatus.CANCELED: lambda: order.cancel(b.T0, "test"),
     }
@@ -168,3 +175,13 @@ def test_availability_follows_stock_not_status() -> None:
     assert offer.availability(0) is Availability.OUT_OF_STOCK
     assert offer.availability(1) is Availability.IN_STOCK
     assert PoolCounts(available=1, reserved=2, delivered=3, invalid=4).total == 10
+
+
+@pytest.mark.parametrize(("first", "late"), list(product(UpstreamState, UpstreamState)))
+def test_upstream_state_only_moves_forward(first: UpstreamState, late: UpstreamState) -> None:
+    order = _order_in(OrderStatus.FULFILLING)
+    order.record_upstream(first, b.T0, "G2A-1")
+    moved = order.record_upstream(late, b.T0, "G2A-OTHER")
+    assert moved is (UPSTREAM_RANK[late] > UPSTREAM_RANK[first])
+    assert order.upstream_state is (late if moved else first)
+    assert order.upstream_order_id == "G2A-1"

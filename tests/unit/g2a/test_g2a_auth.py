@@ -12,7 +12,7 @@ from autokey.adapters.g2a.auth import (
     hash_signature,
     oauth_form,
 )
-from autokey.adapters.g2a.webhook_signing import sign_webhook, webhook_signature_matches
+from autokey.adapters.g2a.webhook_signing import sign_webhook
 
 
 def test_export_authorization_matches_the_published_vector() -> None:
@@ -64,13 +64,6 @@ def test_webhook_signature_matches_the_vector() -> None:
     body = b'{"event_id":"evt_1","type":"order.paid","order_id":"80201019921771"}'
     signature = sign_webhook(b"test-api-hash-secret", body, "1700000000", "n-0001")
     assert signature == "174bfb00481f017a0d6214e26be4e5a8f3751c07f2e358b383ad6f07d6896b69"
-    assert webhook_signature_matches(
-        b"test-api-hash-secret", body, "1700000000", "n-0001", signature
-    )
-    assert not webhook_signature_matches(b"other", body, "1700000000", "n-0001", signature)
-    assert not webhook_signature_matches(
-        b"test-api-hash-secret", body + b" ", "1700000000", "n-0001", signature
-    )
 
 
 def test_rotating_any_credential_changes_the_fingerprint_without_revealing_it() -> None:

@@ -115,13 +115,17 @@ def test_every_problem_is_listed_at_once_and_no_value_is_printed() -> None:
 
 def test_missing_credentials_are_named() -> None:
     with pytest.raises(InvalidG2AConfig) as info:
-        g2a_config_from_env({"G2A_ENV": "sandbox"}, production=False)
+        g2a_config_from_env({"G2A_ENV": "sandbox", "G2A_EMAIL": "a@b.c"}, production=False)
     assert {p.variable for p in info.value.problems} == {
         "G2A_API_URL",
         "G2A_API_KEY",
         "G2A_API_HASH",
-        "G2A_EMAIL",
     }
+
+
+def test_a_webhook_secret_alone_does_not_configure_the_client() -> None:
+    only_webhooks = {"G2A_API_HASH": "secret", "G2A_API_HASH_PREVIOUS": "old", "G2A_ENV": "live"}
+    assert g2a_config_from_env(only_webhooks, production=True) is None
 
 
 def test_config_repr_hides_secret_and_email() -> None:

@@ -66,6 +66,9 @@ class G2AConfig:
         return normalize_base_url(self.import_base_url, ApiKind.IMPORT, self.env)
 
 
+CLIENT_VARIABLES = ("G2A_API_URL", "G2A_API_KEY", "G2A_EMAIL")
+
+
 @attrs.frozen(kw_only=True)
 class ConfigProblem:
     variable: str
@@ -115,9 +118,10 @@ def _credential(
 
 
 def g2a_config_from_env(environ: Mapping[str, str], *, production: bool) -> G2AConfig | None:
-    """The G2A settings, or None when no `G2A_*` variable is set (G2A not configured).
+    """The G2A client settings, or None when none of G2A_API_URL, G2A_API_KEY, G2A_EMAIL is
+    set (the client is not configured; G2A_API_HASH alone only signs webhooks).
     Raises `InvalidG2AConfig` listing every problem at once; messages never hold values."""
-    if not any(k.startswith("G2A_") and v.strip() for k, v in environ.items()):
+    if not any(environ.get(k, "").strip() for k in CLIENT_VARIABLES):
         return None
     problems: list[ConfigProblem] = []
 

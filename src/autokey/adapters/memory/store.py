@@ -24,6 +24,7 @@ from autokey.domain.model.keys import Key, KeyPool, KeyStatus, PoolCounts
 from autokey.domain.model.offers import Offer
 from autokey.domain.model.orders import Order, OrderStatus
 from autokey.domain.model.pages import Page, PageRequest
+from autokey.domain.model.webhooks import WebhookEvent
 from autokey.ports.store import (
     AuditLog,
     IdempotencyRepository,
@@ -34,6 +35,7 @@ from autokey.ports.store import (
     Store,
     TokenRepository,
     UnitOfWork,
+    WebhookRepository,
 )
 
 T = TypeVar("T")
@@ -50,6 +52,8 @@ class _Tables:
     orders: dict[OrderId, Order] = attrs.Factory(dict)
     idempotency: dict[tuple[str, str], IdempotencyRecord] = attrs.Factory(dict)
     audit: list[AuditEvent] = attrs.Factory(list)
+    nonces: dict[str, datetime] = attrs.Factory(dict)
+    events: dict[str, WebhookEvent] = attrs.Factory(dict)
 
 
 class _Journal:
@@ -297,6 +301,47 @@ class MemoryOrderRepository(OrderRepository):
         )
         return [_copy(o) for o in expired[:limit]]
 
+    async def find_by_upstream_id(
+        self, upstream_order_id: str, *, for_update: bool = False
+    ) -> Order | None:
+        for order in self._t.orders.values():
+            if order.upstream_order_id == upstream_order_id:
+                return _copy(order)
+        return None
+
+    async def list_fulfilling(self, limit: int) -> Sequence[Order]:
+        rows = sorted(
+            (o for o in self._t.orders.values() if o.status is OrderStatus.FULFILLING),
+            key=lambda o: o.updated_at,
+        )
+        return [_copy(o) for o in rows[:limit]]
+
+
+class MemoryWebhookRepository(WebhookRepository):
+    def __init__(self, t: _Tables, j: _Journal) -> None:
+        self._t, self._j = t, j
+
+    async def remember_nonce(self, nonce: str, seen_at: datetime) -> bool:
+        if nonce in self._t.nonces:
+            return False
+        self._j.put(self._t.nonces, nonce, seen_at)
+        return True
+
+    async def prune_nonces(self, seen_before: datetime) -> int:
+        old = [n for n, seen in self._t.nonces.items() if seen < seen_before]
+        for nonce in old:
+            self._j.delete(self._t.nonces, nonce)
+        return len(old)
+
+    async def add_event(self, event: WebhookEvent) -> bool:
+        if event.event_id in self._t.events:
+            return False
+        self._j.put(self._t.events, event.event_id, event)
+        return True
+
+    async def get_event(self, event_id: str) -> WebhookEvent | None:
+        return self._t.events.get(event_id)
+
 
 class MemoryIdempotencyRepository(IdempotencyRepository):
     def __init__(self, t: _Tables, j: _Journal) -> None:
@@ -352,6 +397,7 @@ class _MemoryUnitOfWork(UnitOfWork):
     orders: OrderRepository
     idempotency: IdempotencyRepository
     audit: AuditLog
+    webhooks: WebhookRepository
 
 
 class MemoryStore(Store):
@@ -373,6 +419,7 @@ class MemoryStore(Store):
                 orders=MemoryOrderRepository(t, journal),
                 idempotency=MemoryIdempotencyRepository(t, journal),
                 audit=MemoryAuditLog(t, journal),
+                webhooks=MemoryWebhookRepository(t, journal),
             )
             try:
                 yield uow

@@ -21,6 +21,8 @@ RFC 9457 problems from a single ordered table.
     │   ├── OfferNotAvailable        offer inactive, draft or unknown to the buyer
     │   ├── OutOfStock               fewer available keys than asked for
     │   ├── StockBusy                keys exist but other transactions hold them; retry soon
+    │   ├── WebhookRejected          a webhook failed verification (signature, time, nonce, shape)
+    │   ├── WebhooksNotConfigured    no webhook secret is configured
     │   └── PaymentsNotConfigured    no payment adapter in this deployment
     └── InfrastructureError          something outside the domain failed
         ├── StoreUnavailable         the database cannot be reached
@@ -142,6 +144,17 @@ class OutOfStock(DomainError):
 @attrs.define(kw_only=True)
 class StockBusy(DomainError):
     offer_id: str
+
+
+@attrs.define(kw_only=True)
+class WebhookRejected(DomainError):
+    reason: str
+    """A `Rejection` value: invalid_signature, stale_timestamp, replayed_nonce, ..."""
+
+
+@attrs.define(kw_only=True)
+class WebhooksNotConfigured(DomainError):
+    pass
 
 
 @attrs.define(kw_only=True)

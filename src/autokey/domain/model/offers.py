@@ -18,7 +18,11 @@ MAX_TITLE_LENGTH = 200
 
 class DeliveryType(enum.StrEnum):
     AUTO_KEY = "AUTO_KEY"
+    """Keys come from the seller's pool."""
+    G2A = "G2A"
+    """Keys are bought on G2A when an order is fulfilled and recorded in the offer's pool."""
     MANUAL = "MANUAL"
+    """Delivered by the seller outside autokey; not purchasable through the API."""
 
 
 class OfferStatus(enum.StrEnum):
@@ -70,12 +74,22 @@ class Offer:
     status: OfferStatus
     created_at: datetime
     updated_at: datetime
+    g2a_product_id: str | None = None
+    max_price: Money | None = None
+    """The most a G2A-sourced key may cost upstream."""
 
     def __attrs_post_init__(self) -> None:
         if not 1 <= len(self.title.strip()) <= MAX_TITLE_LENGTH:
             raise InvalidInput.of("title", "invalid_length")
         if self.delivery_type is DeliveryType.AUTO_KEY and self.key_pool_id is None:
             raise InvalidInput.of("keyPoolId", "required_for_auto_key")
+        if self.delivery_type is DeliveryType.G2A:
+            if self.key_pool_id is None:
+                raise InvalidInput.of("keyPoolId", "required_for_g2a")
+            if not self.g2a_product_id:
+                raise InvalidInput.of("g2aProductId", "required_for_g2a")
+            if self.max_price is None:
+                raise InvalidInput.of("maxPrice", "required_for_g2a")
 
     def publish(self, now: datetime) -> None:
         """draft (or inactive) -> active. Publishing an active offer is a no-op."""
@@ -89,12 +103,22 @@ class Offer:
             )
         self.status, self.updated_at = target, now
 
+    @property
+    def sources_upstream(self) -> bool:
+        return self.delivery_type is DeliveryType.G2A
+
     def availability(self, available_keys: int) -> Availability:
+        """AUTO_KEY stock is the pool's AVAILABLE keys; a G2A offer is bought on demand."""
         in_stock = self.delivery_type is not DeliveryType.AUTO_KEY or available_keys > 0
         return Availability.IN_STOCK if in_stock else Availability.OUT_OF_STOCK
 
     def ensure_purchasable(self) -> PoolId:
-        """The pool to reserve keys from; OfferNotAvailable unless active and AUTO_KEY."""
-        if self.status is not OfferStatus.ACTIVE or self.key_pool_id is None:
+        """The pool the order's keys come from (or are recorded in, for G2A);
+        OfferNotAvailable unless the offer is active and not MANUAL."""
+        if (
+            self.status is not OfferStatus.ACTIVE
+            or self.key_pool_id is None
+            or self.delivery_type is DeliveryType.MANUAL
+        ):
             raise OfferNotAvailable(offer_id=str(self.id))
         return self.key_pool_id

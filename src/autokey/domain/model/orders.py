@@ -23,17 +23,36 @@ MAX_QUANTITY = 100
 class OrderStatus(enum.StrEnum):
     PENDING = "PENDING"
     PAID = "PAID"
+    FULFILLING = "FULFILLING"
+    """Paid; its key is being bought upstream (G2A offers only)."""
     FULFILLED = "FULFILLED"
     CANCELED = "CANCELED"
 
 
 ORDER_TRANSITIONS: Mapping[OrderStatus, frozenset[OrderStatus]] = {
     OrderStatus.PENDING: frozenset({OrderStatus.PAID, OrderStatus.CANCELED}),
-    OrderStatus.PAID: frozenset({OrderStatus.FULFILLED}),
+    OrderStatus.PAID: frozenset({OrderStatus.FULFILLING, OrderStatus.FULFILLED}),
+    OrderStatus.FULFILLING: frozenset({OrderStatus.FULFILLED}),
     OrderStatus.FULFILLED: frozenset(),
     OrderStatus.CANCELED: frozenset(),
 }
 """Every legal order transition. FULFILLED and CANCELED are terminal."""
+
+
+class UpstreamState(enum.StrEnum):
+    """Progress of the marketplace order that sources a G2A offer's key. Only moves forward."""
+
+    REQUESTED = "requested"
+    """We are about to create the upstream order (recorded BEFORE the request is sent)."""
+    CREATED = "created"
+    PAID = "paid"
+    COMPLETE = "complete"
+    """The key is ready to download."""
+    FAILED = "failed"
+    REFUNDED = "refunded"
+
+
+UPSTREAM_RANK: Mapping[UpstreamState, int] = {s: i for i, s in enumerate(UpstreamState)}
 
 
 def check_quantity(quantity: int) -> int:
@@ -61,6 +80,8 @@ class Order:
     fulfilled_at: datetime | None = None
     canceled_at: datetime | None = None
     cancel_reason: str | None = None
+    upstream_order_id: str | None = None
+    upstream_state: UpstreamState | None = None
 
     @property
     def total(self) -> Money:
@@ -81,11 +102,31 @@ class Order:
         self.paid_at = now
 
     def fulfill(self, now: datetime) -> None:
-        """PAID -> FULFILLED; OrderNotPaid from PENDING or CANCELED."""
-        if self.status is not OrderStatus.PAID:
+        """PAID or FULFILLING -> FULFILLED; OrderNotPaid from PENDING or CANCELED."""
+        if self.status not in (OrderStatus.PAID, OrderStatus.FULFILLING):
             raise OrderNotPaid(resource="order", id=str(self.id), status=self.status)
         self._move(OrderStatus.FULFILLED, now)
         self.fulfilled_at = now
+
+    def start_sourcing(self, now: datetime) -> None:
+        """PAID -> FULFILLING, recording the intent to create the upstream order."""
+        if self.status is not OrderStatus.PAID:
+            raise OrderNotPaid(resource="order", id=str(self.id), status=self.status)
+        self._move(OrderStatus.FULFILLING, now)
+        self.upstream_state = UpstreamState.REQUESTED
+
+    def record_upstream(
+        self, state: UpstreamState, now: datetime, upstream_order_id: str | None = None
+    ) -> bool:
+        """Move the upstream state forward; a late or repeated report changes nothing and
+        returns False (events may arrive twice, late or out of order)."""
+        if upstream_order_id is not None:
+            self.upstream_order_id = self.upstream_order_id or upstream_order_id
+        current = self.upstream_state
+        if current is not None and UPSTREAM_RANK[state] <= UPSTREAM_RANK[current]:
+            return False
+        self.upstream_state, self.updated_at = state, now
+        return True
 
     def cancel(self, now: datetime, reason: str) -> None:
         """PENDING -> CANCELED; the caller releases the reserved keys in the same transaction."""

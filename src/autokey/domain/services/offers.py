@@ -28,6 +28,8 @@ class OfferDraft:
     price: Money
     delivery_type: DeliveryType
     key_pool_id: PoolId | None
+    g2a_product_id: str | None = None
+    max_price: Money | None = None
 
 
 @attrs.frozen(kw_only=True)
@@ -76,6 +78,8 @@ class OfferService:
                     price=draft.price,
                     delivery_type=draft.delivery_type,
                     key_pool_id=draft.key_pool_id,
+                    g2a_product_id=draft.g2a_product_id,
+                    max_price=draft.max_price,
                     status=OfferStatus.DRAFT,
                     created_at=now,
                     updated_at=now,
@@ -89,6 +93,8 @@ class OfferService:
                     price=draft.price,
                     delivery_type=draft.delivery_type,
                     key_pool_id=draft.key_pool_id,
+                    g2a_product_id=draft.g2a_product_id,
+                    max_price=draft.max_price,
                     updated_at=now,
                 )
                 await tx.offers.save(offer)

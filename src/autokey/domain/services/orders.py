@@ -13,7 +13,13 @@ import attrs
 
 from autokey.domain.model.audit import AuditAction, AuditEvent
 from autokey.domain.model.auth import Principal, Role
-from autokey.domain.model.errors import NotFound, OfferNotAvailable, OutOfStock, StockBusy
+from autokey.domain.model.errors import (
+    InvalidInput,
+    NotFound,
+    OfferNotAvailable,
+    OutOfStock,
+    StockBusy,
+)
 from autokey.domain.model.ids import EventId, KeyId, OfferId, OrderId
 from autokey.domain.model.orders import Order, OrderStatus, check_quantity
 from autokey.domain.model.pages import Page, PageRequest
@@ -25,6 +31,15 @@ from autokey.ports.store import Store, UnitOfWork
 from autokey.ports.system import Clock, IdGenerator
 
 SWEEP_BATCH = 100
+
+
+class SourcingRequired(Exception):
+    """The order's key is bought upstream: the caller runs `SourcingService.advance` outside
+    this transaction (it makes external calls between its own commits)."""
+
+    def __init__(self, order_id: OrderId) -> None:
+        super().__init__(str(order_id))
+        self.order_id = order_id
 
 
 @attrs.frozen(kw_only=True)
@@ -108,6 +123,11 @@ class OrderService:
             reserved_until=now + self._ttl,
         )
         await tx.orders.add(order)
+        if offer.sources_upstream:
+            if quantity != 1:
+                raise InvalidInput.of("quantity", "one_per_order_for_g2a_offers")
+            await tx.audit.append([self._event(principal, AuditAction.ORDER_CREATED, order)])
+            return OrderView(order=order)
         claimed = await tx.keys.claim(pool_id, order.id, quantity, now)
         if len(claimed) < quantity:
             available = len(claimed) + await tx.keys.count_available(pool_id)
@@ -139,6 +159,12 @@ class OrderService:
         """PAID -> FULFILLED, delivering the reserved keys; again on a FULFILLED order returns
         the same keys. OrderNotPaid for PENDING or CANCELED orders."""
         order = await self._own_order(tx, principal, order_id, lock=True)
+        if order.status is OrderStatus.FULFILLING:
+            raise SourcingRequired(order.id)
+        if order.status is OrderStatus.PAID:
+            offer = await tx.offers.get(order.offer_id)
+            if offer is not None and offer.sources_upstream:
+                raise SourcingRequired(order.id)
         if order.status is not OrderStatus.FULFILLED:
             order.fulfill(self._clock.now())
             delivered = await tx.keys.deliver_order(order.id, self._clock.now())

@@ -13,7 +13,7 @@ from autokey.domain.model.errors import InvalidInput
 from autokey.domain.model.idempotency import StoredResponse
 from autokey.domain.model.ids import OfferId, OrderId
 from autokey.domain.model.orders import OrderStatus
-from autokey.domain.services.orders import OrderView
+from autokey.domain.services.orders import OrderView, SourcingRequired
 from autokey.domain.services.transactions import transact
 from autokey.entrypoints.web.context import (
     container,
@@ -89,9 +89,17 @@ async def pay(request: web.Request) -> web.Response:
 
 @routes.post("/orders/{order_id}/fulfill")
 async def fulfill(request: web.Request) -> web.Response:
+    """AUTO_KEY orders complete in one transaction (200). G2A orders are bought upstream:
+    200 once the key is delivered, 202 while the order is FULFILLING."""
     who, order_id = await principal(request), _order_id(request)
     orders = container(request).orders()
-    return await _respond(request, who, lambda tx: orders.fulfill_in(tx, who, order_id), 200)
+    try:
+        return await _respond(request, who, lambda tx: orders.fulfill_in(tx, who, order_id), 200)
+    except SourcingRequired:
+        await container(request).sourcing().advance(order_id)
+    view = await orders.get(who, order_id)
+    status = 200 if view.order.status is OrderStatus.FULFILLED else 202
+    return json_response(request, OrderOut.of_view(view), status=status)
 
 
 @routes.post("/orders/{order_id}/cancel")

@@ -42,6 +42,7 @@ _ROWS: tuple[tuple[type[Exception], int, str, str], ...] = (
     (e.OfferNotAvailable, 400, "offer_not_available", "The offer is not available"),
     (e.OutOfStock, 400, "out_of_stock", "Not enough keys in stock"),
     (e.StockBusy, 503, "stock_busy", "Keys are momentarily busy; retry"),
+    (e.WebhooksNotConfigured, 503, "webhooks_not_configured", "No webhook secret configured"),
     (e.PaymentsNotConfigured, 501, "payments_not_configured", "No payment provider configured"),
     (e.StoreUnavailable, 503, "store_unavailable", "The database is unavailable"),
     (e.UpstreamUnavailable, 503, "upstream_unavailable", "The marketplace is unavailable"),
@@ -50,6 +51,13 @@ _ROWS: tuple[tuple[type[Exception], int, str, str], ...] = (
 )
 ERROR_TABLE = tuple((cls, ProblemKind(status, code, title)) for cls, status, code, title in _ROWS)
 INTERNAL = ProblemKind(500, "internal_error", "Internal server error")
+WEBHOOK_REJECTIONS = {
+    "invalid_signature": ProblemKind(401, "invalid_signature", "Webhook signature is not valid"),
+    "stale_timestamp": ProblemKind(401, "stale_timestamp", "Webhook timestamp out of tolerance"),
+    "replayed_nonce": ProblemKind(401, "replayed_nonce", "Webhook nonce was seen before"),
+    "malformed_event": ProblemKind(400, "malformed_event", "Webhook body is not a valid event"),
+    "payload_too_large": ProblemKind(413, "payload_too_large", "Webhook body over 1 MiB"),
+}
 _HTTP_CODES = {
     400: "bad_request",
     404: "not_found",
@@ -60,6 +68,8 @@ _HTTP_CODES = {
 
 
 def classify(error: Exception) -> ProblemKind:
+    if isinstance(error, e.WebhookRejected):
+        return WEBHOOK_REJECTIONS[error.reason]
     for cls, kind in ERROR_TABLE:
         if isinstance(error, cls):
             return kind
@@ -70,6 +80,8 @@ def _details(error: Exception) -> dict[str, Any]:
     """Public fields of a domain error, camelCased; nothing for infrastructure errors."""
     if not isinstance(error, e.DomainError):
         return {}
+    if isinstance(error, e.WebhookRejected):
+        return {}  # the code says it all; nothing about the request is echoed
     fields = attrs.asdict(error, recurse=True)
     if isinstance(error, e.InvalidInput):
         fields["errors"] = fields.pop("problems")
@@ -115,7 +127,8 @@ async def problem_middleware(request: web.Request, handler: Handler) -> web.Stre
         kind = classify(error)
         if kind.status >= 500:
             log.error("http.request_failed", code=kind.code, error=type(error).__name__)
-        headers = {"WWW-Authenticate": "Bearer"} if kind.status == 401 else None
+        bearer = kind.status == 401 and not isinstance(error, e.WebhookRejected)
+        headers = {"WWW-Authenticate": "Bearer"} if bearer else None
         return problem_response(kind, extra=_details(error), headers=headers)
     except web.HTTPException as exc:
         if exc.status < 400:

@@ -198,6 +198,8 @@ class OfferDraftIn:
     delivery_type: str
     id: UUID | None = None
     key_pool_id: UUID | None = None
+    g2a_product_id: str | None = None
+    max_price: MoneyIO | None = None
 
 
 @attrs.frozen(kw_only=True)
@@ -223,6 +225,8 @@ class OfferOut:
     auto_key_available_count: int
     created_at: datetime
     updated_at: datetime
+    g2a_product_id: str | None
+    max_price: MoneyIO | None
 
     @classmethod
     def of(cls, view: OfferView) -> OfferOut:
@@ -239,6 +243,8 @@ class OfferOut:
             auto_key_available_count=view.available_keys,
             created_at=o.created_at,
             updated_at=o.updated_at,
+            g2a_product_id=o.g2a_product_id,
+            max_price=MoneyIO.of(o.max_price) if o.max_price else None,
         )
 
 
@@ -271,6 +277,8 @@ class OrderOut:
     fulfilled_at: datetime | None
     canceled_at: datetime | None
     cancel_reason: str | None
+    upstream_order_id: str | None
+    upstream_state: str | None
     keys: list[DeliveredKeyOut] | None
 
     @classmethod
@@ -291,6 +299,8 @@ class OrderOut:
             fulfilled_at=order.fulfilled_at,
             canceled_at=order.canceled_at,
             cancel_reason=order.cancel_reason,
+            upstream_order_id=order.upstream_order_id,
+            upstream_state=order.upstream_state.value if order.upstream_state else None,
             keys=None
             if keys is None
             else [DeliveredKeyOut(id=k.id, key=k.plaintext) for k in keys],

@@ -7,6 +7,7 @@ Async resources (the store, later Redis and the HTTP session) are opened by the 
 from __future__ import annotations
 
 from dependency_injector import containers, providers
+from prometheus_client import CollectorRegistry
 
 from autokey.adapters.crypto import AesGcmKeyCipher, HmacBlindIndex, Sha256SecretHasher
 from autokey.adapters.payments import SimulatedPaymentGateway, UnconfiguredPaymentGateway
@@ -17,6 +18,13 @@ from autokey.domain.services.inventory import InventoryService
 from autokey.domain.services.offers import OfferService
 from autokey.domain.services.orders import OrderService
 from autokey.entrypoints.settings import Settings
+from autokey.entrypoints.web.health import Check, ReadinessChecker
+from autokey.entrypoints.web.metrics import (
+    AuditedPoolStock,
+    DomainMetrics,
+    HttpMetrics,
+    KeyStockCollector,
+)
 from autokey.ports.payments import PaymentGateway
 from autokey.ports.store import Store
 from autokey.ports.system import Clock
@@ -52,3 +60,24 @@ class Container(containers.DeclarativeContainer):
         reservation_ttl_s=settings.provided.reservation_ttl_s,
     )
     idempotency = providers.Singleton(IdempotencyService, store, clock)
+
+    # ---- observability: metrics and readiness ------------------------------------------
+    metrics_registry = providers.Singleton(CollectorRegistry)
+    http_metrics = providers.Singleton(HttpMetrics, metrics_registry)
+    domain_metrics = providers.Singleton(DomainMetrics, metrics_registry)
+    key_stock = providers.Singleton(
+        KeyStockCollector, providers.Singleton(AuditedPoolStock, store), registry=metrics_registry
+    )
+    # Readiness hooks, None until the G2A/Redis wiring overrides them: `redis_ping` is an
+    # async callable raising when Redis does not answer, `g2a_probe` is
+    # MarketplaceClient.probe_token, `g2a_environment` the G2A environment's name.
+    redis_ping: providers.Provider[Check | None] = providers.Object(None)
+    g2a_probe: providers.Provider[Check | None] = providers.Object(None)
+    g2a_environment: providers.Provider[str | None] = providers.Object(None)
+    readiness = providers.Singleton(
+        ReadinessChecker,
+        store,
+        g2a_environment=g2a_environment,
+        redis_ping=redis_ping,
+        g2a_probe=g2a_probe,
+    )

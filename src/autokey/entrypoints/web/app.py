@@ -13,7 +13,16 @@ from autokey.domain.model.errors import AutokeyError
 from autokey.entrypoints import bootstrap
 from autokey.entrypoints.container import Container
 from autokey.entrypoints.settings import Settings, StoreKind
-from autokey.entrypoints.web import console, health, offers, orders, pools
+from autokey.entrypoints.web import (
+    console,
+    docs,
+    health,
+    observability,
+    offers,
+    openapi,
+    orders,
+    pools,
+)
 from autokey.entrypoints.web.context import CONTAINER, CONVERTER
 from autokey.entrypoints.web.problems import problem_middleware
 from autokey.entrypoints.web.schemas import make_http_converter
@@ -24,10 +33,17 @@ log = structlog.get_logger("autokey.app")
 
 def make_app(container: Container) -> web.Application:
     """An app over an already-built container (tests pass one with a memory store)."""
-    app = web.Application(middlewares=[problem_middleware], client_max_size=MAX_JSON_BODY)
+    # observability first: the outermost middleware stamps request ids on every response.
+    app = web.Application(
+        middlewares=[observability.observability_middleware, problem_middleware],
+        client_max_size=MAX_JSON_BODY,
+    )
     app[CONTAINER] = container
     app[CONVERTER] = make_http_converter()
     app.add_routes(health.routes)
+    app.add_routes(observability.routes)
+    app.add_routes(openapi.routes)
+    app.add_routes(docs.routes)
     app.add_routes(pools.routes)
     app.add_routes(offers.routes)
     app.add_routes(orders.routes)

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 
 import structlog
 from aiohttp import web
+from dependency_injector import providers
 
 from autokey.domain.model.errors import AutokeyError
+from autokey.domain.model.marketplace import MarketplaceEnvironment
 from autokey.entrypoints import bootstrap
 from autokey.entrypoints.container import Container
 from autokey.entrypoints.settings import Settings, StoreKind
@@ -22,6 +24,7 @@ from autokey.entrypoints.web import (
     openapi,
     orders,
     pools,
+    webhooks,
 )
 from autokey.entrypoints.web.context import CONTAINER, CONVERTER
 from autokey.entrypoints.web.problems import problem_middleware
@@ -47,21 +50,26 @@ def make_app(container: Container) -> web.Application:
     app.add_routes(pools.routes)
     app.add_routes(offers.routes)
     app.add_routes(orders.routes)
+    app.add_routes(webhooks.routes)
     app.add_routes(console.routes)
     return app
 
 
-async def sweep_forever(container: Container, interval_s: float) -> None:
-    """Release expired reservations every `interval_s`; survives database outages."""
-    orders, idempotency = container.orders(), container.idempotency()
+async def every(interval_s: float, name: str, job: Callable[[], Awaitable[object]]) -> None:
+    """Run `job` every `interval_s` until cancelled; a failing run is logged, never fatal."""
     while True:
         try:
-            if expired := await orders.sweep_expired():
-                log.info("orders.expired_swept", count=expired)
-            await idempotency.purge()
+            await job()
         except AutokeyError as error:
-            log.warning("orders.sweep_failed", error=type(error).__name__)
+            log.warning("app.background_job_failed", job=name, error=type(error).__name__)
         await asyncio.sleep(interval_s)
+
+
+async def _housekeeping(container: Container) -> None:
+    if expired := await container.orders().sweep_expired():
+        log.info("orders.expired_swept", count=expired)
+    await container.idempotency().purge()
+    await container.webhooks().prune_nonces()
 
 
 def build_container(settings: Settings, store: object) -> Container:
@@ -69,24 +77,44 @@ def build_container(settings: Settings, store: object) -> Container:
 
 
 def serve_app(settings: Settings) -> web.Application:
-    """The production app: opens (and on the embedded default, migrates) the store on start."""
+    """The production app: opens (and on the embedded default, migrates) the store on start,
+    the outbound G2A session and Redis when configured, and runs the background jobs."""
     container = Container(settings=settings)
     app = make_app(container)
 
     async def resources(_app: web.Application) -> AsyncIterator[None]:
-        store = await bootstrap.open_store(settings)
-        if settings.database.kind is not StoreKind.POSTGRES:
-            await store.migrate()
-        container.store.override(store)
-        container.master_keys.override(bootstrap.master_keys(settings))
-        sweeper = asyncio.create_task(sweep_forever(container, settings.sweep_interval_s))
-        try:
-            yield
-        finally:
-            sweeper.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await sweeper
-            await store.close()
+        async with contextlib.AsyncExitStack() as stack:
+            store = await bootstrap.open_store(settings)
+            stack.push_async_callback(store.close)
+            if settings.database.kind is not StoreKind.POSTGRES:
+                await store.migrate()
+            session, redis = await stack.enter_async_context(bootstrap.outbound(settings))
+            container.store.override(store)
+            container.master_keys.override(bootstrap.master_keys(settings))
+            container.http_session.override(session)
+            container.redis.override(redis)
+            if redis is not None:
+                container.redis_ping.override(providers.Object(redis.ping))
+            marketplace = container.marketplace()
+            if marketplace is not None and settings.g2a is not None:
+                container.g2a_probe.override(providers.Object(marketplace.probe_token))
+                container.g2a_environment.override(providers.Object(settings.g2a.env.value))
+                if settings.g2a.env is MarketplaceEnvironment.LIVE:
+                    await marketplace.probe_token()  # refuse to start on bad live credentials
+            jobs = [
+                every(settings.sweep_interval_s, "housekeeping", lambda: _housekeeping(container))
+            ]
+            if marketplace is not None:
+                jobs.append(
+                    every(settings.sweep_interval_s, "g2a_resume", container.sourcing().resume)
+                )
+            tasks = [asyncio.create_task(job) for job in jobs]
+            try:
+                yield
+            finally:
+                for task in tasks:
+                    task.cancel()
+                await asyncio.gather(*tasks, return_exceptions=True)
 
     app.cleanup_ctx.append(resources)
     return app

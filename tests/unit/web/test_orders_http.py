@@ -261,3 +261,18 @@ async def test_concurrent_orders_on_memory_never_share_keys(api: Api) -> None:
 
     statuses = await asyncio.gather(*(flow() for _ in range(15)))
     assert sorted(statuses) == [201] * 10 + [400] * 5
+
+
+async def test_order_transitions_are_counted_once_per_real_transition(api: Api) -> None:
+    seller, buyer = await api.token(Role.SELLER), await api.token(Role.BUYER)
+    _, offer = await _stocked_offer(api, seller, ["AAAAA-1", "BBBBB-2"])
+    order = await _call(api, "POST", "/orders", buyer, {"offerId": offer}, 201)
+    await _call(api, "POST", f"/orders/{order['id']}/pay", buyer)
+    for _ in range(3):  # repeats return the same keys and are no new transition
+        await _call(api, "POST", f"/orders/{order['id']}/fulfill", buyer)
+    other = await _call(api, "POST", "/orders", buyer, {"offerId": offer}, 201)
+    await _call(api, "POST", f"/orders/{other['id']}/cancel", buyer)
+    text = await (await api.client.get("/metrics")).text()
+    expected = {"created": 2.0, "paid": 1.0, "fulfilled": 1.0, "canceled": 1.0, "expired": 0.0}
+    for transition, value in expected.items():
+        assert f'autokey_order_transitions_total{{transition="{transition}"}} {value}' in text

@@ -304,3 +304,19 @@ async def test_without_a_secret_webhooks_are_refused() -> None:
     async with running_api(MemoryStore(), FakeClock(NOW)) as bare:
         status, problem = await post(bare, BODY, signed(BODY))
     assert (status, problem["code"]) == (503, "webhooks_not_configured")
+
+
+async def test_webhook_outcomes_are_counted_by_reason(api: Api) -> None:
+    await _linked_order(api)
+    await post(api, BODY, signed(BODY))
+    await post(api, BODY, signed(BODY))
+    await post(api, BODY, signed(BODY, secret="wrong"))
+    text = await (await api.client.get("/metrics")).text()
+    for reason, value in {
+        "applied": 1.0,
+        "replayed_nonce": 1.0,
+        "invalid_signature": 1.0,
+        "duplicate": 0.0,
+        "stale_timestamp": 0.0,
+    }.items():
+        assert f'autokey_webhook_outcomes_total{{reason="{reason}"}} {value}' in text

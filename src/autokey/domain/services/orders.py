@@ -53,6 +53,8 @@ class OrderView:
     order: Order
     keys: tuple[DeliveredKey, ...] = ()
     """Decrypted keys; only ever filled for a FULFILLED order shown to its buyer."""
+    moved: bool = False
+    """True when this call changed the order's status (for metrics, after commit)."""
 
 
 class OrderService:
@@ -127,7 +129,7 @@ class OrderService:
             if quantity != 1:
                 raise InvalidInput.of("quantity", "one_per_order_for_g2a_offers")
             await tx.audit.append([self._event(principal, AuditAction.ORDER_CREATED, order)])
-            return OrderView(order=order)
+            return OrderView(order=order, moved=True)
         claimed = await tx.keys.claim(pool_id, order.id, quantity, now)
         if len(claimed) < quantity:
             available = len(claimed) + await tx.keys.count_available(pool_id)
@@ -140,7 +142,7 @@ class OrderService:
                 self._event(principal, AuditAction.KEYS_RESERVED, order, claimed),
             ]
         )
-        return OrderView(order=order)
+        return OrderView(order=order, moved=True)
 
     async def pay_in(self, tx: UnitOfWork, principal: Principal, order_id: OrderId) -> OrderView:
         """PENDING -> PAID through the payment gateway."""
@@ -151,7 +153,7 @@ class OrderService:
         await tx.audit.append(
             [self._event(principal, AuditAction.ORDER_PAID, order, payment=reference)]
         )
-        return OrderView(order=order)
+        return OrderView(order=order, moved=True)
 
     async def fulfill_in(
         self, tx: UnitOfWork, principal: Principal, order_id: OrderId
@@ -165,7 +167,8 @@ class OrderService:
             offer = await tx.offers.get(order.offer_id)
             if offer is not None and offer.sources_upstream:
                 raise SourcingRequired(order.id)
-        if order.status is not OrderStatus.FULFILLED:
+        moved = order.status is not OrderStatus.FULFILLED
+        if moved:
             order.fulfill(self._clock.now())
             delivered = await tx.keys.deliver_order(order.id, self._clock.now())
             await tx.orders.save(order)
@@ -175,7 +178,7 @@ class OrderService:
                     self._event(principal, AuditAction.ORDER_FULFILLED, order),
                 ]
             )
-        return await self._reveal(tx, principal, order)
+        return attrs.evolve(await self._reveal(tx, principal, order), moved=moved)
 
     async def _reveal(self, tx: UnitOfWork, principal: Principal, order: Order) -> OrderView:
         keys = await tx.keys.for_order(order.id)
@@ -193,11 +196,12 @@ class OrderService:
     async def cancel_in(self, tx: UnitOfWork, principal: Principal, order_id: OrderId) -> OrderView:
         """PENDING -> CANCELED and its keys back to AVAILABLE; canceling twice is a no-op."""
         order = await self._own_order(tx, principal, order_id, lock=True)
-        if order.status is not OrderStatus.CANCELED:
+        moved = order.status is not OrderStatus.CANCELED
+        if moved:
             await self._cancel(
                 tx, principal, order, "canceled_by_buyer", AuditAction.ORDER_CANCELED
             )
-        return OrderView(order=order)
+        return OrderView(order=order, moved=moved)
 
     async def _cancel(
         self,

@@ -68,6 +68,7 @@ async def every(interval_s: float, name: str, job: Callable[[], Awaitable[object
 async def _housekeeping(container: Container) -> None:
     if expired := await container.orders().sweep_expired():
         log.info("orders.expired_swept", count=expired)
+        container.domain_metrics().order_transition("expired", expired)
     await container.idempotency().purge()
     await container.webhooks().prune_nonces()
 

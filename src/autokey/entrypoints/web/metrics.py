@@ -25,6 +25,7 @@ from autokey.domain.model.ids import PoolId
 from autokey.domain.model.keys import KeyStatus, PoolCounts
 from autokey.domain.model.orders import OrderStatus
 from autokey.domain.model.pages import MAX_PAGE_SIZE, PageRequest
+from autokey.domain.model.webhooks import Rejection, WebhookOutcome
 from autokey.ports.store import Store, UnitOfWork
 
 UNMATCHED_ROUTE = "unmatched"
@@ -60,16 +61,12 @@ ORDER_TRANSITIONS = tuple(
 (`canceled` for a cancel by a person, `expired` for the sweeper) or `created`."""
 
 WEBHOOK_OUTCOMES = (
-    "processed",
+    *(outcome.value for outcome in WebhookOutcome),
     "duplicate",
-    "unknown_order",
-    "invalid_signature",
-    "stale_timestamp",
-    "replayed_nonce",
-    "malformed_event",
-    "payload_too_large",
+    *(rejection.value for rejection in Rejection),
 )
-"""Label values of `autokey_webhook_outcomes_total` pre-created at zero; others may be added."""
+"""Label values of `autokey_webhook_outcomes_total`, pre-created at zero: what an accepted event
+did (applied, stale, unmatched, recorded), `duplicate`, or why a delivery was rejected."""
 
 
 class DomainMetrics:

@@ -35,8 +35,11 @@ Step = Callable[[UnitOfWork], Awaitable[OrderView]]
 async def _respond(request: web.Request, who: Principal, step: Step, status: int) -> web.Response:
     """Run `step` in a transaction; with an Idempotency-Key, exactly once per key."""
 
+    moved: list[OrderView] = []
+
     async def effect(tx: UnitOfWork) -> StoredResponse:
         view = await step(tx)
+        moved[:] = [view] if view.moved else []
         body = json.dumps(converter(request).unstructure(OrderOut.of_view(view)))
         return StoredResponse(status=status, body=body.encode())
 
@@ -55,6 +58,9 @@ async def _respond(request: web.Request, who: Principal, step: Step, status: int
         )
         response = outcome.response
         headers["Idempotent-Replayed"] = "true" if outcome.replayed else "false"
+    for view in moved:  # committed by now
+        transition = "created" if view.order.status is OrderStatus.PENDING else view.order.status
+        container(request).domain_metrics().order_transition(transition.lower())
     return web.Response(
         status=response.status,
         body=response.body,

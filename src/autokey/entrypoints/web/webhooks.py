@@ -63,7 +63,7 @@ def _parse(body: bytes) -> ParsedEvent:
 
 @routes.post("/webhooks/g2a")
 async def g2a_webhook(request: web.Request) -> web.Response:
-    hooks = container(request).webhooks()
+    hooks, metrics = container(request).webhooks(), container(request).domain_metrics()
     try:
         body = await _read_body(request)
         delivery = WebhookRequest(
@@ -77,10 +77,13 @@ async def g2a_webhook(request: web.Request) -> web.Response:
         receipt = await hooks.receive(delivery.nonce or "", event, body)
     except WebhookRejected as rejected:
         log.warning("webhooks.rejected", reason=rejected.reason)
+        metrics.webhook_outcome(rejected.reason)
         raise
     if receipt.duplicate:
         log.info("webhooks.duplicate", event_id=event.event_id)
+        metrics.webhook_outcome("duplicate")
         return web.json_response({"status": "duplicate"})
+    metrics.webhook_outcome(receipt.outcome or "recorded")
     log.info("webhooks.accepted", event_id=event.event_id, type=event.type, outcome=receipt.outcome)
     if receipt.key_ready and receipt.order_id is not None:
         _in_background(request.app, _advance(request.app, receipt.order_id))

@@ -119,6 +119,14 @@ async def test_a_delayed_key_arrives_through_the_webhook_and_the_resumer(tmp_pat
                 if order["status"] == "FULFILLED":
                     break
                 await asyncio.sleep(0.1)
+            async with s.get(f"{api}/metrics") as response:
+                metrics = await response.text()
+        for series in (
+            "g2a_request_duration_seconds_count",
+            "g2a_token_fetches_total",
+            'autokey_order_transitions_total{transition="paid"} 1.0',
+        ):
+            assert series in metrics
         assert order["status"] == "FULFILLED"
         assert len(order["keys"]) == 1
         assert len(simulator.state.orders) == 1

@@ -19,7 +19,8 @@ from autokey.domain.model.ids import (
 )
 from autokey.domain.model.keys import Key, KeyPool, KeyStatus
 from autokey.domain.model.offers import DeliveryType, Money, Offer, OfferStatus
-from autokey.domain.model.orders import Order, OrderStatus
+from autokey.domain.model.orders import Order, OrderStatus, UpstreamState
+from autokey.ports.store import Store
 
 T0 = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
 _ids = Uuid7Ids()
@@ -94,3 +95,20 @@ def token(role: Role = Role.SELLER, subject: SubjectId | None = None) -> ApiToke
         secret_hash=uuid.uuid4().bytes * 2,
         created_at=T0,
     )
+
+
+async def sourced_order(store: Store, upstream_id: str) -> Order:
+    """A paid G2A-sourced order already linked to `upstream_id` (state CREATED), stored with
+    its pool and offer."""
+    owner = seller()
+    p = pool(owner)
+    o = offer(owner, p.id)
+    placed = order(o, seller())
+    placed.pay(T0)
+    placed.start_sourcing(T0)
+    placed.record_upstream(UpstreamState.CREATED, T0, upstream_id)
+    async with store.transaction() as tx:
+        await tx.pools.add(p)
+        await tx.offers.add(o)
+        await tx.orders.add(placed)
+    return placed

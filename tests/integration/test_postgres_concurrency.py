@@ -47,23 +47,8 @@ def _signed(body: bytes, nonce: str) -> dict[str, str]:
     }
 
 
-async def _sourced_order(api: Api, upstream_id: str) -> Any:
-    owner, buyer = b.seller(), b.seller()
-    pool = b.pool(owner)
-    offer = b.offer(owner, pool.id)
-    order = b.order(offer, buyer)
-    order.pay(b.T0)
-    order.start_sourcing(b.T0)
-    order.record_upstream(UpstreamState.CREATED, b.T0, upstream_id)
-    async with api.container.store().transaction() as tx:
-        await tx.pools.add(pool)
-        await tx.offers.add(offer)
-        await tx.orders.add(order)
-    return order
-
-
 async def test_concurrent_duplicate_webhooks_apply_once(pg_api: Api) -> None:
-    order = await _sourced_order(pg_api, "G2A-777")
+    order = await b.sourced_order(pg_api.container.store(), "G2A-777")
     body = json.dumps({"event_id": "evt-dup", "type": "order.paid", "order_id": "G2A-777"}).encode()
 
     async def deliver(i: int) -> Any:
@@ -85,7 +70,7 @@ async def test_concurrent_duplicate_webhooks_apply_once(pg_api: Api) -> None:
 
 
 async def test_twenty_concurrent_replays_of_one_nonce_accept_exactly_one(pg_api: Api) -> None:
-    await _sourced_order(pg_api, "G2A-778")
+    await b.sourced_order(pg_api.container.store(), "G2A-778")
     body = json.dumps(
         {"event_id": "evt-replay", "type": "order.paid", "order_id": "G2A-778"}
     ).encode()

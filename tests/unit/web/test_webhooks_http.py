@@ -62,18 +62,7 @@ async def post(api: Api, body: bytes, headers: dict[str, str]) -> tuple[int, Any
 
 
 async def _linked_order(api: Api, upstream_id: str = "G2A-100") -> OrderId:
-    owner, buyer = b.seller(), b.seller()
-    pool = b.pool(owner)
-    offer = b.offer(owner, pool.id)
-    order = b.order(offer, buyer)
-    order.pay(b.T0)
-    order.start_sourcing(b.T0)
-    order.record_upstream(UpstreamState.CREATED, b.T0, upstream_id)
-    async with api.container.store().transaction() as tx:
-        await tx.pools.add(pool)
-        await tx.offers.add(offer)
-        await tx.orders.add(order)
-    return order.id
+    return (await b.sourced_order(api.container.store(), upstream_id)).id
 
 
 async def _upstream_state(api: Api, order_id: OrderId) -> UpstreamState | None:

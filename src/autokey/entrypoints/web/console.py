@@ -12,26 +12,10 @@ from importlib import resources
 
 from aiohttp import web
 
-CONTENT_SECURITY_POLICY = "; ".join(
-    (
-        "default-src 'self'",
-        "script-src 'self'",
-        "style-src 'self'",
-        "img-src 'self' data:",
-        "connect-src 'self'",
-        "frame-ancestors 'none'",
-        "base-uri 'none'",
-        "form-action 'self'",
-    )
-)
-SECURITY_HEADERS = {
-    "Content-Security-Policy": CONTENT_SECURITY_POLICY,
-    "X-Content-Type-Options": "nosniff",
-    "Referrer-Policy": "no-referrer",
-    "X-Frame-Options": "DENY",
-    # Small files that change with each release: always revalidate, never serve a stale script.
-    "Cache-Control": "no-cache",
-}
+from autokey.entrypoints.web.static import page_headers
+
+SECURITY_HEADERS = page_headers()
+CONTENT_SECURITY_POLICY = SECURITY_HEADERS["Content-Security-Policy"]
 ASSETS = {
     "index.html": "text/html",
     "console.css": "text/css",

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import enum
 import json
 from typing import Any, TypeVar
 from uuid import UUID
@@ -111,6 +112,20 @@ def page_request(request: web.Request) -> PageRequest:
     if problems:
         raise InvalidInput(problems=tuple(problems))
     return PageRequest(limit=limit, after=after)
+
+
+E = TypeVar("E", bound=enum.Enum)
+
+
+def status_filter(request: web.Request, kind: type[E]) -> E | None:
+    """The optional `?status=` filter, case-insensitive; InvalidInput for an unknown value."""
+    raw = request.query.get("status")
+    if not raw:
+        return None
+    try:
+        return kind(raw.upper())
+    except ValueError:
+        raise InvalidInput.of("status", "unknown_status") from None
 
 
 def encode_cursor(after: UUID | None) -> str | None:

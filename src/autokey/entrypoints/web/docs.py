@@ -13,25 +13,10 @@ from importlib.resources.abc import Traversable
 
 from aiohttp import web
 
-CONTENT_SECURITY_POLICY = "; ".join(
-    (
-        "default-src 'self'",
-        "script-src 'self'",
-        # Swagger UI (React) sets some style attributes inline.
-        "style-src 'self' 'unsafe-inline'",
-        "img-src 'self' data:",
-        "connect-src 'self'",
-        "frame-ancestors 'none'",
-        "base-uri 'none'",
-        "form-action 'self'",
-    )
-)
-SECURITY_HEADERS = {
-    "Content-Security-Policy": CONTENT_SECURITY_POLICY,
-    "X-Content-Type-Options": "nosniff",
-    "Referrer-Policy": "no-referrer",
-    "Cache-Control": "no-cache",
-}
+from autokey.entrypoints.web.static import page_headers
+
+SECURITY_HEADERS = page_headers(inline_styles=True)
+CONTENT_SECURITY_POLICY = SECURITY_HEADERS["Content-Security-Policy"]
 OURS = {"index.html": "text/html", "init.js": "text/javascript"}
 VENDORED = {
     "swagger-ui-bundle.js": "text/javascript",

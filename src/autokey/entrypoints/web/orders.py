@@ -9,7 +9,6 @@ from collections.abc import Awaitable, Callable
 from aiohttp import web
 
 from autokey.domain.model.auth import Principal
-from autokey.domain.model.errors import InvalidInput
 from autokey.domain.model.idempotency import StoredResponse
 from autokey.domain.model.ids import OfferId, OrderId
 from autokey.domain.model.orders import OrderStatus
@@ -24,6 +23,7 @@ from autokey.entrypoints.web.context import (
     path_id,
     principal,
     read_json,
+    status_filter,
 )
 from autokey.entrypoints.web.schemas import CreateOrderIn, OrderOut
 from autokey.ports.store import UnitOfWork
@@ -125,11 +125,6 @@ async def get_order(request: web.Request) -> web.Response:
 @routes.get("/orders")
 async def list_orders(request: web.Request) -> web.Response:
     who = await principal(request)
-    status = None
-    if raw := request.query.get("status"):
-        try:
-            status = OrderStatus(raw.upper())
-        except ValueError:
-            raise InvalidInput.of("status", "unknown_status") from None
+    status = status_filter(request, OrderStatus)
     page = await container(request).orders().list_for_buyer(who, status, page_request(request))
     return json_response(request, page_body(request, page, [OrderOut.of(o) for o in page.items]))

@@ -6,7 +6,7 @@ from collections.abc import AsyncIterator
 
 from aiohttp import web
 
-from autokey.domain.model.errors import InvalidInput, UploadTooLarge
+from autokey.domain.model.errors import UploadTooLarge
 from autokey.domain.model.ids import KeyId, PoolId
 from autokey.domain.model.keys import KeyStatus
 from autokey.entrypoints.web.context import (
@@ -17,6 +17,7 @@ from autokey.entrypoints.web.context import (
     path_id,
     principal,
     read_json,
+    status_filter,
 )
 from autokey.entrypoints.web.schemas import (
     AuditEventOut,
@@ -85,12 +86,7 @@ async def _enumerate(keys: list[str]) -> AsyncIterator[tuple[int, str]]:
 @routes.get("/key-pools/{pool_id}/keys")
 async def list_keys(request: web.Request) -> web.Response:
     who = await principal(request)
-    status = None
-    if raw := request.query.get("status"):
-        try:
-            status = KeyStatus(raw.upper())
-        except ValueError:
-            raise InvalidInput.of("status", "unknown_status") from None
+    status = status_filter(request, KeyStatus)
     page = (
         await container(request)
         .inventory()

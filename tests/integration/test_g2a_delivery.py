@@ -10,10 +10,17 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+import pytest
 
 from autokey.adapters.g2a.auth import SANDBOX_CLIENT_ID, SANDBOX_CLIENT_SECRET, SANDBOX_EMAIL
-from autokey.adapters.g2a.simulator import FaultConfig, SimulatorConfig, start_simulator
-from tests.integration.server import serve_process, server_env, token
+from autokey.adapters.g2a.simulator import (
+    FaultConfig,
+    RunningSimulator,
+    SimulatorConfig,
+    start_simulator,
+)
+from tests.integration.server import autokey, serve_process, server_env, token
+from tests.services import scratch_postgres
 
 PRODUCT = "10000068865001"
 
@@ -67,41 +74,47 @@ async def _paid_g2a_order(s: aiohttp.ClientSession, api: str, seller: str, buyer
     return str(order["id"])
 
 
-async def test_g2a_order_survives_a_crash_between_create_and_pay(tmp_path: Path) -> None:
+@pytest.mark.postgres
+async def test_g2a_order_survives_a_crash_between_create_and_pay() -> None:
     simulator = await start_simulator(
-        SimulatorConfig(faults=FaultConfig(latency_s=60.0, path_prefix="/v1/order/pay"))
+        SimulatorConfig(faults=FaultConfig(latency_s=3.0, path_prefix="/v1/order/pay"))
     )
     try:
-        env = server_env(f"sqlite:///{tmp_path / 'g2a.db'}", **g2a_env(simulator.url))
-        seller, buyer = token("seller", env), token("buyer", env)
-        async with aiohttp.ClientSession() as s:
-            async with serve_process(env) as (api, process):
-                order_id = await _paid_g2a_order(s, api, seller, buyer)
-                hanging = asyncio.create_task(
-                    _call(s, "POST", f"{api}/orders/{order_id}/fulfill", buyer, expect=(200, 202))
-                )
-                for _ in range(100):
-                    if simulator.state.orders:
-                        break
-                    await asyncio.sleep(0.05)
-                assert len(simulator.state.orders) == 1  # created, now stuck in pay
-                process.kill()  # SIGKILL: no cleanup, no graceful shutdown
-                await process.wait()
-                hanging.cancel()
-            simulator.state.faults = FaultConfig()
-            async with serve_process(env) as (api, _):
-                done = await _call(s, "POST", f"{api}/orders/{order_id}/fulfill", buyer)
-                again = await _call(s, "GET", f"{api}/orders/{order_id}", buyer)
-        assert done["status"] == "FULFILLED"
-        assert len(simulator.state.orders) == 1, "a second G2A order was created"
-        upstream = next(iter(simulator.state.orders.values()))
-        assert done["upstreamOrderId"] == upstream.order_id
-        assert upstream.paid_at is not None
-        assert upstream.key_downloaded
-        assert done["keys"] == again["keys"]
-        assert len(done["keys"]) == 1
+        async with scratch_postgres() as url:
+            await _crash_and_resume(simulator, server_env(url, **g2a_env(simulator.url)))
     finally:
         await simulator.stop()
+
+
+async def _crash_and_resume(simulator: RunningSimulator, env: dict[str, str]) -> None:
+    autokey("migrate", env=env)
+    seller, buyer = token("seller", env), token("buyer", env)
+    async with aiohttp.ClientSession() as s:
+        async with serve_process(env) as (api, process):
+            order_id = await _paid_g2a_order(s, api, seller, buyer)
+            hanging = asyncio.create_task(
+                _call(s, "POST", f"{api}/orders/{order_id}/fulfill", buyer, expect=(200, 202))
+            )
+            for _ in range(100):
+                if simulator.state.orders:
+                    break
+                await asyncio.sleep(0.05)
+            assert len(simulator.state.orders) == 1  # created, now stuck in pay
+            process.kill()  # SIGKILL: no cleanup, no graceful shutdown
+            await process.wait()
+            hanging.cancel()
+        simulator.state.faults = FaultConfig()
+        async with serve_process(env) as (api, _):
+            done = await _call(s, "POST", f"{api}/orders/{order_id}/fulfill", buyer)
+            again = await _call(s, "GET", f"{api}/orders/{order_id}", buyer)
+    assert done["status"] == "FULFILLED"
+    assert len(simulator.state.orders) == 1, "a second G2A order was created"
+    upstream = next(iter(simulator.state.orders.values()))
+    assert done["upstreamOrderId"] == upstream.order_id
+    assert upstream.paid_at is not None
+    assert upstream.key_downloaded
+    assert done["keys"] == again["keys"]
+    assert len(done["keys"]) == 1
 
 
 async def test_a_delayed_key_arrives_through_the_webhook_and_the_resumer(tmp_path: Path) -> None:
@@ -146,3 +159,32 @@ def test_autokey_smoke_passes_against_the_simulator() -> None:
     assert done.returncode == 0, done.stdout + done.stderr
     assert "smoke: passed (7 steps)" in done.stdout
     assert done.stdout.count(" ok ") == 7
+
+
+async def test_live_mode_refuses_to_start_when_g2a_rejects_the_credentials(
+    tmp_path: Path,
+) -> None:
+    simulator = await start_simulator(SimulatorConfig())
+    try:
+        env = server_env(
+            f"sqlite:///{tmp_path / 'live.db'}",
+            **{**g2a_env(simulator.url), "G2A_ENV": "live", "G2A_API_HASH": "not-the-secret"},
+        )
+        process = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "autokey",
+            "serve",
+            "--port",
+            "0",
+            env=env,
+            stdout=asyncio.subprocess.DEVNULL,
+            stderr=asyncio.subprocess.PIPE,
+        )
+        _, stderr = await asyncio.wait_for(process.communicate(), timeout=30)
+        assert process.returncode != 0
+        assert b"UpstreamAuthError" in stderr
+        assert b"not-the-secret" not in stderr
+        assert simulator.state.token_fetches == 0 or simulator.state.requests >= 1
+    finally:
+        await simulator.stop()

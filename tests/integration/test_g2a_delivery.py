@@ -52,7 +52,9 @@ async def _call(
         return payload
 
 
-async def _paid_g2a_order(s: aiohttp.ClientSession, api: str, seller: str, buyer: str) -> str:
+async def _paid_g2a_order(
+    s: aiohttp.ClientSession, api: str, seller: str, buyer: str, max_price: str = "30.00"
+) -> str:
     pool = await _call(s, "POST", f"{api}/key-pools", seller, {"name": "g2a"})
     offer = await _call(
         s,
@@ -65,7 +67,7 @@ async def _paid_g2a_order(s: aiohttp.ClientSession, api: str, seller: str, buyer
             "deliveryType": "G2A",
             "keyPoolId": pool["id"],
             "g2aProductId": PRODUCT,
-            "maxPrice": {"amount": "30.00", "currency": "EUR"},
+            "maxPrice": {"amount": max_price, "currency": "EUR"},
         },
     )
     await _call(s, "POST", f"{api}/offers/publish", seller, {"offerId": offer["id"]})
@@ -186,5 +188,25 @@ async def test_live_mode_refuses_to_start_when_g2a_rejects_the_credentials(
         assert b"UpstreamAuthError" in stderr
         assert b"not-the-secret" not in stderr
         assert simulator.state.token_fetches == 0 or simulator.state.requests >= 1
+    finally:
+        await simulator.stop()
+
+
+@pytest.mark.postgres
+async def test_an_order_g2a_refuses_is_canceled_not_left_fulfilling() -> None:
+    simulator = await start_simulator(SimulatorConfig())
+    try:
+        async with scratch_postgres() as url:
+            env = server_env(url, **g2a_env(simulator.url))
+            autokey("migrate", env=env)
+            seller, buyer = token("seller", env), token("buyer", env)
+            async with aiohttp.ClientSession() as s, serve_process(env) as (api, _):
+                order_id = await _paid_g2a_order(s, api, seller, buyer, max_price="1.00")
+                order = await _call(s, "POST", f"{api}/orders/{order_id}/fulfill", buyer)
+                again = await _call(s, "POST", f"{api}/orders/{order_id}/cancel", buyer)
+        assert (order["status"], order["cancelReason"]) == ("CANCELED", "upstream_failed")
+        assert order["upstreamState"] == "failed"
+        assert again["status"] == "CANCELED"
+        assert simulator.state.orders == {}
     finally:
         await simulator.stop()

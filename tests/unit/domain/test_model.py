@@ -85,7 +85,12 @@ def test_every_order_transition_is_allowed_exactly_when_the_table_says(
         OrderStatus.PAID: lambda: order.pay(b.T0),
         OrderStatus.FULFILLING: lambda: order.start_sourcing(b.T0),
         OrderStatus.FULFILLED: lambda: order.fulfill(b.T0),
-        OrderStatus.CANCELED: lambda: order.cancel(b.T0, "test"),
+        # a buyer cancels a PENDING order; a FULFILLING one is abandoned when upstream fails
+        OrderStatus.CANCELED: (
+            (lambda: order.abandon(b.T0, "upstream_failed"))
+            if start is OrderStatus.FULFILLING
+            else (lambda: order.cancel(b.T0, "test"))
+        ),
     }
     if target not in moves:
         assert target not in {t for ts in ORDER_TRANSITIONS.values() for t in ts}
@@ -185,3 +190,23 @@ def test_upstream_state_only_moves_forward(first: UpstreamState, late: UpstreamS
     assert moved is (UPSTREAM_RANK[late] > UPSTREAM_RANK[first])
     assert order.upstream_state is (late if moved else first)
     assert order.upstream_order_id == "G2A-1"
+
+
+@pytest.mark.parametrize("failure", [UpstreamState.FAILED, UpstreamState.REFUNDED])
+def test_an_upstream_failure_cancels_a_fulfilling_order_but_never_a_fulfilled_one(
+    failure: UpstreamState,
+) -> None:
+    sourcing = _order_in(OrderStatus.FULFILLING)
+    assert sourcing.record_upstream(failure, b.T0, "G2A-1")
+    assert (sourcing.status, sourcing.cancel_reason) == (
+        OrderStatus.CANCELED,
+        f"upstream_{failure.value}",
+    )
+    delivered = _order_in(OrderStatus.FULFILLED)
+    assert delivered.record_upstream(failure, b.T0, "G2A-2")
+    assert delivered.status is OrderStatus.FULFILLED
+
+
+def test_a_buyer_cannot_cancel_an_order_being_sourced() -> None:
+    with pytest.raises(IllegalTransition):
+        _order_in(OrderStatus.FULFILLING).cancel(b.T0, "changed my mind")

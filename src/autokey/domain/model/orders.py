@@ -32,7 +32,7 @@ class OrderStatus(enum.StrEnum):
 ORDER_TRANSITIONS: Mapping[OrderStatus, frozenset[OrderStatus]] = {
     OrderStatus.PENDING: frozenset({OrderStatus.PAID, OrderStatus.CANCELED}),
     OrderStatus.PAID: frozenset({OrderStatus.FULFILLING, OrderStatus.FULFILLED}),
-    OrderStatus.FULFILLING: frozenset({OrderStatus.FULFILLED}),
+    OrderStatus.FULFILLING: frozenset({OrderStatus.FULFILLED, OrderStatus.CANCELED}),
     OrderStatus.FULFILLED: frozenset(),
     OrderStatus.CANCELED: frozenset(),
 }
@@ -126,10 +126,28 @@ class Order:
         if current is not None and UPSTREAM_RANK[state] <= UPSTREAM_RANK[current]:
             return False
         self.upstream_state, self.updated_at = state, now
+        if state in (UpstreamState.FAILED, UpstreamState.REFUNDED) and (
+            self.status is OrderStatus.FULFILLING
+        ):
+            self.abandon(now, f"upstream_{state.value}")
         return True
 
     def cancel(self, now: datetime, reason: str) -> None:
         """PENDING -> CANCELED; the caller releases the reserved keys in the same transaction."""
+        if self.status is not OrderStatus.PENDING:
+            raise IllegalTransition(
+                resource="order", id=str(self.id), current=self.status, target=OrderStatus.CANCELED
+            )
+        self._move(OrderStatus.CANCELED, now)
+        self.canceled_at, self.cancel_reason = now, reason
+
+    def abandon(self, now: datetime, reason: str) -> None:
+        """FULFILLING -> CANCELED: the upstream purchase failed or was refunded, so the key
+        will never come (the buyer is owed a refund)."""
+        if self.status is not OrderStatus.FULFILLING:
+            raise IllegalTransition(
+                resource="order", id=str(self.id), current=self.status, target=OrderStatus.CANCELED
+            )
         self._move(OrderStatus.CANCELED, now)
         self.canceled_at, self.cancel_reason = now, reason
 

@@ -96,7 +96,7 @@ async def pay(request: web.Request) -> web.Response:
 @routes.post("/orders/{order_id}/fulfill")
 async def fulfill(request: web.Request) -> web.Response:
     """AUTO_KEY orders complete in one transaction (200). G2A orders are bought upstream:
-    200 once the key is delivered, 202 while the order is FULFILLING."""
+    202 while the order is FULFILLING; 200 once delivered, or CANCELED if G2A refused."""
     who, order_id = await principal(request), _order_id(request)
     orders = container(request).orders()
     try:
@@ -104,7 +104,7 @@ async def fulfill(request: web.Request) -> web.Response:
     except SourcingRequired:
         await container(request).sourcing().advance(order_id)
     view = await orders.get(who, order_id)
-    status = 200 if view.order.status is OrderStatus.FULFILLED else 202
+    status = 202 if view.order.status is OrderStatus.FULFILLING else 200
     return json_response(request, OrderOut.of_view(view), status=status)
 
 

@@ -1,0 +1,319 @@
+"""Every SQL statement of the SQLite adapter, as named constants with bound parameters.
+
+Enum literals written into a statement (`'AVAILABLE'`, `'PENDING'`) are the domain enum
+values; they are literals, not parameters, so SQLite can match the partial indexes.
+"""
+
+from __future__ import annotations
+
+# --- connection and migrations ------------------------------------------------------------
+
+BEGIN_IMMEDIATE = "BEGIN IMMEDIATE"
+COMMIT = "COMMIT"
+ROLLBACK = "ROLLBACK"
+PING = "SELECT 1"
+
+PRAGMA_JOURNAL_WAL = "PRAGMA journal_mode = WAL"
+CONNECTION_PRAGMAS = (
+    # WAL makes every commit durable against a process crash; NORMAL only risks the last
+    # commits on power loss, and spares an fsync per transaction.
+    "PRAGMA synchronous = NORMAL",
+    "PRAGMA foreign_keys = ON",
+    "PRAGMA temp_store = MEMORY",
+)
+
+CREATE_SCHEMA_MIGRATIONS = """
+CREATE TABLE IF NOT EXISTS schema_migrations (
+    version    INTEGER NOT NULL PRIMARY KEY,
+    name       TEXT NOT NULL,
+    applied_at TEXT NOT NULL
+) STRICT
+"""
+SCHEMA_MIGRATIONS_EXISTS = (
+    "SELECT 1 FROM sqlite_schema WHERE type = 'table' AND name = 'schema_migrations'"
+)
+MIGRATION_APPLIED = "SELECT 1 FROM schema_migrations WHERE version = :version"
+RECORD_MIGRATION = (
+    "INSERT INTO schema_migrations (version, name, applied_at)"
+    " VALUES (:version, :name, :applied_at)"
+)
+SCHEMA_VERSION = "SELECT coalesce(max(version), 0) AS version FROM schema_migrations"
+
+# --- api_tokens ---------------------------------------------------------------------------
+
+TOKEN_INSERT = """
+INSERT INTO api_tokens (id, subject, role, name, secret_hash, created_at, revoked_at)
+VALUES (:id, :subject, :role, :name, :secret_hash, :created_at, :revoked_at)
+"""  # noqa: S105 - SQL, not a secret
+TOKEN_BY_SECRET_HASH = """
+SELECT id, subject, role, name, secret_hash, created_at, revoked_at
+FROM api_tokens WHERE secret_hash = :secret_hash
+"""  # noqa: S105 - SQL, not a secret
+
+# --- key_pools ----------------------------------------------------------------------------
+
+POOL_INSERT = """
+INSERT INTO key_pools (id, seller_id, name, created_at)
+VALUES (:id, :seller_id, :name, :created_at)
+"""
+POOL_GET = "SELECT id, seller_id, name, created_at FROM key_pools WHERE id = :id"
+POOLS_OF_SELLER = """
+SELECT id, seller_id, name, created_at FROM key_pools
+WHERE seller_id = :seller_id AND id > :after
+ORDER BY id LIMIT :limit
+"""
+POOL_COUNTS = """
+SELECT status, count(*) AS n FROM keys WHERE pool_id = :pool_id GROUP BY status
+"""
+AVAILABLE_IN_POOL = """
+SELECT count(*) AS n FROM keys WHERE pool_id = :pool_id AND status = 'AVAILABLE'
+"""
+
+# --- keys ---------------------------------------------------------------------------------
+
+KEY_INSERT = """
+INSERT INTO keys (
+    id, pool_id, status, sealed, fingerprint, created_at, order_id, reserved_at, delivered_at
+)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
+ON CONFLICT (fingerprint) DO NOTHING
+"""
+"""Positional parameters: this is the bulk upload path (see `rows.key_insert_values`)."""
+# A per-connection scratch table: which keys of an upload with duplicates were inserted.
+CREATE_STAGED_KEY_IDS = (
+    "CREATE TEMP TABLE IF NOT EXISTS staged_key_ids (id BLOB NOT NULL PRIMARY KEY) WITHOUT ROWID"
+)
+STAGE_KEY_ID = "INSERT INTO temp.staged_key_ids (id) VALUES (?)"
+STAGED_KEY_IDS_STORED = """
+SELECT s.id FROM temp.staged_key_ids AS s JOIN main.keys AS k ON k.id = s.id
+"""
+CLEAR_STAGED_KEY_IDS = "DELETE FROM temp.staged_key_ids"
+KEY_GET = """
+SELECT id, pool_id, status, sealed, fingerprint, created_at, order_id, reserved_at, delivered_at
+FROM keys WHERE id = :id
+"""
+KEY_SAVE = """
+UPDATE keys
+SET status = :status, order_id = :order_id, reserved_at = :reserved_at,
+    delivered_at = :delivered_at
+WHERE id = :id
+"""
+KEYS_IN_POOL = """
+SELECT id, pool_id, status, sealed, fingerprint, created_at, order_id, reserved_at, delivered_at
+FROM keys
+WHERE pool_id = :pool_id AND id > :after
+ORDER BY id LIMIT :limit
+"""
+KEYS_IN_POOL_WITH_STATUS = """
+SELECT id, pool_id, status, sealed, fingerprint, created_at, order_id, reserved_at, delivered_at
+FROM keys
+WHERE pool_id = :pool_id AND status = :status AND id > :after
+ORDER BY id LIMIT :limit
+"""
+KEYS_CLAIM = """
+UPDATE keys SET status = 'RESERVED', order_id = :order_id, reserved_at = :now
+WHERE id IN (
+    SELECT id FROM keys WHERE pool_id = :pool_id AND status = 'AVAILABLE'
+    ORDER BY id LIMIT :quantity
+)
+RETURNING id
+"""
+KEYS_OF_ORDER = """
+SELECT id, pool_id, status, sealed, fingerprint, created_at, order_id, reserved_at, delivered_at
+FROM keys
+WHERE order_id = :order_id
+ORDER BY id
+"""
+KEYS_RELEASE_ORDER = """
+UPDATE keys SET status = 'AVAILABLE', order_id = NULL, reserved_at = NULL
+WHERE order_id = :order_id AND status = 'RESERVED'
+RETURNING id
+"""
+KEYS_DELIVER_ORDER = """
+UPDATE keys SET status = 'DELIVERED', delivered_at = :now
+WHERE order_id = :order_id AND status = 'RESERVED'
+RETURNING id
+"""
+
+# --- offers -------------------------------------------------------------------------------
+
+OFFER_INSERT = """
+INSERT INTO offers (
+    id, seller_id, title, price_amount, price_currency, delivery_type, key_pool_id, status,
+    created_at, updated_at, g2a_product_id, max_price_amount, max_price_currency
+)
+VALUES (
+    :id, :seller_id, :title, :price_amount, :price_currency, :delivery_type, :key_pool_id,
+    :status, :created_at, :updated_at, :g2a_product_id, :max_price_amount, :max_price_currency
+)
+"""
+OFFER_SAVE = """
+UPDATE offers
+SET title = :title, price_amount = :price_amount, price_currency = :price_currency,
+    delivery_type = :delivery_type, key_pool_id = :key_pool_id, status = :status,
+    updated_at = :updated_at, g2a_product_id = :g2a_product_id,
+    max_price_amount = :max_price_amount, max_price_currency = :max_price_currency
+WHERE id = :id
+"""
+OFFER_GET = """
+SELECT id, seller_id, title, price_amount, price_currency, delivery_type, key_pool_id, status,
+       created_at, updated_at, g2a_product_id, max_price_amount, max_price_currency
+FROM offers WHERE id = :id
+"""
+OFFERS_OF_SELLER = """
+SELECT id, seller_id, title, price_amount, price_currency, delivery_type, key_pool_id, status,
+       created_at, updated_at, g2a_product_id, max_price_amount, max_price_currency
+FROM offers
+WHERE seller_id = :seller_id AND id > :after
+ORDER BY id LIMIT :limit
+"""
+
+# --- orders -------------------------------------------------------------------------------
+
+ORDER_INSERT = """
+INSERT INTO orders (
+    id, buyer_id, seller_id, offer_id, pool_id, quantity, unit_price_amount,
+    unit_price_currency, status, created_at, updated_at, reserved_until, paid_at,
+    fulfilled_at, canceled_at, cancel_reason, upstream_order_id, upstream_state
+)
+VALUES (
+    :id, :buyer_id, :seller_id, :offer_id, :pool_id, :quantity, :unit_price_amount,
+    :unit_price_currency, :status, :created_at, :updated_at, :reserved_until, :paid_at,
+    :fulfilled_at, :canceled_at, :cancel_reason, :upstream_order_id, :upstream_state
+)
+"""
+ORDER_SAVE = """
+UPDATE orders
+SET status = :status, updated_at = :updated_at, reserved_until = :reserved_until,
+    paid_at = :paid_at, fulfilled_at = :fulfilled_at, canceled_at = :canceled_at,
+    cancel_reason = :cancel_reason, upstream_order_id = :upstream_order_id,
+    upstream_state = :upstream_state
+WHERE id = :id
+"""
+ORDER_GET = """
+SELECT id, buyer_id, seller_id, offer_id, pool_id, quantity, unit_price_amount,
+       unit_price_currency, status, created_at, updated_at, reserved_until, paid_at,
+       fulfilled_at, canceled_at, cancel_reason, upstream_order_id, upstream_state
+FROM orders WHERE id = :id
+"""
+ORDERS_OF_BUYER = """
+SELECT id, buyer_id, seller_id, offer_id, pool_id, quantity, unit_price_amount,
+       unit_price_currency, status, created_at, updated_at, reserved_until, paid_at,
+       fulfilled_at, canceled_at, cancel_reason, upstream_order_id, upstream_state
+FROM orders
+WHERE buyer_id = :buyer_id AND id < :after
+ORDER BY id DESC LIMIT :limit
+"""
+ORDERS_OF_BUYER_WITH_STATUS = """
+SELECT id, buyer_id, seller_id, offer_id, pool_id, quantity, unit_price_amount,
+       unit_price_currency, status, created_at, updated_at, reserved_until, paid_at,
+       fulfilled_at, canceled_at, cancel_reason, upstream_order_id, upstream_state
+FROM orders
+WHERE buyer_id = :buyer_id AND status = :status AND id < :after
+ORDER BY id DESC LIMIT :limit
+"""
+ORDERS_EXPIRED = """
+SELECT id, buyer_id, seller_id, offer_id, pool_id, quantity, unit_price_amount,
+       unit_price_currency, status, created_at, updated_at, reserved_until, paid_at,
+       fulfilled_at, canceled_at, cancel_reason, upstream_order_id, upstream_state
+FROM orders
+WHERE status = 'PENDING' AND reserved_until < :now
+ORDER BY reserved_until, id LIMIT :limit
+"""
+
+ORDER_BY_UPSTREAM_ID = """
+SELECT id, buyer_id, seller_id, offer_id, pool_id, quantity, unit_price_amount,
+       unit_price_currency, status, created_at, updated_at, reserved_until, paid_at,
+       fulfilled_at, canceled_at, cancel_reason, upstream_order_id, upstream_state
+FROM orders WHERE upstream_order_id = :upstream_order_id
+"""
+ORDERS_FULFILLING = """
+SELECT id, buyer_id, seller_id, offer_id, pool_id, quantity, unit_price_amount,
+       unit_price_currency, status, created_at, updated_at, reserved_until, paid_at,
+       fulfilled_at, canceled_at, cancel_reason, upstream_order_id, upstream_state
+FROM orders
+WHERE status = 'FULFILLING'
+ORDER BY updated_at, id LIMIT :limit
+"""
+
+# --- webhooks -----------------------------------------------------------------------------
+
+NONCE_REMEMBER = """
+INSERT INTO webhook_nonces (nonce, seen_at) VALUES (:nonce, :seen_at)
+ON CONFLICT (nonce) DO NOTHING
+"""
+NONCES_PRUNE = "DELETE FROM webhook_nonces WHERE seen_at < :before"
+EVENT_ADD = """
+INSERT INTO webhook_events (
+    event_id, type, upstream_order_id, occurred_at, received_at, outcome, payload
+)
+VALUES (
+    :event_id, :type, :upstream_order_id, :occurred_at, :received_at, :outcome, :payload
+)
+ON CONFLICT (event_id) DO NOTHING
+"""
+EVENT_GET = """
+SELECT event_id, type, upstream_order_id, occurred_at, received_at, outcome, payload
+FROM webhook_events WHERE event_id = :event_id
+"""
+
+# --- idempotency_records ------------------------------------------------------------------
+
+IDEMPOTENCY_GET = """
+SELECT scope, key, fingerprint, state, created_at, locked_until, expires_at,
+       response_status, response_body
+FROM idempotency_records
+WHERE scope = :scope AND key = :key
+"""
+IDEMPOTENCY_INSERT = """
+INSERT INTO idempotency_records (
+    scope, key, fingerprint, state, created_at, locked_until, expires_at,
+    response_status, response_body
+)
+VALUES (
+    :scope, :key, :fingerprint, :state, :created_at, :locked_until, :expires_at,
+    :response_status, :response_body
+)
+ON CONFLICT (scope, key) DO NOTHING
+"""
+IDEMPOTENCY_REPLACE = """
+INSERT INTO idempotency_records (
+    scope, key, fingerprint, state, created_at, locked_until, expires_at,
+    response_status, response_body
+)
+VALUES (
+    :scope, :key, :fingerprint, :state, :created_at, :locked_until, :expires_at,
+    :response_status, :response_body
+)
+ON CONFLICT (scope, key) DO UPDATE
+SET fingerprint = excluded.fingerprint, state = excluded.state,
+    created_at = excluded.created_at, locked_until = excluded.locked_until,
+    expires_at = excluded.expires_at, response_status = excluded.response_status,
+    response_body = excluded.response_body
+"""
+IDEMPOTENCY_COMPLETE = """
+UPDATE idempotency_records
+SET state = 'completed', response_status = :response_status, response_body = :response_body
+WHERE scope = :scope AND key = :key
+"""
+IDEMPOTENCY_DELETE = "DELETE FROM idempotency_records WHERE scope = :scope AND key = :key"
+IDEMPOTENCY_PURGE = "DELETE FROM idempotency_records WHERE expires_at <= :now"
+
+# --- audit_events -------------------------------------------------------------------------
+
+AUDIT_INSERT = """
+INSERT INTO audit_events (id, occurred_at, action, actor, pool_id, order_id, key_ids, details)
+VALUES (:id, :occurred_at, :action, :actor, :pool_id, :order_id, :key_ids, :details)
+"""
+AUDIT_ALL = """
+SELECT id, occurred_at, action, actor, pool_id, order_id, key_ids, details
+FROM audit_events
+WHERE id > :after
+ORDER BY id LIMIT :limit
+"""
+AUDIT_OF_POOL = """
+SELECT id, occurred_at, action, actor, pool_id, order_id, key_ids, details
+FROM audit_events
+WHERE pool_id = :pool_id AND id > :after
+ORDER BY id LIMIT :limit
+"""

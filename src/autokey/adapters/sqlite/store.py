@@ -1,0 +1,696 @@
+"""The embedded default store: one SQLite file through one aiosqlite connection.
+
+Concurrency model. Inside a process, an asyncio.Lock serialises transactions on the one
+connection. Across processes, every transaction starts with `BEGIN IMMEDIATE`, which takes
+SQLite's single writer lock up front (waiting up to the busy timeout), so two writers never
+deadlock on a read-to-write upgrade. Holding the writer lock for the whole transaction is
+also why `for_update` and "skip rows another transaction holds" need no extra SQL here: no
+other transaction can hold a row of this database while one runs.
+
+Driver errors never leave this module: unique violations become `DuplicateResource`, other
+constraint failures `Conflict`, everything else `StoreUnavailable(store="sqlite")`, each
+raised `from` the sqlite3 exception.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import sqlite3
+from collections.abc import AsyncIterator, Collection, Iterable, Iterator, Mapping, Sequence
+from contextlib import asynccontextmanager, contextmanager, suppress
+from datetime import UTC, datetime
+from importlib import resources
+from pathlib import Path
+from typing import Any, Final, TypeVar
+from uuid import UUID
+
+import aiosqlite
+import attrs
+
+from autokey.adapters.sqlite import rows, sql
+from autokey.domain.model.audit import AuditEvent
+from autokey.domain.model.auth import ApiToken
+from autokey.domain.model.errors import Conflict, DuplicateResource, StoreUnavailable
+from autokey.domain.model.idempotency import IdempotencyRecord, StoredResponse
+from autokey.domain.model.ids import KeyId, OfferId, OrderId, PoolId, SubjectId
+from autokey.domain.model.keys import Key, KeyPool, KeyStatus, PoolCounts
+from autokey.domain.model.offers import Offer
+from autokey.domain.model.orders import Order, OrderStatus
+from autokey.domain.model.pages import Page, PageRequest
+from autokey.domain.model.webhooks import WebhookEvent
+from autokey.ports.store import (
+    AuditLog,
+    IdempotencyRepository,
+    KeyRepository,
+    OfferRepository,
+    OrderRepository,
+    PoolRepository,
+    Store,
+    TokenRepository,
+    UnitOfWork,
+    WebhookRepository,
+)
+
+T = TypeVar("T")
+
+STORE_NAME: Final = "sqlite"
+DEFAULT_BUSY_TIMEOUT_S: Final = 10.0
+DEFAULT_CACHE_KIB: Final = 32 * 1024
+_MIGRATION_FILE = re.compile(r"(?P<version>\d{4})_(?P<name>[a-z0-9_]+)\.sql")
+_UNIQUE_VIOLATIONS = frozenset(
+    {sqlite3.SQLITE_CONSTRAINT_UNIQUE, sqlite3.SQLITE_CONSTRAINT_PRIMARYKEY}
+)
+
+
+# --- driver error translation -------------------------------------------------------------
+
+
+@contextmanager
+def _translated(resource: str = "", resource_id: str = "") -> Iterator[None]:
+    """Turn sqlite3 (and aiosqlite "connection closed") errors into port errors."""
+    try:
+        yield
+    except sqlite3.IntegrityError as exc:
+        if exc.sqlite_errorcode in _UNIQUE_VIOLATIONS:
+            raise DuplicateResource(resource=resource, id=resource_id) from exc
+        # Foreign key, NOT NULL or CHECK failures: the row refers to or holds something the
+        # database refuses. A caller bug, but it must not leak sqlite3 through the port.
+        raise Conflict(resource=resource, id=resource_id) from exc
+    except (sqlite3.Error, ValueError) as exc:
+        # ValueError is aiosqlite's "no active connection" / "Connection closed".
+        raise StoreUnavailable(store=STORE_NAME) from exc
+
+
+class _Session:
+    """The connection as one transaction sees it: every call translated, and unusable once
+    the transaction has ended (a repository kept past its block must not write in autocommit)."""
+
+    def __init__(self, conn: aiosqlite.Connection) -> None:
+        self._conn: aiosqlite.Connection | None = conn
+
+    def _open(self) -> aiosqlite.Connection:
+        if self._conn is None:
+            raise RuntimeError("the transaction of this repository has ended")
+        return self._conn
+
+    def end(self) -> None:
+        self._conn = None
+
+    async def fetchall(
+        self, statement: str, params: Any = (), *, resource: str = "", resource_id: str = ""
+    ) -> list[sqlite3.Row]:
+        conn = self._open()
+        with _translated(resource, resource_id):
+            return list(await conn.execute_fetchall(statement, params))
+
+    async def fetchone(self, statement: str, params: Any = ()) -> sqlite3.Row | None:
+        found = await self.fetchall(statement, params)
+        return found[0] if found else None
+
+    async def execute(
+        self, statement: str, params: Any = (), *, resource: str = "", resource_id: str = ""
+    ) -> int:
+        """Run one statement; returns how many rows it changed."""
+        conn = self._open()
+        with _translated(resource, resource_id):
+            async with conn.execute(statement, params) as cursor:
+                return cursor.rowcount
+
+    async def executemany(
+        self, statement: str, params: Iterable[Any], *, resource: str = "", resource_id: str = ""
+    ) -> int:
+        """Run one statement per parameter set; returns the rows changed by all of them."""
+        conn = self._open()
+        with _translated(resource, resource_id):
+            async with conn.executemany(statement, params) as cursor:
+                return cursor.rowcount
+
+
+def _page(items: list[T], page: PageRequest, key: Any) -> Page[T]:
+    """`items` were fetched with LIMIT page.limit + 1: one extra row means another page."""
+    chunk = items[: max(page.limit, 0)]
+    more = len(items) > len(chunk)
+    return Page(items=chunk, next_after=key(chunk[-1]) if more and chunk else None)
+
+
+def _limit(page: PageRequest) -> int:
+    return max(page.limit, 0) + 1
+
+
+def _sorted_ids(found: list[sqlite3.Row]) -> list[UUID]:
+    # RETURNING yields rows in no promised order; blob order is UUID (id) order.
+    return [rows.uuid_val(blob) for blob in sorted(row[0] for row in found)]
+
+
+# --- repositories -------------------------------------------------------------------------
+
+
+class SqliteTokenRepository(TokenRepository):
+    def __init__(self, session: _Session) -> None:
+        self._db = session
+
+    async def add(self, token: ApiToken) -> None:
+        await self._db.execute(
+            sql.TOKEN_INSERT, rows.token_params(token), resource="token", resource_id=str(token.id)
+        )
+
+    async def find_by_secret_hash(self, secret_hash: bytes) -> ApiToken | None:
+        row = await self._db.fetchone(sql.TOKEN_BY_SECRET_HASH, {"secret_hash": secret_hash})
+        return None if row is None else rows.token_from_row(row)
+
+
+class SqlitePoolRepository(PoolRepository):
+    def __init__(self, session: _Session) -> None:
+        self._db = session
+
+    async def add(self, pool: KeyPool) -> None:
+        await self._db.execute(
+            sql.POOL_INSERT, rows.pool_params(pool), resource="pool", resource_id=str(pool.id)
+        )
+
+    async def get(self, pool_id: PoolId) -> KeyPool | None:
+        row = await self._db.fetchone(sql.POOL_GET, {"id": pool_id.bytes})
+        return None if row is None else rows.pool_from_row(row)
+
+    async def list_for_seller(self, seller_id: SubjectId, page: PageRequest) -> Page[KeyPool]:
+        found = await self._db.fetchall(
+            sql.POOLS_OF_SELLER,
+            {
+                "seller_id": seller_id.bytes,
+                "after": rows.cursor_after(page.after),
+                "limit": _limit(page),
+            },
+        )
+        return _page([rows.pool_from_row(r) for r in found], page, lambda p: p.id)
+
+    async def counts(self, pool_id: PoolId) -> PoolCounts:
+        found = await self._db.fetchall(sql.POOL_COUNTS, {"pool_id": pool_id.bytes})
+        return PoolCounts.from_mapping({KeyStatus(r["status"]): r["n"] for r in found})
+
+    async def available_counts(self, pool_ids: Collection[PoolId]) -> Mapping[PoolId, int]:
+        # One indexed COUNT per pool: callers ask for a page of offers' pools at most.
+        result: dict[PoolId, int] = {}
+        for pool_id in set(pool_ids):
+            row = await self._db.fetchone(sql.AVAILABLE_IN_POOL, {"pool_id": pool_id.bytes})
+            result[pool_id] = 0 if row is None else row["n"]
+        return result
+
+
+class SqliteKeyRepository(KeyRepository):
+    def __init__(self, session: _Session) -> None:
+        self._db = session
+
+    async def add_new(self, keys: Sequence[Key]) -> frozenset[KeyId]:
+        if not keys:
+            return frozenset()
+        inserted = await self._db.executemany(
+            sql.KEY_INSERT,
+            rows.key_insert_rows(keys),
+            resource="key",
+            resource_id=str(keys[0].id) if len(keys) == 1 else "",
+        )
+        if inserted == len(keys):  # the usual case: no fingerprint was stored already
+            return frozenset(k.id for k in keys)
+        # Some were skipped. This transaction holds the only writer lock and an id clash would
+        # have raised, so the keys inserted now are exactly those whose id is now stored.
+        await self._db.executemany(sql.STAGE_KEY_ID, [(k.id.bytes,) for k in keys])
+        landed = await self._db.fetchall(sql.STAGED_KEY_IDS_STORED)
+        await self._db.execute(sql.CLEAR_STAGED_KEY_IDS)
+        return frozenset(KeyId(rows.uuid_val(r[0])) for r in landed)
+
+    async def get(self, key_id: KeyId, *, for_update: bool = False) -> Key | None:
+        # for_update: the transaction already holds the database's only writer lock.
+        row = await self._db.fetchone(sql.KEY_GET, {"id": key_id.bytes})
+        return None if row is None else rows.key_from_row(row)
+
+    async def save(self, key: Key) -> None:
+        await self._db.execute(
+            sql.KEY_SAVE, rows.key_state_params(key), resource="key", resource_id=str(key.id)
+        )
+
+    async def list_in_pool(
+        self, pool_id: PoolId, status: KeyStatus | None, page: PageRequest
+    ) -> Page[Key]:
+        params: dict[str, Any] = {
+            "pool_id": pool_id.bytes,
+            "after": rows.cursor_after(page.after),
+            "limit": _limit(page),
+        }
+        if status is None:
+            found = await self._db.fetchall(sql.KEYS_IN_POOL, params)
+        else:
+            found = await self._db.fetchall(
+                sql.KEYS_IN_POOL_WITH_STATUS, {**params, "status": status.value}
+            )
+        return _page([rows.key_from_row(r) for r in found], page, lambda k: k.id)
+
+    async def claim(
+        self, pool_id: PoolId, order_id: OrderId, quantity: int, now: datetime
+    ) -> Sequence[KeyId]:
+        if quantity <= 0:  # LIMIT of a negative number means "no limit" in SQLite
+            return []
+        found = await self._db.fetchall(
+            sql.KEYS_CLAIM,
+            {
+                "pool_id": pool_id.bytes,
+                "order_id": order_id.bytes,
+                "now": rows.time_col(now),
+                "quantity": quantity,
+            },
+        )
+        return [KeyId(i) for i in _sorted_ids(found)]
+
+    async def count_available(self, pool_id: PoolId) -> int:
+        row = await self._db.fetchone(sql.AVAILABLE_IN_POOL, {"pool_id": pool_id.bytes})
+        return 0 if row is None else int(row["n"])
+
+    async def for_order(self, order_id: OrderId) -> Sequence[Key]:
+        found = await self._db.fetchall(sql.KEYS_OF_ORDER, {"order_id": order_id.bytes})
+        return [rows.key_from_row(r) for r in found]
+
+    async def release_order(self, order_id: OrderId) -> Sequence[KeyId]:
+        found = await self._db.fetchall(sql.KEYS_RELEASE_ORDER, {"order_id": order_id.bytes})
+        return [KeyId(i) for i in _sorted_ids(found)]
+
+    async def deliver_order(self, order_id: OrderId, now: datetime) -> Sequence[KeyId]:
+        found = await self._db.fetchall(
+            sql.KEYS_DELIVER_ORDER, {"order_id": order_id.bytes, "now": rows.time_col(now)}
+        )
+        return [KeyId(i) for i in _sorted_ids(found)]
+
+
+class SqliteOfferRepository(OfferRepository):
+    def __init__(self, session: _Session) -> None:
+        self._db = session
+
+    async def add(self, offer: Offer) -> None:
+        await self._db.execute(
+            sql.OFFER_INSERT, rows.offer_params(offer), resource="offer", resource_id=str(offer.id)
+        )
+
+    async def save(self, offer: Offer) -> None:
+        params = rows.offer_params(offer)
+        del params["seller_id"], params["created_at"]
+        await self._db.execute(sql.OFFER_SAVE, params, resource="offer", resource_id=str(offer.id))
+
+    async def get(self, offer_id: OfferId) -> Offer | None:
+        row = await self._db.fetchone(sql.OFFER_GET, {"id": offer_id.bytes})
+        return None if row is None else rows.offer_from_row(row)
+
+    async def list_for_seller(self, seller_id: SubjectId, page: PageRequest) -> Page[Offer]:
+        found = await self._db.fetchall(
+            sql.OFFERS_OF_SELLER,
+            {
+                "seller_id": seller_id.bytes,
+                "after": rows.cursor_after(page.after),
+                "limit": _limit(page),
+            },
+        )
+        return _page([rows.offer_from_row(r) for r in found], page, lambda o: o.id)
+
+
+class SqliteOrderRepository(OrderRepository):
+    def __init__(self, session: _Session) -> None:
+        self._db = session
+
+    async def add(self, order: Order) -> None:
+        await self._db.execute(
+            sql.ORDER_INSERT, rows.order_params(order), resource="order", resource_id=str(order.id)
+        )
+
+    async def save(self, order: Order) -> None:
+        params = rows.order_params(order)
+        for immutable in ("buyer_id", "seller_id", "offer_id", "pool_id", "quantity"):
+            del params[immutable]
+        for immutable in ("unit_price_amount", "unit_price_currency", "created_at"):
+            del params[immutable]
+        await self._db.execute(sql.ORDER_SAVE, params, resource="order", resource_id=str(order.id))
+
+    async def get(self, order_id: OrderId, *, for_update: bool = False) -> Order | None:
+        # for_update: the transaction already holds the database's only writer lock.
+        row = await self._db.fetchone(sql.ORDER_GET, {"id": order_id.bytes})
+        return None if row is None else rows.order_from_row(row)
+
+    async def list_for_buyer(
+        self, buyer_id: SubjectId, status: OrderStatus | None, page: PageRequest
+    ) -> Page[Order]:
+        params: dict[str, Any] = {
+            "buyer_id": buyer_id.bytes,
+            "after": rows.cursor_after(page.after, descending=True),
+            "limit": _limit(page),
+        }
+        if status is None:
+            found = await self._db.fetchall(sql.ORDERS_OF_BUYER, params)
+        else:
+            found = await self._db.fetchall(
+                sql.ORDERS_OF_BUYER_WITH_STATUS, {**params, "status": status.value}
+            )
+        return _page([rows.order_from_row(r) for r in found], page, lambda o: o.id)
+
+    async def lock_expired(self, now: datetime, limit: int) -> Sequence[Order]:
+        # Rows are "locked" by the writer lock this transaction holds: no sweeper collides.
+        if limit <= 0:
+            return []
+        found = await self._db.fetchall(
+            sql.ORDERS_EXPIRED, {"now": rows.time_col(now), "limit": limit}
+        )
+        return [rows.order_from_row(r) for r in found]
+
+    async def find_by_upstream_id(
+        self, upstream_order_id: str, *, for_update: bool = False
+    ) -> Order | None:
+        row = await self._db.fetchone(
+            sql.ORDER_BY_UPSTREAM_ID, {"upstream_order_id": upstream_order_id}
+        )
+        return None if row is None else rows.order_from_row(row)
+
+    async def list_fulfilling(self, limit: int) -> Sequence[Order]:
+        found = await self._db.fetchall(sql.ORDERS_FULFILLING, {"limit": max(limit, 0)})
+        return [rows.order_from_row(r) for r in found]
+
+
+class SqliteWebhookRepository(WebhookRepository):
+    def __init__(self, session: _Session) -> None:
+        self._db = session
+
+    async def remember_nonce(self, nonce: str, seen_at: datetime) -> bool:
+        changed = await self._db.execute(
+            sql.NONCE_REMEMBER, {"nonce": nonce, "seen_at": rows.time_col(seen_at)}
+        )
+        return changed == 1
+
+    async def prune_nonces(self, seen_before: datetime) -> int:
+        return await self._db.execute(sql.NONCES_PRUNE, {"before": rows.time_col(seen_before)})
+
+    async def add_event(self, event: WebhookEvent) -> bool:
+        return await self._db.execute(sql.EVENT_ADD, rows.event_params(event)) == 1
+
+    async def get_event(self, event_id: str) -> WebhookEvent | None:
+        row = await self._db.fetchone(sql.EVENT_GET, {"event_id": event_id})
+        return None if row is None else rows.event_from_row(row)
+
+
+class SqliteIdempotencyRepository(IdempotencyRepository):
+    def __init__(self, session: _Session) -> None:
+        self._db = session
+
+    async def get(
+        self, scope: str, key: str, *, for_update: bool = False
+    ) -> IdempotencyRecord | None:
+        row = await self._db.fetchone(sql.IDEMPOTENCY_GET, {"scope": scope, "key": key})
+        return None if row is None else rows.idempotency_from_row(row)
+
+    async def insert(self, record: IdempotencyRecord) -> bool:
+        changed = await self._db.execute(
+            sql.IDEMPOTENCY_INSERT,
+            rows.idempotency_params(record),
+            resource="idempotency_record",
+            resource_id=record.key,
+        )
+        return changed == 1
+
+    async def replace(self, record: IdempotencyRecord) -> None:
+        await self._db.execute(
+            sql.IDEMPOTENCY_REPLACE,
+            rows.idempotency_params(record),
+            resource="idempotency_record",
+            resource_id=record.key,
+        )
+
+    async def complete(self, scope: str, key: str, response: StoredResponse) -> None:
+        await self._db.execute(
+            sql.IDEMPOTENCY_COMPLETE,
+            {"scope": scope, "key": key, **rows.response_params(response)},
+        )
+
+    async def delete(self, scope: str, key: str) -> None:
+        await self._db.execute(sql.IDEMPOTENCY_DELETE, {"scope": scope, "key": key})
+
+    async def purge_expired(self, now: datetime) -> int:
+        return await self._db.execute(sql.IDEMPOTENCY_PURGE, {"now": rows.time_col(now)})
+
+
+class SqliteAuditLog(AuditLog):
+    def __init__(self, session: _Session) -> None:
+        self._db = session
+
+    async def append(self, events: Sequence[AuditEvent]) -> None:
+        if events:
+            await self._db.executemany(
+                sql.AUDIT_INSERT, [rows.audit_params(e) for e in events], resource="audit_event"
+            )
+
+    async def list_events(self, pool_id: PoolId | None, page: PageRequest) -> Page[AuditEvent]:
+        params: dict[str, Any] = {"after": rows.cursor_after(page.after), "limit": _limit(page)}
+        if pool_id is None:
+            found = await self._db.fetchall(sql.AUDIT_ALL, params)
+        else:
+            found = await self._db.fetchall(sql.AUDIT_OF_POOL, {**params, "pool_id": pool_id.bytes})
+        return _page([rows.audit_from_row(r) for r in found], page, lambda e: e.id)
+
+
+@attrs.define
+class _SqliteUnitOfWork(UnitOfWork):
+    tokens: TokenRepository
+    pools: PoolRepository
+    keys: KeyRepository
+    offers: OfferRepository
+    orders: OrderRepository
+    idempotency: IdempotencyRepository
+    audit: AuditLog
+    webhooks: WebhookRepository
+
+    @classmethod
+    def over(cls, session: _Session) -> _SqliteUnitOfWork:
+        return cls(
+            tokens=SqliteTokenRepository(session),
+            pools=SqlitePoolRepository(session),
+            keys=SqliteKeyRepository(session),
+            offers=SqliteOfferRepository(session),
+            orders=SqliteOrderRepository(session),
+            idempotency=SqliteIdempotencyRepository(session),
+            audit=SqliteAuditLog(session),
+            webhooks=SqliteWebhookRepository(session),
+        )
+
+
+# --- migrations ---------------------------------------------------------------------------
+
+
+@attrs.frozen(kw_only=True)
+class Migration:
+    version: int
+    name: str
+    statements: tuple[str, ...]
+
+
+def split_statements(script: str) -> tuple[str, ...]:
+    """Split a script at the semicolons that end statements (not those inside strings,
+    comments or trigger bodies), as `sqlite3.complete_statement` judges them.
+
+    `executescript` cannot be used: it commits any open transaction first, and a migration
+    must run inside the same transaction as its schema_migrations row."""
+    statements, pending = [], ""
+    for piece in script.split(";"):
+        pending += piece + ";"
+        if sqlite3.complete_statement(pending):
+            statements.append(pending.strip())
+            pending = ""
+    if pending.strip(" \t\r\n;"):
+        # Whatever follows the last complete statement must be only comments.
+        rest = "\n".join(line for line in pending.splitlines() if not line.strip().startswith("--"))
+        if rest.strip(" \t\r\n;"):
+            raise ValueError(f"incomplete SQL statement at the end of the script: {rest!r}")
+    return tuple(statements)
+
+
+def load_migrations() -> tuple[Migration, ...]:
+    """The numbered `NNNN_name.sql` files shipped in this package, in version order."""
+    folder = resources.files("autokey.adapters.sqlite").joinpath("migrations")
+    found: dict[int, Migration] = {}
+    for entry in folder.iterdir():
+        match = _MIGRATION_FILE.fullmatch(entry.name)
+        if match is None:
+            continue
+        version = int(match["version"])
+        if version in found:
+            raise ValueError(f"two migrations share version {version}")
+        found[version] = Migration(
+            version=version,
+            name=match["name"],
+            statements=split_statements(entry.read_text(encoding="utf-8")),
+        )
+    return tuple(found[v] for v in sorted(found))
+
+
+# --- the store ----------------------------------------------------------------------------
+
+
+class SqliteStore(Store):
+    """`open()` a file (created if absent), `migrate()`, then `transaction()` per unit of work.
+
+    Transactions of one store are serialised (one connection); do not open a transaction
+    inside another on the same store, it would wait for itself."""
+
+    name = STORE_NAME
+
+    def __init__(self, connection: aiosqlite.Connection) -> None:
+        """Wrap an open aiosqlite connection made with `isolation_level=None` (this class
+        issues BEGIN/COMMIT itself) and `row_factory = sqlite3.Row`. Prefer `open()`."""
+        self._conn: aiosqlite.Connection | None = connection
+        self._lock = asyncio.Lock()
+
+    @classmethod
+    async def open(
+        cls,
+        path: str | Path,
+        *,
+        busy_timeout_s: float = DEFAULT_BUSY_TIMEOUT_S,
+        cache_kib: int = DEFAULT_CACHE_KIB,
+    ) -> SqliteStore:
+        """Open (creating if needed) the database at `path` in WAL mode.
+
+        `busy_timeout_s` is how long a transaction waits for another process's writer lock
+        before giving up with StoreUnavailable; `cache_kib` sizes the page cache (a bulk
+        upload whose indexes fit in it runs about half again as fast). Raises
+        StoreUnavailable when the file cannot be opened or is not a database."""
+        conn = aiosqlite.connect(path, timeout=busy_timeout_s, isolation_level=None)
+        try:
+            with _translated():
+                await conn
+                conn.row_factory = sqlite3.Row
+                # Switching to WAL needs a moment alone with the file; under a concurrent
+                # opener it can report "locked" without consulting the busy handler.
+                await _retry_while_locked(conn, sql.PRAGMA_JOURNAL_WAL, busy_timeout_s)
+                for pragma in (*sql.CONNECTION_PRAGMAS, f"PRAGMA cache_size = -{cache_kib:d}"):
+                    await conn.execute(pragma)
+                await conn.execute(sql.CREATE_STAGED_KEY_IDS)
+                await conn.execute_fetchall(sql.PING)  # fails now if it is not a database
+        except BaseException:
+            await _close_quietly(conn)
+            raise
+        return cls(conn)
+
+    def _connection(self) -> aiosqlite.Connection:
+        if self._conn is None:
+            raise StoreUnavailable(store=STORE_NAME)
+        return self._conn
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[UnitOfWork]:
+        async with self._lock:
+            conn = self._connection()
+            await self._begin(conn)
+            session = _Session(conn)
+            try:
+                yield _SqliteUnitOfWork.over(session)
+            except BaseException:
+                session.end()
+                # Shielded: a second cancellation must not leave the transaction open. The
+                # connection runs calls in order, so the next BEGIN queues after this.
+                await asyncio.shield(self._rollback(conn))
+                raise
+            session.end()
+            try:
+                with _translated():
+                    await conn.execute(sql.COMMIT)
+            except StoreUnavailable:
+                await asyncio.shield(self._rollback(conn))
+                raise
+
+    @staticmethod
+    async def _begin(conn: aiosqlite.Connection) -> None:
+        with _translated():
+            if conn.in_transaction:  # left open by an interrupted rollback
+                await conn.execute(sql.ROLLBACK)
+            await conn.execute(sql.BEGIN_IMMEDIATE)
+
+    @staticmethod
+    async def _rollback(conn: aiosqlite.Connection) -> None:
+        # SQLite may already have rolled back (e.g. after SQLITE_FULL); the original error is
+        # what the caller needs to see, so a failing rollback is not reported over it.
+        try:
+            if conn.in_transaction:
+                await conn.execute(sql.ROLLBACK)
+        except (sqlite3.Error, ValueError):
+            pass
+
+    async def ping(self) -> None:
+        conn = self._connection()
+        with _translated():
+            await conn.execute_fetchall(sql.PING)
+
+    async def schema_version(self) -> int:
+        conn = self._connection()
+        with _translated():
+            if not list(await conn.execute_fetchall(sql.SCHEMA_MIGRATIONS_EXISTS)):
+                return 0
+            found = list(await conn.execute_fetchall(sql.SCHEMA_VERSION))
+        return int(found[0]["version"])
+
+    async def migrate(self) -> Sequence[int]:
+        """Each pending migration runs in its own BEGIN IMMEDIATE transaction with its
+        schema_migrations row, re-checked under the writer lock: of several processes
+        migrating at once, exactly one applies each version and the others skip it."""
+        applied: list[int] = []
+        async with self._lock:
+            conn = self._connection()
+            for migration in load_migrations():
+                await self._begin(conn)
+                try:
+                    with _translated(resource="migration", resource_id=str(migration.version)):
+                        await conn.execute(sql.CREATE_SCHEMA_MIGRATIONS)
+                        done = await conn.execute_fetchall(
+                            sql.MIGRATION_APPLIED, {"version": migration.version}
+                        )
+                        if not list(done):
+                            for statement in migration.statements:
+                                await conn.execute(statement)
+                            await conn.execute(
+                                sql.RECORD_MIGRATION,
+                                {
+                                    "version": migration.version,
+                                    "name": migration.name,
+                                    "applied_at": rows.time_col(datetime.now(UTC)),
+                                },
+                            )
+                            applied.append(migration.version)
+                        await conn.execute(sql.COMMIT)
+                except BaseException:
+                    await asyncio.shield(self._rollback(conn))
+                    raise
+        return applied
+
+    async def close(self) -> None:
+        async with self._lock:
+            conn, self._conn = self._conn, None
+            if conn is not None:
+                with _translated():
+                    await conn.close()
+
+
+async def _retry_while_locked(conn: aiosqlite.Connection, statement: str, within_s: float) -> None:
+    deadline = asyncio.get_running_loop().time() + within_s
+    delay = 0.005
+    while True:
+        try:
+            await conn.execute_fetchall(statement)
+            return
+        except sqlite3.OperationalError as exc:
+            locked = exc.sqlite_errorcode in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED)
+            if not locked or asyncio.get_running_loop().time() + delay > deadline:
+                raise
+        await asyncio.sleep(delay)
+        delay = min(delay * 2, 0.1)
+
+
+async def _close_quietly(conn: aiosqlite.Connection) -> None:
+    """Close after a failed open. aiosqlite then queues its own stop with a future nobody
+    awaits; wait for its worker thread to finish, or it reports into a closed event loop
+    (and, unjoined, keeps the interpreter from exiting)."""
+    with suppress(sqlite3.Error, ValueError):
+        await conn.close()
+    worker = getattr(conn, "_thread", None)  # aiosqlite exposes no public join
+    if worker is not None and worker.is_alive():
+        await asyncio.to_thread(worker.join, 5.0)

@@ -15,6 +15,7 @@ from uuid import UUID
 
 import attrs
 
+from autokey.adapters.unit_of_work import Repositories
 from autokey.domain.model.audit import AuditEvent
 from autokey.domain.model.auth import ApiToken
 from autokey.domain.model.errors import DuplicateResource
@@ -388,18 +389,6 @@ class MemoryAuditLog(AuditLog):
         return _page(rows, page, lambda e: e.id)
 
 
-@attrs.define
-class _MemoryUnitOfWork(UnitOfWork):
-    tokens: TokenRepository
-    pools: PoolRepository
-    keys: KeyRepository
-    offers: OfferRepository
-    orders: OrderRepository
-    idempotency: IdempotencyRepository
-    audit: AuditLog
-    webhooks: WebhookRepository
-
-
 class MemoryStore(Store):
     name = "memory"
 
@@ -411,7 +400,7 @@ class MemoryStore(Store):
     async def transaction(self) -> AsyncIterator[UnitOfWork]:
         async with self._lock:
             t, journal = self._tables, _Journal()
-            uow = _MemoryUnitOfWork(
+            uow = Repositories(
                 tokens=MemoryTokenRepository(t, journal),
                 pools=MemoryPoolRepository(t, journal),
                 keys=MemoryKeyRepository(t, journal),

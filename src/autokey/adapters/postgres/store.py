@@ -29,6 +29,7 @@ from psycopg.rows import TupleRow
 from psycopg.types.json import Jsonb
 from psycopg_pool import AsyncConnectionPool
 
+from autokey.adapters.unit_of_work import Repositories
 from autokey.domain.model.audit import AuditAction, AuditEvent
 from autokey.domain.model.auth import ApiToken, Role
 from autokey.domain.model.errors import DuplicateResource, NotFound, StoreUnavailable
@@ -610,63 +611,52 @@ UPDATE orders SET status = %s, updated_at = %s, reserved_until = %s, paid_at = %
     upstream_state = %s
 WHERE id = %s
 """
-_ORDER_BY_ID: Final = """
-SELECT id, buyer_id, seller_id, offer_id, pool_id, quantity, unit_price_amount,
-       unit_price_currency, status, created_at, updated_at, reserved_until, paid_at,
-       fulfilled_at, canceled_at, cancel_reason, upstream_order_id, upstream_state
+_ORDER_COLUMNS: Final = """
+id, buyer_id, seller_id, offer_id, pool_id, quantity, unit_price_amount, unit_price_currency,
+    status, created_at, updated_at, reserved_until, paid_at, fulfilled_at, canceled_at,
+    cancel_reason, upstream_order_id, upstream_state
+"""
+_ORDER_BY_ID: Final = f"""
+SELECT {_ORDER_COLUMNS}
 FROM orders WHERE id = %s
 """
-_ORDER_BY_ID_FOR_UPDATE: Final = """
-SELECT id, buyer_id, seller_id, offer_id, pool_id, quantity, unit_price_amount,
-       unit_price_currency, status, created_at, updated_at, reserved_until, paid_at,
-       fulfilled_at, canceled_at, cancel_reason, upstream_order_id, upstream_state
+_ORDER_BY_ID_FOR_UPDATE: Final = f"""
+SELECT {_ORDER_COLUMNS}
 FROM orders WHERE id = %s
 FOR UPDATE
 """
-_ORDERS_OF_BUYER: Final = """
-SELECT id, buyer_id, seller_id, offer_id, pool_id, quantity, unit_price_amount,
-       unit_price_currency, status, created_at, updated_at, reserved_until, paid_at,
-       fulfilled_at, canceled_at, cancel_reason, upstream_order_id, upstream_state
+_ORDERS_OF_BUYER: Final = f"""
+SELECT {_ORDER_COLUMNS}
 FROM orders
 WHERE buyer_id = %s AND id < %s
 ORDER BY id DESC LIMIT %s
 """
-_ORDERS_OF_BUYER_IN_STATUS: Final = """
-SELECT id, buyer_id, seller_id, offer_id, pool_id, quantity, unit_price_amount,
-       unit_price_currency, status, created_at, updated_at, reserved_until, paid_at,
-       fulfilled_at, canceled_at, cancel_reason, upstream_order_id, upstream_state
+_ORDERS_OF_BUYER_IN_STATUS: Final = f"""
+SELECT {_ORDER_COLUMNS}
 FROM orders
 WHERE buyer_id = %s AND status = %s AND id < %s
 ORDER BY id DESC LIMIT %s
 """
-_LOCK_EXPIRED_ORDERS: Final = """
-SELECT id, buyer_id, seller_id, offer_id, pool_id, quantity, unit_price_amount,
-       unit_price_currency, status, created_at, updated_at, reserved_until, paid_at,
-       fulfilled_at, canceled_at, cancel_reason, upstream_order_id, upstream_state
+_LOCK_EXPIRED_ORDERS: Final = f"""
+SELECT {_ORDER_COLUMNS}
 FROM orders
 WHERE status = 'PENDING' AND reserved_until < %s
 ORDER BY reserved_until, id
 LIMIT %s
 FOR UPDATE SKIP LOCKED
 """
-_ORDER_BY_UPSTREAM_ID: Final = """
-SELECT id, buyer_id, seller_id, offer_id, pool_id, quantity, unit_price_amount,
-       unit_price_currency, status, created_at, updated_at, reserved_until, paid_at,
-       fulfilled_at, canceled_at, cancel_reason, upstream_order_id, upstream_state
+_ORDER_BY_UPSTREAM_ID: Final = f"""
+SELECT {_ORDER_COLUMNS}
 FROM orders WHERE upstream_order_id = %s
 """
-_ORDER_BY_UPSTREAM_ID_FOR_UPDATE: Final = """
-SELECT id, buyer_id, seller_id, offer_id, pool_id, quantity, unit_price_amount,
-       unit_price_currency, status, created_at, updated_at, reserved_until, paid_at,
-       fulfilled_at, canceled_at, cancel_reason, upstream_order_id, upstream_state
+_ORDER_BY_UPSTREAM_ID_FOR_UPDATE: Final = f"""
+SELECT {_ORDER_COLUMNS}
 FROM orders WHERE upstream_order_id = %s
 FOR UPDATE
 """
 # Walks orders_fulfilling_updated_at_idx; id breaks ties so the order is stable.
-_FULFILLING_ORDERS: Final = """
-SELECT id, buyer_id, seller_id, offer_id, pool_id, quantity, unit_price_amount,
-       unit_price_currency, status, created_at, updated_at, reserved_until, paid_at,
-       fulfilled_at, canceled_at, cancel_reason, upstream_order_id, upstream_state
+_FULFILLING_ORDERS: Final = f"""
+SELECT {_ORDER_COLUMNS}
 FROM orders
 WHERE status = 'FULFILLING'
 ORDER BY updated_at, id
@@ -965,29 +955,17 @@ class PostgresAuditLog(_Sql, AuditLog):
 # ---------------------------------------------------------------------------------------
 
 
-@attrs.define
-class _PostgresUnitOfWork(UnitOfWork):
-    tokens: TokenRepository
-    pools: PoolRepository
-    keys: KeyRepository
-    offers: OfferRepository
-    orders: OrderRepository
-    idempotency: IdempotencyRepository
-    audit: AuditLog
-    webhooks: WebhookRepository
-
-    @classmethod
-    def on(cls, conn: Conn) -> _PostgresUnitOfWork:
-        return cls(
-            tokens=PostgresTokenRepository(conn),
-            pools=PostgresPoolRepository(conn),
-            keys=PostgresKeyRepository(conn),
-            offers=PostgresOfferRepository(conn),
-            orders=PostgresOrderRepository(conn),
-            idempotency=PostgresIdempotencyRepository(conn),
-            audit=PostgresAuditLog(conn),
-            webhooks=PostgresWebhookRepository(conn),
-        )
+def _unit_of_work(conn: Conn) -> UnitOfWork:
+    return Repositories(
+        tokens=PostgresTokenRepository(conn),
+        pools=PostgresPoolRepository(conn),
+        keys=PostgresKeyRepository(conn),
+        offers=PostgresOfferRepository(conn),
+        orders=PostgresOrderRepository(conn),
+        idempotency=PostgresIdempotencyRepository(conn),
+        audit=PostgresAuditLog(conn),
+        webhooks=PostgresWebhookRepository(conn),
+    )
 
 
 @attrs.frozen(kw_only=True)
@@ -1095,7 +1073,7 @@ class PostgresStore(Store):
         # back idle, and a broken one is discarded by the pool.
         try:
             async with self._pool.connection() as conn, conn.transaction():
-                yield _PostgresUnitOfWork.on(conn)
+                yield _unit_of_work(conn)
         except psycopg.Error as exc:
             # Checkout, BEGIN or COMMIT failed (repositories translate their own errors).
             raise StoreUnavailable(store=STORE_NAME) from exc

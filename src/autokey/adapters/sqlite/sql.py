@@ -190,47 +190,40 @@ SET status = :status, updated_at = :updated_at, reserved_until = :reserved_until
     upstream_state = :upstream_state
 WHERE id = :id
 """
-ORDER_GET = """
-SELECT id, buyer_id, seller_id, offer_id, pool_id, quantity, unit_price_amount,
-       unit_price_currency, status, created_at, updated_at, reserved_until, paid_at,
-       fulfilled_at, canceled_at, cancel_reason, upstream_order_id, upstream_state
+ORDER_COLUMNS = """
+id, buyer_id, seller_id, offer_id, pool_id, quantity, unit_price_amount, unit_price_currency,
+    status, created_at, updated_at, reserved_until, paid_at, fulfilled_at, canceled_at,
+    cancel_reason, upstream_order_id, upstream_state
+"""
+ORDER_GET = f"""
+SELECT {ORDER_COLUMNS}
 FROM orders WHERE id = :id
 """
-ORDERS_OF_BUYER = """
-SELECT id, buyer_id, seller_id, offer_id, pool_id, quantity, unit_price_amount,
-       unit_price_currency, status, created_at, updated_at, reserved_until, paid_at,
-       fulfilled_at, canceled_at, cancel_reason, upstream_order_id, upstream_state
+ORDERS_OF_BUYER = f"""
+SELECT {ORDER_COLUMNS}
 FROM orders
 WHERE buyer_id = :buyer_id AND id < :after
 ORDER BY id DESC LIMIT :limit
 """
-ORDERS_OF_BUYER_WITH_STATUS = """
-SELECT id, buyer_id, seller_id, offer_id, pool_id, quantity, unit_price_amount,
-       unit_price_currency, status, created_at, updated_at, reserved_until, paid_at,
-       fulfilled_at, canceled_at, cancel_reason, upstream_order_id, upstream_state
+ORDERS_OF_BUYER_WITH_STATUS = f"""
+SELECT {ORDER_COLUMNS}
 FROM orders
 WHERE buyer_id = :buyer_id AND status = :status AND id < :after
 ORDER BY id DESC LIMIT :limit
 """
-ORDERS_EXPIRED = """
-SELECT id, buyer_id, seller_id, offer_id, pool_id, quantity, unit_price_amount,
-       unit_price_currency, status, created_at, updated_at, reserved_until, paid_at,
-       fulfilled_at, canceled_at, cancel_reason, upstream_order_id, upstream_state
+ORDERS_EXPIRED = f"""
+SELECT {ORDER_COLUMNS}
 FROM orders
 WHERE status = 'PENDING' AND reserved_until < :now
 ORDER BY reserved_until, id LIMIT :limit
 """
 
-ORDER_BY_UPSTREAM_ID = """
-SELECT id, buyer_id, seller_id, offer_id, pool_id, quantity, unit_price_amount,
-       unit_price_currency, status, created_at, updated_at, reserved_until, paid_at,
-       fulfilled_at, canceled_at, cancel_reason, upstream_order_id, upstream_state
+ORDER_BY_UPSTREAM_ID = f"""
+SELECT {ORDER_COLUMNS}
 FROM orders WHERE upstream_order_id = :upstream_order_id
 """
-ORDERS_FULFILLING = """
-SELECT id, buyer_id, seller_id, offer_id, pool_id, quantity, unit_price_amount,
-       unit_price_currency, status, created_at, updated_at, reserved_until, paid_at,
-       fulfilled_at, canceled_at, cancel_reason, upstream_order_id, upstream_state
+ORDERS_FULFILLING = f"""
+SELECT {ORDER_COLUMNS}
 FROM orders
 WHERE status = 'FULFILLING'
 ORDER BY updated_at, id LIMIT :limit

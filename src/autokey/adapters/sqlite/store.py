@@ -29,6 +29,7 @@ import aiosqlite
 import attrs
 
 from autokey.adapters.sqlite import rows, sql
+from autokey.adapters.unit_of_work import Repositories
 from autokey.domain.model.audit import AuditEvent
 from autokey.domain.model.auth import ApiToken
 from autokey.domain.model.errors import Conflict, DuplicateResource, StoreUnavailable
@@ -450,29 +451,17 @@ class SqliteAuditLog(AuditLog):
         return _page([rows.audit_from_row(r) for r in found], page, lambda e: e.id)
 
 
-@attrs.define
-class _SqliteUnitOfWork(UnitOfWork):
-    tokens: TokenRepository
-    pools: PoolRepository
-    keys: KeyRepository
-    offers: OfferRepository
-    orders: OrderRepository
-    idempotency: IdempotencyRepository
-    audit: AuditLog
-    webhooks: WebhookRepository
-
-    @classmethod
-    def over(cls, session: _Session) -> _SqliteUnitOfWork:
-        return cls(
-            tokens=SqliteTokenRepository(session),
-            pools=SqlitePoolRepository(session),
-            keys=SqliteKeyRepository(session),
-            offers=SqliteOfferRepository(session),
-            orders=SqliteOrderRepository(session),
-            idempotency=SqliteIdempotencyRepository(session),
-            audit=SqliteAuditLog(session),
-            webhooks=SqliteWebhookRepository(session),
-        )
+def _unit_of_work(session: _Session) -> UnitOfWork:
+    return Repositories(
+        tokens=SqliteTokenRepository(session),
+        pools=SqlitePoolRepository(session),
+        keys=SqliteKeyRepository(session),
+        offers=SqliteOfferRepository(session),
+        orders=SqliteOrderRepository(session),
+        idempotency=SqliteIdempotencyRepository(session),
+        audit=SqliteAuditLog(session),
+        webhooks=SqliteWebhookRepository(session),
+    )
 
 
 # --- migrations ---------------------------------------------------------------------------
@@ -584,7 +573,7 @@ class SqliteStore(Store):
             await self._begin(conn)
             session = _Session(conn)
             try:
-                yield _SqliteUnitOfWork.over(session)
+                yield _unit_of_work(session)
             except BaseException:
                 session.end()
                 # Shielded: a second cancellation must not leave the transaction open. The

@@ -100,8 +100,6 @@ async def test_fingerprints_survive_a_master_key_rotation() -> None:
     settings = load_settings({"AUTOKEY_DATABASE_URL": "memory://"})
     before = Container(settings=settings, store=None, master_keys=(MASTER,))
     after = Container(settings=settings, store=None, master_keys=(os.urandom(32), MASTER))
-    assert before.blind_index().fingerprint("ABCDE-1") == after.blind_index().fingerprint(
-        "ABCDE-1"
-    )
+    assert before.blind_index().fingerprint("ABCDE-1") == after.blind_index().fingerprint("ABCDE-1")
     sealed = before.cipher().seal("ABCDE-1", context=CONTEXT)
     assert after.cipher().open(sealed, context=CONTEXT) == "ABCDE-1"

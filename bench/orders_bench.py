@@ -89,7 +89,7 @@ def pgbench_run(url: str, variables: dict[str, str], clients: int) -> dict[str, 
         PGBENCH,
         "-n",
         "-f",
-        os.path.join(os.path.dirname(__file__), "order_flow.sql"),
+        os.environ.get("BENCH_SCRIPT", os.path.join(os.path.dirname(__file__), "order_flow.sql")),
         "-c",
         str(clients),
         "-j",
@@ -101,6 +101,8 @@ def pgbench_run(url: str, variables: dict[str, str], clients: int) -> dict[str, 
     for name, value in variables.items():
         args += ["-D", f"{name}={value}"]
     out = subprocess.run([*args, url], capture_output=True, text=True, check=True).stdout
+    if os.environ.get("BENCH_VERBOSE"):
+        print(out)
     tps = float(re.search(r"tps = ([\d.]+)", out).group(1))  # type: ignore[union-attr]
     latency = float(re.search(r"latency average = ([\d.]+) ms", out).group(1))  # type: ignore[union-attr]
     return {"orders_s": tps, "flow_ms": latency}

@@ -408,12 +408,13 @@ SELECT * FROM (
 ) AS k
 ORDER BY id LIMIT %(limit)s
 """
+# Oldest first by (created_at, id), which only the keys_claim_order index provides (0003).
 _CLAIM_KEYS: Final = """
 UPDATE keys SET status = 'RESERVED', order_id = %s, reserved_at = %s
 WHERE id IN (
     SELECT id FROM keys
     WHERE pool_id = %s AND status = 'AVAILABLE'
-    ORDER BY id
+    ORDER BY created_at, id
     LIMIT %s
     FOR UPDATE SKIP LOCKED
 )

@@ -1,0 +1,50 @@
+"""Query plans that must not regress: a claim reads its pool's available keys from the
+claim index even when other pools hold the lowest ids (the LIMIT planner trap)."""
+
+from __future__ import annotations
+
+import uuid
+
+import psycopg
+import pytest
+
+from autokey.adapters.postgres import store as postgres_store
+from autokey.adapters.postgres.store import PostgresStore
+from tests.services import scratch_postgres
+
+pytestmark = pytest.mark.postgres
+
+
+async def test_a_claim_on_a_later_pool_uses_the_pool_status_index() -> None:
+    async with scratch_postgres() as url:
+        store = await PostgresStore.open(url)
+        await store.migrate()
+        await store.close()
+        async with await psycopg.AsyncConnection.connect(url, autocommit=True) as db:
+            pools = []
+            for name in ("earlier", "later"):
+                pool = uuid.uuid4()
+                await db.execute(
+                    "INSERT INTO key_pools (id, seller_id, name, created_at) "
+                    "VALUES (%s, %s, %s, now())",
+                    (pool, uuid.uuid4(), name),
+                )
+                # ids increase across pools, as UUIDv7 ids of successive uploads do
+                await db.execute(
+                    "INSERT INTO keys (id, pool_id, status, sealed, fingerprint, created_at) "
+                    "SELECT (lpad(to_hex(%s * 1000000 + g), 32, '0'))::uuid, %s, 'AVAILABLE', "
+                    "'\\x00', sha256(convert_to(%s || g, 'UTF8')), now() "
+                    "FROM generate_series(1, 40000) g",
+                    (len(pools) + 1, pool, name),
+                )
+                pools.append(pool)
+            await db.execute("ANALYZE keys")
+            statement = postgres_store._CLAIM_KEYS
+            plan = await (
+                await db.execute(
+                    "EXPLAIN (ANALYZE, COSTS OFF) " + statement, (uuid.uuid4(), None, pools[1], 1)
+                )
+            ).fetchall()
+    text = "\n".join(row[0] for row in plan)
+    assert "keys_claim_order" in text, text
+    assert "Rows Removed by Filter" not in text, text

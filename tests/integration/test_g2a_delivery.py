@@ -210,3 +210,26 @@ async def test_an_order_g2a_refuses_is_canceled_not_left_fulfilling() -> None:
         assert simulator.state.orders == {}
     finally:
         await simulator.stop()
+
+
+def test_smoke_refuses_live_without_the_flag() -> None:
+    live = {
+        "PATH": "/usr/bin:/bin",
+        "G2A_ENV": "live",
+        "G2A_API_URL": "https://api.g2a.com",
+        "G2A_API_KEY": "id",
+        "G2A_API_HASH": "secret",
+        "G2A_EMAIL": "a@b.c",
+        "ENCRYPTION_KEY": "ef" * 32,
+    }
+    done = subprocess.run(
+        [sys.executable, "-m", "autokey", "smoke"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+        env=live,
+    )
+    assert done.returncode == 1
+    assert "G2A_ENV=live needs --live" in done.stdout
+    assert "secret" not in done.stdout + done.stderr

@@ -276,3 +276,14 @@ async def test_order_transitions_are_counted_once_per_real_transition(api: Api) 
     expected = {"created": 2.0, "paid": 1.0, "fulfilled": 1.0, "canceled": 1.0, "expired": 0.0}
     for transition, value in expected.items():
         assert f'autokey_order_transitions_total{{transition="{transition}"}} {value}' in text
+
+
+async def test_production_without_a_payment_adapter_answers_501(clock: FakeClock) -> None:
+    production = {"AUTOKEY_ENV": "production", "ENCRYPTION_KEY": "cd" * 32}
+    async with running_api(MemoryStore(), clock, production) as api:
+        seller, buyer = await api.token(Role.SELLER), await api.token(Role.BUYER)
+        _, offer = await _stocked_offer(api, seller, ["AAAAA-1"])
+        order = await _call(api, "POST", "/orders", buyer, {"offerId": offer}, 201)
+        problem = await _call(api, "POST", f"/orders/{order['id']}/pay", buyer, status=501)
+        assert problem["code"] == "payments_not_configured"
+        assert (await _call(api, "GET", f"/orders/{order['id']}", buyer))["status"] == "PENDING"

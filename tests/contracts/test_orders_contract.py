@@ -25,7 +25,7 @@ async def test_offer_round_trips_and_saves_changes(store: Store) -> None:
         await tx.offers.add(offer)
     async with store.transaction() as tx:
         assert await tx.offers.get(offer.id) == offer
-        offer.publish(b.T0 + timedelta(seconds=1))
+        offer.set_status(OfferStatus.ACTIVE, b.T0 + timedelta(seconds=1))
         offer.title = "Renamed"
         await tx.offers.save(offer)
     async with store.transaction() as tx:

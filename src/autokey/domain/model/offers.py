@@ -91,12 +91,9 @@ class Offer:
             if self.max_price is None:
                 raise InvalidInput.of("maxPrice", "required_for_g2a")
 
-    def publish(self, now: datetime) -> None:
-        """draft (or inactive) -> active. Publishing an active offer is a no-op."""
-        self.set_status(OfferStatus.ACTIVE, now)
-
     def set_status(self, target: OfferStatus, now: datetime) -> None:
-        """Move between active and inactive; nothing goes back to draft."""
+        """Publish (draft -> active) or move between active and inactive; nothing goes back
+        to draft. Setting the current status again is a no-op."""
         if target is OfferStatus.DRAFT and self.status is not OfferStatus.DRAFT:
             raise IllegalTransition(
                 resource="offer", id=str(self.id), current=self.status, target=target

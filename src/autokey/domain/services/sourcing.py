@@ -22,7 +22,7 @@ from autokey.domain.model.audit import AuditAction, AuditEvent
 from autokey.domain.model.errors import NotFound, UpstreamNotFound, UpstreamRejected
 from autokey.domain.model.ids import EventId, KeyId, OrderId
 from autokey.domain.model.keys import Key, KeyStatus
-from autokey.domain.model.marketplace import MarketplaceOrderStatus
+from autokey.domain.model.marketplace import MarketplaceErrorCode, MarketplaceOrderStatus
 from autokey.domain.model.offers import Offer
 from autokey.domain.model.orders import Order, OrderStatus, UpstreamState
 from autokey.domain.services.inventory import key_context
@@ -32,7 +32,6 @@ from autokey.ports.store import Store, UnitOfWork
 from autokey.ports.system import Clock, IdGenerator
 
 log = structlog.get_logger("autokey.sourcing")
-KEY_NOT_READY = "ORD03"
 RESUME_BATCH = 20
 
 
@@ -50,10 +49,6 @@ class SourcingService:
         self._store, self._marketplace = store, marketplace
         self._cipher, self._index, self._clock, self._ids = cipher, blind_index, clock, ids
         self._stuck_after = timedelta(seconds=stuck_after_s)
-
-    @property
-    def enabled(self) -> bool:
-        return self._marketplace is not None
 
     async def advance(self, order_id: OrderId) -> Order:
         """Take a paid G2A order as far as it can go now; returns it FULFILLING or FULFILLED.
@@ -125,7 +120,7 @@ class SourcingService:
             try:
                 plaintext = await self._marketplace.order_key(order.upstream_order_id or "")
             except UpstreamRejected as not_ready:
-                if not_ready.code != KEY_NOT_READY:
+                if not_ready.code != MarketplaceErrorCode.KEY_NOT_READY:
                     raise
                 return order
             now = self._clock.now()

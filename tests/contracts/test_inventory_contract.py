@@ -40,6 +40,19 @@ async def test_adding_a_token_with_a_known_hash_is_a_duplicate(store: Store) -> 
             await tx.tokens.add(clash)
 
 
+async def test_a_token_is_revoked_once(store: Store) -> None:
+    token = b.token()
+    async with store.transaction() as tx:
+        await tx.tokens.add(token)
+        assert await tx.tokens.revoke(token.id, b.T0) is True
+        assert await tx.tokens.revoke(token.id, b.T0) is False
+        assert await tx.tokens.revoke(b.token().id, b.T0) is False
+    async with store.transaction() as tx:
+        found = await tx.tokens.find_by_secret_hash(token.secret_hash)
+    assert found is not None
+    assert found.revoked_at == b.T0
+
+
 async def test_pool_round_trips_and_unknown_pool_is_none(store: Store) -> None:
     pool = b.pool(name="Steam keys")
     async with store.transaction() as tx:

@@ -14,7 +14,7 @@ import structlog
 from aiohttp import web
 
 from autokey.domain.model.auth import Role
-from autokey.domain.model.ids import SubjectId
+from autokey.domain.model.ids import SubjectId, TokenId
 from autokey.entrypoints import bootstrap
 from autokey.entrypoints.logging import configure_logging
 from autokey.entrypoints.settings import Settings, SettingsError, load_settings
@@ -37,6 +37,8 @@ def _parser() -> argparse.ArgumentParser:
     create.add_argument("--role", choices=[r.value for r in Role], required=True)
     create.add_argument("--subject", type=uuid.UUID, help="the seller/buyer id (default: new)")
     create.add_argument("--name", default="", help="a label for the token")
+    revoke = token.add_parser("revoke", help="revoke a token by its id (answers 401 from now on)")
+    revoke.add_argument("token_id", type=uuid.UUID)
     smoke = sub.add_parser("smoke", help="run the G2A sandbox smoke test end to end")
     smoke.add_argument("--live", action="store_true", help="allow G2A_ENV=live (real money)")
     sandbox = sub.add_parser("g2a-sandbox", help="run the local G2A simulator")
@@ -59,6 +61,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return asyncio.run(_migrate(settings))
     if args.command == "sweep":
         return asyncio.run(_sweep(settings))
+    if args.command == "token" and args.token_command == "revoke":  # noqa: S105 - a subcommand
+        return asyncio.run(_revoke_token(settings, TokenId(args.token_id)))
     if args.command == "token":
         return asyncio.run(_create_token(settings, Role(args.role), args.subject, args.name))
     if args.command == "smoke":
@@ -126,5 +130,27 @@ async def _create_token(
         )
     finally:
         await store.close()
-    print(json.dumps({"token": secret, "subject": str(token.subject), "role": token.role.value}))
+    print(
+        json.dumps(
+            {
+                "token": secret,
+                "subject": str(token.subject),
+                "role": token.role.value,
+                "id": str(token.id),
+            }
+        )
+    )
     return 0
+
+
+async def _revoke_token(settings: Settings, token_id: TokenId) -> int:
+    from autokey.entrypoints.web.app import build_container
+
+    store = await bootstrap.open_store(settings)
+    try:
+        await store.migrate()
+        revoked = await build_container(settings, store).auth().revoke(token_id)
+    finally:
+        await store.close()
+    print(json.dumps({"id": str(token_id), "revoked": revoked}))
+    return 0 if revoked else 1

@@ -17,7 +17,7 @@ from typing import Protocol
 from autokey.domain.model.audit import AuditEvent
 from autokey.domain.model.auth import ApiToken
 from autokey.domain.model.idempotency import IdempotencyRecord, StoredResponse
-from autokey.domain.model.ids import KeyId, OfferId, OrderId, PoolId, SubjectId
+from autokey.domain.model.ids import KeyId, OfferId, OrderId, PoolId, SubjectId, TokenId
 from autokey.domain.model.keys import Key, KeyPool, KeyStatus, PoolCounts
 from autokey.domain.model.offers import Offer
 from autokey.domain.model.orders import Order, OrderStatus
@@ -32,6 +32,10 @@ class TokenRepository(Protocol):
 
     async def find_by_secret_hash(self, secret_hash: bytes) -> ApiToken | None:
         """The token whose secret hashes to `secret_hash`, revoked or not; None if unknown."""
+        ...
+
+    async def revoke(self, token_id: TokenId, at: datetime) -> bool:
+        """Mark the token revoked at `at`; False if unknown or already revoked (idempotent)."""
         ...
 
 

@@ -227,3 +227,12 @@ async def test_plaintext_never_reaches_logs_reports_lists_or_reprs(api: Api) -> 
     texts.append(logs.getvalue())
     assert all(secret not in text for text in texts)
     assert "sealed" not in texts[-2]
+
+
+async def test_a_revoked_token_is_refused_at_once(api: Api) -> None:
+    secret, token = await api.container.auth().issue_token(Role.SELLER)
+    headers = {"Authorization": f"Bearer {secret}"}
+    assert (await api.client.post("/key-pools", json={}, headers=headers)).status == 201
+    assert await api.container.auth().revoke(token.id) is True
+    response = await api.client.post("/key-pools", json={}, headers=headers)
+    assert response.status == 401

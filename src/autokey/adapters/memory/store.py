@@ -20,7 +20,7 @@ from autokey.domain.model.audit import AuditEvent
 from autokey.domain.model.auth import ApiToken
 from autokey.domain.model.errors import DuplicateResource
 from autokey.domain.model.idempotency import IdempotencyRecord, IdempotencyState, StoredResponse
-from autokey.domain.model.ids import KeyId, OfferId, OrderId, PoolId, SubjectId
+from autokey.domain.model.ids import KeyId, OfferId, OrderId, PoolId, SubjectId, TokenId
 from autokey.domain.model.keys import Key, KeyPool, KeyStatus, PoolCounts
 from autokey.domain.model.offers import Offer
 from autokey.domain.model.orders import Order, OrderStatus
@@ -118,6 +118,13 @@ class MemoryTokenRepository(TokenRepository):
 
     async def find_by_secret_hash(self, secret_hash: bytes) -> ApiToken | None:
         return self._t.tokens.get(secret_hash)
+
+    async def revoke(self, token_id: TokenId, at: datetime) -> bool:
+        for secret_hash, token in self._t.tokens.items():
+            if token.id == token_id and token.revoked_at is None:
+                self._j.put(self._t.tokens, secret_hash, attrs.evolve(token, revoked_at=at))
+                return True
+        return False
 
 
 class MemoryPoolRepository(PoolRepository):

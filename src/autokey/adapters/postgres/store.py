@@ -267,6 +267,9 @@ INSERT INTO api_tokens (id, subject, role, name, secret_hash, created_at, revoke
 VALUES (%s, %s, %s, %s, %s, %s, %s)
 ON CONFLICT DO NOTHING
 """  # noqa: S105 - SQL, not a secret
+_REVOKE_TOKEN: Final = """
+UPDATE api_tokens SET revoked_at = %s WHERE id = %s AND revoked_at IS NULL
+"""  # noqa: S105 - SQL, not a secret
 _TOKEN_BY_HASH: Final = """
 SELECT id, subject, role, name, secret_hash, created_at, revoked_at
 FROM api_tokens WHERE secret_hash = %s
@@ -295,6 +298,9 @@ class PostgresTokenRepository(_Sql, TokenRepository):
     async def find_by_secret_hash(self, secret_hash: bytes) -> ApiToken | None:
         row = await self._one(_TOKEN_BY_HASH, (secret_hash,))
         return None if row is None else _token_from_row(row)
+
+    async def revoke(self, token_id: TokenId, at: datetime) -> bool:
+        return await self._run(_REVOKE_TOKEN, (at, token_id)) == 1
 
 
 # ---------------------------------------------------------------------------------------

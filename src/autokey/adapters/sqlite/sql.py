@@ -45,6 +45,9 @@ TOKEN_INSERT = """
 INSERT INTO api_tokens (id, subject, role, name, secret_hash, created_at, revoked_at)
 VALUES (:id, :subject, :role, :name, :secret_hash, :created_at, :revoked_at)
 """  # noqa: S105 - SQL, not a secret
+TOKEN_REVOKE = """
+UPDATE api_tokens SET revoked_at = :at WHERE id = :id AND revoked_at IS NULL
+"""  # noqa: S105 - SQL, not a secret
 TOKEN_BY_SECRET_HASH = """
 SELECT id, subject, role, name, secret_hash, created_at, revoked_at
 FROM api_tokens WHERE secret_hash = :secret_hash

@@ -34,7 +34,7 @@ from autokey.domain.model.audit import AuditEvent
 from autokey.domain.model.auth import ApiToken
 from autokey.domain.model.errors import Conflict, DuplicateResource, StoreUnavailable
 from autokey.domain.model.idempotency import IdempotencyRecord, StoredResponse
-from autokey.domain.model.ids import KeyId, OfferId, OrderId, PoolId, SubjectId
+from autokey.domain.model.ids import KeyId, OfferId, OrderId, PoolId, SubjectId, TokenId
 from autokey.domain.model.keys import Key, KeyPool, KeyStatus, PoolCounts
 from autokey.domain.model.offers import Offer
 from autokey.domain.model.orders import Order, OrderStatus
@@ -159,6 +159,12 @@ class SqliteTokenRepository(TokenRepository):
     async def find_by_secret_hash(self, secret_hash: bytes) -> ApiToken | None:
         row = await self._db.fetchone(sql.TOKEN_BY_SECRET_HASH, {"secret_hash": secret_hash})
         return None if row is None else rows.token_from_row(row)
+
+    async def revoke(self, token_id: TokenId, at: datetime) -> bool:
+        changed = await self._db.execute(
+            sql.TOKEN_REVOKE, {"at": rows.time_col(at), "id": token_id.bytes}
+        )
+        return changed == 1
 
 
 class SqlitePoolRepository(PoolRepository):

@@ -33,6 +33,11 @@ class AuthService:
             await tx.tokens.add(token)
         return secret, token
 
+    async def revoke(self, token_id: TokenId) -> bool:
+        """Revoke a token now; False if unknown or already revoked."""
+        async with self._store.transaction() as tx:
+            return await tx.tokens.revoke(token_id, self._clock.now())
+
     async def authenticate(self, secret: str) -> Principal:
         """The principal of a bearer secret; Unauthenticated if unknown or revoked."""
         async with self._store.transaction() as tx:

@@ -29,6 +29,26 @@ class Api:
         secret, token = await self.container.auth().issue_token(role)
         return {"Authorization": f"Bearer {secret}", "X-Subject": str(token.subject)}
 
+    async def stocked_offer(self, seller: dict[str, str], keys: list[str]) -> tuple[str, str]:
+        """A new pool holding `keys` and a published AUTO_KEY offer on it: (pool, offer) ids."""
+        post = self.client.post
+        pool = (await (await post("/key-pools", json={}, headers=seller)).json())["id"]
+        if keys:
+            upload = await post(
+                f"/key-pools/{pool}/keys/upload", json={"keys": keys}, headers=seller
+            )
+            assert upload.status == 200, await upload.text()
+        draft = {
+            "title": "Game",
+            "price": {"amount": "19.99", "currency": "EUR"},
+            "deliveryType": "AUTO_KEY",
+            "keyPoolId": pool,
+        }
+        offer = (await (await post("/offers/draft", json=draft, headers=seller)).json())["id"]
+        published = await post("/offers/publish", json={"offerId": offer}, headers=seller)
+        assert published.status == 200, await published.text()
+        return pool, offer
+
 
 @asynccontextmanager
 async def running_api(

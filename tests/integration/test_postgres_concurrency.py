@@ -86,29 +86,11 @@ async def test_concurrent_requests_with_one_idempotency_key_create_one_order(
     pg_api: Api,
 ) -> None:
     seller, buyer = await pg_api.token(Role.SELLER), await pg_api.token(Role.BUYER)
-    pool = await (await pg_api.client.post("/key-pools", json={}, headers=seller)).json()
-    await pg_api.client.post(
-        f"/key-pools/{pool['id']}/keys/upload",
-        json={"keys": [f"IDEM-{i:04d}" for i in range(20)]},
-        headers=seller,
-    )
-    offer = await (
-        await pg_api.client.post(
-            "/offers/draft",
-            headers=seller,
-            json={
-                "title": "T",
-                "price": {"amount": "1", "currency": "EUR"},
-                "deliveryType": "AUTO_KEY",
-                "keyPoolId": pool["id"],
-            },
-        )
-    ).json()
-    await pg_api.client.post("/offers/publish", json={"offerId": offer["id"]}, headers=seller)
+    pool_id, offer_id = await pg_api.stocked_offer(seller, [f"IDEM-{i:04d}" for i in range(20)])
     keyed = {**buyer, "Idempotency-Key": "one-order-please"}
 
     async def create() -> tuple[int, Any]:
-        response = await pg_api.client.post("/orders", json={"offerId": offer["id"]}, headers=keyed)
+        response = await pg_api.client.post("/orders", json={"offerId": offer_id}, headers=keyed)
         return response.status, await response.json()
 
     results = await asyncio.gather(*(create() for _ in range(12)))
@@ -118,7 +100,7 @@ async def test_concurrent_requests_with_one_idempotency_key_create_one_order(
     created = {body["id"] for status, body in results if status == 201}
     assert len(created) == 1, "one key, one order"
     assert all(body["code"] == "idempotency_in_flight" for status, body in results if status == 409)
-    counts = await (await pg_api.client.get(f"/key-pools/{pool['id']}", headers=seller)).json()
+    counts = await (await pg_api.client.get(f"/key-pools/{pool_id}", headers=seller)).json()
     assert counts["reservedKeys"] == 1
 
 
@@ -130,29 +112,11 @@ async def test_two_sweepers_at_once_release_each_expired_order_once() -> None:
         try:
             async with running_api(stores[0], clock) as api, running_api(stores[1], clock) as two:
                 seller, buyer = await api.token(Role.SELLER), await api.token(Role.BUYER)
-                pool = await (await api.client.post("/key-pools", json={}, headers=seller)).json()
-                await api.client.post(
-                    f"/key-pools/{pool['id']}/keys/upload",
-                    headers=seller,
-                    json={"keys": [f"SWEEP-{i:04d}" for i in range(150)]},
-                )
-                offer = await (
-                    await api.client.post(
-                        "/offers/draft",
-                        headers=seller,
-                        json={
-                            "title": "T",
-                            "price": {"amount": "1", "currency": "EUR"},
-                            "deliveryType": "AUTO_KEY",
-                            "keyPoolId": pool["id"],
-                        },
-                    )
-                ).json()
-                await api.client.post(
-                    "/offers/publish", json={"offerId": offer["id"]}, headers=seller
+                pool_id, offer_id = await api.stocked_offer(
+                    seller, [f"SWEEP-{i:04d}" for i in range(150)]
                 )
                 for _ in range(150):
-                    await api.client.post("/orders", json={"offerId": offer["id"]}, headers=buyer)
+                    await api.client.post("/orders", json={"offerId": offer_id}, headers=buyer)
                 clock.advance(10_000)
                 swept = await asyncio.gather(
                     api.container.orders().sweep_expired(), two.container.orders().sweep_expired()
@@ -160,7 +124,7 @@ async def test_two_sweepers_at_once_release_each_expired_order_once() -> None:
                 assert sum(swept) == 150
                 assert min(swept) > 0, "both sweepers took part"
                 counts = await (
-                    await api.client.get(f"/key-pools/{pool['id']}", headers=seller)
+                    await api.client.get(f"/key-pools/{pool_id}", headers=seller)
                 ).json()
                 assert (counts["availableKeys"], counts["reservedKeys"]) == (150, 0)
                 orders = await (

@@ -31,30 +31,9 @@ async def _call(
     return payload
 
 
-async def _stocked_offer(api: Api, seller: dict[str, str], keys: list[str]) -> tuple[str, str]:
-    pool = (await _call(api, "POST", "/key-pools", seller, {}, 201))["id"]
-    if keys:
-        await _call(api, "POST", f"/key-pools/{pool}/keys/upload", seller, {"keys": keys})
-    offer = await _call(
-        api,
-        "POST",
-        "/offers/draft",
-        seller,
-        {
-            "title": "Game",
-            "price": {"amount": "19.99", "currency": "EUR"},
-            "deliveryType": "AUTO_KEY",
-            "keyPoolId": pool,
-        },
-        201,
-    )
-    await _call(api, "POST", "/offers/publish", seller, {"offerId": offer["id"]})
-    return pool, offer["id"]
-
-
 async def test_seed_checklist_happy_path_and_out_of_stock(api: Api) -> None:
     seller, buyer = await api.token(Role.SELLER), await api.token(Role.BUYER)
-    pool, offer = await _stocked_offer(api, seller, ["XXXXX-XXXXX-XXXXX", "YYYYY-YYYYY-YYYYY"])
+    pool, offer = await api.stocked_offer(seller, ["XXXXX-XXXXX-XXXXX", "YYYYY-YYYYY-YYYYY"])
     listed = await _call(api, "GET", "/seller/offers", seller)
     assert [(o["availability"], o["autoKeyAvailableCount"]) for o in listed["items"]] == [
         ("in_stock", 2)
@@ -141,7 +120,7 @@ async def test_offer_validation_errors(api: Api) -> None:
 
 async def test_fulfilling_unpaid_or_canceled_orders_is_409(api: Api) -> None:
     seller, buyer = await api.token(Role.SELLER), await api.token(Role.BUYER)
-    pool, offer = await _stocked_offer(api, seller, ["AAAAA-1", "BBBBB-2"])
+    pool, offer = await api.stocked_offer(seller, ["AAAAA-1", "BBBBB-2"])
     order = await _call(api, "POST", "/orders", buyer, {"offerId": offer}, 201)
     assert (await _call(api, "POST", f"/orders/{order['id']}/fulfill", buyer, status=409))[
         "code"
@@ -163,7 +142,7 @@ async def test_other_buyers_orders_are_invisible(api: Api) -> None:
         await api.token(Role.BUYER),
         await api.token(Role.BUYER),
     )
-    _, offer = await _stocked_offer(api, seller, ["AAAAA-1"])
+    _, offer = await api.stocked_offer(seller, ["AAAAA-1"])
     order = await _call(api, "POST", "/orders", buyer, {"offerId": offer}, 201)
     for method, suffix in [("GET", ""), ("POST", "/pay"), ("POST", "/cancel")]:
         await _call(api, method, f"/orders/{order['id']}{suffix}", other, status=404)
@@ -174,7 +153,7 @@ async def test_expired_reservations_are_swept_and_cannot_be_paid(
     api: Api, clock: FakeClock
 ) -> None:
     seller, buyer = await api.token(Role.SELLER), await api.token(Role.BUYER)
-    pool, offer = await _stocked_offer(api, seller, ["AAAAA-1"])
+    pool, offer = await api.stocked_offer(seller, ["AAAAA-1"])
     order = await _call(api, "POST", "/orders", buyer, {"offerId": offer}, 201)
     clock.advance(901)
     assert (await _call(api, "POST", f"/orders/{order['id']}/pay", buyer, status=409))[
@@ -189,7 +168,7 @@ async def test_expired_reservations_are_swept_and_cannot_be_paid(
 
 async def test_orders_list_newest_first_with_status_filter(api: Api) -> None:
     seller, buyer = await api.token(Role.SELLER), await api.token(Role.BUYER)
-    _, offer = await _stocked_offer(api, seller, [f"KEY-{i:05d}" for i in range(3)])
+    _, offer = await api.stocked_offer(seller, [f"KEY-{i:05d}" for i in range(3)])
     ids = [
         (await _call(api, "POST", "/orders", buyer, {"offerId": offer}, 201))["id"]
         for _ in range(3)
@@ -207,7 +186,7 @@ async def test_idempotency_key_replays_rejects_mismatch_and_in_flight(
     api: Api, clock: FakeClock
 ) -> None:
     seller, buyer = await api.token(Role.SELLER), await api.token(Role.BUYER)
-    pool, offer = await _stocked_offer(api, seller, ["AAAAA-1", "BBBBB-2"])
+    pool, offer = await api.stocked_offer(seller, ["AAAAA-1", "BBBBB-2"])
     keyed = {**buyer, "Idempotency-Key": "create-1"}
     first = await api.client.post("/orders", json={"offerId": offer}, headers=keyed)
     second = await api.client.post("/orders", json={"offerId": offer}, headers=keyed)
@@ -244,7 +223,7 @@ async def test_idempotency_key_replays_rejects_mismatch_and_in_flight(
 
 async def test_a_failed_keyed_request_can_be_retried_with_the_same_key(api: Api) -> None:
     seller, buyer = await api.token(Role.SELLER), await api.token(Role.BUYER)
-    pool, offer = await _stocked_offer(api, seller, [])
+    pool, offer = await api.stocked_offer(seller, [])
     keyed = {**buyer, "Idempotency-Key": "retry-me"}
     assert (await api.client.post("/orders", json={"offerId": offer}, headers=keyed)).status == 400
     await _call(api, "POST", f"/key-pools/{pool}/keys/upload", seller, {"keys": ["LATE-KEY-1"]})
@@ -253,7 +232,7 @@ async def test_a_failed_keyed_request_can_be_retried_with_the_same_key(api: Api)
 
 async def test_concurrent_orders_on_memory_never_share_keys(api: Api) -> None:
     seller, buyer = await api.token(Role.SELLER), await api.token(Role.BUYER)
-    _, offer = await _stocked_offer(api, seller, [f"KEY-{i:05d}" for i in range(10)])
+    _, offer = await api.stocked_offer(seller, [f"KEY-{i:05d}" for i in range(10)])
 
     async def flow() -> int:
         response = await api.client.post("/orders", json={"offerId": offer}, headers=buyer)
@@ -265,7 +244,7 @@ async def test_concurrent_orders_on_memory_never_share_keys(api: Api) -> None:
 
 async def test_order_transitions_are_counted_once_per_real_transition(api: Api) -> None:
     seller, buyer = await api.token(Role.SELLER), await api.token(Role.BUYER)
-    _, offer = await _stocked_offer(api, seller, ["AAAAA-1", "BBBBB-2"])
+    _, offer = await api.stocked_offer(seller, ["AAAAA-1", "BBBBB-2"])
     order = await _call(api, "POST", "/orders", buyer, {"offerId": offer}, 201)
     await _call(api, "POST", f"/orders/{order['id']}/pay", buyer)
     for _ in range(3):  # repeats return the same keys and are no new transition
@@ -282,7 +261,7 @@ async def test_production_without_a_payment_adapter_answers_501(clock: FakeClock
     production = {"AUTOKEY_ENV": "production", "ENCRYPTION_KEY": "cd" * 32}
     async with running_api(MemoryStore(), clock, production) as api:
         seller, buyer = await api.token(Role.SELLER), await api.token(Role.BUYER)
-        _, offer = await _stocked_offer(api, seller, ["AAAAA-1"])
+        _, offer = await api.stocked_offer(seller, ["AAAAA-1"])
         order = await _call(api, "POST", "/orders", buyer, {"offerId": offer}, 201)
         problem = await _call(api, "POST", f"/orders/{order['id']}/pay", buyer, status=501)
         assert problem["code"] == "payments_not_configured"

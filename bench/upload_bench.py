@@ -1,6 +1,15 @@
 """Bulk upload: 10^6 keys as one streamed text/plain request to a real `autokey serve` on
 PostgreSQL, beside a server-side INSERT ... SELECT of as many rows of the same shape into the
-same table, in the same run. Run from the repository root: `.venv/bin/python bench/upload_bench.py`.
+same table, in the same run and the same scratch database.
+
+Run from the repository root: `.venv/bin/python bench/upload_bench.py` (about 3 minutes).
+BENCH_KEYS changes the size of the big upload (default 1000000).
+
+Phases: a 10^5-key upload (warm-up, and the RSS reference), then INSERT ... SELECT of
+BENCH_KEYS rows, the BENCH_KEYS-key upload, and INSERT ... SELECT again. Each phase starts
+after a CHECKPOINT; the two baselines flank the upload so that the table growing from 0.1 to
+3.1 million rows (index depth, cache) does not favour either side. Finally the claim plan
+is measured before and after ANALYZE keys.
 """
 
 from __future__ import annotations
@@ -15,87 +24,184 @@ import aiohttp
 import psycopg
 
 sys.path.insert(0, os.path.dirname(__file__))
-from _harness import environment, peak_rss_mib, scratch_database, server, token
+from _harness import cli, environment, peak_rss_mib, rss_mib, scratch_database, server, token
 
 COUNT = int(os.environ.get("BENCH_KEYS", "1000000"))
+WARM_UP = 100_000
 KEY = "BENCH-{:07d}-ABCDE-FGHIJ"
+LINES_PER_CHUNK = 10_000
+# autokey's sealed layout: version (1) | master key id (4) | nonce (12) | ciphertext | tag (16)
+SEALED_LEN = 1 + 4 + 12 + len(KEY.format(0)) + 16
+
+# The same statement the store runs for a claim (src/autokey/adapters/postgres/store.py).
+CLAIM = """
+UPDATE keys SET status = 'RESERVED', order_id = gen_random_uuid(), reserved_at = now()
+WHERE id IN (
+    SELECT id FROM keys
+    WHERE pool_id = %s AND status = 'AVAILABLE'
+    ORDER BY created_at, id
+    LIMIT 1
+    FOR UPDATE SKIP LOCKED
+)
+RETURNING id
+"""
 
 
-async def body(count: int, offset: int = 0) -> AsyncIterator[bytes]:
+async def body(count: int, offset: int) -> AsyncIterator[bytes]:
+    """The upload body, generated as it is sent: never more than one chunk in memory."""
     chunk: list[str] = []
     for i in range(offset, offset + count):
         chunk.append(KEY.format(i) + "\n")
-        if len(chunk) == 10_000:
+        if len(chunk) == LINES_PER_CHUNK:
             yield "".join(chunk).encode()
             chunk.clear()
     if chunk:
         yield "".join(chunk).encode()
 
 
+async def checkpoint(url: str) -> None:
+    async with await psycopg.AsyncConnection.connect(url, autocommit=True) as db:
+        await db.execute("CHECKPOINT")
+
+
 async def upload(
     session: aiohttp.ClientSession, api: str, auth: dict[str, str], count: int, offset: int
-) -> tuple[float, dict[str, int]]:
-    async with session.post(f"{api}/key-pools", json={}, headers=auth) as r:
+) -> tuple[float, str]:
+    """Upload `count` keys into a new pool; (seconds, pool id)."""
+    async with session.post(
+        f"{api}/key-pools", json={"name": f"upload {count}"}, headers=auth
+    ) as r:
         pool = (await r.json())["id"]
     started = time.perf_counter()
     async with session.post(
         f"{api}/key-pools/{pool}/keys/upload",
         data=body(count, offset),
         headers={**auth, "Content-Type": "text/plain"},
-        timeout=aiohttp.ClientTimeout(total=900),
+        timeout=aiohttp.ClientTimeout(total=600),
     ) as r:
         report = await r.json()
+        assert r.status == 200, report
     elapsed = time.perf_counter() - started
     assert report["added"] == count, report
-    return elapsed, report
+    assert report["availableKeys"] == count, report
+    return elapsed, pool
 
 
-async def insert_select(url: str, count: int) -> float:
-    sample = KEY.format(0)
-    sealed_len = 1 + 4 + 12 + len(sample) + 16  # autokey's sealed layout for such a key
+async def sample_rss(pid: int, into: list[float]) -> None:
+    while True:
+        into.append(rss_mib(pid))
+        await asyncio.sleep(0.2)
+
+
+async def insert_select(url: str, count: int, tag: str) -> float:
+    """INSERT ... SELECT `count` rows shaped like autokey's into a new pool; seconds."""
     async with await psycopg.AsyncConnection.connect(url, autocommit=True) as db:
-        pool = (
-            await (
-                await db.execute(
-                    "INSERT INTO key_pools (id, seller_id, name, created_at) "
-                    "VALUES (gen_random_uuid(), gen_random_uuid(), 'bench', now()) RETURNING id"
-                )
-            ).fetchone()
-        )[0]
+        cur = await db.execute(
+            "INSERT INTO key_pools (id, seller_id, name, created_at) "
+            "VALUES (gen_random_uuid(), gen_random_uuid(), %s, now()) RETURNING id",
+            (f"baseline {tag}",),
+        )
+        pool = (await cur.fetchone())[0]
         started = time.perf_counter()
-        await db.execute(
+        cur = await db.execute(
             "INSERT INTO keys (id, pool_id, status, sealed, fingerprint, created_at) "
             "SELECT gen_random_uuid(), %s, 'AVAILABLE', "
-            "substring(sha512(convert_to('s' || g, 'UTF8')) || sha512(convert_to('t' || g, "
-            "'UTF8')) from 1 for %s), sha256(convert_to('BENCH2-' || g, 'UTF8')), now() "
-            "FROM generate_series(1, %s) g ON CONFLICT (fingerprint) DO NOTHING",
-            (pool, sealed_len, count),
+            "substring(sha512(convert_to('s' || g, 'UTF8')) "
+            "          || sha512(convert_to('t' || g, 'UTF8')) from 1 for %s), "
+            "sha256(convert_to(%s || g, 'UTF8')), now() "
+            "FROM generate_series(1, %s) g "
+            "ON CONFLICT (fingerprint) DO NOTHING",
+            (pool, SEALED_LEN, f"BENCH2-{tag}-", count),
         )
-        return time.perf_counter() - started
+        elapsed = time.perf_counter() - started
+        assert cur.rowcount == count, cur.rowcount
+        return elapsed
+
+
+async def claim_ms(url: str, pool: str) -> tuple[float, str]:
+    """One claim on `pool`, rolled back: (execution ms, the plan's access path)."""
+    async with await psycopg.AsyncConnection.connect(url) as db:
+        cur = await db.execute("EXPLAIN (ANALYZE, FORMAT JSON) " + CLAIM, (pool,))
+        plan = (await cur.fetchone())[0][0]
+        await db.rollback()
+    scans = []
+
+    def walk(node: dict[str, object]) -> None:
+        if "Index Name" in node:
+            scans.append(f"{node['Node Type']} {node['Index Name']}")
+        elif "Scan" in str(node["Node Type"]) and node["Node Type"] != "Subquery Scan":
+            scans.append(str(node["Node Type"]))
+        for child in node.get("Plans", []):  # type: ignore[union-attr]
+            walk(child)
+
+    walk(plan["Plan"])
+    return plan["Execution Time"], ", ".join(scans)
 
 
 async def main() -> None:
     async with scratch_database() as url:
         env = environment(url)
-        from _harness import cli
-
         cli("migrate", env=env)
         auth = {"Authorization": f"Bearer {token('seller', env)}"}
         async with server(env) as (api, pid), aiohttp.ClientSession() as session:
-            small, _ = await upload(session, api, auth, 100_000, 10_000_000)
+            rss_idle = rss_mib(pid)
+            small, _ = await upload(session, api, auth, WARM_UP, 10_000_000)
             rss_small = peak_rss_mib(pid)
-            big, _ = await upload(session, api, auth, COUNT, 0)
+
+            await checkpoint(url)
+            sql_before = await insert_select(url, COUNT, "before")
+
+            await checkpoint(url)
+            samples: list[float] = []
+            sampler = asyncio.create_task(sample_rss(pid, samples))
+            big, big_pool = await upload(session, api, auth, COUNT, 0)
+            sampler.cancel()
             rss_big = peak_rss_mib(pid)
-        sql = await insert_select(url, COUNT)
-    app_rate, sql_rate = COUNT / big, COUNT / sql
-    print(f"keys={COUNT:,}")
+
+            await checkpoint(url)
+            sql_after = await insert_select(url, COUNT, "after")
+
+        claim_before = await claim_ms(url, big_pool)
+        async with await psycopg.AsyncConnection.connect(url, autocommit=True) as db:
+            cur = await db.execute(
+                "SELECT last_autoanalyze IS NOT NULL, n_live_tup, n_mod_since_analyze "
+                "FROM pg_stat_user_tables WHERE relname = 'keys'"
+            )
+            auto_analyzed, live, unanalyzed = await cur.fetchone()
+            started = time.perf_counter()
+            await db.execute("ANALYZE keys")
+            analyze_s = time.perf_counter() - started
+        claim_after = await claim_ms(url, big_pool)
+
+    app_rate = COUNT / big
+    sql_rate = 2 * COUNT / (sql_before + sql_after)
+    quarter = max(1, len(samples) // 4)
+    print(f"keys per big upload: {COUNT:,}; sealed value {SEALED_LEN} bytes per key")
+    print(f"autokey upload {WARM_UP:,} (warm-up): {small:.2f} s = {WARM_UP / small:,.0f} keys/s")
+    print(f"autokey upload {COUNT:,}: {big:.2f} s = {app_rate:,.0f} keys/s")
     print(
-        f"autokey text/plain upload: {big:.2f} s = {app_rate:,.0f} keys/s "
-        f"(100k warm-up: {100_000 / small:,.0f} keys/s)"
+        f"INSERT ... SELECT {COUNT:,}: before {sql_before:.2f} s = {COUNT / sql_before:,.0f}"
+        f" rows/s, after {sql_after:.2f} s = {COUNT / sql_after:,.0f} rows/s,"
+        f" mean {sql_rate:,.0f} rows/s"
     )
-    print(f"server peak RSS: {rss_small:.0f} MiB after 100k, {rss_big:.0f} MiB after +{COUNT:,}")
-    print(f"INSERT ... SELECT:         {sql:.2f} s = {sql_rate:,.0f} rows/s")
-    print(f"ratio autokey / INSERT ... SELECT = {app_rate / sql_rate:.2f}x")
+    print(
+        f"ratio autokey / INSERT ... SELECT = {app_rate / sql_rate:.2f}x"
+        f" (against the first baseline alone {sql_before / big:.2f}x,"
+        f" against the second alone {sql_after / big:.2f}x)"
+    )
+    print(
+        f"server RSS: {rss_idle:.0f} MiB idle; peak {rss_small:.0f} MiB after {WARM_UP:,};"
+        f" peak {rss_big:.0f} MiB after {COUNT:,}"
+        f" (VmRSS during the big upload: first quarter max {max(samples[:quarter]):.0f},"
+        f" last quarter max {max(samples[-quarter:]):.0f} MiB, {len(samples)} samples)"
+    )
+    print(
+        f"keys table before ANALYZE: {live:,} live rows, {unanalyzed:,} modified since analyze,"
+        f" autovacuum had analysed it: {auto_analyzed}"
+    )
+    print(f"claim before ANALYZE: {claim_before[0]:.2f} ms ({claim_before[1]})")
+    print(f"ANALYZE keys: {analyze_s:.2f} s")
+    print(f"claim after ANALYZE:  {claim_after[0]:.2f} ms ({claim_after[1]})")
 
 
 if __name__ == "__main__":

@@ -29,7 +29,7 @@ from psycopg.rows import TupleRow
 from psycopg.types.json import Jsonb
 from psycopg_pool import AsyncConnectionPool
 
-from autokey.adapters.unit_of_work import Repositories
+from autokey.adapters.unit_of_work import Repositories, require_saved
 from autokey.domain.model.audit import AuditAction, AuditEvent
 from autokey.domain.model.auth import ApiToken, Role
 from autokey.domain.model.errors import DuplicateResource, NotFound, StoreUnavailable
@@ -45,7 +45,7 @@ from autokey.domain.model.ids import (
 )
 from autokey.domain.model.keys import Key, KeyPool, KeyStatus, PoolCounts
 from autokey.domain.model.offers import DeliveryType, Money, Offer, OfferStatus
-from autokey.domain.model.orders import Order, OrderStatus, UpstreamState
+from autokey.domain.model.orders import UPSTREAM_ORDER, Order, OrderStatus, UpstreamState
 from autokey.domain.model.pages import Page, PageRequest
 from autokey.domain.model.webhooks import WebhookEvent, WebhookEventType, WebhookOutcome
 from autokey.ports.store import (
@@ -476,10 +476,11 @@ class PostgresKeyRepository(_Sql, KeyRepository):
         return None if row is None else _key_from_row(row)
 
     async def save(self, key: Key) -> None:
-        await self._run(
+        changed = await self._run(
             _SAVE_KEY,
             (key.status.value, key.order_id, key.reserved_at, key.delivered_at, key.id),
         )
+        require_saved(changed, "key", key.id)
 
     async def list_in_pool(
         self, pool_id: PoolId, status: KeyStatus | None, page: PageRequest
@@ -570,7 +571,7 @@ class PostgresOfferRepository(_Sql, OfferRepository):
             raise DuplicateResource(resource="offer", id=str(offer.id))
 
     async def save(self, offer: Offer) -> None:
-        await self._run(
+        changed = await self._run(
             _SAVE_OFFER,
             (
                 offer.title,
@@ -587,6 +588,7 @@ class PostgresOfferRepository(_Sql, OfferRepository):
             ),
             refs={"pool": str(offer.key_pool_id)},
         )
+        require_saved(changed, "offer", offer.id)
 
     async def get(self, offer_id: OfferId) -> Offer | None:
         row = await self._one(_OFFER_BY_ID, (offer_id,))
@@ -647,7 +649,7 @@ ORDER BY id DESC LIMIT %s
 _LOCK_EXPIRED_ORDERS: Final = f"""
 SELECT {_ORDER_COLUMNS}
 FROM orders
-WHERE status = 'PENDING' AND reserved_until < %s
+WHERE status = 'PENDING' AND reserved_until <= %s
 ORDER BY reserved_until, id
 LIMIT %s
 FOR UPDATE SKIP LOCKED
@@ -670,9 +672,6 @@ ORDER BY updated_at, id
 LIMIT %s
 """
 _ORDER_EXISTS: Final = "SELECT 1 FROM orders WHERE id = %s"
-
-# An order's upstream id is unique: a second order claiming it is a duplicate of that.
-_UPSTREAM_ORDER: Final = "upstream_order"
 
 
 class PostgresOrderRepository(_Sql, OrderRepository):
@@ -707,7 +706,7 @@ class PostgresOrderRepository(_Sql, OrderRepository):
             return
         upstream_id = order.upstream_order_id
         if upstream_id is not None and await self._one(_ORDER_EXISTS, (order.id,)) is None:
-            raise DuplicateResource(resource=_UPSTREAM_ORDER, id=upstream_id)
+            raise DuplicateResource(resource=UPSTREAM_ORDER, id=upstream_id)
         raise DuplicateResource(resource="order", id=str(order.id))
 
     async def save(self, order: Order) -> None:
@@ -724,13 +723,14 @@ class PostgresOrderRepository(_Sql, OrderRepository):
             order.id,
         )
         if order.upstream_order_id is None:
-            await self._run(_SAVE_ORDER, params)
-            return
-        # An UPDATE has no ON CONFLICT: run it in a savepoint, so an upstream id another
-        # order holds raises DuplicateResource and leaves the transaction usable.
-        with _translated(_UPSTREAM_ORDER, order.upstream_order_id):
-            async with self._conn.transaction():
-                await self._conn.execute(_SAVE_ORDER, params)
+            changed = await self._run(_SAVE_ORDER, params)
+        else:
+            # An UPDATE has no ON CONFLICT: run it in a savepoint, so an upstream id another
+            # order holds raises DuplicateResource and leaves the transaction usable.
+            with _translated(UPSTREAM_ORDER, order.upstream_order_id):
+                async with self._conn.transaction():
+                    changed = (await self._conn.execute(_SAVE_ORDER, params)).rowcount
+        require_saved(changed, "order", order.id)
 
     async def get(self, order_id: OrderId, *, for_update: bool = False) -> Order | None:
         query = _ORDER_BY_ID_FOR_UPDATE if for_update else _ORDER_BY_ID

@@ -113,11 +113,12 @@ FROM keys
 WHERE pool_id = :pool_id AND status = :status AND id > :after
 ORDER BY id LIMIT :limit
 """
+# Oldest first by (created_at, id), read straight from the keys_claim_order index (0005).
 KEYS_CLAIM = """
 UPDATE keys SET status = 'RESERVED', order_id = :order_id, reserved_at = :now
 WHERE id IN (
     SELECT id FROM keys WHERE pool_id = :pool_id AND status = 'AVAILABLE'
-    ORDER BY id LIMIT :quantity
+    ORDER BY created_at, id LIMIT :quantity
 )
 RETURNING id
 """
@@ -217,7 +218,7 @@ ORDER BY id DESC LIMIT :limit
 ORDERS_EXPIRED = f"""
 SELECT {ORDER_COLUMNS}
 FROM orders
-WHERE status = 'PENDING' AND reserved_until < :now
+WHERE status = 'PENDING' AND reserved_until <= :now
 ORDER BY reserved_until, id LIMIT :limit
 """
 
@@ -225,6 +226,7 @@ ORDER_BY_UPSTREAM_ID = f"""
 SELECT {ORDER_COLUMNS}
 FROM orders WHERE upstream_order_id = :upstream_order_id
 """
+ORDER_ID_BY_UPSTREAM_ID = "SELECT id FROM orders WHERE upstream_order_id = :upstream_order_id"
 ORDERS_FULFILLING = f"""
 SELECT {ORDER_COLUMNS}
 FROM orders

@@ -29,7 +29,7 @@ import aiosqlite
 import attrs
 
 from autokey.adapters.sqlite import rows, sql
-from autokey.adapters.unit_of_work import Repositories
+from autokey.adapters.unit_of_work import Repositories, require_saved
 from autokey.domain.model.audit import AuditEvent
 from autokey.domain.model.auth import ApiToken
 from autokey.domain.model.errors import Conflict, DuplicateResource, StoreUnavailable
@@ -37,7 +37,7 @@ from autokey.domain.model.idempotency import IdempotencyRecord, StoredResponse
 from autokey.domain.model.ids import KeyId, OfferId, OrderId, PoolId, SubjectId, TokenId
 from autokey.domain.model.keys import Key, KeyPool, KeyStatus, PoolCounts
 from autokey.domain.model.offers import Offer
-from autokey.domain.model.orders import Order, OrderStatus
+from autokey.domain.model.orders import UPSTREAM_ORDER, Order, OrderStatus
 from autokey.domain.model.pages import Page, PageRequest
 from autokey.domain.model.webhooks import WebhookEvent
 from autokey.ports.store import (
@@ -232,9 +232,10 @@ class SqliteKeyRepository(KeyRepository):
         return None if row is None else rows.key_from_row(row)
 
     async def save(self, key: Key) -> None:
-        await self._db.execute(
+        changed = await self._db.execute(
             sql.KEY_SAVE, rows.key_state_params(key), resource="key", resource_id=str(key.id)
         )
+        require_saved(changed, "key", key.id)
 
     async def list_in_pool(
         self, pool_id: PoolId, status: KeyStatus | None, page: PageRequest
@@ -299,7 +300,10 @@ class SqliteOfferRepository(OfferRepository):
     async def save(self, offer: Offer) -> None:
         params = rows.offer_params(offer)
         del params["seller_id"], params["created_at"]
-        await self._db.execute(sql.OFFER_SAVE, params, resource="offer", resource_id=str(offer.id))
+        changed = await self._db.execute(
+            sql.OFFER_SAVE, params, resource="offer", resource_id=str(offer.id)
+        )
+        require_saved(changed, "offer", offer.id)
 
     async def get(self, offer_id: OfferId) -> Offer | None:
         row = await self._db.fetchone(sql.OFFER_GET, {"id": offer_id.bytes})
@@ -322,17 +326,34 @@ class SqliteOrderRepository(OrderRepository):
         self._db = session
 
     async def add(self, order: Order) -> None:
+        await self._check_upstream_id(order)
         await self._db.execute(
             sql.ORDER_INSERT, rows.order_params(order), resource="order", resource_id=str(order.id)
         )
 
     async def save(self, order: Order) -> None:
+        await self._check_upstream_id(order)
         params = rows.order_params(order)
         for immutable in ("buyer_id", "seller_id", "offer_id", "pool_id", "quantity"):
             del params[immutable]
         for immutable in ("unit_price_amount", "unit_price_currency", "created_at"):
             del params[immutable]
-        await self._db.execute(sql.ORDER_SAVE, params, resource="order", resource_id=str(order.id))
+        changed = await self._db.execute(
+            sql.ORDER_SAVE, params, resource="order", resource_id=str(order.id)
+        )
+        require_saved(changed, "order", order.id)
+
+    async def _check_upstream_id(self, order: Order) -> None:
+        """Name the upstream order id as the duplicate, as the other stores do. Checking first
+        is race-free here: this transaction holds the database's only writer lock."""
+        upstream_id = order.upstream_order_id
+        if upstream_id is None:
+            return
+        holder = await self._db.fetchone(
+            sql.ORDER_ID_BY_UPSTREAM_ID, {"upstream_order_id": upstream_id}
+        )
+        if holder is not None and rows.uuid_val(holder["id"]) != order.id:
+            raise DuplicateResource(resource=UPSTREAM_ORDER, id=upstream_id)
 
     async def get(self, order_id: OrderId, *, for_update: bool = False) -> Order | None:
         # for_update: the transaction already holds the database's only writer lock.

@@ -72,6 +72,10 @@ class KeyRepository(Protocol):
         """One key; `for_update` locks it until the transaction ends."""
         ...
 
+    async def find_by_fingerprint(self, fingerprint: bytes) -> Key | None:
+        """The key stored under this blind index (in any pool), or None."""
+        ...
+
     async def save(self, key: Key) -> None:
         """Persist a key's status, order and timestamps (never its material).
         Raises NotFound(resource="key") if no key with its id is stored."""

@@ -183,6 +183,10 @@ class MemoryKeyRepository(KeyRepository):
         key = self._t.keys.get(key_id)
         return None if key is None else _copy(key)
 
+    async def find_by_fingerprint(self, fingerprint: bytes) -> Key | None:
+        key_id = self._t.fingerprints.get(fingerprint)
+        return None if key_id is None else _copy(self._t.keys[key_id])
+
     async def save(self, key: Key) -> None:
         current = _stored(self._t.keys, key.id, "key")
         self._j.put(

@@ -378,6 +378,10 @@ SELECT id, pool_id, status, sealed, fingerprint, created_at, order_id, reserved_
 FROM keys WHERE id = %s
 FOR UPDATE
 """
+_KEY_BY_FINGERPRINT: Final = """
+SELECT id, pool_id, status, sealed, fingerprint, created_at, order_id, reserved_at, delivered_at
+FROM keys WHERE fingerprint = %s
+"""
 _SAVE_KEY: Final = """
 UPDATE keys SET status = %s, order_id = %s, reserved_at = %s, delivered_at = %s
 WHERE id = %s
@@ -473,6 +477,10 @@ class PostgresKeyRepository(_Sql, KeyRepository):
 
     async def get(self, key_id: KeyId, *, for_update: bool = False) -> Key | None:
         row = await self._one(_KEY_BY_ID_FOR_UPDATE if for_update else _KEY_BY_ID, (key_id,))
+        return None if row is None else _key_from_row(row)
+
+    async def find_by_fingerprint(self, fingerprint: bytes) -> Key | None:
+        row = await self._one(_KEY_BY_FINGERPRINT, (fingerprint,))
         return None if row is None else _key_from_row(row)
 
     async def save(self, key: Key) -> None:

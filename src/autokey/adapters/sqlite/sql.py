@@ -95,6 +95,10 @@ KEY_GET = """
 SELECT id, pool_id, status, sealed, fingerprint, created_at, order_id, reserved_at, delivered_at
 FROM keys WHERE id = :id
 """
+KEY_BY_FINGERPRINT = """
+SELECT id, pool_id, status, sealed, fingerprint, created_at, order_id, reserved_at, delivered_at
+FROM keys WHERE fingerprint = :fingerprint
+"""
 KEY_SAVE = """
 UPDATE keys
 SET status = :status, order_id = :order_id, reserved_at = :reserved_at,

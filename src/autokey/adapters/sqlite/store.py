@@ -231,6 +231,10 @@ class SqliteKeyRepository(KeyRepository):
         row = await self._db.fetchone(sql.KEY_GET, {"id": key_id.bytes})
         return None if row is None else rows.key_from_row(row)
 
+    async def find_by_fingerprint(self, fingerprint: bytes) -> Key | None:
+        row = await self._db.fetchone(sql.KEY_BY_FINGERPRINT, {"fingerprint": fingerprint})
+        return None if row is None else rows.key_from_row(row)
+
     async def save(self, key: Key) -> None:
         changed = await self._db.execute(
             sql.KEY_SAVE, rows.key_state_params(key), resource="key", resource_id=str(key.id)

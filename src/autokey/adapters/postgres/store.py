@@ -4,9 +4,12 @@ Every unit of work is one READ COMMITTED transaction on one pooled connection. C
 comes from row locks, not from isolation level: `claim` and `lock_expired` take rows with
 `FOR UPDATE SKIP LOCKED`, so concurrent buyers and sweepers never wait on each other.
 
-Driver errors are translated at the repository boundary (see `_translated`): connection
-and operational failures become `StoreUnavailable`, unique violations `DuplicateResource`,
-foreign-key violations `NotFound` of the referenced resource. Nothing from psycopg escapes.
+Driver errors are translated at the repository boundary (see `_translated`): unique
+violations become `DuplicateResource`, foreign-key violations `NotFound` of the referenced
+resource, values the database refuses as data (SQLSTATE classes 22 and 23, a NUL character,
+a string it cannot encode) `UnstorableValue`, connection and operational failures
+`StoreUnavailable`, and anything else (a statement refused as wrong) `StoreFault`. Nothing
+from psycopg escapes.
 
 SQL lives in the module constants below (psycopg prepares a statement server-side after a
 few executions, keyed by its text, so each query must be one stable string).
@@ -29,10 +32,16 @@ from psycopg.rows import TupleRow
 from psycopg.types.json import Jsonb
 from psycopg_pool import AsyncConnectionPool
 
-from autokey.adapters.unit_of_work import Repositories, require_saved
+from autokey.adapters.store_errors import failed_statement, refused_value, require_saved
+from autokey.adapters.unit_of_work import Repositories
 from autokey.domain.model.audit import AuditAction, AuditEvent
 from autokey.domain.model.auth import ApiToken, Role
-from autokey.domain.model.errors import DuplicateResource, NotFound, StoreUnavailable
+from autokey.domain.model.errors import (
+    AutokeyError,
+    DuplicateResource,
+    NotFound,
+    StoreUnavailable,
+)
 from autokey.domain.model.idempotency import IdempotencyRecord, IdempotencyState, StoredResponse
 from autokey.domain.model.ids import (
     EventId,
@@ -103,10 +112,19 @@ def _translated(
         missing = _REFERENCED.get(exc.diag.constraint_name or "", "")
         raise NotFound(resource=missing, id=(refs or {}).get(missing, "")) from exc
     except psycopg.Error as exc:
-        # Operational trouble (lost connection, pool timeout, admin shutdown, deadlock,
-        # serialization failure) and anything else the driver raises: the request may
-        # succeed later, and the cause stays chained for the logs.
-        raise StoreUnavailable(store=STORE_NAME) from exc
+        raise _classified(exc) from exc
+    except UnicodeEncodeError as exc:  # a lone surrogate: no encoding can send it
+        raise refused_value(STORE_NAME, exc, None) from exc
+
+
+def _classified(exc: psycopg.Error) -> AutokeyError:
+    if isinstance(exc, psycopg.OperationalError | psycopg.InterfaceError):
+        # Lost connection, pool or statement timeout, admin shutdown, deadlock, serialization
+        # failure: the request may succeed later.
+        return StoreUnavailable(store=STORE_NAME)
+    if isinstance(exc, psycopg.DataError | psycopg.IntegrityError):
+        return refused_value(STORE_NAME, exc, exc.sqlstate)
+    return failed_statement(STORE_NAME, exc, exc.sqlstate)
 
 
 class _Sql:
@@ -1091,7 +1109,7 @@ class PostgresStore(Store):
                 yield _unit_of_work(conn)
         except psycopg.Error as exc:
             # Checkout, BEGIN or COMMIT failed (repositories translate their own errors).
-            raise StoreUnavailable(store=STORE_NAME) from exc
+            raise _classified(exc) from exc
 
     async def ping(self) -> None:
         try:

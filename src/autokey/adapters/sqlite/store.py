@@ -7,9 +7,11 @@ deadlock on a read-to-write upgrade. Holding the writer lock for the whole trans
 also why `for_update` and "skip rows another transaction holds" need no extra SQL here: no
 other transaction can hold a row of this database while one runs.
 
-Driver errors never leave this module: unique violations become `DuplicateResource`, other
-constraint failures `Conflict`, everything else `StoreUnavailable(store="sqlite")`, each
-raised `from` the sqlite3 exception.
+Driver errors never leave this module: unique violations become `DuplicateResource`,
+foreign-key failures `Conflict`, values the database refuses as data (CHECK, NOT NULL or
+type failures, a string it cannot encode, an integer over 64 bits) `UnstorableValue`,
+trouble with the file or its lock `StoreUnavailable(store="sqlite")`, and a statement
+refused as wrong (no such table, misuse) `StoreFault`; each raised `from` the exception.
 """
 
 from __future__ import annotations
@@ -29,7 +31,8 @@ import aiosqlite
 import attrs
 
 from autokey.adapters.sqlite import rows, sql
-from autokey.adapters.unit_of_work import Repositories, require_saved
+from autokey.adapters.store_errors import failed_statement, refused_value, require_saved
+from autokey.adapters.unit_of_work import Repositories
 from autokey.domain.model.audit import AuditEvent
 from autokey.domain.model.auth import ApiToken
 from autokey.domain.model.errors import Conflict, DuplicateResource, StoreUnavailable
@@ -62,6 +65,23 @@ _MIGRATION_FILE = re.compile(r"(?P<version>\d{4})_(?P<name>[a-z0-9_]+)\.sql")
 _UNIQUE_VIOLATIONS = frozenset(
     {sqlite3.SQLITE_CONSTRAINT_UNIQUE, sqlite3.SQLITE_CONSTRAINT_PRIMARYKEY}
 )
+# Primary result codes that mean the file or its lock is unusable now, not that the
+# statement is wrong: busy/locked past the timeout, I/O, disk full, unopenable, not a database.
+_OUTAGES = frozenset(
+    {
+        sqlite3.SQLITE_BUSY,
+        sqlite3.SQLITE_LOCKED,
+        sqlite3.SQLITE_NOMEM,
+        sqlite3.SQLITE_READONLY,
+        sqlite3.SQLITE_INTERRUPT,
+        sqlite3.SQLITE_IOERR,
+        sqlite3.SQLITE_CORRUPT,
+        sqlite3.SQLITE_FULL,
+        sqlite3.SQLITE_CANTOPEN,
+        sqlite3.SQLITE_PROTOCOL,
+        sqlite3.SQLITE_NOTADB,
+    }
+)
 
 
 # --- driver error translation -------------------------------------------------------------
@@ -75,11 +95,18 @@ def _translated(resource: str = "", resource_id: str = "") -> Iterator[None]:
     except sqlite3.IntegrityError as exc:
         if exc.sqlite_errorcode in _UNIQUE_VIOLATIONS:
             raise DuplicateResource(resource=resource, id=resource_id) from exc
-        # Foreign key, NOT NULL or CHECK failures: the row refers to or holds something the
-        # database refuses. A caller bug, but it must not leak sqlite3 through the port.
-        raise Conflict(resource=resource, id=resource_id) from exc
-    except (sqlite3.Error, ValueError) as exc:
-        # ValueError is aiosqlite's "no active connection" / "Connection closed".
+        if exc.sqlite_errorcode == sqlite3.SQLITE_CONSTRAINT_FOREIGNKEY:
+            raise Conflict(resource=resource, id=resource_id) from exc
+        raise refused_value(STORE_NAME, exc, exc.sqlite_errorname) from exc
+    except (sqlite3.DataError, OverflowError, UnicodeEncodeError) as exc:
+        raise refused_value(STORE_NAME, exc, getattr(exc, "sqlite_errorname", None)) from exc
+    except sqlite3.Error as exc:
+        code = getattr(exc, "sqlite_errorcode", None)
+        if code is not None and code & 0xFF in _OUTAGES:
+            raise StoreUnavailable(store=STORE_NAME) from exc
+        raise failed_statement(STORE_NAME, exc, getattr(exc, "sqlite_errorname", None)) from exc
+    except ValueError as exc:
+        # aiosqlite's "no active connection" / "Connection closed".
         raise StoreUnavailable(store=STORE_NAME) from exc
 
 

@@ -6,7 +6,10 @@ Conventions for every repository:
 - writes that violate a uniqueness rule raise `DuplicateResource`;
 - `save` overwrites an entity that is stored; saving one that is not stored raises
   `NotFound` (naming it) and writes nothing, so a lost update is never silent;
-- driver errors never cross the port: an unreachable database raises `StoreUnavailable`.
+- driver errors never cross the port: a value the database refuses as data (a NUL
+  character, a number out of its range) raises `UnstorableValue`; a statement it refuses as
+  wrong (a bug, a schema out of step) raises `StoreFault`; only an unreachable, timed-out
+  or locked database raises `StoreUnavailable`.
 """
 
 from __future__ import annotations

@@ -35,7 +35,12 @@ from autokey.adapters.store_errors import failed_statement, refused_value, requi
 from autokey.adapters.unit_of_work import Repositories
 from autokey.domain.model.audit import AuditEvent
 from autokey.domain.model.auth import ApiToken
-from autokey.domain.model.errors import Conflict, DuplicateResource, StoreUnavailable
+from autokey.domain.model.errors import (
+    AutokeyError,
+    Conflict,
+    DuplicateResource,
+    StoreUnavailable,
+)
 from autokey.domain.model.idempotency import IdempotencyRecord, StoredResponse
 from autokey.domain.model.ids import KeyId, OfferId, OrderId, PoolId, SubjectId, TokenId
 from autokey.domain.model.keys import Key, KeyPool, KeyStatus, PoolCounts
@@ -642,7 +647,7 @@ class SqliteStore(Store):
             try:
                 with _translated():
                     await conn.execute(sql.COMMIT)
-            except StoreUnavailable:
+            except AutokeyError:
                 await asyncio.shield(self._rollback(conn))
                 raise
 

@@ -163,3 +163,22 @@ async def test_a_refused_value_over_http_is_a_400_problem_not_a_503(sql: Opened)
     # The edge may refuse the value itself (invalid_input) before the store does.
     assert body["code"] in ("unstorable_value", "invalid_input")
     assert "\ud800" not in str(body)
+
+
+@pytest.mark.postgres
+async def test_a_statement_timeout_is_an_outage_not_a_fault() -> None:
+    async with scratch_postgres() as url:
+        impatient = f"{url}?options=-c%20statement_timeout%3D200"
+        store = await PostgresStore.open(impatient, min_size=1, max_size=2)
+        await store.migrate()
+        async with await psycopg.AsyncConnection.connect(url) as holder:
+            # Another session holds the table; the store's read waits past its timeout.
+            await holder.execute("LOCK TABLE key_pools IN ACCESS EXCLUSIVE MODE")
+            try:
+                with pytest.raises(StoreUnavailable) as caught:
+                    async with store.transaction() as tx:
+                        await tx.pools.get(b.pool().id)
+            finally:
+                await holder.rollback()
+                await store.close()
+    assert isinstance(caught.value.__cause__, psycopg.errors.QueryCanceled)

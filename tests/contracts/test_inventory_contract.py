@@ -216,3 +216,14 @@ async def test_available_counts_covers_every_pool_asked(store: Store) -> None:
     async with store.transaction() as tx:
         counts = await tx.pools.available_counts([full.id, empty.id])
     assert dict(counts) == {full.id: 3, empty.id: 0}
+
+
+async def test_a_key_is_found_by_its_fingerprint_in_any_pool(store: Store) -> None:
+    pool = b.pool()
+    key = b.key(pool.id, "FOUND-BY-INDEX")
+    async with store.transaction() as tx:
+        await tx.pools.add(pool)
+        await tx.keys.add_new([key])
+    async with store.transaction() as tx:
+        assert await tx.keys.find_by_fingerprint(key.fingerprint) == key
+        assert await tx.keys.find_by_fingerprint(b.key(pool.id).fingerprint) is None

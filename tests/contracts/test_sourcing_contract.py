@@ -3,16 +3,40 @@
 from __future__ import annotations
 
 import asyncio
-from datetime import timedelta
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
+import aiohttp
 import attrs
+import pytest
+from prometheus_client import CollectorRegistry
+from structlog.testing import capture_logs
 
+from autokey.adapters.crypto import AesGcmKeyCipher, HmacBlindIndex
+from autokey.adapters.g2a.client import G2AMarketplaceClient
+from autokey.adapters.g2a.metrics import G2AMetrics
+from autokey.adapters.g2a.retry import RetryPolicy
+from autokey.adapters.g2a.simulator import (
+    FIRST_ORDER_ID,
+    SimulatorConfig,
+    simulated_key,
+    start_simulator,
+)
+from autokey.adapters.memory.token_cache import MemoryTokenCache
+from autokey.adapters.system import Uuid7Ids
+from autokey.domain.model.audit import AuditAction
+from autokey.domain.model.keys import KeyStatus
 from autokey.domain.model.offers import DeliveryType, Money
 from autokey.domain.model.orders import OrderStatus, UpstreamState
+from autokey.domain.model.pages import PageRequest
 from autokey.domain.model.webhooks import WebhookEvent, WebhookEventType, WebhookOutcome
+from autokey.domain.services.inventory import key_context
+from autokey.domain.services.sourcing import SourcingService
 from autokey.ports.store import Store
 from tests import builders as b
+from tests.conftest import FakeClock
+from tests.integration.g2a.g2a_it_support import CLIENT_ID, CLIENT_SECRET, EMAIL, g2a_config
 
 
 async def test_g2a_offer_fields_round_trip(store: Store) -> None:
@@ -99,3 +123,74 @@ async def test_webhook_events_are_stored_once_per_event_id(store: Store) -> None
     async with store.transaction() as tx:
         assert await tx.webhooks.get_event("evt_1") == event
         assert await tx.webhooks.get_event("evt_2") is None
+
+
+@pytest.fixture
+async def g2a() -> AsyncIterator[G2AMarketplaceClient]:
+    """A real G2A client talking HTTP to the simulator on a loopback port."""
+    sim = await start_simulator(
+        SimulatorConfig(client_id=CLIENT_ID, client_secret=CLIENT_SECRET, email=EMAIL)
+    )
+    try:
+        async with aiohttp.ClientSession() as session:
+            yield G2AMarketplaceClient(
+                session=session,
+                config=g2a_config(sim.url),
+                token_cache=MemoryTokenCache(),
+                retry_policy=RetryPolicy.no_wait(),
+                metrics=G2AMetrics(CollectorRegistry()),
+                clock=lambda: datetime.now(UTC),
+            )
+    finally:
+        await sim.stop()
+
+
+async def test_a_bought_key_whose_plaintext_is_stored_already_still_reaches_the_buyer(
+    store: Store,
+    g2a: G2AMarketplaceClient,
+    cipher: AesGcmKeyCipher,
+    blind_index: HmacBlindIndex,
+    clock: FakeClock,
+) -> None:
+    # The simulator's first order delivers this key; a seller uploaded it here before.
+    plaintext = simulated_key(str(FIRST_ORDER_ID))
+    elsewhere = b.pool()
+    original = b.key(elsewhere.id, plaintext)
+    owner = b.seller()
+    pool = b.pool(owner)
+    offer = attrs.evolve(
+        b.offer(owner, pool.id),
+        delivery_type=DeliveryType.G2A,
+        g2a_product_id="10000068865001",
+        max_price=Money(amount=Decimal("30"), currency="EUR"),
+    )
+    order = b.order(offer, b.seller())
+    order.pay(b.T0)
+    async with store.transaction() as tx:
+        for p in (elsewhere, pool):
+            await tx.pools.add(p)
+        assert await tx.keys.add_new([original]) == {original.id}
+        await tx.offers.add(offer)
+        await tx.orders.add(order)
+    sourcing = SourcingService(store, g2a, cipher, blind_index, clock, Uuid7Ids())
+
+    with capture_logs() as logs:
+        done = await sourcing.advance(order.id)
+
+    assert done.status is OrderStatus.FULFILLED
+    async with store.transaction() as tx:
+        (delivered,) = await tx.keys.for_order(order.id)
+        assert delivered.status is KeyStatus.DELIVERED
+        assert cipher.open(delivered.sealed, context=key_context(pool.id, delivered.id)) == (
+            plaintext
+        )
+        # The original still de-duplicates uploads, and is untouched.
+        assert await tx.keys.get(original.id) == original
+        assert await tx.keys.add_new([b.key(pool.id, plaintext)]) == frozenset()
+        events = (await tx.audit.list_events(pool.id, PageRequest(limit=10))).items
+    (collision,) = [e for e in events if e.action is AuditAction.KEY_DUPLICATE_BOUGHT]
+    assert (collision.order_id, collision.key_ids) == (order.id, (delivered.id, original.id))
+    (signal,) = [line for line in logs if line["event"] == "g2a.key_duplicate_bought"]
+    assert signal["log_level"] == "error"
+    assert (signal["key_id"], signal["duplicate_of"]) == (str(delivered.id), str(original.id))
+    assert plaintext not in repr(logs)

@@ -4,7 +4,12 @@ ACID transaction over every repository below. Adapters: memory, SQLite, PostgreS
 Conventions for every repository:
 - "not found" returns None (never raises);
 - writes that violate a uniqueness rule raise `DuplicateResource`;
-- driver errors never cross the port: an unreachable database raises `StoreUnavailable`.
+- `save` overwrites an entity that is stored; saving one that is not stored raises
+  `NotFound` (naming it) and writes nothing, so a lost update is never silent;
+- driver errors never cross the port: a value the database refuses as data (a NUL
+  character, a number out of its range) raises `UnstorableValue`; a statement it refuses as
+  wrong (a bug, a schema out of step) raises `StoreFault`; only an unreachable, timed-out
+  or locked database raises `StoreUnavailable`.
 """
 
 from __future__ import annotations
@@ -70,8 +75,13 @@ class KeyRepository(Protocol):
         """One key; `for_update` locks it until the transaction ends."""
         ...
 
+    async def find_by_fingerprint(self, fingerprint: bytes) -> Key | None:
+        """The key stored under this blind index (in any pool), or None."""
+        ...
+
     async def save(self, key: Key) -> None:
-        """Persist a key's status, order and timestamps (never its material)."""
+        """Persist a key's status, order and timestamps (never its material).
+        Raises NotFound(resource="key") if no key with its id is stored."""
         ...
 
     async def list_in_pool(
@@ -83,9 +93,10 @@ class KeyRepository(Protocol):
     async def claim(
         self, pool_id: PoolId, order_id: OrderId, quantity: int, now: datetime
     ) -> Sequence[KeyId]:
-        """Reserve up to `quantity` AVAILABLE keys of the pool for `order_id`, oldest first,
-        skipping keys another open transaction holds. May return fewer than asked: the caller
-        decides (with `count_available`) whether the pool is empty or merely busy."""
+        """Reserve up to `quantity` AVAILABLE keys of the pool for `order_id`, oldest first
+        by `(created_at, id)`, skipping keys another open transaction holds. May return fewer
+        than asked: the caller decides (with `count_available`) whether the pool is empty or
+        merely busy."""
         ...
 
     async def count_available(self, pool_id: PoolId) -> int:
@@ -109,7 +120,7 @@ class OfferRepository(Protocol):
     async def add(self, offer: Offer) -> None: ...
 
     async def save(self, offer: Offer) -> None:
-        """Persist every mutable field of an existing offer."""
+        """Persist every mutable field of an existing offer; NotFound if it is not stored."""
         ...
 
     async def get(self, offer_id: OfferId) -> Offer | None: ...
@@ -120,10 +131,17 @@ class OfferRepository(Protocol):
 
 
 class OrderRepository(Protocol):
-    async def add(self, order: Order) -> None: ...
+    async def add(self, order: Order) -> None:
+        """Store a new order. Raises DuplicateResource(resource="order") if its id exists,
+        DuplicateResource(resource=UPSTREAM_ORDER, id=<upstream id>) if another order holds
+        its upstream order id; either way nothing is written and the transaction stays
+        usable."""
+        ...
 
     async def save(self, order: Order) -> None:
-        """Persist status, timestamps and cancel reason of an existing order."""
+        """Persist status, timestamps, cancel reason and upstream fields of an existing order.
+        NotFound if it is not stored; DuplicateResource(resource=UPSTREAM_ORDER) if another
+        order holds its upstream order id (nothing written, the transaction stays usable)."""
         ...
 
     async def get(self, order_id: OrderId, *, for_update: bool = False) -> Order | None:
@@ -137,7 +155,8 @@ class OrderRepository(Protocol):
         ...
 
     async def lock_expired(self, now: datetime, limit: int) -> Sequence[Order]:
-        """Up to `limit` PENDING orders whose reservation ended before `now`, locked for this
+        """Up to `limit` PENDING orders whose reservation has ended at `now`
+        (`reserved_until <= now`, as `Order.is_expired` says), oldest first, locked for this
         transaction; orders another transaction holds are skipped, so sweepers never collide."""
         ...
 

@@ -18,12 +18,12 @@ import attrs
 from autokey.adapters.unit_of_work import Repositories
 from autokey.domain.model.audit import AuditEvent
 from autokey.domain.model.auth import ApiToken
-from autokey.domain.model.errors import DuplicateResource
+from autokey.domain.model.errors import DuplicateResource, NotFound
 from autokey.domain.model.idempotency import IdempotencyRecord, IdempotencyState, StoredResponse
 from autokey.domain.model.ids import KeyId, OfferId, OrderId, PoolId, SubjectId, TokenId
 from autokey.domain.model.keys import Key, KeyPool, KeyStatus, PoolCounts
 from autokey.domain.model.offers import Offer
-from autokey.domain.model.orders import Order, OrderStatus
+from autokey.domain.model.orders import UPSTREAM_ORDER, Order, OrderStatus
 from autokey.domain.model.pages import Page, PageRequest
 from autokey.domain.model.webhooks import WebhookEvent
 from autokey.ports.store import (
@@ -93,6 +93,13 @@ class _Journal:
 def _copy(entity: T) -> T:
     """Entities are mutable: hand out and store copies so callers cannot edit the store."""
     return attrs.evolve(entity)  # type: ignore[misc]
+
+
+def _stored(table: Mapping[Any, T], entity_id: UUID, resource: str) -> T:
+    """The stored entity `save` is about to overwrite; NotFound if there is none."""
+    if entity_id not in table:
+        raise NotFound(resource=resource, id=str(entity_id))
+    return table[entity_id]
 
 
 def _page(
@@ -176,8 +183,12 @@ class MemoryKeyRepository(KeyRepository):
         key = self._t.keys.get(key_id)
         return None if key is None else _copy(key)
 
+    async def find_by_fingerprint(self, fingerprint: bytes) -> Key | None:
+        key_id = self._t.fingerprints.get(fingerprint)
+        return None if key_id is None else _copy(self._t.keys[key_id])
+
     async def save(self, key: Key) -> None:
-        current = self._t.keys[key.id]
+        current = _stored(self._t.keys, key.id, "key")
         self._j.put(
             self._t.keys,
             key.id,
@@ -213,7 +224,7 @@ class MemoryKeyRepository(KeyRepository):
                 for k in self._t.keys.values()
                 if k.pool_id == pool_id and k.status is KeyStatus.AVAILABLE
             ),
-            key=lambda k: k.id,
+            key=lambda k: (k.created_at, k.id),
         )[:quantity]
         for key in free:
             claimed = _copy(key)
@@ -261,6 +272,7 @@ class MemoryOfferRepository(OfferRepository):
         self._j.put(self._t.offers, offer.id, _copy(offer))
 
     async def save(self, offer: Offer) -> None:
+        _stored(self._t.offers, offer.id, "offer")
         self._j.put(self._t.offers, offer.id, _copy(offer))
 
     async def get(self, offer_id: OfferId) -> Offer | None:
@@ -279,10 +291,21 @@ class MemoryOrderRepository(OrderRepository):
     async def add(self, order: Order) -> None:
         if order.id in self._t.orders:
             raise DuplicateResource(resource="order", id=str(order.id))
+        self._check_upstream_id(order)
         self._j.put(self._t.orders, order.id, _copy(order))
 
     async def save(self, order: Order) -> None:
+        _stored(self._t.orders, order.id, "order")
+        self._check_upstream_id(order)
         self._j.put(self._t.orders, order.id, _copy(order))
+
+    def _check_upstream_id(self, order: Order) -> None:
+        upstream_id = order.upstream_order_id
+        if upstream_id is None:
+            return
+        for other in self._t.orders.values():
+            if other.upstream_order_id == upstream_id and other.id != order.id:
+                raise DuplicateResource(resource=UPSTREAM_ORDER, id=upstream_id)
 
     async def get(self, order_id: OrderId, *, for_update: bool = False) -> Order | None:
         order = self._t.orders.get(order_id)
@@ -303,7 +326,7 @@ class MemoryOrderRepository(OrderRepository):
             (
                 o
                 for o in self._t.orders.values()
-                if o.status is OrderStatus.PENDING and o.reserved_until < now
+                if o.status is OrderStatus.PENDING and o.reserved_until <= now
             ),
             key=lambda o: o.reserved_until,
         )

@@ -4,9 +4,12 @@ Every unit of work is one READ COMMITTED transaction on one pooled connection. C
 comes from row locks, not from isolation level: `claim` and `lock_expired` take rows with
 `FOR UPDATE SKIP LOCKED`, so concurrent buyers and sweepers never wait on each other.
 
-Driver errors are translated at the repository boundary (see `_translated`): connection
-and operational failures become `StoreUnavailable`, unique violations `DuplicateResource`,
-foreign-key violations `NotFound` of the referenced resource. Nothing from psycopg escapes.
+Driver errors are translated at the repository boundary (see `_translated`): unique
+violations become `DuplicateResource`, foreign-key violations `NotFound` of the referenced
+resource, values the database refuses as data (SQLSTATE classes 22 and 23, a NUL character,
+a string it cannot encode) `UnstorableValue`, connection and operational failures
+`StoreUnavailable`, and anything else (a statement refused as wrong) `StoreFault`. Nothing
+from psycopg escapes.
 
 SQL lives in the module constants below (psycopg prepares a statement server-side after a
 few executions, keyed by its text, so each query must be one stable string).
@@ -29,10 +32,16 @@ from psycopg.rows import TupleRow
 from psycopg.types.json import Jsonb
 from psycopg_pool import AsyncConnectionPool
 
+from autokey.adapters.store_errors import failed_statement, refused_value, require_saved
 from autokey.adapters.unit_of_work import Repositories
 from autokey.domain.model.audit import AuditAction, AuditEvent
 from autokey.domain.model.auth import ApiToken, Role
-from autokey.domain.model.errors import DuplicateResource, NotFound, StoreUnavailable
+from autokey.domain.model.errors import (
+    AutokeyError,
+    DuplicateResource,
+    NotFound,
+    StoreUnavailable,
+)
 from autokey.domain.model.idempotency import IdempotencyRecord, IdempotencyState, StoredResponse
 from autokey.domain.model.ids import (
     EventId,
@@ -45,7 +54,7 @@ from autokey.domain.model.ids import (
 )
 from autokey.domain.model.keys import Key, KeyPool, KeyStatus, PoolCounts
 from autokey.domain.model.offers import DeliveryType, Money, Offer, OfferStatus
-from autokey.domain.model.orders import Order, OrderStatus, UpstreamState
+from autokey.domain.model.orders import UPSTREAM_ORDER, Order, OrderStatus, UpstreamState
 from autokey.domain.model.pages import Page, PageRequest
 from autokey.domain.model.webhooks import WebhookEvent, WebhookEventType, WebhookOutcome
 from autokey.ports.store import (
@@ -103,10 +112,19 @@ def _translated(
         missing = _REFERENCED.get(exc.diag.constraint_name or "", "")
         raise NotFound(resource=missing, id=(refs or {}).get(missing, "")) from exc
     except psycopg.Error as exc:
-        # Operational trouble (lost connection, pool timeout, admin shutdown, deadlock,
-        # serialization failure) and anything else the driver raises: the request may
-        # succeed later, and the cause stays chained for the logs.
-        raise StoreUnavailable(store=STORE_NAME) from exc
+        raise _classified(exc) from exc
+    except UnicodeEncodeError as exc:  # a lone surrogate: no encoding can send it
+        raise refused_value(STORE_NAME, exc, None) from exc
+
+
+def _classified(exc: psycopg.Error) -> AutokeyError:
+    if isinstance(exc, psycopg.OperationalError | psycopg.InterfaceError):
+        # Lost connection, pool or statement timeout, admin shutdown, deadlock, serialization
+        # failure: the request may succeed later.
+        return StoreUnavailable(store=STORE_NAME)
+    if isinstance(exc, psycopg.DataError | psycopg.IntegrityError):
+        return refused_value(STORE_NAME, exc, exc.sqlstate)
+    return failed_statement(STORE_NAME, exc, exc.sqlstate)
 
 
 class _Sql:
@@ -378,6 +396,10 @@ SELECT id, pool_id, status, sealed, fingerprint, created_at, order_id, reserved_
 FROM keys WHERE id = %s
 FOR UPDATE
 """
+_KEY_BY_FINGERPRINT: Final = """
+SELECT id, pool_id, status, sealed, fingerprint, created_at, order_id, reserved_at, delivered_at
+FROM keys WHERE fingerprint = %s
+"""
 _SAVE_KEY: Final = """
 UPDATE keys SET status = %s, order_id = %s, reserved_at = %s, delivered_at = %s
 WHERE id = %s
@@ -475,11 +497,16 @@ class PostgresKeyRepository(_Sql, KeyRepository):
         row = await self._one(_KEY_BY_ID_FOR_UPDATE if for_update else _KEY_BY_ID, (key_id,))
         return None if row is None else _key_from_row(row)
 
+    async def find_by_fingerprint(self, fingerprint: bytes) -> Key | None:
+        row = await self._one(_KEY_BY_FINGERPRINT, (fingerprint,))
+        return None if row is None else _key_from_row(row)
+
     async def save(self, key: Key) -> None:
-        await self._run(
+        changed = await self._run(
             _SAVE_KEY,
             (key.status.value, key.order_id, key.reserved_at, key.delivered_at, key.id),
         )
+        require_saved(changed, "key", key.id)
 
     async def list_in_pool(
         self, pool_id: PoolId, status: KeyStatus | None, page: PageRequest
@@ -570,7 +597,7 @@ class PostgresOfferRepository(_Sql, OfferRepository):
             raise DuplicateResource(resource="offer", id=str(offer.id))
 
     async def save(self, offer: Offer) -> None:
-        await self._run(
+        changed = await self._run(
             _SAVE_OFFER,
             (
                 offer.title,
@@ -587,6 +614,7 @@ class PostgresOfferRepository(_Sql, OfferRepository):
             ),
             refs={"pool": str(offer.key_pool_id)},
         )
+        require_saved(changed, "offer", offer.id)
 
     async def get(self, offer_id: OfferId) -> Offer | None:
         row = await self._one(_OFFER_BY_ID, (offer_id,))
@@ -647,7 +675,7 @@ ORDER BY id DESC LIMIT %s
 _LOCK_EXPIRED_ORDERS: Final = f"""
 SELECT {_ORDER_COLUMNS}
 FROM orders
-WHERE status = 'PENDING' AND reserved_until < %s
+WHERE status = 'PENDING' AND reserved_until <= %s
 ORDER BY reserved_until, id
 LIMIT %s
 FOR UPDATE SKIP LOCKED
@@ -670,9 +698,6 @@ ORDER BY updated_at, id
 LIMIT %s
 """
 _ORDER_EXISTS: Final = "SELECT 1 FROM orders WHERE id = %s"
-
-# An order's upstream id is unique: a second order claiming it is a duplicate of that.
-_UPSTREAM_ORDER: Final = "upstream_order"
 
 
 class PostgresOrderRepository(_Sql, OrderRepository):
@@ -707,7 +732,7 @@ class PostgresOrderRepository(_Sql, OrderRepository):
             return
         upstream_id = order.upstream_order_id
         if upstream_id is not None and await self._one(_ORDER_EXISTS, (order.id,)) is None:
-            raise DuplicateResource(resource=_UPSTREAM_ORDER, id=upstream_id)
+            raise DuplicateResource(resource=UPSTREAM_ORDER, id=upstream_id)
         raise DuplicateResource(resource="order", id=str(order.id))
 
     async def save(self, order: Order) -> None:
@@ -724,13 +749,14 @@ class PostgresOrderRepository(_Sql, OrderRepository):
             order.id,
         )
         if order.upstream_order_id is None:
-            await self._run(_SAVE_ORDER, params)
-            return
-        # An UPDATE has no ON CONFLICT: run it in a savepoint, so an upstream id another
-        # order holds raises DuplicateResource and leaves the transaction usable.
-        with _translated(_UPSTREAM_ORDER, order.upstream_order_id):
-            async with self._conn.transaction():
-                await self._conn.execute(_SAVE_ORDER, params)
+            changed = await self._run(_SAVE_ORDER, params)
+        else:
+            # An UPDATE has no ON CONFLICT: run it in a savepoint, so an upstream id another
+            # order holds raises DuplicateResource and leaves the transaction usable.
+            with _translated(UPSTREAM_ORDER, order.upstream_order_id):
+                async with self._conn.transaction():
+                    changed = (await self._conn.execute(_SAVE_ORDER, params)).rowcount
+        require_saved(changed, "order", order.id)
 
     async def get(self, order_id: OrderId, *, for_update: bool = False) -> Order | None:
         query = _ORDER_BY_ID_FOR_UPDATE if for_update else _ORDER_BY_ID
@@ -1083,7 +1109,7 @@ class PostgresStore(Store):
                 yield _unit_of_work(conn)
         except psycopg.Error as exc:
             # Checkout, BEGIN or COMMIT failed (repositories translate their own errors).
-            raise StoreUnavailable(store=STORE_NAME) from exc
+            raise _classified(exc) from exc
 
     async def ping(self) -> None:
         try:

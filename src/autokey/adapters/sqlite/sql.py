@@ -95,6 +95,10 @@ KEY_GET = """
 SELECT id, pool_id, status, sealed, fingerprint, created_at, order_id, reserved_at, delivered_at
 FROM keys WHERE id = :id
 """
+KEY_BY_FINGERPRINT = """
+SELECT id, pool_id, status, sealed, fingerprint, created_at, order_id, reserved_at, delivered_at
+FROM keys WHERE fingerprint = :fingerprint
+"""
 KEY_SAVE = """
 UPDATE keys
 SET status = :status, order_id = :order_id, reserved_at = :reserved_at,
@@ -113,11 +117,12 @@ FROM keys
 WHERE pool_id = :pool_id AND status = :status AND id > :after
 ORDER BY id LIMIT :limit
 """
+# Oldest first by (created_at, id), read straight from the keys_claim_order index (0005).
 KEYS_CLAIM = """
 UPDATE keys SET status = 'RESERVED', order_id = :order_id, reserved_at = :now
 WHERE id IN (
     SELECT id FROM keys WHERE pool_id = :pool_id AND status = 'AVAILABLE'
-    ORDER BY id LIMIT :quantity
+    ORDER BY created_at, id LIMIT :quantity
 )
 RETURNING id
 """
@@ -217,7 +222,7 @@ ORDER BY id DESC LIMIT :limit
 ORDERS_EXPIRED = f"""
 SELECT {ORDER_COLUMNS}
 FROM orders
-WHERE status = 'PENDING' AND reserved_until < :now
+WHERE status = 'PENDING' AND reserved_until <= :now
 ORDER BY reserved_until, id LIMIT :limit
 """
 
@@ -225,6 +230,7 @@ ORDER_BY_UPSTREAM_ID = f"""
 SELECT {ORDER_COLUMNS}
 FROM orders WHERE upstream_order_id = :upstream_order_id
 """
+ORDER_ID_BY_UPSTREAM_ID = "SELECT id FROM orders WHERE upstream_order_id = :upstream_order_id"
 ORDERS_FULFILLING = f"""
 SELECT {ORDER_COLUMNS}
 FROM orders

@@ -7,9 +7,11 @@ deadlock on a read-to-write upgrade. Holding the writer lock for the whole trans
 also why `for_update` and "skip rows another transaction holds" need no extra SQL here: no
 other transaction can hold a row of this database while one runs.
 
-Driver errors never leave this module: unique violations become `DuplicateResource`, other
-constraint failures `Conflict`, everything else `StoreUnavailable(store="sqlite")`, each
-raised `from` the sqlite3 exception.
+Driver errors never leave this module: unique violations become `DuplicateResource`,
+foreign-key failures `Conflict`, values the database refuses as data (CHECK, NOT NULL or
+type failures, a string it cannot encode, an integer over 64 bits) `UnstorableValue`,
+trouble with the file or its lock `StoreUnavailable(store="sqlite")`, and a statement
+refused as wrong (no such table, misuse) `StoreFault`; each raised `from` the exception.
 """
 
 from __future__ import annotations
@@ -29,15 +31,21 @@ import aiosqlite
 import attrs
 
 from autokey.adapters.sqlite import rows, sql
+from autokey.adapters.store_errors import failed_statement, refused_value, require_saved
 from autokey.adapters.unit_of_work import Repositories
 from autokey.domain.model.audit import AuditEvent
 from autokey.domain.model.auth import ApiToken
-from autokey.domain.model.errors import Conflict, DuplicateResource, StoreUnavailable
+from autokey.domain.model.errors import (
+    AutokeyError,
+    Conflict,
+    DuplicateResource,
+    StoreUnavailable,
+)
 from autokey.domain.model.idempotency import IdempotencyRecord, StoredResponse
 from autokey.domain.model.ids import KeyId, OfferId, OrderId, PoolId, SubjectId, TokenId
 from autokey.domain.model.keys import Key, KeyPool, KeyStatus, PoolCounts
 from autokey.domain.model.offers import Offer
-from autokey.domain.model.orders import Order, OrderStatus
+from autokey.domain.model.orders import UPSTREAM_ORDER, Order, OrderStatus
 from autokey.domain.model.pages import Page, PageRequest
 from autokey.domain.model.webhooks import WebhookEvent
 from autokey.ports.store import (
@@ -62,6 +70,23 @@ _MIGRATION_FILE = re.compile(r"(?P<version>\d{4})_(?P<name>[a-z0-9_]+)\.sql")
 _UNIQUE_VIOLATIONS = frozenset(
     {sqlite3.SQLITE_CONSTRAINT_UNIQUE, sqlite3.SQLITE_CONSTRAINT_PRIMARYKEY}
 )
+# Primary result codes that mean the file or its lock is unusable now, not that the
+# statement is wrong: busy/locked past the timeout, I/O, disk full, unopenable, not a database.
+_OUTAGES = frozenset(
+    {
+        sqlite3.SQLITE_BUSY,
+        sqlite3.SQLITE_LOCKED,
+        sqlite3.SQLITE_NOMEM,
+        sqlite3.SQLITE_READONLY,
+        sqlite3.SQLITE_INTERRUPT,
+        sqlite3.SQLITE_IOERR,
+        sqlite3.SQLITE_CORRUPT,
+        sqlite3.SQLITE_FULL,
+        sqlite3.SQLITE_CANTOPEN,
+        sqlite3.SQLITE_PROTOCOL,
+        sqlite3.SQLITE_NOTADB,
+    }
+)
 
 
 # --- driver error translation -------------------------------------------------------------
@@ -75,11 +100,18 @@ def _translated(resource: str = "", resource_id: str = "") -> Iterator[None]:
     except sqlite3.IntegrityError as exc:
         if exc.sqlite_errorcode in _UNIQUE_VIOLATIONS:
             raise DuplicateResource(resource=resource, id=resource_id) from exc
-        # Foreign key, NOT NULL or CHECK failures: the row refers to or holds something the
-        # database refuses. A caller bug, but it must not leak sqlite3 through the port.
-        raise Conflict(resource=resource, id=resource_id) from exc
-    except (sqlite3.Error, ValueError) as exc:
-        # ValueError is aiosqlite's "no active connection" / "Connection closed".
+        if exc.sqlite_errorcode == sqlite3.SQLITE_CONSTRAINT_FOREIGNKEY:
+            raise Conflict(resource=resource, id=resource_id) from exc
+        raise refused_value(STORE_NAME, exc, exc.sqlite_errorname) from exc
+    except (sqlite3.DataError, OverflowError, UnicodeEncodeError) as exc:
+        raise refused_value(STORE_NAME, exc, getattr(exc, "sqlite_errorname", None)) from exc
+    except sqlite3.Error as exc:
+        code = getattr(exc, "sqlite_errorcode", None)
+        if code is not None and code & 0xFF in _OUTAGES:
+            raise StoreUnavailable(store=STORE_NAME) from exc
+        raise failed_statement(STORE_NAME, exc, getattr(exc, "sqlite_errorname", None)) from exc
+    except ValueError as exc:
+        # aiosqlite's "no active connection" / "Connection closed".
         raise StoreUnavailable(store=STORE_NAME) from exc
 
 
@@ -231,10 +263,15 @@ class SqliteKeyRepository(KeyRepository):
         row = await self._db.fetchone(sql.KEY_GET, {"id": key_id.bytes})
         return None if row is None else rows.key_from_row(row)
 
+    async def find_by_fingerprint(self, fingerprint: bytes) -> Key | None:
+        row = await self._db.fetchone(sql.KEY_BY_FINGERPRINT, {"fingerprint": fingerprint})
+        return None if row is None else rows.key_from_row(row)
+
     async def save(self, key: Key) -> None:
-        await self._db.execute(
+        changed = await self._db.execute(
             sql.KEY_SAVE, rows.key_state_params(key), resource="key", resource_id=str(key.id)
         )
+        require_saved(changed, "key", key.id)
 
     async def list_in_pool(
         self, pool_id: PoolId, status: KeyStatus | None, page: PageRequest
@@ -299,7 +336,10 @@ class SqliteOfferRepository(OfferRepository):
     async def save(self, offer: Offer) -> None:
         params = rows.offer_params(offer)
         del params["seller_id"], params["created_at"]
-        await self._db.execute(sql.OFFER_SAVE, params, resource="offer", resource_id=str(offer.id))
+        changed = await self._db.execute(
+            sql.OFFER_SAVE, params, resource="offer", resource_id=str(offer.id)
+        )
+        require_saved(changed, "offer", offer.id)
 
     async def get(self, offer_id: OfferId) -> Offer | None:
         row = await self._db.fetchone(sql.OFFER_GET, {"id": offer_id.bytes})
@@ -322,17 +362,34 @@ class SqliteOrderRepository(OrderRepository):
         self._db = session
 
     async def add(self, order: Order) -> None:
+        await self._check_upstream_id(order)
         await self._db.execute(
             sql.ORDER_INSERT, rows.order_params(order), resource="order", resource_id=str(order.id)
         )
 
     async def save(self, order: Order) -> None:
+        await self._check_upstream_id(order)
         params = rows.order_params(order)
         for immutable in ("buyer_id", "seller_id", "offer_id", "pool_id", "quantity"):
             del params[immutable]
         for immutable in ("unit_price_amount", "unit_price_currency", "created_at"):
             del params[immutable]
-        await self._db.execute(sql.ORDER_SAVE, params, resource="order", resource_id=str(order.id))
+        changed = await self._db.execute(
+            sql.ORDER_SAVE, params, resource="order", resource_id=str(order.id)
+        )
+        require_saved(changed, "order", order.id)
+
+    async def _check_upstream_id(self, order: Order) -> None:
+        """Name the upstream order id as the duplicate, as the other stores do. Checking first
+        is race-free here: this transaction holds the database's only writer lock."""
+        upstream_id = order.upstream_order_id
+        if upstream_id is None:
+            return
+        holder = await self._db.fetchone(
+            sql.ORDER_ID_BY_UPSTREAM_ID, {"upstream_order_id": upstream_id}
+        )
+        if holder is not None and rows.uuid_val(holder["id"]) != order.id:
+            raise DuplicateResource(resource=UPSTREAM_ORDER, id=upstream_id)
 
     async def get(self, order_id: OrderId, *, for_update: bool = False) -> Order | None:
         # for_update: the transaction already holds the database's only writer lock.
@@ -590,7 +647,7 @@ class SqliteStore(Store):
             try:
                 with _translated():
                     await conn.execute(sql.COMMIT)
-            except StoreUnavailable:
+            except AutokeyError:
                 await asyncio.shield(self._rollback(conn))
                 raise
 

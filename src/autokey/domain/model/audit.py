@@ -18,6 +18,9 @@ class AuditAction(enum.StrEnum):
     KEYS_RELEASED = "keys.released"
     KEYS_DELIVERED = "keys.delivered"
     KEYS_REVEALED = "keys.revealed"
+    KEY_DUPLICATE_BOUGHT = "key.duplicate_bought"
+    """A key bought upstream whose plaintext was stored already: delivered anyway, for an
+    operator to look into (key_ids: the bought key, then the one stored before)."""
     ORDER_CREATED = "order.created"
     ORDER_PAID = "order.paid"
     ORDER_FULFILLED = "order.fulfilled"

@@ -17,6 +17,7 @@ RFC 9457 problems from a single ordered table.
     │   │   ├── OrderNotPaid         only a PAID (or FULFILLED) order can be fulfilled
     │   │   ├── ReservationExpired   the order's key reservation ran out before payment
     │   │   └── DuplicateResource    a unique value exists already
+    │   ├── UnstorableValue          the database refused a value of the request (NUL, range)
     │   ├── IdempotencyKeyReused     same Idempotency-Key, different request
     │   ├── OfferNotAvailable        offer inactive, draft or unknown to the buyer
     │   ├── OutOfStock               fewer available keys than asked for
@@ -25,7 +26,8 @@ RFC 9457 problems from a single ordered table.
     │   ├── WebhooksNotConfigured    no webhook secret is configured
     │   └── PaymentsNotConfigured    no payment adapter in this deployment
     └── InfrastructureError          something outside the domain failed
-        ├── StoreUnavailable         the database cannot be reached
+        ├── StoreUnavailable         the database cannot be reached (outage, timeout)
+        ├── StoreFault               the database refused a statement as wrong: a bug
         ├── KeyMaterialUnreadable    sealed key bytes fail to decrypt (tampered, moved, unknown key)
         └── UpstreamError            a marketplace (G2A) call failed
             ├── UpstreamAuthError    credentials refused (401/403)
@@ -125,6 +127,13 @@ class ReservationExpired(Conflict):
 
 
 @attrs.define(kw_only=True)
+class UnstorableValue(DomainError):
+    """The database refused a value of the request as data (a NUL character, a number out
+    of its range, a character it cannot encode): input the edge should have refused. Names
+    no field and echoes no value."""
+
+
+@attrs.define(kw_only=True)
 class IdempotencyKeyReused(DomainError):
     key: str
 
@@ -169,6 +178,14 @@ class InfrastructureError(AutokeyError):
 
 @attrs.define(kw_only=True)
 class StoreUnavailable(InfrastructureError):
+    store: str
+
+
+@attrs.define(kw_only=True)
+class StoreFault(InfrastructureError):
+    """The database refused a statement as wrong (bad SQL, a missing table or column, a
+    schema out of step): a bug, not an outage, so retrying will not help."""
+
     store: str
 
 

@@ -14,6 +14,7 @@ from autokey.domain.model.ids import KeyId, OrderId, PoolId, SubjectId
 
 MIN_KEY_LENGTH = 5
 MAX_KEY_LENGTH = 256
+_DUPLICATE_MARK = b"duplicate:"
 
 
 class KeyStatus(enum.StrEnum):
@@ -98,6 +99,13 @@ class Key:
     order_id: OrderId | None = None
     reserved_at: datetime | None = None
     delivered_at: datetime | None = None
+
+    def keep_as_duplicate(self) -> None:
+        """Store this key although its plaintext is stored already (a key bought upstream
+        must reach its buyer): its fingerprint becomes a per-key marker, unique and never
+        equal to a blind index (26 bytes, not 32), so the stored original goes on
+        de-duplicating uploads."""
+        self.fingerprint = _DUPLICATE_MARK + self.id.bytes
 
     def _move(self, target: KeyStatus) -> None:
         if target not in KEY_TRANSITIONS[self.status]:

@@ -18,6 +18,9 @@ from autokey.domain.model.ids import OfferId, OrderId, PoolId, SubjectId
 from autokey.domain.model.offers import Money
 
 MAX_QUANTITY = 100
+UPSTREAM_ORDER = "upstream_order"
+"""The resource a `DuplicateResource` names when a marketplace order id is already taken by
+another order (each upstream order sources exactly one local order)."""
 
 
 class OrderStatus(enum.StrEnum):

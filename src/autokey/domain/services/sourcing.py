@@ -124,39 +124,61 @@ class SourcingService:
                     raise
                 return order
             now = self._clock.now()
-            key_id = KeyId(self._ids.new_id())
-            key = Key(
-                id=key_id,
-                pool_id=order.pool_id,
-                status=KeyStatus.AVAILABLE,
-                sealed=self._cipher.seal(plaintext, context=key_context(order.pool_id, key_id)),
-                fingerprint=self._index.fingerprint(plaintext),
-                created_at=now,
-            )
-            if not await tx.keys.add_new([key]):
-                log.error("g2a.key_already_known", order_id=str(order.id))
+            key, events = await self._store_bought_key(tx, order, plaintext)
             key.reserve(order.id, now)
             key.deliver(now)
             await tx.keys.save(key)
             order.record_upstream(UpstreamState.COMPLETE, now)
             order.fulfill(now)
             await tx.orders.save(order)
-            await tx.audit.append(
-                [
-                    AuditEvent(
-                        id=EventId(self._ids.new_id()),
-                        occurred_at=now,
-                        action=AuditAction.KEYS_DELIVERED,
-                        actor=None,
-                        pool_id=order.pool_id,
-                        order_id=order.id,
-                        key_ids=(key_id,),
-                        details={"source": "g2a"},
-                    )
-                ]
-            )
+            delivered = self._event(AuditAction.KEYS_DELIVERED, order, (key.id,), source="g2a")
+            await tx.audit.append([*events, delivered])
             log.info("g2a.key_delivered", order_id=str(order.id))
             return order
+
+    async def _store_bought_key(
+        self, tx: UnitOfWork, order: Order, plaintext: str
+    ) -> tuple[Key, list[AuditEvent]]:
+        """Store the key bought for `order` in its pool. A plaintext stored already is kept
+        anyway, as a duplicate: we paid for it and the buyer gets it; the collision is logged
+        and audited for an operator (both keys named), never a reason to drop the key."""
+        key_id = KeyId(self._ids.new_id())
+        key = Key(
+            id=key_id,
+            pool_id=order.pool_id,
+            status=KeyStatus.AVAILABLE,
+            sealed=self._cipher.seal(plaintext, context=key_context(order.pool_id, key_id)),
+            fingerprint=self._index.fingerprint(plaintext),
+            created_at=self._clock.now(),
+        )
+        if await tx.keys.add_new([key]):
+            return key, []
+        original = await tx.keys.find_by_fingerprint(key.fingerprint)
+        key.keep_as_duplicate()
+        await tx.keys.add_new([key])
+        both = (key_id,) if original is None else (key_id, original.id)
+        log.error(
+            "g2a.key_duplicate_bought",
+            order_id=str(order.id),
+            key_id=str(key_id),
+            duplicate_of=None if original is None else str(original.id),
+            duplicate_status=None if original is None else original.status.value,
+        )
+        return key, [self._event(AuditAction.KEY_DUPLICATE_BOUGHT, order, both, source="g2a")]
+
+    def _event(
+        self, action: AuditAction, order: Order, key_ids: tuple[KeyId, ...], **details: str
+    ) -> AuditEvent:
+        return AuditEvent(
+            id=EventId(self._ids.new_id()),
+            occurred_at=self._clock.now(),
+            action=action,
+            actor=None,
+            pool_id=order.pool_id,
+            order_id=order.id,
+            key_ids=key_ids,
+            details=details,
+        )
 
     async def _locked(self, tx: UnitOfWork, order_id: OrderId) -> Order:
         order = await tx.orders.get(order_id, for_update=True)

@@ -53,7 +53,8 @@ PROBLEM_STATUS: dict[str, int] = {
     **{kind.code: kind.status for _, kind in ERROR_TABLE},
 }
 AUTHENTICATED = ("unauthenticated", "forbidden", "store_unavailable")
-JSON_BODY = ("invalid_input", "payload_too_large")
+# A body's values reach the database, which may still refuse one (`unstorable_value`).
+JSON_BODY = ("invalid_input", "unstorable_value", "payload_too_large")
 
 # ---- JSON Schema from attrs classes ----------------------------------------------------
 
@@ -448,6 +449,7 @@ OPERATIONS: tuple[Operation, ...] = (
             "malformed_event",
             "payload_too_large",
             "webhooks_not_configured",
+            "unstorable_value",
             "store_unavailable",
         ),
         description=(

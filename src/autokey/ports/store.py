@@ -38,6 +38,15 @@ class TokenRepository(Protocol):
         """Mark the token revoked at `at`; False if unknown or already revoked (idempotent)."""
         ...
 
+    async def list_all(self) -> Sequence[ApiToken]:
+        """Every token, revoked ones included, in id (creation) order."""
+        ...
+
+    async def record_use(self, used: Mapping[TokenId, datetime]) -> None:
+        """Move each token's `last_used_at` forward to the time given (never backwards);
+        unknown ids are ignored. Idempotent."""
+        ...
+
 
 class PoolRepository(Protocol):
     async def add(self, pool: KeyPool) -> None:
@@ -234,6 +243,12 @@ class Store(Protocol):
 
     async def schema_version(self) -> int:
         """The highest migration applied (0 for a store without migrations)."""
+        ...
+
+    @property
+    def shipped_schema_version(self) -> int:
+        """The highest migration this code ships (0 for a store without migrations): a
+        store whose `schema_version()` is lower needs `migrate()` before it can serve."""
         ...
 
     async def migrate(self) -> Sequence[int]:

@@ -126,6 +126,15 @@ class MemoryTokenRepository(TokenRepository):
                 return True
         return False
 
+    async def list_all(self) -> Sequence[ApiToken]:
+        return sorted(self._t.tokens.values(), key=lambda token: token.id)
+
+    async def record_use(self, used: Mapping[TokenId, datetime]) -> None:
+        for secret_hash, token in list(self._t.tokens.items()):
+            at = used.get(token.id)
+            if at is not None and (token.last_used_at is None or at > token.last_used_at):
+                self._j.put(self._t.tokens, secret_hash, attrs.evolve(token, last_used_at=at))
+
 
 class MemoryPoolRepository(PoolRepository):
     def __init__(self, t: _Tables, j: _Journal) -> None:
@@ -427,6 +436,10 @@ class MemoryStore(Store):
         return None
 
     async def schema_version(self) -> int:
+        return 0
+
+    @property
+    def shipped_schema_version(self) -> int:
         return 0
 
     async def migrate(self) -> Sequence[int]:

@@ -160,6 +160,7 @@ def _token_from_row(row: TupleRow) -> ApiToken:
         secret_hash=bytes(row[4]),
         created_at=row[5],
         revoked_at=row[6],
+        last_used_at=row[7],
     )
 
 
@@ -270,9 +271,15 @@ ON CONFLICT DO NOTHING
 _REVOKE_TOKEN: Final = """
 UPDATE api_tokens SET revoked_at = %s WHERE id = %s AND revoked_at IS NULL
 """  # noqa: S105 - SQL, not a secret
-_TOKEN_BY_HASH: Final = """
-SELECT id, subject, role, name, secret_hash, created_at, revoked_at
-FROM api_tokens WHERE secret_hash = %s
+_TOKEN_COLUMNS: Final = "id, subject, role, name, secret_hash, created_at, revoked_at, last_used_at"  # noqa: S105 - SQL
+_TOKEN_BY_HASH: Final = f"""
+SELECT {_TOKEN_COLUMNS} FROM api_tokens WHERE secret_hash = %s
+"""
+_TOKENS_ALL: Final = f"SELECT {_TOKEN_COLUMNS} FROM api_tokens ORDER BY id"
+_RECORD_TOKEN_USE: Final = """
+UPDATE api_tokens t SET last_used_at = u.at
+FROM unnest(%s::uuid[], %s::timestamptz[]) AS u(id, at)
+WHERE t.id = u.id AND (t.last_used_at IS NULL OR t.last_used_at < u.at)
 """  # noqa: S105 - SQL, not a secret
 
 
@@ -301,6 +308,13 @@ class PostgresTokenRepository(_Sql, TokenRepository):
 
     async def revoke(self, token_id: TokenId, at: datetime) -> bool:
         return await self._run(_REVOKE_TOKEN, (at, token_id)) == 1
+
+    async def list_all(self) -> Sequence[ApiToken]:
+        return [_token_from_row(row) for row in await self._all(_TOKENS_ALL, ())]
+
+    async def record_use(self, used: Mapping[TokenId, datetime]) -> None:
+        if used:
+            await self._run(_RECORD_TOKEN_USE, (list(used), list(used.values())))
 
 
 # ---------------------------------------------------------------------------------------
@@ -1091,6 +1105,10 @@ class PostgresStore(Store):
                 await conn.execute(_PING)
         except psycopg.Error as exc:
             raise StoreUnavailable(store=STORE_NAME) from exc
+
+    @property
+    def shipped_schema_version(self) -> int:
+        return max(m.version for m in load_migrations())
 
     async def schema_version(self) -> int:
         try:

@@ -112,6 +112,7 @@ def token_from_row(row: sqlite3.Row) -> ApiToken:
         secret_hash=row["secret_hash"],
         created_at=time_val(row["created_at"]),
         revoked_at=opt_time_val(row["revoked_at"]),
+        last_used_at=opt_time_val(row["last_used_at"]),
     )
 
 

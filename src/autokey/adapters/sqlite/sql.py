@@ -48,9 +48,14 @@ VALUES (:id, :subject, :role, :name, :secret_hash, :created_at, :revoked_at)
 TOKEN_REVOKE = """
 UPDATE api_tokens SET revoked_at = :at WHERE id = :id AND revoked_at IS NULL
 """  # noqa: S105 - SQL, not a secret
-TOKEN_BY_SECRET_HASH = """
-SELECT id, subject, role, name, secret_hash, created_at, revoked_at
-FROM api_tokens WHERE secret_hash = :secret_hash
+TOKEN_COLUMNS = "id, subject, role, name, secret_hash, created_at, revoked_at, last_used_at"  # noqa: S105 - SQL
+TOKEN_BY_SECRET_HASH = f"""
+SELECT {TOKEN_COLUMNS} FROM api_tokens WHERE secret_hash = :secret_hash
+"""
+TOKENS_ALL = f"SELECT {TOKEN_COLUMNS} FROM api_tokens ORDER BY id"
+TOKEN_RECORD_USE = """
+UPDATE api_tokens SET last_used_at = :at
+WHERE id = :id AND (last_used_at IS NULL OR last_used_at < :at)
 """  # noqa: S105 - SQL, not a secret
 
 # --- key_pools ----------------------------------------------------------------------------

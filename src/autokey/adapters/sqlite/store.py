@@ -166,6 +166,15 @@ class SqliteTokenRepository(TokenRepository):
         )
         return changed == 1
 
+    async def list_all(self) -> Sequence[ApiToken]:
+        return [rows.token_from_row(row) for row in await self._db.fetchall(sql.TOKENS_ALL, {})]
+
+    async def record_use(self, used: Mapping[TokenId, datetime]) -> None:
+        for token_id, at in used.items():
+            await self._db.execute(
+                sql.TOKEN_RECORD_USE, {"at": rows.time_col(at), "id": token_id.bytes}
+            )
+
 
 class SqlitePoolRepository(PoolRepository):
     def __init__(self, session: _Session) -> None:
@@ -615,6 +624,10 @@ class SqliteStore(Store):
         conn = self._connection()
         with _translated():
             await conn.execute_fetchall(sql.PING)
+
+    @property
+    def shipped_schema_version(self) -> int:
+        return max(m.version for m in load_migrations())
 
     async def schema_version(self) -> int:
         conn = self._connection()

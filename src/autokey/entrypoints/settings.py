@@ -17,6 +17,8 @@ from autokey.adapters.crypto import parse_master_key
 from autokey.adapters.g2a.config import G2AConfig, InvalidG2AConfig, g2a_config_from_env
 
 DEFAULT_SQLITE_PATH = "./autokey.db"
+DEV_KEY_FILE = "./autokey.key"
+"""The development master key with PostgreSQL (with SQLite it sits beside the database)."""
 
 
 class Environment(enum.StrEnum):
@@ -59,6 +61,18 @@ class DatabaseSettings:
     @property
     def sqlite_path(self) -> Path:
         return Path(self.url)
+
+    def describe(self) -> str:
+        """Which database this is, for people: never a password."""
+        if self.kind is StoreKind.SQLITE:
+            return f"sqlite {self.sqlite_path.resolve()}"
+        if self.kind is StoreKind.MEMORY:
+            return "memory:// (nothing persists)"
+        parts = urlsplit(self.url)
+        host = parts.hostname or "localhost"
+        port = f":{parts.port}" if parts.port else ""
+        user = f"{parts.username}@" if parts.username else ""
+        return f"postgresql://{user}{host}{port}{parts.path or '/'}"
 
 
 @attrs.frozen(kw_only=True)
@@ -160,10 +174,10 @@ def _crypto(r: _Reader, production: bool, database: DatabaseSettings) -> CryptoS
         return CryptoSettings(master_keys=tuple(keys))
     if production:
         r.problems.append("ENCRYPTION_KEY is required in production (64 hex characters)")
-    elif database.kind is StoreKind.POSTGRES:
-        r.problems.append("ENCRYPTION_KEY is required with PostgreSQL (64 hex characters)")
     elif database.kind is StoreKind.SQLITE:
         return CryptoSettings(master_keys=(), key_file=database.sqlite_path.with_suffix(".key"))
+    elif database.kind is StoreKind.POSTGRES:
+        return CryptoSettings(master_keys=(), key_file=Path(DEV_KEY_FILE))
     return CryptoSettings(master_keys=())
 
 

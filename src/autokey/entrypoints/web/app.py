@@ -10,6 +10,7 @@ import structlog
 from aiohttp import web
 from dependency_injector import providers
 
+from autokey.domain.model.auth import Role
 from autokey.domain.model.errors import AutokeyError
 from autokey.domain.model.marketplace import MarketplaceEnvironment
 from autokey.entrypoints import bootstrap
@@ -71,6 +72,20 @@ async def _housekeeping(container: Container) -> None:
         container.domain_metrics().order_transition("expired", expired)
     await container.idempotency().purge()
     await container.webhooks().prune_nonces()
+    await container.auth().flush_usage()
+
+
+async def _print_demo_tokens(container: Container) -> None:
+    """memory:// keeps its tokens in this process only, so `autokey token create` cannot make
+    one: the demo prints a seller and a buyer token instead."""
+    auth = container.auth()
+    seller, _ = await auth.issue_token(Role.SELLER, name="demo seller")
+    buyer, _ = await auth.issue_token(Role.BUYER, name="demo buyer")
+    print(
+        "memory:// demo: nothing persists. Tokens for this run:\n"
+        f"  SELLER={seller}\n  BUYER={buyer}",
+        flush=True,
+    )
 
 
 def build_container(settings: Settings, store: object) -> Container:
@@ -87,13 +102,15 @@ def serve_app(settings: Settings) -> web.Application:
         async with contextlib.AsyncExitStack() as stack:
             store = await bootstrap.open_store(settings)
             stack.push_async_callback(store.close)
-            if settings.database.kind is not StoreKind.POSTGRES:
+            if bootstrap.auto_migrates(settings):
                 await store.migrate()
             session, redis = await stack.enter_async_context(bootstrap.outbound(settings))
             container.store.override(store)
             container.master_keys.override(bootstrap.master_keys(settings))
             container.http_session.override(session)
             container.redis.override(redis)
+            if settings.database.kind is StoreKind.MEMORY:
+                await _print_demo_tokens(container)
             if redis is not None:
                 container.redis_ping.override(providers.Object(redis.ping))
             marketplace = container.marketplace()

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import csv
+import io
 import json
 import os
 import re
@@ -19,7 +21,7 @@ import pytest
 
 from autokey import __version__
 from autokey.adapters.postgres.store import load_migrations
-from tests.integration.server import autokey, free_port, serve, server_env
+from tests.integration.server import autokey, free_port, serve, server_env, token
 from tests.services import POSTGRES_URL, _with_database, scratch_postgres, unavailable
 
 SHIPPED = load_migrations()[-1].version
@@ -304,3 +306,27 @@ async def test_g2a_sandbox_prints_credentials_it_accepts() -> None:
     finally:
         process.terminate()
         await asyncio.wait_for(process.wait(), timeout=10)
+
+
+async def test_audit_export_writes_a_pools_log_as_csv(tmp_path: Path) -> None:
+    env = server_env(f"sqlite:///{tmp_path / 'a.db'}")
+    autokey("migrate", env=env)
+    seller = token("seller", env)
+    async with serve(env) as api, aiohttp.ClientSession() as s:
+        auth = {"Authorization": f"Bearer {seller}"}
+        async with s.post(f"{api}/key-pools", json={"name": "p"}, headers=auth) as r:
+            pool = (await r.json())["id"]
+        async with s.post(
+            f"{api}/key-pools/{pool}/keys/upload", json={"keys": ["CSVKEY-12345"]}, headers=auth
+        ) as r:
+            assert r.status == 200
+    exported = autokey("audit", "export", "--pool", pool, env=env)
+    rows = list(csv.DictReader(io.StringIO(exported)))
+    assert [(r["action"], r["poolId"]) for r in rows] == [("keys.uploaded", pool)]
+    assert "CSVKEY-12345" not in exported
+    later = autokey("audit", "export", "--pool", pool, "--since", "2999-01-01T00:00:00Z", env=env)
+    assert later.splitlines() == ["id,occurredAt,action,actor,poolId,orderId,keyIds,details"]
+    nowhere = str(uuid.uuid4())
+    unknown = run("audit", "export", "--pool", nowhere, env=env)
+    assert unknown.returncode == 1
+    assert plain_lines(unknown.stderr) == [f"autokey: no key pool {nowhere}"]

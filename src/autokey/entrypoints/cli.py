@@ -15,14 +15,15 @@ import os
 import sys
 import uuid
 from collections.abc import Sequence
+from datetime import UTC, datetime
 
 import structlog
 from aiohttp import web
 
 from autokey import __version__
-from autokey.domain.model.auth import Role
-from autokey.domain.model.errors import StoreUnavailable
-from autokey.domain.model.ids import SubjectId, TokenId
+from autokey.domain.model.auth import Principal, Role
+from autokey.domain.model.errors import NotFound, StoreUnavailable
+from autokey.domain.model.ids import PoolId, SubjectId, TokenId
 from autokey.entrypoints import bootstrap
 from autokey.entrypoints.bootstrap import EXIT_ADDRESS_IN_USE, EXIT_CONFIG, StartupRefused
 from autokey.entrypoints.logging import configure_logging
@@ -70,6 +71,16 @@ def _parser() -> argparse.ArgumentParser:
     token.add_parser("list", help="list tokens as JSON lines (never their secrets)")
     revoke = token.add_parser("revoke", help="revoke a token by its id (401 from then on)")
     revoke.add_argument("token_id", type=uuid.UUID, help="the id printed by `token create`")
+    audit = sub.add_parser("audit", help="read the audit log").add_subparsers(
+        dest="audit_command", required=True, metavar="ACTION"
+    )
+    export = audit.add_parser("export", help="write a pool's audit log to stdout as CSV")
+    export.add_argument("--pool", type=uuid.UUID, required=True, help="the key pool's id")
+    export.add_argument(
+        "--since",
+        type=_instant,
+        help="only events at or after this ISO 8601 time, e.g. 2026-11-01T00:00:00Z (default: all)",
+    )
     smoke = sub.add_parser("smoke", help="run the G2A sandbox journey end to end and print a table")
     smoke.add_argument(
         "--live", action="store_true", help="allow G2A_ENV=live, which moves real money"
@@ -101,6 +112,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except StartupRefused as refused:
         print(f"autokey: {refused.message}", file=sys.stderr)
         return refused.exit_code
+    except NotFound as missing:
+        print(f"autokey: no {missing.resource.replace('_', ' ')} {missing.id}", file=sys.stderr)
+        return 1
     except StoreUnavailable:
         print(
             f"autokey: cannot reach the database ({settings.database.describe()})",
@@ -130,6 +144,8 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
         )
     if args.command == "sweep":
         return asyncio.run(_sweep(settings))
+    if args.command == "audit":
+        return asyncio.run(_export_audit(settings, PoolId(args.pool), args.since))
     action = args.token_command
     if action == "create":
         return asyncio.run(_create_token(settings, Role(args.role), args.subject, args.name))
@@ -193,6 +209,30 @@ async def _sweep(settings: Settings) -> int:
         await store.close()
     log.info("orders.expired_swept", count=swept, idempotency_purged=purged)
     print(json.dumps({"expired": swept, "idempotencyPurged": purged}))
+    return 0
+
+
+def _instant(raw: str) -> datetime:
+    try:
+        value = datetime.fromisoformat(raw)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an ISO 8601 time: {raw!r}") from None
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
+
+
+async def _export_audit(settings: Settings, pool_id: PoolId, since: datetime | None) -> int:
+    from autokey.entrypoints.audit_csv import csv_lines
+    from autokey.entrypoints.web.app import build_container
+
+    operator = Principal(subject=SubjectId(uuid.UUID(int=0)), role=Role.ADMIN)
+    store = await bootstrap.open_ready_store(settings, create=False)
+    try:
+        inventory = build_container(settings, store).inventory()
+        events = await inventory.export_pool_events(operator, pool_id, since)
+        async for line in csv_lines(events):
+            sys.stdout.write(line)
+    finally:
+        await store.close()
     return 0
 
 

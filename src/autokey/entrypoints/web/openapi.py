@@ -181,6 +181,8 @@ class Operation:
     idempotency_key: bool = False
     also: tuple[int, ...] = ()
     """Other success statuses with the same body (an offer draft saved again answers 200)."""
+    csv: str | None = None
+    """With `Accept: text/csv` the operation streams this CSV instead (the description)."""
     description: str | None = None
 
 
@@ -292,8 +294,10 @@ OPERATIONS: tuple[Operation, ...] = (
         summary="The pool's audit trail",
         tag="key pools",
         response=PageOf(s.AuditEventOut),
-        query=PAGED,
+        query=(*PAGED, "since"),
         problems=("invalid_input", "not_found"),
+        csv="The whole trail from `since` on, streamed: a header line "
+        "(id,occurredAt,action,actor,poolId,orderId,keyIds,details), then one line per event.",
     ),
     # offers
     Operation(
@@ -466,6 +470,13 @@ QUERY_PARAMETERS: dict[str, dict[str, Any]] = {
         "required": False,
         "description": "Page size.",
         "schema": {"type": "integer", "minimum": 1, "maximum": MAX_PAGE_SIZE, "default": 100},
+    },
+    "since": {
+        "name": "since",
+        "in": "query",
+        "required": False,
+        "description": "With `Accept: text/csv`: only events at or after this time.",
+        "schema": {"type": "string", "format": "date-time"},
     },
     "cursor": {
         "name": "cursor",
@@ -743,6 +754,8 @@ def _responses(op: Operation, builder: SchemaBuilder) -> dict[str, Any]:
         }
         if schema is not None:
             response["content"] = {op.response_media: {"schema": schema}}
+        if op.csv is not None:
+            response["content"]["text/csv"] = {"schema": {"type": "string", "description": op.csv}}
         if op.idempotency_key:
             response["headers"] = {
                 **_ID_HEADERS_REF,

@@ -20,7 +20,7 @@ from autokey.domain.model.idempotency import IdempotencyRecord, StoredResponse
 from autokey.domain.model.ids import KeyId, OfferId, OrderId, PoolId, SubjectId, TokenId
 from autokey.domain.model.keys import Key, KeyPool, KeyStatus, PoolCounts
 from autokey.domain.model.offers import Offer
-from autokey.domain.model.orders import Order, OrderStatus
+from autokey.domain.model.orders import Order, OrderStatus, SalesFilter
 from autokey.domain.model.pages import Page, PageRequest
 from autokey.domain.model.webhooks import WebhookEvent
 
@@ -105,6 +105,13 @@ class KeyRepository(Protocol):
         """The keys reserved for or delivered to an order, in id order."""
         ...
 
+    async def delivered_to(
+        self, order_ids: Collection[OrderId]
+    ) -> Mapping[OrderId, Sequence[KeyId]]:
+        """The ids of the DELIVERED keys of each order asked, in id order (orders without
+        one are absent). Key material is not read."""
+        ...
+
     async def release_order(self, order_id: OrderId) -> Sequence[KeyId]:
         """RESERVED -> AVAILABLE for every key of the order; returns the ids released."""
         ...
@@ -143,6 +150,13 @@ class OrderRepository(Protocol):
         self, buyer_id: SubjectId, status: OrderStatus | None, page: PageRequest
     ) -> Page[Order]:
         """The buyer's orders, newest first; `page.after` continues below that id."""
+        ...
+
+    async def list_for_seller(
+        self, seller_id: SubjectId, which: SalesFilter, page: PageRequest
+    ) -> Page[Order]:
+        """The seller's orders matching `which`, newest first; `page.after` continues below
+        that id."""
         ...
 
     async def lock_expired(self, now: datetime, limit: int) -> Sequence[Order]:

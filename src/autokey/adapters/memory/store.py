@@ -23,7 +23,7 @@ from autokey.domain.model.idempotency import IdempotencyRecord, IdempotencyState
 from autokey.domain.model.ids import KeyId, OfferId, OrderId, PoolId, SubjectId, TokenId
 from autokey.domain.model.keys import Key, KeyPool, KeyStatus, PoolCounts
 from autokey.domain.model.offers import Offer
-from autokey.domain.model.orders import Order, OrderStatus
+from autokey.domain.model.orders import Order, OrderStatus, SalesFilter
 from autokey.domain.model.pages import Page, PageRequest
 from autokey.domain.model.webhooks import WebhookEvent
 from autokey.ports.store import (
@@ -241,6 +241,16 @@ class MemoryKeyRepository(KeyRepository):
         rows = [k for k in self._t.keys.values() if k.order_id == order_id]
         return [_copy(k) for k in sorted(rows, key=lambda k: k.id)]
 
+    async def delivered_to(
+        self, order_ids: Collection[OrderId]
+    ) -> Mapping[OrderId, Sequence[KeyId]]:
+        found: dict[OrderId, list[KeyId]] = {}
+        for key in sorted(self._t.keys.values(), key=lambda k: k.id):
+            order_id = key.order_id
+            if order_id is not None and order_id in order_ids and key.status is KeyStatus.DELIVERED:
+                found.setdefault(order_id, []).append(key.id)
+        return found
+
     async def release_order(self, order_id: OrderId) -> Sequence[KeyId]:
         released = []
         for key in self._of_order(order_id, KeyStatus.RESERVED):
@@ -306,6 +316,12 @@ class MemoryOrderRepository(OrderRepository):
             if o.buyer_id == buyer_id and (status is None or o.status is status)
         ]
         return _page(mine, page, lambda o: o.id, desc=True)
+
+    async def list_for_seller(
+        self, seller_id: SubjectId, which: SalesFilter, page: PageRequest
+    ) -> Page[Order]:
+        sold = [o for o in self._t.orders.values() if o.seller_id == seller_id and which.matches(o)]
+        return _page(sold, page, lambda o: o.id, desc=True)
 
     async def lock_expired(self, now: datetime, limit: int) -> Sequence[Order]:
         expired = sorted(

@@ -45,7 +45,7 @@ from autokey.domain.model.ids import (
 )
 from autokey.domain.model.keys import Key, KeyPool, KeyStatus, PoolCounts
 from autokey.domain.model.offers import DeliveryType, Money, Offer, OfferStatus
-from autokey.domain.model.orders import Order, OrderStatus, UpstreamState
+from autokey.domain.model.orders import Order, OrderStatus, SalesFilter, UpstreamState
 from autokey.domain.model.pages import Page, PageRequest
 from autokey.domain.model.webhooks import WebhookEvent, WebhookEventType, WebhookOutcome
 from autokey.ports.store import (
@@ -446,6 +446,11 @@ SELECT id, pool_id, status, sealed, fingerprint, created_at, order_id, reserved_
 FROM keys WHERE order_id = %s
 ORDER BY id
 """
+_DELIVERED_TO: Final = """
+SELECT order_id, id FROM keys
+WHERE order_id = ANY(%s) AND status = 'DELIVERED'
+ORDER BY order_id, id
+"""
 _RELEASE_ORDER: Final = """
 UPDATE keys SET status = 'AVAILABLE', order_id = NULL, reserved_at = NULL
 WHERE order_id = %s AND status = 'RESERVED'
@@ -519,6 +524,14 @@ class PostgresKeyRepository(_Sql, KeyRepository):
 
     async def for_order(self, order_id: OrderId) -> Sequence[Key]:
         return [_key_from_row(r) for r in await self._all(_KEYS_OF_ORDER, (order_id,))]
+
+    async def delivered_to(
+        self, order_ids: Collection[OrderId]
+    ) -> Mapping[OrderId, Sequence[KeyId]]:
+        found: dict[OrderId, list[KeyId]] = {}
+        for order_id, key_id in await self._all(_DELIVERED_TO, (list(order_ids),)):
+            found.setdefault(OrderId(order_id), []).append(KeyId(key_id))
+        return found
 
     async def release_order(self, order_id: OrderId) -> Sequence[KeyId]:
         return _sorted_ids(await self._all(_RELEASE_ORDER, (order_id,)))
@@ -658,6 +671,16 @@ FROM orders
 WHERE buyer_id = %s AND status = %s AND id < %s
 ORDER BY id DESC LIMIT %s
 """
+_ORDERS_OF_SELLER: Final = f"""
+SELECT {_ORDER_COLUMNS}
+FROM orders
+WHERE seller_id = %(seller)s AND id < %(before)s
+    AND (%(status)s::text IS NULL OR status = %(status)s)
+    AND (%(offer)s::uuid IS NULL OR offer_id = %(offer)s)
+    AND (%(since)s::timestamptz IS NULL OR created_at >= %(since)s)
+    AND (%(until)s::timestamptz IS NULL OR created_at < %(until)s)
+ORDER BY id DESC LIMIT %(limit)s
+"""
 _LOCK_EXPIRED_ORDERS: Final = f"""
 SELECT {_ORDER_COLUMNS}
 FROM orders
@@ -761,6 +784,23 @@ class PostgresOrderRepository(_Sql, OrderRepository):
             rows = await self._all(
                 _ORDERS_OF_BUYER_IN_STATUS, (buyer_id, status.value, before, limit)
             )
+        return _page([_order_from_row(r) for r in rows], page.limit, lambda x: x.id)
+
+    async def list_for_seller(
+        self, seller_id: SubjectId, which: SalesFilter, page: PageRequest
+    ) -> Page[Order]:
+        rows = await self._all(
+            _ORDERS_OF_SELLER,
+            {
+                "seller": seller_id,
+                "before": page.after or _MAX_UUID,
+                "status": which.status.value if which.status else None,
+                "offer": which.offer_id,
+                "since": which.since,
+                "until": which.until,
+                "limit": page.limit + 1,
+            },
+        )
         return _page([_order_from_row(r) for r in rows], page.limit, lambda x: x.id)
 
     async def lock_expired(self, now: datetime, limit: int) -> Sequence[Order]:

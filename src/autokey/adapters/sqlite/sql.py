@@ -126,6 +126,9 @@ WHERE id IN (
 )
 RETURNING id
 """
+KEYS_DELIVERED_TO_ORDER = """
+SELECT id FROM keys WHERE order_id = :order_id AND status = 'DELIVERED' ORDER BY id
+"""
 KEYS_OF_ORDER = """
 SELECT id, pool_id, status, sealed, fingerprint, created_at, order_id, reserved_at, delivered_at
 FROM keys
@@ -217,6 +220,16 @@ ORDERS_OF_BUYER_WITH_STATUS = f"""
 SELECT {ORDER_COLUMNS}
 FROM orders
 WHERE buyer_id = :buyer_id AND status = :status AND id < :after
+ORDER BY id DESC LIMIT :limit
+"""
+ORDERS_OF_SELLER = f"""
+SELECT {ORDER_COLUMNS}
+FROM orders
+WHERE seller_id = :seller_id AND id < :after
+    AND (:status IS NULL OR status = :status)
+    AND (:offer_id IS NULL OR offer_id = :offer_id)
+    AND (:since IS NULL OR created_at >= :since)
+    AND (:until IS NULL OR created_at < :until)
 ORDER BY id DESC LIMIT :limit
 """
 ORDERS_EXPIRED = f"""

@@ -37,7 +37,7 @@ from autokey.domain.model.idempotency import IdempotencyRecord, StoredResponse
 from autokey.domain.model.ids import KeyId, OfferId, OrderId, PoolId, SubjectId, TokenId
 from autokey.domain.model.keys import Key, KeyPool, KeyStatus, PoolCounts
 from autokey.domain.model.offers import Offer
-from autokey.domain.model.orders import Order, OrderStatus
+from autokey.domain.model.orders import Order, OrderStatus, SalesFilter
 from autokey.domain.model.pages import Page, PageRequest
 from autokey.domain.model.webhooks import WebhookEvent
 from autokey.ports.store import (
@@ -285,6 +285,16 @@ class SqliteKeyRepository(KeyRepository):
         found = await self._db.fetchall(sql.KEYS_OF_ORDER, {"order_id": order_id.bytes})
         return [rows.key_from_row(r) for r in found]
 
+    async def delivered_to(
+        self, order_ids: Collection[OrderId]
+    ) -> Mapping[OrderId, Sequence[KeyId]]:
+        found: dict[OrderId, Sequence[KeyId]] = {}
+        for order_id in set(order_ids):
+            ids = await self._db.fetchall(sql.KEYS_DELIVERED_TO_ORDER, {"order_id": order_id.bytes})
+            if ids:
+                found[order_id] = [KeyId(rows.uuid_val(r["id"])) for r in ids]
+        return found
+
     async def release_order(self, order_id: OrderId) -> Sequence[KeyId]:
         found = await self._db.fetchall(sql.KEYS_RELEASE_ORDER, {"order_id": order_id.bytes})
         return [KeyId(i) for i in _sorted_ids(found)]
@@ -362,6 +372,23 @@ class SqliteOrderRepository(OrderRepository):
             found = await self._db.fetchall(
                 sql.ORDERS_OF_BUYER_WITH_STATUS, {**params, "status": status.value}
             )
+        return _page([rows.order_from_row(r) for r in found], page, lambda o: o.id)
+
+    async def list_for_seller(
+        self, seller_id: SubjectId, which: SalesFilter, page: PageRequest
+    ) -> Page[Order]:
+        found = await self._db.fetchall(
+            sql.ORDERS_OF_SELLER,
+            {
+                "seller_id": seller_id.bytes,
+                "after": rows.cursor_after(page.after, descending=True),
+                "status": which.status.value if which.status else None,
+                "offer_id": which.offer_id.bytes if which.offer_id else None,
+                "since": rows.opt_time_col(which.since),
+                "until": rows.opt_time_col(which.until),
+                "limit": _limit(page),
+            },
+        )
         return _page([rows.order_from_row(r) for r in found], page, lambda o: o.id)
 
     async def lock_expired(self, now: datetime, limit: int) -> Sequence[Order]:

@@ -115,6 +115,17 @@ def page_request(request: web.Request) -> PageRequest:
     return PageRequest(limit=limit, after=after)
 
 
+def uuid_param(request: web.Request, name: str) -> UUID | None:
+    """An optional id in the query; InvalidInput when it is not one."""
+    raw = request.query.get(name)
+    if not raw:
+        return None
+    try:
+        return UUID(raw)
+    except ValueError:
+        raise InvalidInput.of(name, "not_an_id") from None
+
+
 def time_param(request: web.Request, name: str) -> datetime | None:
     """An optional ISO 8601 instant in the query (`2026-11-29T12:00:00Z`); naive ones are UTC."""
     raw = request.query.get(name)

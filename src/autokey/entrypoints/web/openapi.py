@@ -429,6 +429,15 @@ OPERATIONS: tuple[Operation, ...] = (
     ),
     Operation(
         method="GET",
+        path="/seller/orders",
+        summary="The seller's sales across offers, newest first (key ids, never plaintext)",
+        tag="orders",
+        response=PageOf(s.SaleOut),
+        query=("status_order", "offerId", "since_order", "until_order", *PAGED),
+        problems=("invalid_input", "forbidden"),
+    ),
+    Operation(
+        method="GET",
         path="/orders",
         summary="The buyer's orders, newest first",
         tag="orders",
@@ -491,6 +500,27 @@ QUERY_PARAMETERS: dict[str, dict[str, Any]] = {
         "required": False,
         "description": "Only keys of this status (case-insensitive).",
         "schema": {"type": "string", "enum": _values(KeyStatus)},
+    },
+    "offerId": {
+        "name": "offerId",
+        "in": "query",
+        "required": False,
+        "description": "Only orders of this offer.",
+        "schema": {"type": "string", "format": "uuid"},
+    },
+    "since_order": {
+        "name": "since",
+        "in": "query",
+        "required": False,
+        "description": "Only orders created at or after this time.",
+        "schema": {"type": "string", "format": "date-time"},
+    },
+    "until_order": {
+        "name": "until",
+        "in": "query",
+        "required": False,
+        "description": "Only orders created before this time.",
+        "schema": {"type": "string", "format": "date-time"},
     },
     "status_order": {
         "name": "status",

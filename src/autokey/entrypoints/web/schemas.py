@@ -18,7 +18,7 @@ from autokey.domain.model.offers import Money
 from autokey.domain.model.orders import Order, OrderStatus
 from autokey.domain.services.inventory import PoolView
 from autokey.domain.services.offers import OfferView
-from autokey.domain.services.orders import DeliveredKey, OrderView
+from autokey.domain.services.orders import DeliveredKey, OrderView, Sale
 
 
 def to_camel(name: str) -> str:
@@ -310,6 +310,18 @@ class OrderOut:
     def of_view(cls, view: OrderView) -> OrderOut:
         delivered = view.order.status is OrderStatus.FULFILLED
         return cls.of(view.order, view.keys if delivered else None)
+
+
+@attrs.frozen(kw_only=True)
+class SaleOut:
+    """One of a seller's orders: never key plaintext, only the delivered keys' ids."""
+
+    order: OrderOut
+    delivered_key_ids: list[UUID]
+
+    @classmethod
+    def of(cls, sale: Sale) -> SaleOut:
+        return cls(order=OrderOut.of(sale.order), delivered_key_ids=list(sale.key_ids))
 
 
 @attrs.frozen(kw_only=True)

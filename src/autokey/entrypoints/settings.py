@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Mapping
+from datetime import timedelta
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -97,6 +98,15 @@ class Settings:
     redis_url: str | None = attrs.field(repr=False)
     g2a: G2AConfig | None = None
     """None when no G2A_* variable is set."""
+    webhook_allow_private: bool = False
+    """Seller webhooks may target loopback, private and link-local addresses (tests, labs)."""
+    webhook_timeout_s: float = 10.0
+
+    @property
+    def webhook_lease(self) -> timedelta:
+        """A dispatcher owns a delivery for two send timeouts and a margin."""
+        return timedelta(seconds=2 * self.webhook_timeout_s + 5)
+
     webhook_secrets: tuple[bytes, ...] = attrs.field(default=(), repr=False)
     """G2A_API_HASH (or G2A_API_SECRET), then G2A_API_HASH_PREVIOUS during a rotation."""
 
@@ -127,6 +137,12 @@ class _Reader:
         if not low <= value <= high:
             self.problems.append(f"{name} must be between {low} and {high}, got {value}")
         return value
+
+    def flag(self, name: str) -> bool:
+        raw = self.text(name, "0").lower()
+        if raw not in ("0", "1", "true", "false"):
+            self.problems.append(f"{name} must be 0 or 1, got {raw!r}")
+        return raw in ("1", "true")
 
     def choice(self, name: str, enum_type: type[enum.StrEnum], default: str) -> str:
         raw = self.text(name, default).lower()
@@ -219,6 +235,8 @@ def load_settings(environ: Mapping[str, str]) -> Settings:
         redis_url=r.text("AUTOKEY_REDIS_URL") or None,
         g2a=_g2a(r, production),
         webhook_secrets=_webhook_secrets(r),
+        webhook_allow_private=r.flag("AUTOKEY_WEBHOOK_ALLOW_PRIVATE"),
+        webhook_timeout_s=float(r.integer("AUTOKEY_WEBHOOK_TIMEOUT_S", 10, 1, 60)),
     )
     if r.problems:
         raise SettingsError(r.problems)

@@ -17,10 +17,20 @@ from typing import Protocol
 from autokey.domain.model.audit import AuditEvent
 from autokey.domain.model.auth import ApiToken
 from autokey.domain.model.idempotency import IdempotencyRecord, StoredResponse
-from autokey.domain.model.ids import KeyId, OfferId, OrderId, PoolId, SubjectId, TokenId
+from autokey.domain.model.ids import (
+    DeliveryId,
+    EndpointId,
+    KeyId,
+    OfferId,
+    OrderId,
+    PoolId,
+    SubjectId,
+    TokenId,
+)
 from autokey.domain.model.keys import Key, KeyPool, KeyStatus, PoolCounts
 from autokey.domain.model.offers import Offer
 from autokey.domain.model.orders import Order, OrderStatus, SalesFilter
+from autokey.domain.model.outbound import Delivery, WebhookEndpoint
 from autokey.domain.model.pages import Page, PageRequest
 from autokey.domain.model.webhooks import WebhookEvent
 
@@ -227,6 +237,40 @@ class AuditLog(Protocol):
         ...
 
 
+class EndpointRepository(Protocol):
+    async def add(self, endpoint: WebhookEndpoint) -> None: ...
+
+    async def get(self, endpoint_id: EndpointId) -> WebhookEndpoint | None: ...
+
+    async def save(self, endpoint: WebhookEndpoint) -> None:
+        """Persist status, failure and disabling fields of an existing endpoint."""
+        ...
+
+    async def list_for_seller(self, seller_id: SubjectId) -> Sequence[WebhookEndpoint]:
+        """Every endpoint of the seller, disabled ones included, in id (creation) order."""
+        ...
+
+
+class DeliveryRepository(Protocol):
+    async def add(self, deliveries: Sequence[Delivery]) -> None: ...
+
+    async def get(self, delivery_id: DeliveryId) -> Delivery | None: ...
+
+    async def save(self, delivery: Delivery) -> None:
+        """Persist every mutable field of an existing delivery."""
+        ...
+
+    async def lease_due(self, now: datetime, until: datetime, limit: int) -> Sequence[Delivery]:
+        """Up to `limit` PENDING deliveries due by `now` and not leased past `now`, oldest
+        due first, leased to the caller until `until` (and saved so). Concurrent callers
+        never get the same delivery while its lease runs."""
+        ...
+
+    async def list_for_endpoint(self, endpoint_id: EndpointId, page: PageRequest) -> Page[Delivery]:
+        """The endpoint's deliveries, newest first; `page.after` continues below that id."""
+        ...
+
+
 class UnitOfWork(Protocol):
     """One transaction. Committed when the `transaction()` block exits normally,
     rolled back when it raises."""
@@ -239,6 +283,8 @@ class UnitOfWork(Protocol):
     idempotency: IdempotencyRepository
     audit: AuditLog
     webhooks: WebhookRepository
+    endpoints: EndpointRepository
+    deliveries: DeliveryRepository
 
 
 class Store(Protocol):

@@ -20,14 +20,26 @@ from autokey.domain.model.audit import AuditEvent
 from autokey.domain.model.auth import ApiToken
 from autokey.domain.model.errors import DuplicateResource
 from autokey.domain.model.idempotency import IdempotencyRecord, IdempotencyState, StoredResponse
-from autokey.domain.model.ids import KeyId, OfferId, OrderId, PoolId, SubjectId, TokenId
+from autokey.domain.model.ids import (
+    DeliveryId,
+    EndpointId,
+    KeyId,
+    OfferId,
+    OrderId,
+    PoolId,
+    SubjectId,
+    TokenId,
+)
 from autokey.domain.model.keys import Key, KeyPool, KeyStatus, PoolCounts
 from autokey.domain.model.offers import Offer
 from autokey.domain.model.orders import Order, OrderStatus, SalesFilter
+from autokey.domain.model.outbound import Delivery, DeliveryStatus, WebhookEndpoint
 from autokey.domain.model.pages import Page, PageRequest
 from autokey.domain.model.webhooks import WebhookEvent
 from autokey.ports.store import (
     AuditLog,
+    DeliveryRepository,
+    EndpointRepository,
     IdempotencyRepository,
     KeyRepository,
     OfferRepository,
@@ -55,6 +67,8 @@ class _Tables:
     audit: list[AuditEvent] = attrs.Factory(list)
     nonces: dict[str, datetime] = attrs.Factory(dict)
     events: dict[str, WebhookEvent] = attrs.Factory(dict)
+    endpoints: dict[EndpointId, WebhookEndpoint] = attrs.Factory(dict)
+    deliveries: dict[DeliveryId, Delivery] = attrs.Factory(dict)
 
 
 class _Journal:
@@ -421,6 +435,60 @@ class MemoryAuditLog(AuditLog):
         return _page(rows, page, lambda e: e.id)
 
 
+class MemoryEndpointRepository(EndpointRepository):
+    def __init__(self, t: _Tables, j: _Journal) -> None:
+        self._t, self._j = t, j
+
+    async def add(self, endpoint: WebhookEndpoint) -> None:
+        self._j.put(self._t.endpoints, endpoint.id, _copy(endpoint))
+
+    async def get(self, endpoint_id: EndpointId) -> WebhookEndpoint | None:
+        found = self._t.endpoints.get(endpoint_id)
+        return None if found is None else _copy(found)
+
+    async def save(self, endpoint: WebhookEndpoint) -> None:
+        self._j.put(self._t.endpoints, endpoint.id, _copy(endpoint))
+
+    async def list_for_seller(self, seller_id: SubjectId) -> Sequence[WebhookEndpoint]:
+        mine = [e for e in self._t.endpoints.values() if e.seller_id == seller_id]
+        return [_copy(e) for e in sorted(mine, key=lambda e: e.id)]
+
+
+class MemoryDeliveryRepository(DeliveryRepository):
+    def __init__(self, t: _Tables, j: _Journal) -> None:
+        self._t, self._j = t, j
+
+    async def add(self, deliveries: Sequence[Delivery]) -> None:
+        for delivery in deliveries:
+            self._j.put(self._t.deliveries, delivery.id, _copy(delivery))
+
+    async def get(self, delivery_id: DeliveryId) -> Delivery | None:
+        found = self._t.deliveries.get(delivery_id)
+        return None if found is None else _copy(found)
+
+    async def save(self, delivery: Delivery) -> None:
+        self._j.put(self._t.deliveries, delivery.id, _copy(delivery))
+
+    async def lease_due(self, now: datetime, until: datetime, limit: int) -> Sequence[Delivery]:
+        due = sorted(
+            (
+                d
+                for d in self._t.deliveries.values()
+                if d.status is DeliveryStatus.PENDING
+                and d.next_attempt_at <= now
+                and (d.leased_until is None or d.leased_until <= now)
+            ),
+            key=lambda d: (d.next_attempt_at, d.id),
+        )[: max(limit, 0)]
+        leased = [attrs.evolve(d, leased_until=until) for d in due]
+        await self.add(leased)
+        return [_copy(d) for d in leased]
+
+    async def list_for_endpoint(self, endpoint_id: EndpointId, page: PageRequest) -> Page[Delivery]:
+        mine = [d for d in self._t.deliveries.values() if d.endpoint_id == endpoint_id]
+        return _page(mine, page, lambda d: d.id, desc=True)
+
+
 class MemoryStore(Store):
     name = "memory"
 
@@ -441,6 +509,8 @@ class MemoryStore(Store):
                 idempotency=MemoryIdempotencyRepository(t, journal),
                 audit=MemoryAuditLog(t, journal),
                 webhooks=MemoryWebhookRepository(t, journal),
+                endpoints=MemoryEndpointRepository(t, journal),
+                deliveries=MemoryDeliveryRepository(t, journal),
             )
             try:
                 yield uow

@@ -331,3 +331,55 @@ FROM audit_events
 WHERE pool_id = :pool_id AND id > :after
 ORDER BY id LIMIT :limit
 """
+
+# --- webhook_endpoints and webhook_deliveries (outbound webhooks) ------------------------
+
+ENDPOINT_COLUMNS = (
+    "id, seller_id, url, event_types, sealed_secret, status, created_at, failing_since, "
+    "disabled_at, disabled_reason"
+)
+ENDPOINT_INSERT = f"""
+INSERT INTO webhook_endpoints ({ENDPOINT_COLUMNS})
+VALUES (:id, :seller_id, :url, :event_types, :sealed_secret, :status, :created_at,
+        :failing_since, :disabled_at, :disabled_reason)
+"""
+ENDPOINT_SAVE = """
+UPDATE webhook_endpoints SET status = :status, failing_since = :failing_since,
+    disabled_at = :disabled_at, disabled_reason = :disabled_reason
+WHERE id = :id
+"""
+ENDPOINT_GET = f"SELECT {ENDPOINT_COLUMNS} FROM webhook_endpoints WHERE id = :id"
+ENDPOINTS_OF_SELLER = f"""
+SELECT {ENDPOINT_COLUMNS} FROM webhook_endpoints WHERE seller_id = :seller_id ORDER BY id
+"""
+DELIVERY_COLUMNS = (
+    "id, endpoint_id, seller_id, event_type, body, status, created_at, next_attempt_at, "
+    "attempts, leased_until, last_attempt_at, last_status_code, last_error, delivered_at"
+)
+DELIVERY_INSERT = f"""
+INSERT INTO webhook_deliveries ({DELIVERY_COLUMNS})
+VALUES (:id, :endpoint_id, :seller_id, :event_type, :body, :status, :created_at,
+        :next_attempt_at, :attempts, :leased_until, :last_attempt_at, :last_status_code,
+        :last_error, :delivered_at)
+"""
+DELIVERY_SAVE = """
+UPDATE webhook_deliveries SET status = :status, next_attempt_at = :next_attempt_at,
+    attempts = :attempts, leased_until = :leased_until, last_attempt_at = :last_attempt_at,
+    last_status_code = :last_status_code, last_error = :last_error,
+    delivered_at = :delivered_at
+WHERE id = :id
+"""
+DELIVERY_GET = f"SELECT {DELIVERY_COLUMNS} FROM webhook_deliveries WHERE id = :id"
+# Writers are serialised (BEGIN IMMEDIATE), so select-then-lease cannot race.
+DELIVERIES_DUE = f"""
+SELECT {DELIVERY_COLUMNS} FROM webhook_deliveries
+WHERE status = 'pending' AND next_attempt_at <= :now
+    AND (leased_until IS NULL OR leased_until <= :now)
+ORDER BY next_attempt_at, id
+LIMIT :limit
+"""
+DELIVERIES_OF_ENDPOINT = f"""
+SELECT {DELIVERY_COLUMNS} FROM webhook_deliveries
+WHERE endpoint_id = :endpoint_id AND id < :after
+ORDER BY id DESC LIMIT :limit
+"""

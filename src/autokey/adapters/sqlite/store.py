@@ -34,14 +34,26 @@ from autokey.domain.model.audit import AuditEvent
 from autokey.domain.model.auth import ApiToken
 from autokey.domain.model.errors import Conflict, DuplicateResource, StoreUnavailable
 from autokey.domain.model.idempotency import IdempotencyRecord, StoredResponse
-from autokey.domain.model.ids import KeyId, OfferId, OrderId, PoolId, SubjectId, TokenId
+from autokey.domain.model.ids import (
+    DeliveryId,
+    EndpointId,
+    KeyId,
+    OfferId,
+    OrderId,
+    PoolId,
+    SubjectId,
+    TokenId,
+)
 from autokey.domain.model.keys import Key, KeyPool, KeyStatus, PoolCounts
 from autokey.domain.model.offers import Offer
 from autokey.domain.model.orders import Order, OrderStatus, SalesFilter
+from autokey.domain.model.outbound import Delivery, WebhookEndpoint
 from autokey.domain.model.pages import Page, PageRequest
 from autokey.domain.model.webhooks import WebhookEvent
 from autokey.ports.store import (
     AuditLog,
+    DeliveryRepository,
+    EndpointRepository,
     IdempotencyRepository,
     KeyRepository,
     OfferRepository,
@@ -493,6 +505,63 @@ class SqliteAuditLog(AuditLog):
         return _page([rows.audit_from_row(r) for r in found], page, lambda e: e.id)
 
 
+class SqliteEndpointRepository(EndpointRepository):
+    def __init__(self, session: _Session) -> None:
+        self._db = session
+
+    async def add(self, endpoint: WebhookEndpoint) -> None:
+        await self._db.execute(sql.ENDPOINT_INSERT, rows.endpoint_params(endpoint))
+
+    async def get(self, endpoint_id: EndpointId) -> WebhookEndpoint | None:
+        row = await self._db.fetchone(sql.ENDPOINT_GET, {"id": endpoint_id.bytes})
+        return None if row is None else rows.endpoint_from_row(row)
+
+    async def save(self, endpoint: WebhookEndpoint) -> None:
+        await self._db.execute(sql.ENDPOINT_SAVE, rows.endpoint_params(endpoint))
+
+    async def list_for_seller(self, seller_id: SubjectId) -> Sequence[WebhookEndpoint]:
+        found = await self._db.fetchall(sql.ENDPOINTS_OF_SELLER, {"seller_id": seller_id.bytes})
+        return [rows.endpoint_from_row(r) for r in found]
+
+
+class SqliteDeliveryRepository(DeliveryRepository):
+    def __init__(self, session: _Session) -> None:
+        self._db = session
+
+    async def add(self, deliveries: Sequence[Delivery]) -> None:
+        for delivery in deliveries:
+            await self._db.execute(sql.DELIVERY_INSERT, rows.delivery_params(delivery))
+
+    async def get(self, delivery_id: DeliveryId) -> Delivery | None:
+        row = await self._db.fetchone(sql.DELIVERY_GET, {"id": delivery_id.bytes})
+        return None if row is None else rows.delivery_from_row(row)
+
+    async def save(self, delivery: Delivery) -> None:
+        await self._db.execute(sql.DELIVERY_SAVE, rows.delivery_params(delivery))
+
+    async def lease_due(self, now: datetime, until: datetime, limit: int) -> Sequence[Delivery]:
+        if limit <= 0:
+            return []
+        found = await self._db.fetchall(
+            sql.DELIVERIES_DUE, {"now": rows.time_col(now), "limit": limit}
+        )
+        leased = [attrs.evolve(rows.delivery_from_row(r), leased_until=until) for r in found]
+        for delivery in leased:
+            await self.save(delivery)
+        return leased
+
+    async def list_for_endpoint(self, endpoint_id: EndpointId, page: PageRequest) -> Page[Delivery]:
+        found = await self._db.fetchall(
+            sql.DELIVERIES_OF_ENDPOINT,
+            {
+                "endpoint_id": endpoint_id.bytes,
+                "after": rows.cursor_after(page.after, descending=True),
+                "limit": _limit(page),
+            },
+        )
+        return _page([rows.delivery_from_row(r) for r in found], page, lambda d: d.id)
+
+
 def _unit_of_work(session: _Session) -> UnitOfWork:
     return Repositories(
         tokens=SqliteTokenRepository(session),
@@ -503,6 +572,8 @@ def _unit_of_work(session: _Session) -> UnitOfWork:
         idempotency=SqliteIdempotencyRepository(session),
         audit=SqliteAuditLog(session),
         webhooks=SqliteWebhookRepository(session),
+        endpoints=SqliteEndpointRepository(session),
+        deliveries=SqliteDeliveryRepository(session),
     )
 
 

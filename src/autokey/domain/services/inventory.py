@@ -20,7 +20,9 @@ from autokey.domain.model.keys import (
     UploadReport,
     check_key_text,
 )
+from autokey.domain.model.outbound import OutboundEventType
 from autokey.domain.model.pages import MAX_PAGE_SIZE, Page, PageRequest
+from autokey.domain.services.outbound import announce
 from autokey.ports.crypto import BlindIndex, KeyCipher
 from autokey.ports.store import Store, UnitOfWork
 from autokey.ports.system import Clock, IdGenerator
@@ -110,7 +112,7 @@ class InventoryService:
         """
         report = UploadReport()
         async with self._store.transaction() as tx:
-            await owned_pool(tx, principal, pool_id)
+            pool = await owned_pool(tx, principal, pool_id)
             batch: dict[bytes, tuple[int, Key]] = {}
             async for number, raw in lines:
                 text = raw.strip()
@@ -133,6 +135,20 @@ class InventoryService:
                     [self._event(principal, AuditAction.KEYS_UPLOADED, pool_id, count=report.added)]
                 )
             counts = await tx.pools.counts(pool_id)
+            await announce(
+                tx,
+                self._ids,
+                self._clock,
+                pool.seller_id,
+                OutboundEventType.UPLOAD_COMPLETED,
+                {
+                    "poolId": pool_id,
+                    "added": report.added,
+                    "duplicates": report.duplicates,
+                    "invalid": report.invalid,
+                    "availableKeys": counts.available,
+                },
+            )
         report.errors.sort(key=lambda e: e.line)
         return report, counts
 

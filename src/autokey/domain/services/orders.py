@@ -22,8 +22,10 @@ from autokey.domain.model.errors import (
 )
 from autokey.domain.model.ids import EventId, KeyId, OfferId, OrderId
 from autokey.domain.model.orders import Order, OrderStatus, SalesFilter, check_quantity
+from autokey.domain.model.outbound import OutboundEventType
 from autokey.domain.model.pages import Page, PageRequest
 from autokey.domain.services.inventory import key_context
+from autokey.domain.services.outbound import announce
 from autokey.domain.services.transactions import transact
 from autokey.ports.crypto import KeyCipher
 from autokey.ports.payments import PaymentGateway
@@ -185,6 +187,14 @@ class OrderService:
                     self._event(principal, AuditAction.KEYS_DELIVERED, order, delivered),
                     self._event(principal, AuditAction.ORDER_FULFILLED, order),
                 ]
+            )
+            await announce(
+                tx,
+                self._ids,
+                self._clock,
+                order.seller_id,
+                OutboundEventType.ORDER_FULFILLED,
+                {"orderId": order.id, "offerId": order.offer_id, "keyIds": delivered},
             )
         return attrs.evolve(await self._reveal(tx, principal, order), moved=moved)
 

@@ -445,6 +445,42 @@ OPERATIONS: tuple[Operation, ...] = (
         query=("status_order", *PAGED),
         problems=("invalid_input",),
     ),
+    # seller webhooks
+    Operation(
+        method="POST",
+        path="/seller/webhooks",
+        summary="Register a webhook endpoint; the signing secret is in this response only",
+        tag="seller webhooks",
+        status=201,
+        response=s.RegisteredWebhookOut,
+        request=s.RegisterWebhookIn,
+        problems=(*JSON_BODY, "forbidden"),
+    ),
+    Operation(
+        method="GET",
+        path="/seller/webhooks",
+        summary="The seller's webhook endpoints (never their secrets)",
+        tag="seller webhooks",
+        response=PageOf(s.WebhookEndpointOut),
+        problems=("forbidden",),
+    ),
+    Operation(
+        method="GET",
+        path="/seller/webhooks/{endpoint_id}/deliveries",
+        summary="An endpoint's deliveries and their attempts, newest first",
+        tag="seller webhooks",
+        response=PageOf(s.DeliveryOut),
+        query=PAGED,
+        problems=("invalid_input", "not_found", "forbidden"),
+    ),
+    Operation(
+        method="POST",
+        path="/seller/webhooks/{endpoint_id}/deliveries/{delivery_id}/replay",
+        summary="Send a delivery again (re-enables a disabled endpoint)",
+        tag="seller webhooks",
+        response=s.DeliveryOut,
+        problems=("not_found", "forbidden"),
+    ),
     # webhooks
     Operation(
         method="POST",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 import uuid
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -10,6 +11,8 @@ from autokey.adapters.crypto import AesGcmKeyCipher, HmacBlindIndex
 from autokey.adapters.system import Uuid7Ids
 from autokey.domain.model.auth import ApiToken, Role
 from autokey.domain.model.ids import (
+    DeliveryId,
+    EndpointId,
     KeyId,
     OfferId,
     OrderId,
@@ -20,6 +23,13 @@ from autokey.domain.model.ids import (
 from autokey.domain.model.keys import Key, KeyPool, KeyStatus
 from autokey.domain.model.offers import DeliveryType, Money, Offer, OfferStatus
 from autokey.domain.model.orders import Order, OrderStatus, UpstreamState
+from autokey.domain.model.outbound import (
+    Delivery,
+    DeliveryStatus,
+    EndpointStatus,
+    OutboundEventType,
+    WebhookEndpoint,
+)
 from autokey.ports.store import Store
 
 T0 = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
@@ -112,3 +122,39 @@ async def sourced_order(store: Store, upstream_id: str) -> Order:
         await tx.offers.add(o)
         await tx.orders.add(placed)
     return placed
+
+
+class FixedRandom(random.Random):
+    """A Random whose `random()` always returns one value, for jitter that a test can name."""
+
+    def __init__(self, value: float) -> None:
+        super().__init__()
+        self._value = value
+
+    def random(self) -> float:
+        return self._value
+
+
+def endpoint(seller_id: SubjectId | None = None) -> WebhookEndpoint:
+    return WebhookEndpoint(
+        id=EndpointId(new_uuid()),
+        seller_id=seller_id or seller(),
+        url="https://hooks.example.com/autokey",
+        event_types=frozenset({OutboundEventType.ORDER_FULFILLED}),
+        sealed_secret=b"\x01sealed",
+        status=EndpointStatus.ACTIVE,
+        created_at=T0,
+    )
+
+
+def delivery(e: WebhookEndpoint, due_in_s: int = 0) -> Delivery:
+    return Delivery(
+        id=DeliveryId(new_uuid()),
+        endpoint_id=e.id,
+        seller_id=e.seller_id,
+        event_type=OutboundEventType.ORDER_FULFILLED,
+        body='{"type":"order.fulfilled"}',
+        status=DeliveryStatus.PENDING,
+        created_at=T0,
+        next_attempt_at=T0 + timedelta(seconds=due_in_s),
+    )

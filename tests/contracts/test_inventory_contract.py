@@ -53,6 +53,24 @@ async def test_a_token_is_revoked_once(store: Store) -> None:
     assert found.revoked_at == b.T0
 
 
+async def test_tokens_are_listed_in_creation_order_with_their_last_use(store: Store) -> None:
+    first, second = b.token(Role.SELLER), b.token(Role.BUYER)
+    async with store.transaction() as tx:
+        await tx.tokens.add(second)  # stored out of id order
+        await tx.tokens.add(first)
+    later = b.T0 + timedelta(minutes=5)
+    async with store.transaction() as tx:
+        await tx.tokens.record_use({first.id: later, b.token().id: later})
+        await tx.tokens.record_use({first.id: b.T0})  # never moves backwards
+    async with store.transaction() as tx:
+        listed = await tx.tokens.list_all()
+    assert [t.id for t in listed] == sorted([first.id, second.id])
+    by_id = {t.id: t for t in listed}
+    assert by_id[first.id].last_used_at == later
+    assert by_id[second.id].last_used_at is None
+    assert by_id[first.id].secret_hash == first.secret_hash
+
+
 async def test_pool_round_trips_and_unknown_pool_is_none(store: Store) -> None:
     pool = b.pool(name="Steam keys")
     async with store.transaction() as tx:

@@ -8,9 +8,9 @@ import attrs
 
 from autokey.domain.model.audit import AuditAction, AuditEvent
 from autokey.domain.model.idempotency import IdempotencyRecord, IdempotencyState, StoredResponse
-from autokey.domain.model.ids import EventId
+from autokey.domain.model.ids import EventId, OrderId
 from autokey.domain.model.offers import OfferStatus
-from autokey.domain.model.orders import OrderStatus
+from autokey.domain.model.orders import OrderStatus, SalesFilter
 from autokey.domain.model.pages import PageRequest
 from autokey.ports.store import Store
 from tests import builders as b
@@ -64,6 +64,63 @@ async def test_order_round_trips_and_lists_newest_first_per_buyer(store: Store) 
         assert [o.id for o in rest.items] == [orders[0].id]
         paid = await tx.orders.list_for_buyer(buyer, OrderStatus.PAID, PageRequest())
         assert [o.id for o in paid.items] == [orders[1].id]
+
+
+async def test_sales_list_a_sellers_orders_newest_first_with_every_filter(store: Store) -> None:
+    owner, buyer = b.seller(), b.seller()
+    pool = b.pool(owner)
+    first, second = b.offer(owner, pool.id), b.offer(owner, pool.id)
+    orders = [
+        attrs.evolve(b.order(o, buyer), created_at=b.T0 + timedelta(hours=i))
+        for i, o in enumerate([first, second, first, second])
+    ]
+    orders[2].pay(b.T0)
+    foreign = b.offer(b.seller(), pool.id)
+    async with store.transaction() as tx:
+        await tx.pools.add(pool)
+        for o in (first, second, foreign):
+            await tx.offers.add(o)
+        for order in [*orders, b.order(foreign, buyer)]:
+            await tx.orders.add(order)
+
+    async def ids(which: SalesFilter, page: PageRequest | None = None) -> list[OrderId]:
+        async with store.transaction() as tx:
+            found = await tx.orders.list_for_seller(owner, which, page or PageRequest())
+        return [o.id for o in found.items]
+
+    newest_first = [o.id for o in reversed(orders)]
+    assert await ids(SalesFilter()) == newest_first
+    assert await ids(SalesFilter(offer_id=first.id)) == [orders[2].id, orders[0].id]
+    assert await ids(SalesFilter(status=OrderStatus.PAID)) == [orders[2].id]
+    hour = timedelta(hours=1)
+    assert await ids(SalesFilter(since=b.T0 + hour, until=b.T0 + 3 * hour)) == [
+        orders[2].id,
+        orders[1].id,
+    ]
+    async with store.transaction() as tx:
+        page = await tx.orders.list_for_seller(owner, SalesFilter(), PageRequest(limit=3))
+    assert [o.id for o in page.items] == newest_first[:3]
+    assert await ids(SalesFilter(), PageRequest(after=page.next_after)) == newest_first[3:]
+
+
+async def test_delivered_to_names_only_delivered_keys_per_order(store: Store) -> None:
+    owner, buyer = b.seller(), b.seller()
+    pool = b.pool(owner)
+    offer = b.offer(owner, pool.id)
+    delivered, reserved = b.order(offer, buyer, quantity=2), b.order(offer, buyer)
+    keys = [b.key(pool.id) for _ in range(4)]
+    async with store.transaction() as tx:
+        await tx.pools.add(pool)
+        await tx.offers.add(offer)
+        await tx.keys.add_new(keys)
+        for order in (delivered, reserved):
+            await tx.orders.add(order)
+        got = await tx.keys.claim(pool.id, delivered.id, 2, b.T0)
+        await tx.keys.claim(pool.id, reserved.id, 1, b.T0)
+        await tx.keys.deliver_order(delivered.id, b.T0)
+    async with store.transaction() as tx:
+        found = await tx.keys.delivered_to([delivered.id, reserved.id, b.order(offer, buyer).id])
+    assert dict(found) == {delivered.id: sorted(got)}
 
 
 async def test_lock_expired_returns_pending_orders_past_their_reservation(store: Store) -> None:

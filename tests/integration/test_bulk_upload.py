@@ -48,7 +48,9 @@ async def _upload(env: dict[str, str]) -> None:
 
 
 async def test_100k_keys_in_one_text_upload_on_sqlite(tmp_path: Path) -> None:
-    await _upload(server_env(f"sqlite:///{tmp_path / 'bulk.db'}"))
+    env = server_env(f"sqlite:///{tmp_path / 'bulk.db'}")
+    autokey("migrate", env=env)
+    await _upload(env)
 
 
 @pytest.mark.postgres

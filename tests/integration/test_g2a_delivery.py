@@ -123,6 +123,7 @@ async def test_a_delayed_key_arrives_through_the_webhook_and_the_resumer(tmp_pat
     simulator = await start_simulator(SimulatorConfig(key_ready_delay_s=1.5))
     try:
         env = server_env(f"sqlite:///{tmp_path / 'g2a.db'}", **g2a_env(simulator.url))
+        autokey("migrate", env=env)
         seller, buyer = token("seller", env), token("buyer", env)
         async with aiohttp.ClientSession() as s, serve_process(env) as (api, _):
             order_id = await _paid_g2a_order(s, api, seller, buyer)

@@ -6,6 +6,8 @@ import attrs
 
 from autokey.ports.store import (
     AuditLog,
+    DeliveryRepository,
+    EndpointRepository,
     IdempotencyRepository,
     KeyRepository,
     OfferRepository,
@@ -27,3 +29,5 @@ class Repositories(UnitOfWork):
     idempotency: IdempotencyRepository
     audit: AuditLog
     webhooks: WebhookRepository
+    endpoints: EndpointRepository
+    deliveries: DeliveryRepository

@@ -1,4 +1,5 @@
-"""Opening what the container needs: the store and the master keys."""
+"""Opening what the container needs: the store and the master keys, and the checks that
+refuse to start with one clear line (`StartupRefused`) instead of a traceback."""
 
 from __future__ import annotations
 
@@ -13,10 +14,92 @@ from redis.asyncio import Redis
 from autokey import __version__
 from autokey.adapters.crypto import load_or_create_key_file
 from autokey.adapters.memory.store import MemoryStore
+from autokey.domain.model.errors import StoreUnavailable
 from autokey.entrypoints.settings import Settings, StoreKind
 from autokey.ports.store import Store
 
 log = structlog.get_logger("autokey.bootstrap")
+
+EXIT_CONFIG = 2
+"""The configuration (environment or flags) is invalid."""
+EXIT_DATABASE = 3
+"""The database is missing, unreachable or not migrated."""
+EXIT_ADDRESS_IN_USE = 4
+"""`serve` cannot listen: the address is taken."""
+
+
+class StartupRefused(Exception):
+    """autokey cannot start: `message` is the one line shown, `exit_code` the status."""
+
+    def __init__(self, message: str, exit_code: int) -> None:
+        super().__init__(message)
+        self.message, self.exit_code = message, exit_code
+
+
+def auto_migrates(settings: Settings) -> bool:
+    """Whether `serve` migrates the store itself: always on the embedded SQLite default, and
+    on PostgreSQL outside production (where `autokey migrate` is an explicit step)."""
+    return settings.database.kind is not StoreKind.POSTGRES or not settings.production
+
+
+async def provision(settings: Settings) -> None:
+    """In development, create a missing PostgreSQL database when the role may. Elsewhere a
+    missing database is refused with one line naming it."""
+    if settings.database.kind is not StoreKind.POSTGRES:
+        return
+    from autokey.adapters.postgres import provision as pg
+
+    dsn, where = settings.database.url, settings.database.describe()
+    if await pg.database_state(dsn) is not pg.DatabaseState.MISSING:
+        return  # it exists, or the server is unreachable: opening says which
+    name = pg.database_name(dsn)
+    if settings.production:
+        raise StartupRefused(
+            f"database {name!r} does not exist ({where}); create it, then run `autokey migrate`",
+            EXIT_DATABASE,
+        )
+    if not await pg.create_database(dsn) and (
+        await pg.database_state(dsn) is not pg.DatabaseState.EXISTS
+    ):
+        raise StartupRefused(
+            f"database {name!r} does not exist ({where}) and this role may not create it",
+            EXIT_DATABASE,
+        )
+    log.info("db.created", database=name)
+
+
+async def open_ready_store(settings: Settings, *, create: bool) -> Store:
+    """Open the configured store ready to serve: provisioned and migrated where autokey does
+    that itself, and checked to be at the schema this code ships. With `create` False an
+    embedded SQLite file that does not exist yet is refused rather than made empty."""
+    db = settings.database
+    if not create and db.kind is StoreKind.SQLITE and not db.sqlite_path.exists():
+        raise StartupRefused(
+            f"no database at {db.sqlite_path.resolve()}; run this where `autokey serve` runs, "
+            "or set AUTOKEY_DATABASE_URL",
+            EXIT_DATABASE,
+        )
+    if create:
+        await provision(settings)
+    try:
+        store = await open_store(settings)
+    except StoreUnavailable:
+        raise StartupRefused(
+            f"cannot reach the database ({db.describe()})", EXIT_DATABASE
+        ) from None
+    try:
+        if create and auto_migrates(settings):
+            await store.migrate()
+        if (version := await store.schema_version()) < store.shipped_schema_version:
+            raise StartupRefused(
+                f"the database schema is at version {version}, this autokey needs "
+                f"{store.shipped_schema_version}: run `autokey migrate`",
+                EXIT_DATABASE,
+            )
+    except BaseException:
+        await store.close()
+        raise
+    return store
 
 
 async def open_store(settings: Settings) -> Store:

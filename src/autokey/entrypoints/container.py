@@ -20,11 +20,13 @@ from autokey.adapters.memory.token_cache import MemoryTokenCache
 from autokey.adapters.payments import SimulatedPaymentGateway, UnconfiguredPaymentGateway
 from autokey.adapters.redis.token_cache import RedisTokenCache
 from autokey.adapters.system import SystemClock, Uuid7Ids
+from autokey.adapters.webhook_sender import StandardWebhookSender
 from autokey.domain.services.auth import AuthService
 from autokey.domain.services.idempotency import IdempotencyService
 from autokey.domain.services.inventory import InventoryService
 from autokey.domain.services.offers import OfferService
 from autokey.domain.services.orders import OrderService
+from autokey.domain.services.outbound import SellerWebhookService
 from autokey.domain.services.sourcing import SourcingService
 from autokey.domain.services.webhooks import WebhookService
 from autokey.entrypoints.settings import Settings
@@ -78,6 +80,8 @@ class Container(containers.DeclarativeContainer):
     )
     """The one outbound ClientSession, opened by the app only when G2A is configured."""
     redis: providers.Dependency[Redis | None] = providers.Dependency(default=None)
+    webhook_session: providers.Provider[aiohttp.ClientSession | None] = providers.Object(None)
+    """The session seller webhooks go out on, opened by the app (`open_webhook_session`)."""
     metrics_registry = providers.Singleton(CollectorRegistry)
 
     ids = providers.Singleton(Uuid7Ids)
@@ -106,6 +110,22 @@ class Container(containers.DeclarativeContainer):
         reservation_ttl_s=settings.provided.reservation_ttl_s,
     )
     idempotency = providers.Singleton(IdempotencyService, store, clock)
+    webhook_sender = providers.Singleton(
+        StandardWebhookSender,
+        webhook_session,
+        allow_private=settings.provided.webhook_allow_private,
+    )
+    seller_webhooks = providers.Singleton(
+        SellerWebhookService,
+        store,
+        cipher,
+        webhook_sender,
+        clock,
+        ids,
+        require_https=settings.provided.production,
+        allow_private=settings.provided.webhook_allow_private,
+        lease=settings.provided.webhook_lease,
+    )
 
     g2a_metrics = providers.Singleton(G2AMetrics, metrics_registry)
     token_cache = providers.Singleton(_token_cache, redis, g2a_metrics)

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import sys
 
+from autokey.adapters.g2a.auth import SANDBOX_CLIENT_ID, SANDBOX_CLIENT_SECRET, SANDBOX_EMAIL
 from autokey.adapters.g2a.simulator import FaultConfig, SimulatorConfig, serve_simulator
 from autokey.adapters.g2a.urls import is_loopback_host
 
@@ -26,6 +28,15 @@ def sandbox_main(
     )
     shown = f"[{host}]" if ":" in host else host
     print(f"G2A simulator on http://{shown}:{port} (Export API at /v1); Ctrl-C stops it")
+    print("It accepts G2A's published sandbox credentials; point autokey at it with:")
+    for name, value in (
+        ("G2A_API_URL", f"http://{shown}:{port}/v1"),
+        ("G2A_API_KEY", SANDBOX_CLIENT_ID),
+        ("G2A_API_HASH", SANDBOX_CLIENT_SECRET),
+        ("G2A_EMAIL", SANDBOX_EMAIL),
+    ):
+        print(f"  export {name}={value}")
+    sys.stdout.flush()
     with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(serve_simulator(host, port, config))
     return 0

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Mapping
+from datetime import timedelta
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -17,6 +18,8 @@ from autokey.adapters.crypto import parse_master_key
 from autokey.adapters.g2a.config import G2AConfig, InvalidG2AConfig, g2a_config_from_env
 
 DEFAULT_SQLITE_PATH = "./autokey.db"
+DEV_KEY_FILE = "./autokey.key"
+"""The development master key with PostgreSQL (with SQLite it sits beside the database)."""
 
 
 class Environment(enum.StrEnum):
@@ -60,6 +63,18 @@ class DatabaseSettings:
     def sqlite_path(self) -> Path:
         return Path(self.url)
 
+    def describe(self) -> str:
+        """Which database this is, for people: never a password."""
+        if self.kind is StoreKind.SQLITE:
+            return f"sqlite {self.sqlite_path.resolve()}"
+        if self.kind is StoreKind.MEMORY:
+            return "memory:// (nothing persists)"
+        parts = urlsplit(self.url)
+        host = parts.hostname or "localhost"
+        port = f":{parts.port}" if parts.port else ""
+        user = f"{parts.username}@" if parts.username else ""
+        return f"postgresql://{user}{host}{port}{parts.path or '/'}"
+
 
 @attrs.frozen(kw_only=True)
 class CryptoSettings:
@@ -83,6 +98,15 @@ class Settings:
     redis_url: str | None = attrs.field(repr=False)
     g2a: G2AConfig | None = None
     """None when no G2A_* variable is set."""
+    webhook_allow_private: bool = False
+    """Seller webhooks may target loopback, private and link-local addresses (tests, labs)."""
+    webhook_timeout_s: float = 10.0
+
+    @property
+    def webhook_lease(self) -> timedelta:
+        """A dispatcher owns a delivery for two send timeouts and a margin."""
+        return timedelta(seconds=2 * self.webhook_timeout_s + 5)
+
     webhook_secrets: tuple[bytes, ...] = attrs.field(default=(), repr=False)
     """G2A_API_HASH (or G2A_API_SECRET), then G2A_API_HASH_PREVIOUS during a rotation."""
 
@@ -113,6 +137,12 @@ class _Reader:
         if not low <= value <= high:
             self.problems.append(f"{name} must be between {low} and {high}, got {value}")
         return value
+
+    def flag(self, name: str) -> bool:
+        raw = self.text(name, "0").lower()
+        if raw not in ("0", "1", "true", "false"):
+            self.problems.append(f"{name} must be 0 or 1, got {raw!r}")
+        return raw in ("1", "true")
 
     def choice(self, name: str, enum_type: type[enum.StrEnum], default: str) -> str:
         raw = self.text(name, default).lower()
@@ -160,10 +190,10 @@ def _crypto(r: _Reader, production: bool, database: DatabaseSettings) -> CryptoS
         return CryptoSettings(master_keys=tuple(keys))
     if production:
         r.problems.append("ENCRYPTION_KEY is required in production (64 hex characters)")
-    elif database.kind is StoreKind.POSTGRES:
-        r.problems.append("ENCRYPTION_KEY is required with PostgreSQL (64 hex characters)")
     elif database.kind is StoreKind.SQLITE:
         return CryptoSettings(master_keys=(), key_file=database.sqlite_path.with_suffix(".key"))
+    elif database.kind is StoreKind.POSTGRES:
+        return CryptoSettings(master_keys=(), key_file=Path(DEV_KEY_FILE))
     return CryptoSettings(master_keys=())
 
 
@@ -205,6 +235,8 @@ def load_settings(environ: Mapping[str, str]) -> Settings:
         redis_url=r.text("AUTOKEY_REDIS_URL") or None,
         g2a=_g2a(r, production),
         webhook_secrets=_webhook_secrets(r),
+        webhook_allow_private=r.flag("AUTOKEY_WEBHOOK_ALLOW_PRIVATE"),
+        webhook_timeout_s=float(r.integer("AUTOKEY_WEBHOOK_TIMEOUT_S", 10, 1, 60)),
     )
     if r.problems:
         raise SettingsError(r.problems)

@@ -22,10 +22,20 @@ from typing import Protocol
 from autokey.domain.model.audit import AuditEvent
 from autokey.domain.model.auth import ApiToken
 from autokey.domain.model.idempotency import IdempotencyRecord, StoredResponse
-from autokey.domain.model.ids import KeyId, OfferId, OrderId, PoolId, SubjectId, TokenId
+from autokey.domain.model.ids import (
+    DeliveryId,
+    EndpointId,
+    KeyId,
+    OfferId,
+    OrderId,
+    PoolId,
+    SubjectId,
+    TokenId,
+)
 from autokey.domain.model.keys import Key, KeyPool, KeyStatus, PoolCounts
 from autokey.domain.model.offers import Offer
-from autokey.domain.model.orders import Order, OrderStatus
+from autokey.domain.model.orders import Order, OrderStatus, SalesFilter
+from autokey.domain.model.outbound import Delivery, WebhookEndpoint
 from autokey.domain.model.pages import Page, PageRequest
 from autokey.domain.model.webhooks import WebhookEvent
 
@@ -41,6 +51,15 @@ class TokenRepository(Protocol):
 
     async def revoke(self, token_id: TokenId, at: datetime) -> bool:
         """Mark the token revoked at `at`; False if unknown or already revoked (idempotent)."""
+        ...
+
+    async def list_all(self) -> Sequence[ApiToken]:
+        """Every token, revoked ones included, in id (creation) order."""
+        ...
+
+    async def record_use(self, used: Mapping[TokenId, datetime]) -> None:
+        """Move each token's `last_used_at` forward to the time given (never backwards);
+        unknown ids are ignored. Idempotent."""
         ...
 
 
@@ -107,6 +126,13 @@ class KeyRepository(Protocol):
         """The keys reserved for or delivered to an order, in id order."""
         ...
 
+    async def delivered_to(
+        self, order_ids: Collection[OrderId]
+    ) -> Mapping[OrderId, Sequence[KeyId]]:
+        """The ids of the DELIVERED keys of each order asked, in id order (orders without
+        one are absent). Key material is not read."""
+        ...
+
     async def release_order(self, order_id: OrderId) -> Sequence[KeyId]:
         """RESERVED -> AVAILABLE for every key of the order; returns the ids released."""
         ...
@@ -152,6 +178,13 @@ class OrderRepository(Protocol):
         self, buyer_id: SubjectId, status: OrderStatus | None, page: PageRequest
     ) -> Page[Order]:
         """The buyer's orders, newest first; `page.after` continues below that id."""
+        ...
+
+    async def list_for_seller(
+        self, seller_id: SubjectId, which: SalesFilter, page: PageRequest
+    ) -> Page[Order]:
+        """The seller's orders matching `which`, newest first; `page.after` continues below
+        that id."""
         ...
 
     async def lock_expired(self, now: datetime, limit: int) -> Sequence[Order]:
@@ -223,6 +256,40 @@ class AuditLog(Protocol):
         ...
 
 
+class EndpointRepository(Protocol):
+    async def add(self, endpoint: WebhookEndpoint) -> None: ...
+
+    async def get(self, endpoint_id: EndpointId) -> WebhookEndpoint | None: ...
+
+    async def save(self, endpoint: WebhookEndpoint) -> None:
+        """Persist status, failure and disabling fields of an existing endpoint."""
+        ...
+
+    async def list_for_seller(self, seller_id: SubjectId) -> Sequence[WebhookEndpoint]:
+        """Every endpoint of the seller, disabled ones included, in id (creation) order."""
+        ...
+
+
+class DeliveryRepository(Protocol):
+    async def add(self, deliveries: Sequence[Delivery]) -> None: ...
+
+    async def get(self, delivery_id: DeliveryId) -> Delivery | None: ...
+
+    async def save(self, delivery: Delivery) -> None:
+        """Persist every mutable field of an existing delivery."""
+        ...
+
+    async def lease_due(self, now: datetime, until: datetime, limit: int) -> Sequence[Delivery]:
+        """Up to `limit` PENDING deliveries due by `now` and not leased past `now`, oldest
+        due first, leased to the caller until `until` (and saved so). Concurrent callers
+        never get the same delivery while its lease runs."""
+        ...
+
+    async def list_for_endpoint(self, endpoint_id: EndpointId, page: PageRequest) -> Page[Delivery]:
+        """The endpoint's deliveries, newest first; `page.after` continues below that id."""
+        ...
+
+
 class UnitOfWork(Protocol):
     """One transaction. Committed when the `transaction()` block exits normally,
     rolled back when it raises."""
@@ -235,6 +302,8 @@ class UnitOfWork(Protocol):
     idempotency: IdempotencyRepository
     audit: AuditLog
     webhooks: WebhookRepository
+    endpoints: EndpointRepository
+    deliveries: DeliveryRepository
 
 
 class Store(Protocol):
@@ -253,6 +322,12 @@ class Store(Protocol):
 
     async def schema_version(self) -> int:
         """The highest migration applied (0 for a store without migrations)."""
+        ...
+
+    @property
+    def shipped_schema_version(self) -> int:
+        """The highest migration this code ships (0 for a store without migrations): a
+        store whose `schema_version()` is lower needs `migrate()` before it can serve."""
         ...
 
     async def migrate(self) -> Sequence[int]:

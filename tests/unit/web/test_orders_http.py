@@ -266,3 +266,34 @@ async def test_production_without_a_payment_adapter_answers_501(clock: FakeClock
         problem = await _call(api, "POST", f"/orders/{order['id']}/pay", buyer, status=501)
         assert problem["code"] == "payments_not_configured"
         assert (await _call(api, "GET", f"/orders/{order['id']}", buyer))["status"] == "PENDING"
+
+
+async def test_a_seller_sees_its_sales_with_key_ids_but_never_plaintext(api: Api) -> None:
+    seller, other, buyer = await api.token(), await api.token(), await api.token(Role.BUYER)
+    _pool, offer = await api.stocked_offer(seller, ["SALE1-AAAAA", "SALE2-BBBBB"])
+    _other_pool, other_offer = await api.stocked_offer(other, ["OTHER-CCCCC"])
+    done = await _call(api, "POST", "/orders", buyer, {"offerId": offer}, 201)
+    await _call(api, "POST", f"/orders/{done['id']}/pay", buyer)
+    delivered = await _call(api, "POST", f"/orders/{done['id']}/fulfill", buyer)
+    pending = await _call(api, "POST", "/orders", buyer, {"offerId": offer}, 201)
+    await _call(api, "POST", "/orders", buyer, {"offerId": other_offer}, 201)
+
+    response = await api.client.get("/seller/orders", headers=seller)
+    text = await response.text()
+    sales = (await response.json())["items"]
+    assert [s["order"]["id"] for s in sales] == [pending["id"], done["id"]]
+    assert sales[1]["deliveredKeyIds"] == [delivered["keys"][0]["id"]]
+    assert sales[0]["deliveredKeyIds"] == []
+    assert "SALE1" not in text
+    assert "SALE2" not in text
+    assert all(s["order"]["keys"] is None for s in sales)
+
+    fulfilled = await _call(api, "GET", "/seller/orders?status=fulfilled", seller)
+    assert [s["order"]["id"] for s in fulfilled["items"]] == [done["id"]]
+    by_offer = await _call(api, "GET", f"/seller/orders?offerId={other_offer}", seller)
+    assert by_offer["items"] == []
+    future = await _call(api, "GET", "/seller/orders?since=2999-01-01T00:00:00Z", seller)
+    assert future["items"] == []
+    problem = await _call(api, "GET", "/seller/orders?offerId=nope", seller, status=400)
+    assert problem["errors"][0] == {"field": "offerId", "code": "not_an_id"}
+    assert (await _call(api, "GET", "/seller/orders", buyer, status=403))["code"] == "forbidden"

@@ -20,14 +20,26 @@ from autokey.domain.model.audit import AuditEvent
 from autokey.domain.model.auth import ApiToken
 from autokey.domain.model.errors import DuplicateResource, NotFound
 from autokey.domain.model.idempotency import IdempotencyRecord, IdempotencyState, StoredResponse
-from autokey.domain.model.ids import KeyId, OfferId, OrderId, PoolId, SubjectId, TokenId
+from autokey.domain.model.ids import (
+    DeliveryId,
+    EndpointId,
+    KeyId,
+    OfferId,
+    OrderId,
+    PoolId,
+    SubjectId,
+    TokenId,
+)
 from autokey.domain.model.keys import Key, KeyPool, KeyStatus, PoolCounts
 from autokey.domain.model.offers import Offer
-from autokey.domain.model.orders import UPSTREAM_ORDER, Order, OrderStatus
+from autokey.domain.model.orders import UPSTREAM_ORDER, Order, OrderStatus, SalesFilter
+from autokey.domain.model.outbound import Delivery, DeliveryStatus, WebhookEndpoint
 from autokey.domain.model.pages import Page, PageRequest
 from autokey.domain.model.webhooks import WebhookEvent
 from autokey.ports.store import (
     AuditLog,
+    DeliveryRepository,
+    EndpointRepository,
     IdempotencyRepository,
     KeyRepository,
     OfferRepository,
@@ -55,6 +67,8 @@ class _Tables:
     audit: list[AuditEvent] = attrs.Factory(list)
     nonces: dict[str, datetime] = attrs.Factory(dict)
     events: dict[str, WebhookEvent] = attrs.Factory(dict)
+    endpoints: dict[EndpointId, WebhookEndpoint] = attrs.Factory(dict)
+    deliveries: dict[DeliveryId, Delivery] = attrs.Factory(dict)
 
 
 class _Journal:
@@ -132,6 +146,15 @@ class MemoryTokenRepository(TokenRepository):
                 self._j.put(self._t.tokens, secret_hash, attrs.evolve(token, revoked_at=at))
                 return True
         return False
+
+    async def list_all(self) -> Sequence[ApiToken]:
+        return sorted(self._t.tokens.values(), key=lambda token: token.id)
+
+    async def record_use(self, used: Mapping[TokenId, datetime]) -> None:
+        for secret_hash, token in list(self._t.tokens.items()):
+            at = used.get(token.id)
+            if at is not None and (token.last_used_at is None or at > token.last_used_at):
+                self._j.put(self._t.tokens, secret_hash, attrs.evolve(token, last_used_at=at))
 
 
 class MemoryPoolRepository(PoolRepository):
@@ -243,6 +266,16 @@ class MemoryKeyRepository(KeyRepository):
         rows = [k for k in self._t.keys.values() if k.order_id == order_id]
         return [_copy(k) for k in sorted(rows, key=lambda k: k.id)]
 
+    async def delivered_to(
+        self, order_ids: Collection[OrderId]
+    ) -> Mapping[OrderId, Sequence[KeyId]]:
+        found: dict[OrderId, list[KeyId]] = {}
+        for key in sorted(self._t.keys.values(), key=lambda k: k.id):
+            order_id = key.order_id
+            if order_id is not None and order_id in order_ids and key.status is KeyStatus.DELIVERED:
+                found.setdefault(order_id, []).append(key.id)
+        return found
+
     async def release_order(self, order_id: OrderId) -> Sequence[KeyId]:
         released = []
         for key in self._of_order(order_id, KeyStatus.RESERVED):
@@ -320,6 +353,12 @@ class MemoryOrderRepository(OrderRepository):
             if o.buyer_id == buyer_id and (status is None or o.status is status)
         ]
         return _page(mine, page, lambda o: o.id, desc=True)
+
+    async def list_for_seller(
+        self, seller_id: SubjectId, which: SalesFilter, page: PageRequest
+    ) -> Page[Order]:
+        sold = [o for o in self._t.orders.values() if o.seller_id == seller_id and which.matches(o)]
+        return _page(sold, page, lambda o: o.id, desc=True)
 
     async def lock_expired(self, now: datetime, limit: int) -> Sequence[Order]:
         expired = sorted(
@@ -419,6 +458,63 @@ class MemoryAuditLog(AuditLog):
         return _page(rows, page, lambda e: e.id)
 
 
+class MemoryEndpointRepository(EndpointRepository):
+    def __init__(self, t: _Tables, j: _Journal) -> None:
+        self._t, self._j = t, j
+
+    async def add(self, endpoint: WebhookEndpoint) -> None:
+        self._j.put(self._t.endpoints, endpoint.id, _copy(endpoint))
+
+    async def get(self, endpoint_id: EndpointId) -> WebhookEndpoint | None:
+        found = self._t.endpoints.get(endpoint_id)
+        return None if found is None else _copy(found)
+
+    async def save(self, endpoint: WebhookEndpoint) -> None:
+        _stored(self._t.endpoints, endpoint.id, "webhook_endpoint")
+        self._j.put(self._t.endpoints, endpoint.id, _copy(endpoint))
+
+    async def list_for_seller(self, seller_id: SubjectId) -> Sequence[WebhookEndpoint]:
+        mine = [e for e in self._t.endpoints.values() if e.seller_id == seller_id]
+        return [_copy(e) for e in sorted(mine, key=lambda e: e.id)]
+
+
+class MemoryDeliveryRepository(DeliveryRepository):
+    def __init__(self, t: _Tables, j: _Journal) -> None:
+        self._t, self._j = t, j
+
+    async def add(self, deliveries: Sequence[Delivery]) -> None:
+        for delivery in deliveries:
+            self._j.put(self._t.deliveries, delivery.id, _copy(delivery))
+
+    async def get(self, delivery_id: DeliveryId) -> Delivery | None:
+        found = self._t.deliveries.get(delivery_id)
+        return None if found is None else _copy(found)
+
+    async def save(self, delivery: Delivery) -> None:
+        _stored(self._t.deliveries, delivery.id, "delivery")
+        self._j.put(self._t.deliveries, delivery.id, _copy(delivery))
+
+    async def lease_due(self, now: datetime, until: datetime, limit: int) -> Sequence[Delivery]:
+        due = sorted(
+            (
+                d
+                for d in self._t.deliveries.values()
+                if d.status is DeliveryStatus.PENDING
+                and d.next_attempt_at <= now
+                and (d.leased_until is None or d.leased_until <= now)
+            ),
+            key=lambda d: (d.next_attempt_at, d.id),
+        )[: max(limit, 0)]
+        leased = [attrs.evolve(d, leased_until=until) for d in due]
+        for delivery in leased:
+            await self.save(delivery)
+        return [_copy(d) for d in leased]
+
+    async def list_for_endpoint(self, endpoint_id: EndpointId, page: PageRequest) -> Page[Delivery]:
+        mine = [d for d in self._t.deliveries.values() if d.endpoint_id == endpoint_id]
+        return _page(mine, page, lambda d: d.id, desc=True)
+
+
 class MemoryStore(Store):
     name = "memory"
 
@@ -439,6 +535,8 @@ class MemoryStore(Store):
                 idempotency=MemoryIdempotencyRepository(t, journal),
                 audit=MemoryAuditLog(t, journal),
                 webhooks=MemoryWebhookRepository(t, journal),
+                endpoints=MemoryEndpointRepository(t, journal),
+                deliveries=MemoryDeliveryRepository(t, journal),
             )
             try:
                 yield uow
@@ -450,6 +548,10 @@ class MemoryStore(Store):
         return None
 
     async def schema_version(self) -> int:
+        return 0
+
+    @property
+    def shipped_schema_version(self) -> int:
         return 0
 
     async def migrate(self) -> Sequence[int]:

@@ -44,6 +44,8 @@ from autokey.domain.model.errors import (
 )
 from autokey.domain.model.idempotency import IdempotencyRecord, IdempotencyState, StoredResponse
 from autokey.domain.model.ids import (
+    DeliveryId,
+    EndpointId,
     EventId,
     KeyId,
     OfferId,
@@ -54,11 +56,26 @@ from autokey.domain.model.ids import (
 )
 from autokey.domain.model.keys import Key, KeyPool, KeyStatus, PoolCounts
 from autokey.domain.model.offers import DeliveryType, Money, Offer, OfferStatus
-from autokey.domain.model.orders import UPSTREAM_ORDER, Order, OrderStatus, UpstreamState
+from autokey.domain.model.orders import (
+    UPSTREAM_ORDER,
+    Order,
+    OrderStatus,
+    SalesFilter,
+    UpstreamState,
+)
+from autokey.domain.model.outbound import (
+    Delivery,
+    DeliveryStatus,
+    EndpointStatus,
+    OutboundEventType,
+    WebhookEndpoint,
+)
 from autokey.domain.model.pages import Page, PageRequest
 from autokey.domain.model.webhooks import WebhookEvent, WebhookEventType, WebhookOutcome
 from autokey.ports.store import (
     AuditLog,
+    DeliveryRepository,
+    EndpointRepository,
     IdempotencyRepository,
     KeyRepository,
     OfferRepository,
@@ -178,6 +195,7 @@ def _token_from_row(row: TupleRow) -> ApiToken:
         secret_hash=bytes(row[4]),
         created_at=row[5],
         revoked_at=row[6],
+        last_used_at=row[7],
     )
 
 
@@ -288,9 +306,15 @@ ON CONFLICT DO NOTHING
 _REVOKE_TOKEN: Final = """
 UPDATE api_tokens SET revoked_at = %s WHERE id = %s AND revoked_at IS NULL
 """  # noqa: S105 - SQL, not a secret
-_TOKEN_BY_HASH: Final = """
-SELECT id, subject, role, name, secret_hash, created_at, revoked_at
-FROM api_tokens WHERE secret_hash = %s
+_TOKEN_COLUMNS: Final = "id, subject, role, name, secret_hash, created_at, revoked_at, last_used_at"  # noqa: S105 - SQL
+_TOKEN_BY_HASH: Final = f"""
+SELECT {_TOKEN_COLUMNS} FROM api_tokens WHERE secret_hash = %s
+"""
+_TOKENS_ALL: Final = f"SELECT {_TOKEN_COLUMNS} FROM api_tokens ORDER BY id"
+_RECORD_TOKEN_USE: Final = """
+UPDATE api_tokens t SET last_used_at = u.at
+FROM unnest(%s::uuid[], %s::timestamptz[]) AS u(id, at)
+WHERE t.id = u.id AND (t.last_used_at IS NULL OR t.last_used_at < u.at)
 """  # noqa: S105 - SQL, not a secret
 
 
@@ -319,6 +343,13 @@ class PostgresTokenRepository(_Sql, TokenRepository):
 
     async def revoke(self, token_id: TokenId, at: datetime) -> bool:
         return await self._run(_REVOKE_TOKEN, (at, token_id)) == 1
+
+    async def list_all(self) -> Sequence[ApiToken]:
+        return [_token_from_row(row) for row in await self._all(_TOKENS_ALL, ())]
+
+    async def record_use(self, used: Mapping[TokenId, datetime]) -> None:
+        if used:
+            await self._run(_RECORD_TOKEN_USE, (list(used), list(used.values())))
 
 
 # ---------------------------------------------------------------------------------------
@@ -454,6 +485,11 @@ SELECT id, pool_id, status, sealed, fingerprint, created_at, order_id, reserved_
 FROM keys WHERE order_id = %s
 ORDER BY id
 """
+_DELIVERED_TO: Final = """
+SELECT order_id, id FROM keys
+WHERE order_id = ANY(%s) AND status = 'DELIVERED'
+ORDER BY order_id, id
+"""
 _RELEASE_ORDER: Final = """
 UPDATE keys SET status = 'AVAILABLE', order_id = NULL, reserved_at = NULL
 WHERE order_id = %s AND status = 'RESERVED'
@@ -532,6 +568,14 @@ class PostgresKeyRepository(_Sql, KeyRepository):
 
     async def for_order(self, order_id: OrderId) -> Sequence[Key]:
         return [_key_from_row(r) for r in await self._all(_KEYS_OF_ORDER, (order_id,))]
+
+    async def delivered_to(
+        self, order_ids: Collection[OrderId]
+    ) -> Mapping[OrderId, Sequence[KeyId]]:
+        found: dict[OrderId, list[KeyId]] = {}
+        for order_id, key_id in await self._all(_DELIVERED_TO, (list(order_ids),)):
+            found.setdefault(OrderId(order_id), []).append(KeyId(key_id))
+        return found
 
     async def release_order(self, order_id: OrderId) -> Sequence[KeyId]:
         return _sorted_ids(await self._all(_RELEASE_ORDER, (order_id,)))
@@ -672,6 +716,16 @@ FROM orders
 WHERE buyer_id = %s AND status = %s AND id < %s
 ORDER BY id DESC LIMIT %s
 """
+_ORDERS_OF_SELLER: Final = f"""
+SELECT {_ORDER_COLUMNS}
+FROM orders
+WHERE seller_id = %(seller)s AND id < %(before)s
+    AND (%(status)s::text IS NULL OR status = %(status)s)
+    AND (%(offer)s::uuid IS NULL OR offer_id = %(offer)s)
+    AND (%(since)s::timestamptz IS NULL OR created_at >= %(since)s)
+    AND (%(until)s::timestamptz IS NULL OR created_at < %(until)s)
+ORDER BY id DESC LIMIT %(limit)s
+"""
 _LOCK_EXPIRED_ORDERS: Final = f"""
 SELECT {_ORDER_COLUMNS}
 FROM orders
@@ -775,6 +829,23 @@ class PostgresOrderRepository(_Sql, OrderRepository):
             )
         return _page([_order_from_row(r) for r in rows], page.limit, lambda x: x.id)
 
+    async def list_for_seller(
+        self, seller_id: SubjectId, which: SalesFilter, page: PageRequest
+    ) -> Page[Order]:
+        rows = await self._all(
+            _ORDERS_OF_SELLER,
+            {
+                "seller": seller_id,
+                "before": page.after or _MAX_UUID,
+                "status": which.status.value if which.status else None,
+                "offer": which.offer_id,
+                "since": which.since,
+                "until": which.until,
+                "limit": page.limit + 1,
+            },
+        )
+        return _page([_order_from_row(r) for r in rows], page.limit, lambda x: x.id)
+
     async def lock_expired(self, now: datetime, limit: int) -> Sequence[Order]:
         if limit <= 0:
             return []
@@ -841,6 +912,158 @@ class PostgresWebhookRepository(_Sql, WebhookRepository):
     async def get_event(self, event_id: str) -> WebhookEvent | None:
         row = await self._one(_WEBHOOK_EVENT_BY_ID, (event_id,))
         return None if row is None else _webhook_event_from_row(row)
+
+
+# ---------------------------------------------------------------------------------------
+# Outbound webhooks: endpoints and deliveries
+# ---------------------------------------------------------------------------------------
+
+_ENDPOINT_FIELDS: Final = (
+    "id, seller_id, url, event_types, sealed_secret, status, created_at, failing_since, "
+    "disabled_at, disabled_reason"
+)
+_INSERT_ENDPOINT: Final = f"""
+INSERT INTO webhook_endpoints ({_ENDPOINT_FIELDS})
+VALUES (%(id)s, %(seller_id)s, %(url)s, %(event_types)s, %(sealed_secret)s, %(status)s,
+        %(created_at)s, %(failing_since)s, %(disabled_at)s, %(disabled_reason)s)
+"""
+_SAVE_ENDPOINT: Final = """
+UPDATE webhook_endpoints SET status = %(status)s, failing_since = %(failing_since)s,
+    disabled_at = %(disabled_at)s, disabled_reason = %(disabled_reason)s
+WHERE id = %(id)s
+"""
+_ENDPOINT_BY_ID: Final = f"SELECT {_ENDPOINT_FIELDS} FROM webhook_endpoints WHERE id = %s"
+_ENDPOINTS_OF_SELLER: Final = f"""
+SELECT {_ENDPOINT_FIELDS} FROM webhook_endpoints WHERE seller_id = %s ORDER BY id
+"""
+_DELIVERY_FIELDS: Final = (
+    "id, endpoint_id, seller_id, event_type, body, status, created_at, next_attempt_at, "
+    "attempts, leased_until, last_attempt_at, last_status_code, last_error, delivered_at"
+)
+_INSERT_DELIVERY: Final = f"""
+INSERT INTO webhook_deliveries ({_DELIVERY_FIELDS})
+VALUES (%(id)s, %(endpoint_id)s, %(seller_id)s, %(event_type)s, %(body)s, %(status)s,
+        %(created_at)s, %(next_attempt_at)s, %(attempts)s, %(leased_until)s,
+        %(last_attempt_at)s, %(last_status_code)s, %(last_error)s, %(delivered_at)s)
+"""
+_SAVE_DELIVERY: Final = """
+UPDATE webhook_deliveries SET status = %(status)s, next_attempt_at = %(next_attempt_at)s,
+    attempts = %(attempts)s, leased_until = %(leased_until)s,
+    last_attempt_at = %(last_attempt_at)s, last_status_code = %(last_status_code)s,
+    last_error = %(last_error)s, delivered_at = %(delivered_at)s
+WHERE id = %(id)s
+"""
+_DELIVERY_BY_ID: Final = f"SELECT {_DELIVERY_FIELDS} FROM webhook_deliveries WHERE id = %s"
+# The same SKIP LOCKED discipline as key claims: of two dispatchers, each leases other rows.
+_LEASE_DUE_DELIVERIES: Final = f"""
+UPDATE webhook_deliveries SET leased_until = %(until)s
+WHERE id IN (
+    SELECT id FROM webhook_deliveries
+    WHERE status = 'pending' AND next_attempt_at <= %(now)s
+        AND (leased_until IS NULL OR leased_until <= %(now)s)
+    ORDER BY next_attempt_at, id
+    LIMIT %(limit)s
+    FOR UPDATE SKIP LOCKED
+)
+RETURNING {_DELIVERY_FIELDS}
+"""
+_DELIVERIES_OF_ENDPOINT: Final = f"""
+SELECT {_DELIVERY_FIELDS} FROM webhook_deliveries
+WHERE endpoint_id = %s AND id < %s
+ORDER BY id DESC LIMIT %s
+"""
+
+
+def _endpoint_from_row(row: TupleRow) -> WebhookEndpoint:
+    f = dict(zip(_ENDPOINT_FIELDS.split(", "), row, strict=True))
+    return WebhookEndpoint(
+        id=EndpointId(f["id"]),
+        seller_id=SubjectId(f["seller_id"]),
+        url=f["url"],
+        event_types=frozenset(OutboundEventType(t) for t in f["event_types"]),
+        sealed_secret=bytes(f["sealed_secret"]),
+        status=EndpointStatus(f["status"]),
+        created_at=f["created_at"],
+        failing_since=f["failing_since"],
+        disabled_at=f["disabled_at"],
+        disabled_reason=f["disabled_reason"],
+    )
+
+
+def _endpoint_params(e: WebhookEndpoint) -> dict[str, Any]:
+    return {
+        **attrs.asdict(e, recurse=False),
+        "event_types": sorted(t.value for t in e.event_types),
+        "status": e.status.value,
+    }
+
+
+def _delivery_from_row(row: TupleRow) -> Delivery:
+    f = dict(zip(_DELIVERY_FIELDS.split(", "), row, strict=True))
+    return Delivery(
+        **{
+            **f,
+            "id": DeliveryId(f["id"]),
+            "endpoint_id": EndpointId(f["endpoint_id"]),
+            "seller_id": SubjectId(f["seller_id"]),
+            "event_type": OutboundEventType(f["event_type"]),
+            "status": DeliveryStatus(f["status"]),
+        }
+    )
+
+
+def _delivery_params(d: Delivery) -> dict[str, Any]:
+    return {
+        **attrs.asdict(d, recurse=False),
+        "event_type": d.event_type.value,
+        "status": d.status.value,
+    }
+
+
+class PostgresEndpointRepository(_Sql, EndpointRepository):
+    async def add(self, endpoint: WebhookEndpoint) -> None:
+        await self._run(_INSERT_ENDPOINT, _endpoint_params(endpoint))
+
+    async def get(self, endpoint_id: EndpointId) -> WebhookEndpoint | None:
+        row = await self._one(_ENDPOINT_BY_ID, (endpoint_id,))
+        return None if row is None else _endpoint_from_row(row)
+
+    async def save(self, endpoint: WebhookEndpoint) -> None:
+        changed = await self._run(_SAVE_ENDPOINT, _endpoint_params(endpoint))
+        require_saved(changed, "webhook_endpoint", endpoint.id)
+
+    async def list_for_seller(self, seller_id: SubjectId) -> Sequence[WebhookEndpoint]:
+        return [_endpoint_from_row(r) for r in await self._all(_ENDPOINTS_OF_SELLER, (seller_id,))]
+
+
+class PostgresDeliveryRepository(_Sql, DeliveryRepository):
+    async def add(self, deliveries: Sequence[Delivery]) -> None:
+        if deliveries:
+            with _translated():
+                async with self._conn.cursor() as cur:
+                    await cur.executemany(
+                        _INSERT_DELIVERY, [_delivery_params(d) for d in deliveries]
+                    )
+
+    async def get(self, delivery_id: DeliveryId) -> Delivery | None:
+        row = await self._one(_DELIVERY_BY_ID, (delivery_id,))
+        return None if row is None else _delivery_from_row(row)
+
+    async def save(self, delivery: Delivery) -> None:
+        changed = await self._run(_SAVE_DELIVERY, _delivery_params(delivery))
+        require_saved(changed, "delivery", delivery.id)
+
+    async def lease_due(self, now: datetime, until: datetime, limit: int) -> Sequence[Delivery]:
+        if limit <= 0:
+            return []
+        rows = await self._all(_LEASE_DUE_DELIVERIES, {"now": now, "until": until, "limit": limit})
+        return sorted(map(_delivery_from_row, rows), key=lambda d: (d.next_attempt_at, d.id))
+
+    async def list_for_endpoint(self, endpoint_id: EndpointId, page: PageRequest) -> Page[Delivery]:
+        rows = await self._all(
+            _DELIVERIES_OF_ENDPOINT, (endpoint_id, page.after or _MAX_UUID, page.limit + 1)
+        )
+        return _page([_delivery_from_row(r) for r in rows], page.limit, lambda d: d.id)
 
 
 # ---------------------------------------------------------------------------------------
@@ -998,6 +1221,8 @@ def _unit_of_work(conn: Conn) -> UnitOfWork:
         idempotency=PostgresIdempotencyRepository(conn),
         audit=PostgresAuditLog(conn),
         webhooks=PostgresWebhookRepository(conn),
+        endpoints=PostgresEndpointRepository(conn),
+        deliveries=PostgresDeliveryRepository(conn),
     )
 
 
@@ -1117,6 +1342,10 @@ class PostgresStore(Store):
                 await conn.execute(_PING)
         except psycopg.Error as exc:
             raise StoreUnavailable(store=STORE_NAME) from exc
+
+    @property
+    def shipped_schema_version(self) -> int:
+        return max(m.version for m in load_migrations())
 
     async def schema_version(self) -> int:
         try:

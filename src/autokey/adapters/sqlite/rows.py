@@ -21,10 +21,27 @@ from uuid import UUID
 from autokey.domain.model.audit import AuditAction, AuditEvent
 from autokey.domain.model.auth import ApiToken, Role
 from autokey.domain.model.idempotency import IdempotencyRecord, IdempotencyState, StoredResponse
-from autokey.domain.model.ids import EventId, KeyId, OfferId, OrderId, PoolId, SubjectId, TokenId
+from autokey.domain.model.ids import (
+    DeliveryId,
+    EndpointId,
+    EventId,
+    KeyId,
+    OfferId,
+    OrderId,
+    PoolId,
+    SubjectId,
+    TokenId,
+)
 from autokey.domain.model.keys import Key, KeyPool, KeyStatus
 from autokey.domain.model.offers import DeliveryType, Money, Offer, OfferStatus
 from autokey.domain.model.orders import Order, OrderStatus, UpstreamState
+from autokey.domain.model.outbound import (
+    Delivery,
+    DeliveryStatus,
+    EndpointStatus,
+    OutboundEventType,
+    WebhookEndpoint,
+)
 from autokey.domain.model.webhooks import WebhookEvent, WebhookEventType, WebhookOutcome
 
 Params = dict[str, Any]
@@ -112,6 +129,7 @@ def token_from_row(row: sqlite3.Row) -> ApiToken:
         secret_hash=row["secret_hash"],
         created_at=time_val(row["created_at"]),
         revoked_at=opt_time_val(row["revoked_at"]),
+        last_used_at=opt_time_val(row["last_used_at"]),
     )
 
 
@@ -380,4 +398,75 @@ def audit_from_row(row: sqlite3.Row) -> AuditEvent:
         order_id=None if order_id is None else OrderId(order_id),
         key_ids=tuple(KeyId(UUID(k)) for k in json.loads(row["key_ids"])),
         details=json.loads(row["details"]),
+    )
+
+
+# --- webhook_endpoints and webhook_deliveries ----------------------------------------------
+
+
+def endpoint_params(e: WebhookEndpoint) -> Params:
+    return {
+        "id": uuid_col(e.id),
+        "seller_id": uuid_col(e.seller_id),
+        "url": e.url,
+        "event_types": " ".join(sorted(t.value for t in e.event_types)),
+        "sealed_secret": e.sealed_secret,
+        "status": e.status.value,
+        "created_at": time_col(e.created_at),
+        "failing_since": opt_time_col(e.failing_since),
+        "disabled_at": opt_time_col(e.disabled_at),
+        "disabled_reason": e.disabled_reason,
+    }
+
+
+def endpoint_from_row(row: sqlite3.Row) -> WebhookEndpoint:
+    return WebhookEndpoint(
+        id=EndpointId(uuid_val(row["id"])),
+        seller_id=SubjectId(uuid_val(row["seller_id"])),
+        url=row["url"],
+        event_types=frozenset(OutboundEventType(t) for t in row["event_types"].split()),
+        sealed_secret=row["sealed_secret"],
+        status=EndpointStatus(row["status"]),
+        created_at=time_val(row["created_at"]),
+        failing_since=opt_time_val(row["failing_since"]),
+        disabled_at=opt_time_val(row["disabled_at"]),
+        disabled_reason=row["disabled_reason"],
+    )
+
+
+def delivery_params(d: Delivery) -> Params:
+    return {
+        "id": uuid_col(d.id),
+        "endpoint_id": uuid_col(d.endpoint_id),
+        "seller_id": uuid_col(d.seller_id),
+        "event_type": d.event_type.value,
+        "body": d.body,
+        "status": d.status.value,
+        "created_at": time_col(d.created_at),
+        "next_attempt_at": time_col(d.next_attempt_at),
+        "attempts": d.attempts,
+        "leased_until": opt_time_col(d.leased_until),
+        "last_attempt_at": opt_time_col(d.last_attempt_at),
+        "last_status_code": d.last_status_code,
+        "last_error": d.last_error,
+        "delivered_at": opt_time_col(d.delivered_at),
+    }
+
+
+def delivery_from_row(row: sqlite3.Row) -> Delivery:
+    return Delivery(
+        id=DeliveryId(uuid_val(row["id"])),
+        endpoint_id=EndpointId(uuid_val(row["endpoint_id"])),
+        seller_id=SubjectId(uuid_val(row["seller_id"])),
+        event_type=OutboundEventType(row["event_type"]),
+        body=row["body"],
+        status=DeliveryStatus(row["status"]),
+        created_at=time_val(row["created_at"]),
+        next_attempt_at=time_val(row["next_attempt_at"]),
+        attempts=row["attempts"],
+        leased_until=opt_time_val(row["leased_until"]),
+        last_attempt_at=opt_time_val(row["last_attempt_at"]),
+        last_status_code=row["last_status_code"],
+        last_error=row["last_error"],
+        delivered_at=opt_time_val(row["delivered_at"]),
     )

@@ -48,9 +48,14 @@ VALUES (:id, :subject, :role, :name, :secret_hash, :created_at, :revoked_at)
 TOKEN_REVOKE = """
 UPDATE api_tokens SET revoked_at = :at WHERE id = :id AND revoked_at IS NULL
 """  # noqa: S105 - SQL, not a secret
-TOKEN_BY_SECRET_HASH = """
-SELECT id, subject, role, name, secret_hash, created_at, revoked_at
-FROM api_tokens WHERE secret_hash = :secret_hash
+TOKEN_COLUMNS = "id, subject, role, name, secret_hash, created_at, revoked_at, last_used_at"  # noqa: S105 - SQL
+TOKEN_BY_SECRET_HASH = f"""
+SELECT {TOKEN_COLUMNS} FROM api_tokens WHERE secret_hash = :secret_hash
+"""
+TOKENS_ALL = f"SELECT {TOKEN_COLUMNS} FROM api_tokens ORDER BY id"
+TOKEN_RECORD_USE = """
+UPDATE api_tokens SET last_used_at = :at
+WHERE id = :id AND (last_used_at IS NULL OR last_used_at < :at)
 """  # noqa: S105 - SQL, not a secret
 
 # --- key_pools ----------------------------------------------------------------------------
@@ -125,6 +130,9 @@ WHERE id IN (
     ORDER BY created_at, id LIMIT :quantity
 )
 RETURNING id
+"""
+KEYS_DELIVERED_TO_ORDER = """
+SELECT id FROM keys WHERE order_id = :order_id AND status = 'DELIVERED' ORDER BY id
 """
 KEYS_OF_ORDER = """
 SELECT id, pool_id, status, sealed, fingerprint, created_at, order_id, reserved_at, delivered_at
@@ -217,6 +225,16 @@ ORDERS_OF_BUYER_WITH_STATUS = f"""
 SELECT {ORDER_COLUMNS}
 FROM orders
 WHERE buyer_id = :buyer_id AND status = :status AND id < :after
+ORDER BY id DESC LIMIT :limit
+"""
+ORDERS_OF_SELLER = f"""
+SELECT {ORDER_COLUMNS}
+FROM orders
+WHERE seller_id = :seller_id AND id < :after
+    AND (:status IS NULL OR status = :status)
+    AND (:offer_id IS NULL OR offer_id = :offer_id)
+    AND (:since IS NULL OR created_at >= :since)
+    AND (:until IS NULL OR created_at < :until)
 ORDER BY id DESC LIMIT :limit
 """
 ORDERS_EXPIRED = f"""
@@ -318,4 +336,56 @@ SELECT id, occurred_at, action, actor, pool_id, order_id, key_ids, details
 FROM audit_events
 WHERE pool_id = :pool_id AND id > :after
 ORDER BY id LIMIT :limit
+"""
+
+# --- webhook_endpoints and webhook_deliveries (outbound webhooks) ------------------------
+
+ENDPOINT_COLUMNS = (
+    "id, seller_id, url, event_types, sealed_secret, status, created_at, failing_since, "
+    "disabled_at, disabled_reason"
+)
+ENDPOINT_INSERT = f"""
+INSERT INTO webhook_endpoints ({ENDPOINT_COLUMNS})
+VALUES (:id, :seller_id, :url, :event_types, :sealed_secret, :status, :created_at,
+        :failing_since, :disabled_at, :disabled_reason)
+"""
+ENDPOINT_SAVE = """
+UPDATE webhook_endpoints SET status = :status, failing_since = :failing_since,
+    disabled_at = :disabled_at, disabled_reason = :disabled_reason
+WHERE id = :id
+"""
+ENDPOINT_GET = f"SELECT {ENDPOINT_COLUMNS} FROM webhook_endpoints WHERE id = :id"
+ENDPOINTS_OF_SELLER = f"""
+SELECT {ENDPOINT_COLUMNS} FROM webhook_endpoints WHERE seller_id = :seller_id ORDER BY id
+"""
+DELIVERY_COLUMNS = (
+    "id, endpoint_id, seller_id, event_type, body, status, created_at, next_attempt_at, "
+    "attempts, leased_until, last_attempt_at, last_status_code, last_error, delivered_at"
+)
+DELIVERY_INSERT = f"""
+INSERT INTO webhook_deliveries ({DELIVERY_COLUMNS})
+VALUES (:id, :endpoint_id, :seller_id, :event_type, :body, :status, :created_at,
+        :next_attempt_at, :attempts, :leased_until, :last_attempt_at, :last_status_code,
+        :last_error, :delivered_at)
+"""
+DELIVERY_SAVE = """
+UPDATE webhook_deliveries SET status = :status, next_attempt_at = :next_attempt_at,
+    attempts = :attempts, leased_until = :leased_until, last_attempt_at = :last_attempt_at,
+    last_status_code = :last_status_code, last_error = :last_error,
+    delivered_at = :delivered_at
+WHERE id = :id
+"""
+DELIVERY_GET = f"SELECT {DELIVERY_COLUMNS} FROM webhook_deliveries WHERE id = :id"
+# Writers are serialised (BEGIN IMMEDIATE), so select-then-lease cannot race.
+DELIVERIES_DUE = f"""
+SELECT {DELIVERY_COLUMNS} FROM webhook_deliveries
+WHERE status = 'pending' AND next_attempt_at <= :now
+    AND (leased_until IS NULL OR leased_until <= :now)
+ORDER BY next_attempt_at, id
+LIMIT :limit
+"""
+DELIVERIES_OF_ENDPOINT = f"""
+SELECT {DELIVERY_COLUMNS} FROM webhook_deliveries
+WHERE endpoint_id = :endpoint_id AND id < :after
+ORDER BY id DESC LIMIT :limit
 """

@@ -42,14 +42,26 @@ from autokey.domain.model.errors import (
     StoreUnavailable,
 )
 from autokey.domain.model.idempotency import IdempotencyRecord, StoredResponse
-from autokey.domain.model.ids import KeyId, OfferId, OrderId, PoolId, SubjectId, TokenId
+from autokey.domain.model.ids import (
+    DeliveryId,
+    EndpointId,
+    KeyId,
+    OfferId,
+    OrderId,
+    PoolId,
+    SubjectId,
+    TokenId,
+)
 from autokey.domain.model.keys import Key, KeyPool, KeyStatus, PoolCounts
 from autokey.domain.model.offers import Offer
-from autokey.domain.model.orders import UPSTREAM_ORDER, Order, OrderStatus
+from autokey.domain.model.orders import UPSTREAM_ORDER, Order, OrderStatus, SalesFilter
+from autokey.domain.model.outbound import Delivery, WebhookEndpoint
 from autokey.domain.model.pages import Page, PageRequest
 from autokey.domain.model.webhooks import WebhookEvent
 from autokey.ports.store import (
     AuditLog,
+    DeliveryRepository,
+    EndpointRepository,
     IdempotencyRepository,
     KeyRepository,
     OfferRepository,
@@ -198,6 +210,15 @@ class SqliteTokenRepository(TokenRepository):
         )
         return changed == 1
 
+    async def list_all(self) -> Sequence[ApiToken]:
+        return [rows.token_from_row(row) for row in await self._db.fetchall(sql.TOKENS_ALL, {})]
+
+    async def record_use(self, used: Mapping[TokenId, datetime]) -> None:
+        for token_id, at in used.items():
+            await self._db.execute(
+                sql.TOKEN_RECORD_USE, {"at": rows.time_col(at), "id": token_id.bytes}
+            )
+
 
 class SqlitePoolRepository(PoolRepository):
     def __init__(self, session: _Session) -> None:
@@ -313,6 +334,16 @@ class SqliteKeyRepository(KeyRepository):
         found = await self._db.fetchall(sql.KEYS_OF_ORDER, {"order_id": order_id.bytes})
         return [rows.key_from_row(r) for r in found]
 
+    async def delivered_to(
+        self, order_ids: Collection[OrderId]
+    ) -> Mapping[OrderId, Sequence[KeyId]]:
+        found: dict[OrderId, Sequence[KeyId]] = {}
+        for order_id in set(order_ids):
+            ids = await self._db.fetchall(sql.KEYS_DELIVERED_TO_ORDER, {"order_id": order_id.bytes})
+            if ids:
+                found[order_id] = [KeyId(rows.uuid_val(r["id"])) for r in ids]
+        return found
+
     async def release_order(self, order_id: OrderId) -> Sequence[KeyId]:
         found = await self._db.fetchall(sql.KEYS_RELEASE_ORDER, {"order_id": order_id.bytes})
         return [KeyId(i) for i in _sorted_ids(found)]
@@ -410,6 +441,23 @@ class SqliteOrderRepository(OrderRepository):
             found = await self._db.fetchall(
                 sql.ORDERS_OF_BUYER_WITH_STATUS, {**params, "status": status.value}
             )
+        return _page([rows.order_from_row(r) for r in found], page, lambda o: o.id)
+
+    async def list_for_seller(
+        self, seller_id: SubjectId, which: SalesFilter, page: PageRequest
+    ) -> Page[Order]:
+        found = await self._db.fetchall(
+            sql.ORDERS_OF_SELLER,
+            {
+                "seller_id": seller_id.bytes,
+                "after": rows.cursor_after(page.after, descending=True),
+                "status": which.status.value if which.status else None,
+                "offer_id": which.offer_id.bytes if which.offer_id else None,
+                "since": rows.opt_time_col(which.since),
+                "until": rows.opt_time_col(which.until),
+                "limit": _limit(page),
+            },
+        )
         return _page([rows.order_from_row(r) for r in found], page, lambda o: o.id)
 
     async def lock_expired(self, now: datetime, limit: int) -> Sequence[Order]:
@@ -514,6 +562,65 @@ class SqliteAuditLog(AuditLog):
         return _page([rows.audit_from_row(r) for r in found], page, lambda e: e.id)
 
 
+class SqliteEndpointRepository(EndpointRepository):
+    def __init__(self, session: _Session) -> None:
+        self._db = session
+
+    async def add(self, endpoint: WebhookEndpoint) -> None:
+        await self._db.execute(sql.ENDPOINT_INSERT, rows.endpoint_params(endpoint))
+
+    async def get(self, endpoint_id: EndpointId) -> WebhookEndpoint | None:
+        row = await self._db.fetchone(sql.ENDPOINT_GET, {"id": endpoint_id.bytes})
+        return None if row is None else rows.endpoint_from_row(row)
+
+    async def save(self, endpoint: WebhookEndpoint) -> None:
+        changed = await self._db.execute(sql.ENDPOINT_SAVE, rows.endpoint_params(endpoint))
+        require_saved(changed, "webhook_endpoint", endpoint.id)
+
+    async def list_for_seller(self, seller_id: SubjectId) -> Sequence[WebhookEndpoint]:
+        found = await self._db.fetchall(sql.ENDPOINTS_OF_SELLER, {"seller_id": seller_id.bytes})
+        return [rows.endpoint_from_row(r) for r in found]
+
+
+class SqliteDeliveryRepository(DeliveryRepository):
+    def __init__(self, session: _Session) -> None:
+        self._db = session
+
+    async def add(self, deliveries: Sequence[Delivery]) -> None:
+        for delivery in deliveries:
+            await self._db.execute(sql.DELIVERY_INSERT, rows.delivery_params(delivery))
+
+    async def get(self, delivery_id: DeliveryId) -> Delivery | None:
+        row = await self._db.fetchone(sql.DELIVERY_GET, {"id": delivery_id.bytes})
+        return None if row is None else rows.delivery_from_row(row)
+
+    async def save(self, delivery: Delivery) -> None:
+        changed = await self._db.execute(sql.DELIVERY_SAVE, rows.delivery_params(delivery))
+        require_saved(changed, "delivery", delivery.id)
+
+    async def lease_due(self, now: datetime, until: datetime, limit: int) -> Sequence[Delivery]:
+        if limit <= 0:
+            return []
+        found = await self._db.fetchall(
+            sql.DELIVERIES_DUE, {"now": rows.time_col(now), "limit": limit}
+        )
+        leased = [attrs.evolve(rows.delivery_from_row(r), leased_until=until) for r in found]
+        for delivery in leased:
+            await self.save(delivery)
+        return leased
+
+    async def list_for_endpoint(self, endpoint_id: EndpointId, page: PageRequest) -> Page[Delivery]:
+        found = await self._db.fetchall(
+            sql.DELIVERIES_OF_ENDPOINT,
+            {
+                "endpoint_id": endpoint_id.bytes,
+                "after": rows.cursor_after(page.after, descending=True),
+                "limit": _limit(page),
+            },
+        )
+        return _page([rows.delivery_from_row(r) for r in found], page, lambda d: d.id)
+
+
 def _unit_of_work(session: _Session) -> UnitOfWork:
     return Repositories(
         tokens=SqliteTokenRepository(session),
@@ -524,6 +631,8 @@ def _unit_of_work(session: _Session) -> UnitOfWork:
         idempotency=SqliteIdempotencyRepository(session),
         audit=SqliteAuditLog(session),
         webhooks=SqliteWebhookRepository(session),
+        endpoints=SqliteEndpointRepository(session),
+        deliveries=SqliteDeliveryRepository(session),
     )
 
 
@@ -672,6 +781,10 @@ class SqliteStore(Store):
         conn = self._connection()
         with _translated():
             await conn.execute_fetchall(sql.PING)
+
+    @property
+    def shipped_schema_version(self) -> int:
+        return max(m.version for m in load_migrations())
 
     async def schema_version(self) -> int:
         conn = self._connection()

@@ -46,6 +46,8 @@ class ApiToken:
     secret_hash: bytes = attrs.field(repr=False)
     created_at: datetime
     revoked_at: datetime | None = None
+    last_used_at: datetime | None = None
+    """When the token last authenticated a request, to within the housekeeping interval."""
 
     @property
     def principal(self) -> Principal:

@@ -11,3 +11,7 @@ SubjectId = NewType("SubjectId", UUID)
 """A seller, buyer or admin: whoever an API token speaks for."""
 TokenId = NewType("TokenId", UUID)
 EventId = NewType("EventId", UUID)
+EndpointId = NewType("EndpointId", UUID)
+"""A seller's outbound webhook endpoint."""
+DeliveryId = NewType("DeliveryId", UUID)
+"""One outbound webhook event for one endpoint (also the `webhook-id` header)."""

@@ -32,6 +32,26 @@ class OrderStatus(enum.StrEnum):
     CANCELED = "CANCELED"
 
 
+@attrs.frozen(kw_only=True)
+class SalesFilter:
+    """Which of a seller's orders to list; every field left None matches all."""
+
+    status: OrderStatus | None = None
+    offer_id: OfferId | None = None
+    since: datetime | None = None
+    """Created at or after."""
+    until: datetime | None = None
+    """Created before."""
+
+    def matches(self, order: Order) -> bool:
+        return (
+            (self.status is None or order.status is self.status)
+            and (self.offer_id is None or order.offer_id == self.offer_id)
+            and (self.since is None or order.created_at >= self.since)
+            and (self.until is None or order.created_at < self.until)
+        )
+
+
 ORDER_TRANSITIONS: Mapping[OrderStatus, frozenset[OrderStatus]] = {
     OrderStatus.PENDING: frozenset({OrderStatus.PAID, OrderStatus.CANCELED}),
     OrderStatus.PAID: frozenset({OrderStatus.FULFILLING, OrderStatus.FULFILLED}),

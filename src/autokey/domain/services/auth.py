@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
+from datetime import datetime
 
 from autokey.domain.model.auth import ApiToken, Principal, Role
 from autokey.domain.model.errors import Unauthenticated
@@ -15,6 +17,9 @@ from autokey.ports.system import Clock, IdGenerator
 class AuthService:
     def __init__(self, store: Store, hasher: SecretHasher, clock: Clock, ids: IdGenerator) -> None:
         self._store, self._hasher, self._clock, self._ids = store, hasher, clock, ids
+        self._used: dict[TokenId, datetime] = {}
+        """Tokens seen since the last `flush_usage`: kept in memory so that authenticating
+        writes nothing on the request path."""
 
     async def issue_token(
         self, role: Role, subject: SubjectId | None = None, name: str = ""
@@ -44,4 +49,24 @@ class AuthService:
             token = await tx.tokens.find_by_secret_hash(self._hasher.digest(secret))
         if token is None or token.revoked_at is not None:
             raise Unauthenticated(reason="unknown_token")
+        self._used[token.id] = self._clock.now()
         return token.principal
+
+    async def flush_usage(self) -> int:
+        """Record when each token seen since the last flush was last used; returns how many.
+        Run by housekeeping: `last_used_at` is exact to within its interval."""
+        used, self._used = self._used, {}
+        if used:
+            try:
+                async with self._store.transaction() as tx:
+                    await tx.tokens.record_use(used)
+            except BaseException:
+                self._used = used | self._used  # kept for the next flush
+                raise
+        return len(used)
+
+    async def list_tokens(self) -> Sequence[ApiToken]:
+        """Every token with its metadata (the secret is never stored, so never listed)."""
+        await self.flush_usage()
+        async with self._store.transaction() as tx:
+            return await tx.tokens.list_all()

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterable
+from collections.abc import AsyncIterable, AsyncIterator
+from datetime import datetime
 
 import attrs
 
@@ -19,7 +20,9 @@ from autokey.domain.model.keys import (
     UploadReport,
     check_key_text,
 )
-from autokey.domain.model.pages import Page, PageRequest
+from autokey.domain.model.outbound import OutboundEventType
+from autokey.domain.model.pages import MAX_PAGE_SIZE, Page, PageRequest
+from autokey.domain.services.outbound import announce
 from autokey.ports.crypto import BlindIndex, KeyCipher
 from autokey.ports.store import Store, UnitOfWork
 from autokey.ports.system import Clock, IdGenerator
@@ -109,7 +112,7 @@ class InventoryService:
         """
         report = UploadReport()
         async with self._store.transaction() as tx:
-            await owned_pool(tx, principal, pool_id)
+            pool = await owned_pool(tx, principal, pool_id)
             batch: dict[bytes, tuple[int, Key]] = {}
             async for number, raw in lines:
                 text = raw.strip()
@@ -132,6 +135,20 @@ class InventoryService:
                     [self._event(principal, AuditAction.KEYS_UPLOADED, pool_id, count=report.added)]
                 )
             counts = await tx.pools.counts(pool_id)
+            await announce(
+                tx,
+                self._ids,
+                self._clock,
+                pool.seller_id,
+                OutboundEventType.UPLOAD_COMPLETED,
+                {
+                    "poolId": pool_id,
+                    "added": report.added,
+                    "duplicates": report.duplicates,
+                    "invalid": report.invalid,
+                    "availableKeys": counts.available,
+                },
+            )
         report.errors.sort(key=lambda e: e.line)
         return report, counts
 
@@ -186,3 +203,26 @@ class InventoryService:
         async with self._store.transaction() as tx:
             await owned_pool(tx, principal, pool_id)
             return await tx.audit.list_events(pool_id, page)
+
+    async def export_pool_events(
+        self, principal: Principal, pool_id: PoolId, since: datetime | None = None
+    ) -> AsyncIterator[AuditEvent]:
+        """Every event of the pool in id order (from `since` on, when given). Ownership is
+        checked now; then a page per transaction, so an export of any size holds no
+        transaction open while it is read."""
+        async with self._store.transaction() as tx:
+            await owned_pool(tx, principal, pool_id)
+        return self._event_pages(principal, pool_id, since)
+
+    async def _event_pages(
+        self, principal: Principal, pool_id: PoolId, since: datetime | None
+    ) -> AsyncIterator[AuditEvent]:
+        page = PageRequest(limit=MAX_PAGE_SIZE)
+        while True:
+            chunk = await self.pool_events(principal, pool_id, page)
+            for event in chunk.items:
+                if since is None or event.occurred_at >= since:
+                    yield event
+            if chunk.next_after is None:
+                return
+            page = PageRequest(limit=MAX_PAGE_SIZE, after=chunk.next_after)

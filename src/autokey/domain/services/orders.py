@@ -21,9 +21,11 @@ from autokey.domain.model.errors import (
     StockBusy,
 )
 from autokey.domain.model.ids import EventId, KeyId, OfferId, OrderId
-from autokey.domain.model.orders import Order, OrderStatus, check_quantity
+from autokey.domain.model.orders import Order, OrderStatus, SalesFilter, check_quantity
+from autokey.domain.model.outbound import OutboundEventType
 from autokey.domain.model.pages import Page, PageRequest
 from autokey.domain.services.inventory import key_context
+from autokey.domain.services.outbound import announce
 from autokey.domain.services.transactions import transact
 from autokey.ports.crypto import KeyCipher
 from autokey.ports.payments import PaymentGateway
@@ -55,6 +57,14 @@ class OrderView:
     """Decrypted keys; only ever filled for a FULFILLED order shown to its buyer."""
     moved: bool = False
     """True when this call changed the order's status (for metrics, after commit)."""
+
+
+@attrs.frozen(kw_only=True)
+class Sale:
+    """A seller's view of one order: its metadata and the ids of the keys it delivered."""
+
+    order: Order
+    key_ids: tuple[KeyId, ...] = ()
 
 
 class OrderService:
@@ -178,6 +188,14 @@ class OrderService:
                     self._event(principal, AuditAction.ORDER_FULFILLED, order),
                 ]
             )
+            await announce(
+                tx,
+                self._ids,
+                self._clock,
+                order.seller_id,
+                OutboundEventType.ORDER_FULFILLED,
+                {"orderId": order.id, "offerId": order.offer_id, "keyIds": delivered},
+            )
         return attrs.evolve(await self._reveal(tx, principal, order), moved=moved)
 
     async def _reveal(self, tx: UnitOfWork, principal: Principal, order: Order) -> OrderView:
@@ -238,6 +256,18 @@ class OrderService:
         principal.require(Role.BUYER, action="list_orders")
         async with self._store.transaction() as tx:
             return await tx.orders.list_for_buyer(principal.subject, status, page)
+
+    async def list_sales(
+        self, principal: Principal, which: SalesFilter, page: PageRequest
+    ) -> Page[Sale]:
+        """The seller's orders across offers, newest first, with the ids (never the
+        plaintext) of the keys each delivered."""
+        principal.require(Role.SELLER, action="list_sales")
+        async with self._store.transaction() as tx:
+            orders = await tx.orders.list_for_seller(principal.subject, which, page)
+            delivered = await tx.keys.delivered_to([o.id for o in orders.items])
+        sales = [Sale(order=o, key_ids=tuple(delivered.get(o.id, ()))) for o in orders.items]
+        return Page(items=sales, next_after=orders.next_after)
 
     async def sweep_expired(self) -> int:
         """Cancel PENDING orders whose reservation ended and free their keys. Safe to run in

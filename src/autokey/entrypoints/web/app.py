@@ -10,6 +10,8 @@ import structlog
 from aiohttp import web
 from dependency_injector import providers
 
+from autokey.adapters.webhook_sender import open_webhook_session
+from autokey.domain.model.auth import Role
 from autokey.domain.model.errors import AutokeyError
 from autokey.domain.model.marketplace import MarketplaceEnvironment
 from autokey.entrypoints import bootstrap
@@ -24,6 +26,7 @@ from autokey.entrypoints.web import (
     openapi,
     orders,
     pools,
+    seller_webhooks,
     webhooks,
 )
 from autokey.entrypoints.web.context import CONTAINER, CONVERTER
@@ -31,6 +34,7 @@ from autokey.entrypoints.web.problems import problem_middleware
 from autokey.entrypoints.web.schemas import make_http_converter
 
 MAX_JSON_BODY = 4 * 1024 * 1024
+DISPATCH_INTERVAL_S = 1.0
 log = structlog.get_logger("autokey.app")
 
 
@@ -51,6 +55,7 @@ def make_app(container: Container) -> web.Application:
     app.add_routes(offers.routes)
     app.add_routes(orders.routes)
     app.add_routes(webhooks.routes)
+    app.add_routes(seller_webhooks.routes)
     app.add_routes(console.routes)
     return app
 
@@ -71,6 +76,20 @@ async def _housekeeping(container: Container) -> None:
         container.domain_metrics().order_transition("expired", expired)
     await container.idempotency().purge()
     await container.webhooks().prune_nonces()
+    await container.auth().flush_usage()
+
+
+async def _print_demo_tokens(container: Container) -> None:
+    """memory:// keeps its tokens in this process only, so `autokey token create` cannot make
+    one: the demo prints a seller and a buyer token instead."""
+    auth = container.auth()
+    seller, _ = await auth.issue_token(Role.SELLER, name="demo seller")
+    buyer, _ = await auth.issue_token(Role.BUYER, name="demo buyer")
+    print(
+        "memory:// demo: nothing persists. Tokens for this run:\n"
+        f"  SELLER={seller}\n  BUYER={buyer}",
+        flush=True,
+    )
 
 
 def build_container(settings: Settings, store: object) -> Container:
@@ -87,13 +106,21 @@ def serve_app(settings: Settings) -> web.Application:
         async with contextlib.AsyncExitStack() as stack:
             store = await bootstrap.open_store(settings)
             stack.push_async_callback(store.close)
-            if settings.database.kind is not StoreKind.POSTGRES:
+            if bootstrap.auto_migrates(settings):
                 await store.migrate()
             session, redis = await stack.enter_async_context(bootstrap.outbound(settings))
+            hooks = open_webhook_session(
+                allow_private=settings.webhook_allow_private,
+                timeout_s=settings.webhook_timeout_s,
+            )
+            stack.push_async_callback(hooks.close)
+            container.webhook_session.override(hooks)
             container.store.override(store)
             container.master_keys.override(bootstrap.master_keys(settings))
             container.http_session.override(session)
             container.redis.override(redis)
+            if settings.database.kind is StoreKind.MEMORY:
+                await _print_demo_tokens(container)
             if redis is not None:
                 container.redis_ping.override(providers.Object(redis.ping))
             marketplace = container.marketplace()
@@ -103,7 +130,8 @@ def serve_app(settings: Settings) -> web.Application:
                 if settings.g2a.env is MarketplaceEnvironment.LIVE:
                     await marketplace.probe_token()  # refuse to start on bad live credentials
             jobs = [
-                every(settings.sweep_interval_s, "housekeeping", lambda: _housekeeping(container))
+                every(settings.sweep_interval_s, "housekeeping", lambda: _housekeeping(container)),
+                every(DISPATCH_INTERVAL_S, "webhooks", container.seller_webhooks().dispatch_once),
             ]
             if marketplace is not None:
                 jobs.append(

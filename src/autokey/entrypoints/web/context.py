@@ -7,6 +7,7 @@ import base64
 import binascii
 import enum
 import json
+from datetime import UTC, datetime
 from typing import Any, TypeVar
 from uuid import UUID
 
@@ -112,6 +113,29 @@ def page_request(request: web.Request) -> PageRequest:
     if problems:
         raise InvalidInput(problems=tuple(problems))
     return PageRequest(limit=limit, after=after)
+
+
+def uuid_param(request: web.Request, name: str) -> UUID | None:
+    """An optional id in the query; InvalidInput when it is not one."""
+    raw = request.query.get(name)
+    if not raw:
+        return None
+    try:
+        return UUID(raw)
+    except ValueError:
+        raise InvalidInput.of(name, "not_an_id") from None
+
+
+def time_param(request: web.Request, name: str) -> datetime | None:
+    """An optional ISO 8601 instant in the query (`2026-11-29T12:00:00Z`); naive ones are UTC."""
+    raw = request.query.get(name)
+    if not raw:
+        return None
+    try:
+        value = datetime.fromisoformat(raw)
+    except ValueError:
+        raise InvalidInput.of(name, "not_an_iso8601_time") from None
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
 
 
 E = TypeVar("E", bound=enum.Enum)

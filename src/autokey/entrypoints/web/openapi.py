@@ -182,6 +182,8 @@ class Operation:
     idempotency_key: bool = False
     also: tuple[int, ...] = ()
     """Other success statuses with the same body (an offer draft saved again answers 200)."""
+    csv: str | None = None
+    """With `Accept: text/csv` the operation streams this CSV instead (the description)."""
     description: str | None = None
 
 
@@ -293,8 +295,10 @@ OPERATIONS: tuple[Operation, ...] = (
         summary="The pool's audit trail",
         tag="key pools",
         response=PageOf(s.AuditEventOut),
-        query=PAGED,
+        query=(*PAGED, "since"),
         problems=("invalid_input", "not_found"),
+        csv="The whole trail from `since` on, streamed: a header line "
+        "(id,occurredAt,action,actor,poolId,orderId,keyIds,details), then one line per event.",
     ),
     # offers
     Operation(
@@ -426,12 +430,57 @@ OPERATIONS: tuple[Operation, ...] = (
     ),
     Operation(
         method="GET",
+        path="/seller/orders",
+        summary="The seller's sales across offers, newest first (key ids, never plaintext)",
+        tag="orders",
+        response=PageOf(s.SaleOut),
+        query=("status_order", "offerId", "since_order", "until_order", *PAGED),
+        problems=("invalid_input", "forbidden"),
+    ),
+    Operation(
+        method="GET",
         path="/orders",
         summary="The buyer's orders, newest first",
         tag="orders",
         response=PageOf(s.OrderOut),
         query=("status_order", *PAGED),
         problems=("invalid_input",),
+    ),
+    # seller webhooks
+    Operation(
+        method="POST",
+        path="/seller/webhooks",
+        summary="Register a webhook endpoint; the signing secret is in this response only",
+        tag="seller webhooks",
+        status=201,
+        response=s.RegisteredWebhookOut,
+        request=s.RegisterWebhookIn,
+        problems=(*JSON_BODY, "forbidden"),
+    ),
+    Operation(
+        method="GET",
+        path="/seller/webhooks",
+        summary="The seller's webhook endpoints (never their secrets)",
+        tag="seller webhooks",
+        response=PageOf(s.WebhookEndpointOut),
+        problems=("forbidden",),
+    ),
+    Operation(
+        method="GET",
+        path="/seller/webhooks/{endpoint_id}/deliveries",
+        summary="An endpoint's deliveries and their attempts, newest first",
+        tag="seller webhooks",
+        response=PageOf(s.DeliveryOut),
+        query=PAGED,
+        problems=("invalid_input", "not_found", "forbidden"),
+    ),
+    Operation(
+        method="POST",
+        path="/seller/webhooks/{endpoint_id}/deliveries/{delivery_id}/replay",
+        summary="Send a delivery again (re-enables a disabled endpoint)",
+        tag="seller webhooks",
+        response=s.DeliveryOut,
+        problems=("not_found", "forbidden"),
     ),
     # webhooks
     Operation(
@@ -469,6 +518,13 @@ QUERY_PARAMETERS: dict[str, dict[str, Any]] = {
         "description": "Page size.",
         "schema": {"type": "integer", "minimum": 1, "maximum": MAX_PAGE_SIZE, "default": 100},
     },
+    "since": {
+        "name": "since",
+        "in": "query",
+        "required": False,
+        "description": "With `Accept: text/csv`: only events at or after this time.",
+        "schema": {"type": "string", "format": "date-time"},
+    },
     "cursor": {
         "name": "cursor",
         "in": "query",
@@ -482,6 +538,27 @@ QUERY_PARAMETERS: dict[str, dict[str, Any]] = {
         "required": False,
         "description": "Only keys of this status (case-insensitive).",
         "schema": {"type": "string", "enum": _values(KeyStatus)},
+    },
+    "offerId": {
+        "name": "offerId",
+        "in": "query",
+        "required": False,
+        "description": "Only orders of this offer.",
+        "schema": {"type": "string", "format": "uuid"},
+    },
+    "since_order": {
+        "name": "since",
+        "in": "query",
+        "required": False,
+        "description": "Only orders created at or after this time.",
+        "schema": {"type": "string", "format": "date-time"},
+    },
+    "until_order": {
+        "name": "until",
+        "in": "query",
+        "required": False,
+        "description": "Only orders created before this time.",
+        "schema": {"type": "string", "format": "date-time"},
     },
     "status_order": {
         "name": "status",
@@ -745,6 +822,8 @@ def _responses(op: Operation, builder: SchemaBuilder) -> dict[str, Any]:
         }
         if schema is not None:
             response["content"] = {op.response_media: {"schema": schema}}
+        if op.csv is not None:
+            response["content"]["text/csv"] = {"schema": {"type": "string", "description": op.csv}}
         if op.idempotency_key:
             response["headers"] = {
                 **_ID_HEADERS_REF,

@@ -11,7 +11,7 @@ from aiohttp import web
 from autokey.domain.model.auth import Principal
 from autokey.domain.model.idempotency import StoredResponse
 from autokey.domain.model.ids import OfferId, OrderId
-from autokey.domain.model.orders import OrderStatus
+from autokey.domain.model.orders import OrderStatus, SalesFilter
 from autokey.domain.services.orders import OrderView, SourcingRequired
 from autokey.domain.services.transactions import transact
 from autokey.entrypoints.web.context import (
@@ -24,8 +24,10 @@ from autokey.entrypoints.web.context import (
     principal,
     read_json,
     status_filter,
+    time_param,
+    uuid_param,
 )
-from autokey.entrypoints.web.schemas import CreateOrderIn, OrderOut
+from autokey.entrypoints.web.schemas import CreateOrderIn, OrderOut, SaleOut
 from autokey.ports.store import UnitOfWork
 
 routes = web.RouteTableDef()
@@ -120,6 +122,20 @@ async def get_order(request: web.Request) -> web.Response:
     who = await principal(request)
     view = await container(request).orders().get(who, _order_id(request))
     return json_response(request, OrderOut.of_view(view))
+
+
+@routes.get("/seller/orders")
+async def seller_orders(request: web.Request) -> web.Response:
+    """The seller's sales across offers, newest first, filtered by the query."""
+    who = await principal(request)
+    which = SalesFilter(
+        status=status_filter(request, OrderStatus),
+        offer_id=OfferId(offer) if (offer := uuid_param(request, "offerId")) else None,
+        since=time_param(request, "since"),
+        until=time_param(request, "until"),
+    )
+    page = await container(request).orders().list_sales(who, which, page_request(request))
+    return json_response(request, page_body(request, page, [SaleOut.of(s) for s in page.items]))
 
 
 @routes.get("/orders")

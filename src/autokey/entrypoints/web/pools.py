@@ -9,6 +9,7 @@ from aiohttp import web
 from autokey.domain.model.errors import UploadTooLarge
 from autokey.domain.model.ids import KeyId, PoolId
 from autokey.domain.model.keys import KeyStatus
+from autokey.entrypoints.audit_csv import csv_lines
 from autokey.entrypoints.web.context import (
     container,
     json_response,
@@ -18,6 +19,7 @@ from autokey.entrypoints.web.context import (
     principal,
     read_json,
     status_filter,
+    time_param,
 )
 from autokey.entrypoints.web.schemas import (
     AuditEventOut,
@@ -104,13 +106,24 @@ async def invalidate_key(request: web.Request) -> web.Response:
 
 
 @routes.get("/key-pools/{pool_id}/events")
-async def pool_events(request: web.Request) -> web.Response:
-    who = await principal(request)
-    page = (
-        await container(request)
-        .inventory()
-        .pool_events(who, _pool_id(request), page_request(request))
+async def pool_events(request: web.Request) -> web.StreamResponse:
+    """A page of JSON; with `Accept: text/csv`, the whole log (from `?since=`) streamed."""
+    who, pool_id = await principal(request), _pool_id(request)
+    inventory = container(request).inventory()
+    if "text/csv" not in request.headers.get("Accept", ""):
+        page = await inventory.pool_events(who, pool_id, page_request(request))
+        return json_response(
+            request, page_body(request, page, [AuditEventOut.of(e) for e in page.items])
+        )
+    events = await inventory.export_pool_events(who, pool_id, time_param(request, "since"))
+    response = web.StreamResponse(
+        headers={
+            "Content-Type": "text/csv; charset=utf-8",
+            "Content-Disposition": f'attachment; filename="pool-{pool_id}-events.csv"',
+        }
     )
-    return json_response(
-        request, page_body(request, page, [AuditEventOut.of(e) for e in page.items])
-    )
+    await response.prepare(request)
+    async for line in csv_lines(events):
+        await response.write(line.encode())
+    await response.write_eof()
+    return response

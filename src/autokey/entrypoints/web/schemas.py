@@ -16,9 +16,10 @@ from autokey.domain.model.audit import AuditEvent
 from autokey.domain.model.keys import Key, PoolCounts, UploadReport
 from autokey.domain.model.offers import Money
 from autokey.domain.model.orders import Order, OrderStatus
+from autokey.domain.model.outbound import Delivery, WebhookEndpoint
 from autokey.domain.services.inventory import PoolView
 from autokey.domain.services.offers import OfferView
-from autokey.domain.services.orders import DeliveredKey, OrderView
+from autokey.domain.services.orders import DeliveredKey, OrderView, Sale
 
 
 def to_camel(name: str) -> str:
@@ -313,6 +314,18 @@ class OrderOut:
 
 
 @attrs.frozen(kw_only=True)
+class SaleOut:
+    """One of a seller's orders: never key plaintext, only the delivered keys' ids."""
+
+    order: OrderOut
+    delivered_key_ids: list[UUID]
+
+    @classmethod
+    def of(cls, sale: Sale) -> SaleOut:
+        return cls(order=OrderOut.of(sale.order), delivered_key_ids=list(sale.key_ids))
+
+
+@attrs.frozen(kw_only=True)
 class AuditEventOut:
     id: UUID
     occurred_at: datetime
@@ -334,4 +347,72 @@ class AuditEventOut:
             order_id=event.order_id,
             key_ids=list(event.key_ids),
             details=dict(event.details),
+        )
+
+
+@attrs.frozen(kw_only=True)
+class RegisterWebhookIn:
+    url: str
+    event_types: list[str]
+
+
+@attrs.frozen(kw_only=True)
+class WebhookEndpointOut:
+    id: UUID
+    url: str
+    event_types: list[str]
+    status: str
+    created_at: datetime
+    failing_since: datetime | None
+    disabled_at: datetime | None
+    disabled_reason: str | None
+
+    @classmethod
+    def of(cls, e: WebhookEndpoint) -> WebhookEndpointOut:
+        return cls(
+            id=e.id,
+            url=e.url,
+            event_types=sorted(t.value for t in e.event_types),
+            status=e.status.value,
+            created_at=e.created_at,
+            failing_since=e.failing_since,
+            disabled_at=e.disabled_at,
+            disabled_reason=e.disabled_reason,
+        )
+
+
+@attrs.frozen(kw_only=True)
+class RegisteredWebhookOut:
+    """The endpoint, and its signing secret: shown in this response only."""
+
+    endpoint: WebhookEndpointOut
+    secret: str = attrs.field(repr=False)
+
+
+@attrs.frozen(kw_only=True)
+class DeliveryOut:
+    id: UUID
+    event_type: str
+    status: str
+    attempts: int
+    created_at: datetime
+    next_attempt_at: datetime
+    last_attempt_at: datetime | None
+    last_status_code: int | None
+    last_error: str | None
+    delivered_at: datetime | None
+
+    @classmethod
+    def of(cls, d: Delivery) -> DeliveryOut:
+        return cls(
+            id=d.id,
+            event_type=d.event_type.value,
+            status=d.status.value,
+            attempts=d.attempts,
+            created_at=d.created_at,
+            next_attempt_at=d.next_attempt_at,
+            last_attempt_at=d.last_attempt_at,
+            last_status_code=d.last_status_code,
+            last_error=d.last_error,
+            delivered_at=d.delivered_at,
         )

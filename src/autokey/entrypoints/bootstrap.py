@@ -13,6 +13,8 @@ from redis.asyncio import Redis
 from autokey import __version__
 from autokey.adapters.crypto import load_or_create_key_file
 from autokey.adapters.memory.store import MemoryStore
+from autokey.domain.model.errors import KeyringMismatch, KeyringProblem
+from autokey.entrypoints.container import Container
 from autokey.entrypoints.settings import Settings, StoreKind
 from autokey.ports.store import Store
 
@@ -45,6 +47,38 @@ def master_keys(settings: Settings) -> tuple[bytes, ...]:
         return (key,)
     log.warning("crypto.ephemeral_key", reason="memory store: keys vanish on exit anyway")
     return (os.urandom(32),)
+
+
+KEYRING_SCHEMA = 4
+"""The migration (0004, both engines) that lets a store say which keys its rows need."""
+
+
+async def unlock(container: Container) -> None:
+    """The startup check every entry point runs before serving (ADR 0011): KeyringMismatch
+    when the configured master keys cannot open what the store holds, or the schema predates
+    the migration that records it. Then wires the blind index under the store's pinned key."""
+    store = container.store()
+    if store.name != MemoryStore.name and await store.schema_version() < KEYRING_SCHEMA:
+        raise KeyringMismatch(
+            problem=KeyringProblem.SCHEMA_OUTDATED, configured=tuple(container.cipher().key_ids)
+        )
+    container.blind_index.override(await container.keyring().unlock())
+
+
+@asynccontextmanager
+async def opened(settings: Settings, *, migrate: bool = False) -> AsyncIterator[Container]:
+    """The store (migrated first when asked) behind an unlocked container, for CLI commands;
+    closed on exit."""
+    store = await open_store(settings)
+    try:
+        if migrate:
+            applied = await store.migrate()
+            log.info("db.migrated", applied=list(applied), version=await store.schema_version())
+        container = Container(settings=settings, store=store, master_keys=master_keys(settings))
+        await unlock(container)
+        yield container
+    finally:
+        await store.close()
 
 
 @asynccontextmanager

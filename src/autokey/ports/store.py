@@ -18,7 +18,14 @@ from autokey.domain.model.audit import AuditEvent
 from autokey.domain.model.auth import ApiToken
 from autokey.domain.model.idempotency import IdempotencyRecord, StoredResponse
 from autokey.domain.model.ids import KeyId, OfferId, OrderId, PoolId, SubjectId, TokenId
-from autokey.domain.model.keys import Key, KeyPool, KeyStatus, PoolCounts
+from autokey.domain.model.keys import (
+    Key,
+    KeyPool,
+    KeyStatus,
+    MasterKeyId,
+    PinnedIndexKey,
+    PoolCounts,
+)
 from autokey.domain.model.offers import Offer
 from autokey.domain.model.orders import Order, OrderStatus
 from autokey.domain.model.pages import Page, PageRequest
@@ -102,6 +109,40 @@ class KeyRepository(Protocol):
 
     async def deliver_order(self, order_id: OrderId, now: datetime) -> Sequence[KeyId]:
         """RESERVED -> DELIVERED for every key of the order; returns the ids delivered."""
+        ...
+
+
+class KeyringRepository(Protocol):
+    """What the store's sealed values need: which master keys, and which blind-index key."""
+
+    async def master_key_ids(self) -> frozenset[MasterKeyId]:
+        """Every master key id some stored sealed value names (keys and the pinned index key);
+        empty for an empty store."""
+        ...
+
+    async def index_key(self) -> PinnedIndexKey | None:
+        """The pinned blind-index key, or None before first use."""
+        ...
+
+    async def pin_index_key(self, key: PinnedIndexKey) -> PinnedIndexKey:
+        """Pin `key` unless one is pinned already; returns the pinned one. Concurrent callers
+        all get the same key (the first to commit wins)."""
+        ...
+
+    async def reseal_index_key(self, sealed: bytes) -> None:
+        """Replace the pinned index key's sealed value (the same key, sealed anew)."""
+        ...
+
+    async def sealed_under(
+        self, master_key_ids: Collection[MasterKeyId], after: KeyId | None, limit: int
+    ) -> Sequence[Key]:
+        """Up to `limit` keys with ids above `after`, in id order, whose sealed value names one
+        of `master_key_ids`, locked until the transaction ends; keys another transaction
+        holds are skipped (so a re-seal never waits for, or blocks on, order traffic)."""
+        ...
+
+    async def reseal_key(self, key_id: KeyId, sealed: bytes) -> None:
+        """Replace a key's sealed value (the same plaintext, sealed anew); nothing else."""
         ...
 
 
@@ -216,6 +257,7 @@ class UnitOfWork(Protocol):
     idempotency: IdempotencyRepository
     audit: AuditLog
     webhooks: WebhookRepository
+    keyring: KeyringRepository
 
 
 class Store(Protocol):

@@ -21,7 +21,15 @@ from autokey.domain.model.auth import ApiToken
 from autokey.domain.model.errors import DuplicateResource
 from autokey.domain.model.idempotency import IdempotencyRecord, IdempotencyState, StoredResponse
 from autokey.domain.model.ids import KeyId, OfferId, OrderId, PoolId, SubjectId, TokenId
-from autokey.domain.model.keys import Key, KeyPool, KeyStatus, PoolCounts
+from autokey.domain.model.keys import (
+    Key,
+    KeyPool,
+    KeyStatus,
+    MasterKeyId,
+    PinnedIndexKey,
+    PoolCounts,
+    sealed_with,
+)
 from autokey.domain.model.offers import Offer
 from autokey.domain.model.orders import Order, OrderStatus
 from autokey.domain.model.pages import Page, PageRequest
@@ -30,6 +38,7 @@ from autokey.ports.store import (
     AuditLog,
     IdempotencyRepository,
     KeyRepository,
+    KeyringRepository,
     OfferRepository,
     OrderRepository,
     PoolRepository,
@@ -55,6 +64,8 @@ class _Tables:
     audit: list[AuditEvent] = attrs.Factory(list)
     nonces: dict[str, datetime] = attrs.Factory(dict)
     events: dict[str, WebhookEvent] = attrs.Factory(dict)
+    index_key: dict[int, PinnedIndexKey] = attrs.Factory(dict)
+    """At most one entry, under key 1 (the journal undoes dict writes)."""
 
 
 class _Journal:
@@ -251,6 +262,44 @@ class MemoryKeyRepository(KeyRepository):
         return delivered
 
 
+class MemoryKeyringRepository(KeyringRepository):
+    def __init__(self, t: _Tables, j: _Journal) -> None:
+        self._t, self._j = t, j
+
+    async def master_key_ids(self) -> frozenset[MasterKeyId]:
+        sealed = [k.sealed for k in self._t.keys.values()]
+        sealed += [k.sealed for k in self._t.index_key.values()]
+        return frozenset(sealed_with(s) for s in sealed)
+
+    async def index_key(self) -> PinnedIndexKey | None:
+        return self._t.index_key.get(1)
+
+    async def pin_index_key(self, key: PinnedIndexKey) -> PinnedIndexKey:
+        if 1 not in self._t.index_key:
+            self._j.put(self._t.index_key, 1, key)
+        return self._t.index_key[1]
+
+    async def reseal_index_key(self, sealed: bytes) -> None:
+        self._j.put(self._t.index_key, 1, attrs.evolve(self._t.index_key[1], sealed=sealed))
+
+    async def sealed_under(
+        self, master_key_ids: Collection[MasterKeyId], after: KeyId | None, limit: int
+    ) -> Sequence[Key]:
+        found = sorted(
+            (
+                k
+                for k in self._t.keys.values()
+                if sealed_with(k.sealed) in master_key_ids and (after is None or k.id > after)
+            ),
+            key=lambda k: k.id,
+        )
+        return [_copy(k) for k in found[:limit]]
+
+    async def reseal_key(self, key_id: KeyId, sealed: bytes) -> None:
+        if key_id in self._t.keys:
+            self._j.put(self._t.keys, key_id, attrs.evolve(self._t.keys[key_id], sealed=sealed))
+
+
 class MemoryOfferRepository(OfferRepository):
     def __init__(self, t: _Tables, j: _Journal) -> None:
         self._t, self._j = t, j
@@ -416,6 +465,7 @@ class MemoryStore(Store):
                 idempotency=MemoryIdempotencyRepository(t, journal),
                 audit=MemoryAuditLog(t, journal),
                 webhooks=MemoryWebhookRepository(t, journal),
+                keyring=MemoryKeyringRepository(t, journal),
             )
             try:
                 yield uow

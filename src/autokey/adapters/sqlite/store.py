@@ -15,6 +15,7 @@ raised `from` the sqlite3 exception.
 from __future__ import annotations
 
 import asyncio
+import json
 import re
 import sqlite3
 from collections.abc import AsyncIterator, Collection, Iterable, Iterator, Mapping, Sequence
@@ -35,7 +36,14 @@ from autokey.domain.model.auth import ApiToken
 from autokey.domain.model.errors import Conflict, DuplicateResource, StoreUnavailable
 from autokey.domain.model.idempotency import IdempotencyRecord, StoredResponse
 from autokey.domain.model.ids import KeyId, OfferId, OrderId, PoolId, SubjectId, TokenId
-from autokey.domain.model.keys import Key, KeyPool, KeyStatus, PoolCounts
+from autokey.domain.model.keys import (
+    Key,
+    KeyPool,
+    KeyStatus,
+    MasterKeyId,
+    PinnedIndexKey,
+    PoolCounts,
+)
 from autokey.domain.model.offers import Offer
 from autokey.domain.model.orders import Order, OrderStatus
 from autokey.domain.model.pages import Page, PageRequest
@@ -44,6 +52,7 @@ from autokey.ports.store import (
     AuditLog,
     IdempotencyRepository,
     KeyRepository,
+    KeyringRepository,
     OfferRepository,
     OrderRepository,
     PoolRepository,
@@ -287,6 +296,44 @@ class SqliteKeyRepository(KeyRepository):
         return [KeyId(i) for i in _sorted_ids(found)]
 
 
+class SqliteKeyringRepository(KeyringRepository):
+    def __init__(self, session: _Session) -> None:
+        self._db = session
+
+    async def master_key_ids(self) -> frozenset[MasterKeyId]:
+        found = await self._db.fetchall(sql.MASTER_KEY_IDS)
+        return frozenset(MasterKeyId(bytes(r[0]).hex()) for r in found)
+
+    async def index_key(self) -> PinnedIndexKey | None:
+        row = await self._db.fetchone(sql.INDEX_KEY_GET)
+        return None if row is None else PinnedIndexKey(id=row[0], sealed=bytes(row[1]))
+
+    async def pin_index_key(self, key: PinnedIndexKey) -> PinnedIndexKey:
+        await self._db.execute(sql.INDEX_KEY_PIN, {"key_id": key.id, "sealed": key.sealed})
+        pinned = await self.index_key()
+        assert pinned is not None  # inserted now or before, in this transaction's view
+        return pinned
+
+    async def reseal_index_key(self, sealed: bytes) -> None:
+        await self._db.execute(sql.INDEX_KEY_RESEAL, {"sealed": sealed})
+
+    async def sealed_under(
+        self, master_key_ids: Collection[MasterKeyId], after: KeyId | None, limit: int
+    ) -> Sequence[Key]:
+        # Locking: this transaction holds the database's only writer lock.
+        params = {
+            "after": rows.cursor_after(after),
+            "ids": json.dumps(sorted(master_key_ids)),
+            "limit": limit,
+        }
+        return [
+            rows.key_from_row(r) for r in await self._db.fetchall(sql.KEYS_SEALED_UNDER, params)
+        ]
+
+    async def reseal_key(self, key_id: KeyId, sealed: bytes) -> None:
+        await self._db.execute(sql.KEY_RESEAL, {"id": key_id.bytes, "sealed": sealed})
+
+
 class SqliteOfferRepository(OfferRepository):
     def __init__(self, session: _Session) -> None:
         self._db = session
@@ -467,6 +514,7 @@ def _unit_of_work(session: _Session) -> UnitOfWork:
         idempotency=SqliteIdempotencyRepository(session),
         audit=SqliteAuditLog(session),
         webhooks=SqliteWebhookRepository(session),
+        keyring=SqliteKeyringRepository(session),
     )
 
 

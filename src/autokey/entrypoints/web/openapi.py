@@ -397,6 +397,7 @@ OPERATIONS: tuple[Operation, ...] = (
             "idempotency_key_reused",
             "upstream_unavailable",
             "upstream_error",
+            "order_keys_unreadable",
             "key_material_unreadable",
         ),
     ),

@@ -33,6 +33,13 @@ _ROWS: tuple[tuple[type[Exception], int, str, str], ...] = (
     (e.NotFound, 404, "not_found", "Resource not found"),
     (e.KeyNotAvailable, 409, "key_not_available", "The key is not available"),
     (e.OrderNotPaid, 409, "order_not_paid", "The order is not paid"),
+    (
+        e.OrderKeysUnreadable,
+        409,
+        "order_keys_unreadable",
+        "The order's keys could not be decrypted and none could replace them: "
+        "the order was canceled and is owed a refund",
+    ),
     (e.ReservationExpired, 409, "reservation_expired", "The order's reservation has expired"),
     (e.IdempotencyInFlight, 409, "idempotency_in_flight", "That Idempotency-Key is in use"),
     (e.IllegalTransition, 409, "illegal_transition", "The resource's state forbids this"),

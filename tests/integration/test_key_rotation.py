@@ -4,6 +4,7 @@ old key, with real `autokey` processes on SQLite and PostgreSQL (issue 10, secti
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import re
 import signal
@@ -129,11 +130,17 @@ async def test_another_encryption_key_without_the_previous_one_refuses_to_start(
         seller = token("seller", first)
         async with serve(first) as api:
             await _stocked_offer(api, seller, ["ISSUE-10-KEY-1"])
+        first_id = json.loads(autokey("keys", "ids", env=first))["current"]
         wrong = _env(url, KEY_B)
         served = _run("serve", "--port", "0", env=wrong)
-        _assert_refused(served, missing=ID)
-        for command in (("migrate",), ("sweep",), ("keys", "reseal")):
-            _assert_refused(_run(*command, env=wrong), missing=ID)
+        _assert_refused(served, missing=first_id)
+        for command in (
+            ("migrate",),
+            ("sweep",),
+            ("keys", "reseal"),
+            ("token", "create", "--role", "buyer"),
+        ):
+            _assert_refused(_run(*command, env=wrong), missing=first_id)
 
 
 async def _reseal_killed_after_first_batch(env: Mapping[str, str]) -> None:

@@ -1,4 +1,4 @@
-"""`autokey serve | migrate | sweep | token create|revoke | keys reseal | smoke | g2a-sandbox`.
+"""`autokey serve | migrate | sweep | token create|revoke | keys reseal|ids | smoke | g2a-sandbox`.
 
 Exit codes: 0 done, 1 the command could not finish its job, 2 invalid configuration,
 3 the configured master keys do not fit the database (docs/runbook.md).
@@ -17,6 +17,7 @@ from collections.abc import Sequence
 import structlog
 from aiohttp import web
 
+from autokey.adapters.crypto import AesGcmKeyCipher
 from autokey.domain.model.auth import Role
 from autokey.domain.model.errors import KeyringMismatch, KeyringProblem
 from autokey.domain.model.ids import SubjectId, TokenId
@@ -52,6 +53,7 @@ def _parser() -> argparse.ArgumentParser:
         "reseal", help="seal every stored key under ENCRYPTION_KEY (resumable, in batches)"
     )
     reseal.add_argument("--batch", type=int, default=RESEAL_BATCH, help="keys per transaction")
+    keys.add_parser("ids", help="print the public ids of the configured master keys")
     smoke = sub.add_parser("smoke", help="run the G2A sandbox smoke test end to end")
     smoke.add_argument("--live", action="store_true", help="allow G2A_ENV=live (real money)")
     sandbox = sub.add_parser("g2a-sandbox", help="run the local G2A simulator")
@@ -86,6 +88,10 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
         return asyncio.run(_revoke_token(settings, TokenId(args.token_id)))
     if args.command == "token":
         return asyncio.run(_create_token(settings, Role(args.role), args.subject, args.name))
+    if args.command == "keys" and args.keys_command == "ids":
+        ids = AesGcmKeyCipher(bootstrap.master_keys(settings)).key_ids
+        print(json.dumps({"current": ids[0], "previous": list(ids[1:])}))
+        return 0
     if args.command == "keys":
         return asyncio.run(_reseal(settings, max(1, args.batch)))
     if args.command == "smoke":

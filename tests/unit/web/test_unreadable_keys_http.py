@@ -5,18 +5,27 @@ operator gets one log event without key material."""
 from __future__ import annotations
 
 import json
+import os
+from collections.abc import Callable
 from uuid import UUID
 
+from autokey.adapters.crypto import AesGcmKeyCipher
 from autokey.adapters.memory.store import MemoryStore
 from autokey.domain.model.auth import Role
 from autokey.domain.model.ids import OrderId
+from autokey.domain.model.keys import Key
+from autokey.domain.services.inventory import key_context
 from tests.http import Api, captured_logs, running_api
 
 KEYS = ["AAAAA-11111-AAAAA", "BBBBB-22222-BBBBB"]
 
 
+def _flip_last_bit(sealed: bytes) -> bytes:
+    return sealed[:-1] + bytes([sealed[-1] ^ 1])
+
+
 async def _paid_order_with_a_damaged_key(
-    api: Api, stock: list[str]
+    api: Api, stock: list[str], damage: Callable[[Key], bytes] = lambda k: _flip_last_bit(k.sealed)
 ) -> tuple[dict[str, str], str, str, str]:
     seller, buyer = await api.token(Role.SELLER), await api.token(Role.BUYER)
     pool, offer = await api.stocked_offer(seller, stock)
@@ -24,7 +33,7 @@ async def _paid_order_with_a_damaged_key(
     await api.client.post(f"/orders/{order['id']}/pay", headers=buyer)
     async with api.container.store().transaction() as tx:
         (key,) = await tx.keys.for_order(OrderId(UUID(order["id"])))
-        await tx.keyring.reseal_key(key.id, key.sealed[:-1] + bytes([key.sealed[-1] ^ 1]))
+        await tx.keyring.reseal_key(key.id, damage(key))
     return buyer, pool, order["id"], str(key.id)
 
 
@@ -64,3 +73,23 @@ async def test_an_unreadable_key_without_stock_cancels_the_order_with_a_stable_p
     (event,) = _events(logs.getvalue(), "orders.key_material_unreadable")
     assert (event["key_ids"], event["outcome"], event["level"]) == ([bad], "canceled", "error")
     assert KEYS[0] not in logs.getvalue()
+
+
+async def test_a_key_sealed_under_a_master_key_this_server_lacks_is_not_set_aside() -> None:
+    def sealed_elsewhere(key: Key) -> bytes:
+        cipher = AesGcmKeyCipher([os.urandom(32)])
+        return cipher.seal(KEYS[0], context=key_context(key.pool_id, key.id))
+
+    async with running_api(MemoryStore()) as api:
+        buyer, pool, order, key = await _paid_order_with_a_damaged_key(api, KEYS, sealed_elsewhere)
+        response = await api.client.post(f"/orders/{order}/fulfill", headers=buyer)
+        problem = await response.json()
+        assert response.status == 503, problem
+        assert problem["code"] == "master_key_unavailable"
+        shown = await (await api.client.get(f"/orders/{order}", headers=buyer)).json()
+        assert shown["status"] == "PAID"
+        admin = await api.token(Role.ADMIN)
+        keys = await (await api.client.get(f"/key-pools/{pool}/keys", headers=admin)).json()
+        statuses = {k["id"]: k["status"] for k in keys["items"]}
+        assert statuses.pop(key) == "RESERVED"
+        assert list(statuses.values()) == ["AVAILABLE"]

@@ -169,6 +169,11 @@ class KeyringService:
                 return
 
     def _readable(self, key: Key) -> bool:
+        """False when the key's material fails to open under the master key that sealed it.
+        A key sealed under a master key this process lacks is not damaged: that raises
+        KeyringMismatch (the process is misconfigured) and nothing is set aside."""
+        if (needed := sealed_with(key.sealed)) not in self._cipher.key_ids:
+            raise self._mismatch(KeyringProblem.MASTER_KEYS_MISSING, missing=(needed,))
         try:
             self._cipher.open(key.sealed, context=key_context(key.pool_id, key.id))
         except KeyMaterialUnreadable:
@@ -181,7 +186,8 @@ class KeyringService:
         replacements from the pool; when it has too few, release the rest and cancel the order
         with that reason (the buyer is owed a refund). Logs `orders.key_material_unreadable`
         for the operator (ids only). Any other order, or one whose keys all open: unchanged.
-        Returns the order (None if unknown)."""
+        KeyringMismatch, changing nothing, when a key is sealed under a master key this process
+        is not configured with. Returns the order (None if unknown)."""
         async with self._store.transaction() as tx:
             order = await tx.orders.get(order_id, for_update=True)
             if order is None or order.status is not OrderStatus.PAID:

@@ -398,6 +398,7 @@ OPERATIONS: tuple[Operation, ...] = (
             "upstream_unavailable",
             "upstream_error",
             "order_keys_unreadable",
+            "master_key_unavailable",
             "key_material_unreadable",
         ),
     ),

@@ -52,6 +52,12 @@ _ROWS: tuple[tuple[type[Exception], int, str, str], ...] = (
     (e.WebhooksNotConfigured, 503, "webhooks_not_configured", "No webhook secret configured"),
     (e.PaymentsNotConfigured, 501, "payments_not_configured", "No payment provider configured"),
     (e.StoreUnavailable, 503, "store_unavailable", "The database is unavailable"),
+    (
+        e.KeyringMismatch,
+        503,
+        "master_key_unavailable",
+        "This server is not configured with the master key that sealed these keys",
+    ),
     (e.UpstreamUnavailable, 503, "upstream_unavailable", "The marketplace is unavailable"),
     (e.UpstreamError, 502, "upstream_error", "The marketplace call failed"),
     (e.KeyMaterialUnreadable, 500, "key_material_unreadable", "Key material unreadable"),

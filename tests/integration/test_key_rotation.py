@@ -18,7 +18,7 @@ from typing import Any
 import aiohttp
 import pytest
 
-from tests.integration.server import autokey, serve, server_env, token
+from tests.integration.server import autokey, run_autokey, serve, server_env, token
 from tests.services import scratch_postgres
 
 KEY_A, KEY_B = "a1" * 32, "b2" * 32
@@ -52,17 +52,6 @@ def _env(url: str, current: str | None, previous: str = "") -> dict[str, str]:
     else:
         env["ENCRYPTION_KEY"] = current
     return env
-
-
-def _run(*args: str, env: Mapping[str, str]) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(  # noqa: S603
-        [sys.executable, "-m", "autokey", *args],
-        env=dict(env),
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
 
 
 def _assert_refused(done: subprocess.CompletedProcess[str], *, missing: str) -> None:
@@ -132,7 +121,7 @@ async def test_another_encryption_key_without_the_previous_one_refuses_to_start(
             await _stocked_offer(api, seller, ["ISSUE-10-KEY-1"])
         first_id = json.loads(autokey("keys", "ids", env=first))["current"]
         wrong = _env(url, KEY_B)
-        served = _run("serve", "--port", "0", env=wrong)
+        served = run_autokey("serve", "--port", "0", env=wrong)
         _assert_refused(served, missing=first_id)
         for command in (
             ("migrate",),
@@ -140,7 +129,7 @@ async def test_another_encryption_key_without_the_previous_one_refuses_to_start(
             ("keys", "reseal"),
             ("token", "create", "--role", "buyer"),
         ):
-            _assert_refused(_run(*command, env=wrong), missing=first_id)
+            _assert_refused(run_autokey(*command, env=wrong), missing=first_id)
 
 
 async def _reseal_killed_after_first_batch(env: Mapping[str, str]) -> None:
@@ -188,14 +177,14 @@ async def test_rotation_reseal_and_retirement_keep_every_key_sellable_and_unique
             assert (again["added"], again["duplicates"]) == (1, 1)
             # A reseal killed mid-way, then one that finishes, both beside a running server.
             await _reseal_killed_after_first_batch(rotated)
-            _assert_refused(_run("migrate", env=_env(url, KEY_B)), missing=ID)
-            done = _run("keys", "reseal", "--batch", "5", env=rotated)
+            _assert_refused(run_autokey("migrate", env=_env(url, KEY_B)), missing=ID)
+            done = run_autokey("keys", "reseal", "--batch", "5", env=rotated)
             assert done.returncode == 0, done.stderr
             assert "resealed" in done.stderr
             assert KEY_A not in done.stderr + done.stdout
 
         retired = _env(url, KEY_B)
-        assert _run("migrate", env=retired).returncode == 0
+        assert run_autokey("migrate", env=retired).returncode == 0
         async with serve(retired) as api:
             assert (await _upload(api, seller, pool, old_keys[-1:]))["duplicates"] == 1
             delivered = await _buy_everything(api, buyer, offer, len(old_keys) + 1)

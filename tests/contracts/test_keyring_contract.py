@@ -205,7 +205,12 @@ async def test_legacy_fingerprints_no_configured_key_reproduces_are_refused(
         assert await tx.keyring.index_key() is None
 
 
-async def _paid_order_with_keys(store: Store, stock: int) -> tuple[OrderId, list[KeyId]]:
+async def _paid_order_with_keys(
+    store: Store, stock: int, damaged: int = 1
+) -> tuple[OrderId, list[KeyId]]:
+    """A paid order holding the oldest of `stock` keys; the oldest `damaged` keys (its own
+    first) have one flipped bit in their ciphertext, so they no longer open. Returns the order
+    and the key ids, its own first, then the others in claim order."""
     owner, buyer = b.seller(), b.seller()
     pool = b.pool(owner)
     offer = b.offer(owner, pool.id)
@@ -219,10 +224,10 @@ async def _paid_order_with_keys(store: Store, stock: int) -> tuple[OrderId, list
         claimed = await tx.keys.claim(pool.id, order.id, 1, b.T0)
         order.pay(b.T0)
         await tx.orders.save(order)
-        # The claimed key's ciphertext is damaged (one flipped bit): it no longer opens.
-        bad = next(k for k in keys if k.id == claimed[0])
-        await tx.keyring.reseal_key(bad.id, bad.sealed[:-1] + bytes([bad.sealed[-1] ^ 1]))
-    return order.id, [bad.id, *(k.id for k in keys if k.id != bad.id)]
+        assert claimed == [keys[0].id]
+        for key in keys[:damaged]:
+            await tx.keyring.reseal_key(key.id, key.sealed[:-1] + bytes([key.sealed[-1] ^ 1]))
+    return order.id, [k.id for k in keys]
 
 
 async def test_an_unreadable_reserved_key_is_set_aside_and_replaced_from_stock(
@@ -256,3 +261,16 @@ async def test_an_unreadable_key_without_replacement_cancels_the_paid_order(stor
         key = await tx.keys.get(bad)
     assert key is not None
     assert (key.status, key.order_id) == (KeyStatus.INVALID, None)
+
+
+async def test_unreadable_replacements_are_set_aside_too_until_one_opens(store: Store) -> None:
+    order_id, (own, first_spare, second_spare) = await _paid_order_with_keys(store, 3, damaged=2)
+    order = await _keyring(store, bytes(range(32))).set_aside_unreadable(order_id)
+    assert order is not None
+    assert order.status is OrderStatus.PAID
+    async with store.transaction() as tx:
+        assert [k.id for k in await tx.keys.for_order(order_id)] == [second_spare]
+        statuses = [(await tx.keys.get(k)).status for k in (own, first_spare)]  # type: ignore[union-attr]
+        (invalidated, *_) = (await tx.audit.list_events(None, PageRequest())).items
+    assert statuses == [KeyStatus.INVALID, KeyStatus.INVALID]
+    assert invalidated.key_ids == (own, first_spare)

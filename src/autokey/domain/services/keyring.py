@@ -96,18 +96,18 @@ class KeyringService:
         """A new random key for an empty store. A store filled before ADR 0011 keeps the key
         its fingerprints were made with: the legacy key that reproduces a stored fingerprint
         (if every key is held by other transactions right now, no key can be chosen safely)."""
-        sample = await tx.keyring.sealed_under(self._cipher.key_ids, None, 1)
         if not in_use:
             index_key = self._index_keys.new_key()
         else:
+            sample = await tx.keyring.sealed_under(self._cipher.key_ids, None, 1)
+            plain = [
+                self._cipher.open(k.sealed, context=key_context(k.pool_id, k.id)) for k in sample
+            ]
             matching = [
-                k
-                for k in self._index_keys.legacy_keys()
-                for key in sample
-                if self._index_keys.blind_index(k).fingerprint(
-                    self._cipher.open(key.sealed, context=key_context(key.pool_id, key.id))
-                )
-                == key.fingerprint
+                legacy
+                for legacy in self._index_keys.legacy_keys()
+                for key, text in zip(sample, plain, strict=True)
+                if self._index_keys.blind_index(legacy).fingerprint(text) == key.fingerprint
             ]
             if not matching:
                 raise self._mismatch(KeyringProblem.INDEX_KEY_NOT_REPRODUCIBLE)
@@ -192,25 +192,13 @@ class KeyringService:
             order = await tx.orders.get(order_id, for_update=True)
             if order is None or order.status is not OrderStatus.PAID:
                 return order
-            now = self._clock.now()
-            bad = [k for k in await tx.keys.for_order(order.id) if not self._readable(k)]
-            needed, set_aside, replaced = len(bad), list[KeyId](), list[KeyId]()
-            while bad:  # ends: every round takes keys out of the pool for good
-                for key in bad:
-                    key.set_aside()
-                    await tx.keys.save(key)
-                set_aside += [k.id for k in bad]
-                claimed = set(await tx.keys.claim(order.pool_id, order.id, len(bad), now))
-                fresh = [k for k in await tx.keys.for_order(order.id) if k.id in claimed]
-                replaced += [k.id for k in fresh if self._readable(k)]
-                bad = [k for k in fresh if not self._readable(k)]
+            needed, set_aside, replaced = await self._replace_unreadable(tx, order)
             if not needed:
                 return order
             events = [self._event(AuditAction.KEY_INVALIDATED, order, set_aside)]
-            outcome = "replaced"
-            if len(replaced) < needed:
-                outcome = "canceled"
-                order.abandon(now, KEYS_UNREADABLE)
+            outcome = "replaced" if len(replaced) == needed else "canceled"
+            if outcome == "canceled":
+                order.abandon(self._clock.now(), KEYS_UNREADABLE)
                 released = await tx.keys.release_order(order.id)
                 await tx.orders.save(order)
                 events += [
@@ -228,6 +216,25 @@ class KeyringService:
             outcome=outcome,
         )
         return order
+
+    async def _replace_unreadable(
+        self, tx: UnitOfWork, order: Order
+    ) -> tuple[int, list[KeyId], list[KeyId]]:
+        """Set the order's unreadable keys aside and claim replacements until every claimed
+        key opens or the pool runs dry: (how many were unreadable, set aside, replacements)."""
+        bad = [k for k in await tx.keys.for_order(order.id) if not self._readable(k)]
+        needed, set_aside, replaced = len(bad), list[KeyId](), list[KeyId]()
+        while bad:  # ends: every round takes keys out of the pool for good
+            for key in bad:
+                key.set_aside()
+                await tx.keys.save(key)
+            set_aside += [k.id for k in bad]
+            claimed = await tx.keys.claim(order.pool_id, order.id, len(bad), self._clock.now())
+            fresh = [k for k in await tx.keys.for_order(order.id) if k.id in claimed]
+            readable = {k.id: self._readable(k) for k in fresh}
+            replaced += [k.id for k in fresh if readable[k.id]]
+            bad = [k for k in fresh if not readable[k.id]]
+        return needed, set_aside, replaced
 
     def _event(self, action: AuditAction, order: Order, key_ids: Sequence[KeyId]) -> AuditEvent:
         return AuditEvent(

@@ -107,7 +107,9 @@ async def fulfill(request: web.Request) -> web.Response:
     except KeyMaterialUnreadable:
         # Rolled back; the buyer owns the order (fulfill_in checked). Deal with the keys in a
         # transaction of its own, then answer from the order's new state.
-        await container(request).keyring().set_aside_unreadable(order_id)
+        order = await container(request).keyring().set_aside_unreadable(order_id)
+        if order is not None and order.status is OrderStatus.CANCELED:
+            container(request).domain_metrics().order_transition("canceled")
         return await _respond(request, who, lambda tx: orders.fulfill_in(tx, who, order_id), 200)
     except SourcingRequired:
         await container(request).sourcing().advance(order_id)

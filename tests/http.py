@@ -11,6 +11,7 @@ import structlog
 from aiohttp.test_utils import TestClient, TestServer
 
 from autokey.domain.model.auth import Role
+from autokey.entrypoints.bootstrap import unlock
 from autokey.entrypoints.container import Container
 from autokey.entrypoints.logging import configure_logging
 from autokey.entrypoints.settings import load_settings
@@ -58,6 +59,7 @@ async def running_api(
     container = Container(settings=settings, store=store, master_keys=(MASTER_KEY,))
     if clock is not None:
         container.clock.override(clock)
+    await unlock(container)
     async with TestClient(TestServer(make_app(container))) as client:
         yield Api(client, container)
 

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 import aiohttp
 from aiohttp import web
 
+from autokey.adapters.crypto import HmacBlindIndex
 from autokey.adapters.memory.store import MemoryStore
 from autokey.domain.model.auth import Role
 from autokey.entrypoints.container import Container
@@ -78,7 +79,12 @@ class LiveServer:
 @asynccontextmanager
 async def live_server() -> AsyncIterator[LiveServer]:
     settings = load_settings({"AUTOKEY_DATABASE_URL": "memory://"})
-    container = Container(settings=settings, store=MemoryStore(), master_keys=(MASTER_KEY,))
+    container = Container(
+        settings=settings,
+        store=MemoryStore(),
+        master_keys=(MASTER_KEY,),
+        blind_index=HmacBlindIndex(MASTER_KEY),
+    )
     runner = web.AppRunner(make_app(container))
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)

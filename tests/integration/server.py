@@ -34,9 +34,9 @@ def server_env(database_url: str, **extra: str) -> dict[str, str]:
     return env
 
 
-def autokey(*args: str, env: Mapping[str, str]) -> str:
-    """Run an autokey CLI command to completion; its stdout."""
-    done = subprocess.run(  # noqa: S603
+def run_autokey(*args: str, env: Mapping[str, str]) -> subprocess.CompletedProcess[str]:
+    """Run an autokey CLI command to completion, whatever its exit code."""
+    return subprocess.run(  # noqa: S603
         [sys.executable, "-m", "autokey", *args],
         env=dict(env),
         capture_output=True,
@@ -44,6 +44,11 @@ def autokey(*args: str, env: Mapping[str, str]) -> str:
         timeout=60,
         check=False,
     )
+
+
+def autokey(*args: str, env: Mapping[str, str]) -> str:
+    """Run an autokey CLI command that must succeed; its stdout."""
+    done = run_autokey(*args, env=env)
     assert done.returncode == 0, done.stderr
     return done.stdout
 

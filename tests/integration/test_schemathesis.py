@@ -21,6 +21,7 @@ from schemathesis.checks import (
     status_code_conformance,
 )
 
+from autokey.adapters.crypto import HmacBlindIndex
 from autokey.adapters.memory.store import MemoryStore
 from autokey.domain.model.auth import Role
 from autokey.entrypoints.container import Container
@@ -47,7 +48,10 @@ class LoopbackServer:
             {"AUTOKEY_DATABASE_URL": "memory://", "G2A_API_HASH": "schemathesis-webhook-secret"}
         )
         self.container = Container(
-            settings=settings_, store=MemoryStore(), master_keys=(MASTER_KEY,)
+            settings=settings_,
+            store=MemoryStore(),
+            master_keys=(MASTER_KEY,),
+            blind_index=HmacBlindIndex(MASTER_KEY),
         )
         self.loop = asyncio.new_event_loop()
         self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)

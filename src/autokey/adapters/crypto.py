@@ -2,7 +2,8 @@
 
 Sealed layout: version (1 byte) | master key id (4 bytes) | nonce (12 bytes) | ciphertext+tag.
 The associated data is the caller's context (pool id + key id), so a sealed value copied
-into another row fails authentication.
+into another row fails authentication. The blind-index key is a separate random key that the
+store pins, sealed like a key plaintext (ADR 0011).
 """
 
 from __future__ import annotations
@@ -20,7 +21,8 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from autokey.domain.model.errors import KeyMaterialUnreadable
-from autokey.ports.crypto import BlindIndex, KeyCipher, SecretHasher
+from autokey.domain.model.keys import MasterKeyId
+from autokey.ports.crypto import BlindIndex, BlindIndexKeys, KeyCipher, SecretHasher
 
 _VERSION = 1
 _NONCE_BYTES = 12
@@ -33,9 +35,14 @@ def _derive(master: bytes, purpose: bytes) -> bytes:
     return HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=purpose).derive(master)
 
 
-def master_key_id(master: bytes) -> bytes:
+def _key_id_bytes(master: bytes) -> bytes:
     """A public 4-byte name for a master key, stored in every sealed value."""
     return _derive(master, b"autokey/key-id/v1")[:4]
+
+
+def master_key_id(master: bytes) -> MasterKeyId:
+    """The public id of a master key (hex of the 4 bytes every sealed value carries)."""
+    return MasterKeyId(_key_id_bytes(master).hex())
 
 
 def parse_master_key(hex_text: str) -> bytes:
@@ -71,12 +78,16 @@ class AesGcmKeyCipher(KeyCipher):
     def __init__(self, master_keys: Sequence[bytes]) -> None:
         if not master_keys:
             raise ValueError("at least one master key is required")
-        self._ring = {master_key_id(k): AESGCM(_derive(k, b"autokey/seal/v1")) for k in master_keys}
-        self._current_id = master_key_id(master_keys[0])
+        self._ring = {_key_id_bytes(k): AESGCM(_derive(k, b"autokey/seal/v1")) for k in master_keys}
+        self._current_id = _key_id_bytes(master_keys[0])
         self._current = self._ring[self._current_id]
 
     def __repr__(self) -> str:
         return f"AesGcmKeyCipher(keys={len(self._ring)})"
+
+    @property
+    def key_ids(self) -> tuple[MasterKeyId, ...]:
+        return tuple(MasterKeyId(i.hex()) for i in self._ring)
 
     def seal(self, plaintext: str, *, context: bytes) -> bytes:
         nonce = os.urandom(_NONCE_BYTES)
@@ -95,16 +106,38 @@ class AesGcmKeyCipher(KeyCipher):
 
 
 class HmacBlindIndex(BlindIndex):
-    """HMAC-SHA256 under a key derived (HKDF) from the master key."""
+    """HMAC-SHA256 under the store's pinned index key."""
 
-    def __init__(self, master_key: bytes) -> None:
-        self._key = _derive(master_key, b"autokey/blind-index/v1")
+    def __init__(self, index_key: bytes) -> None:
+        self._key = index_key
 
     def __repr__(self) -> str:
         return "HmacBlindIndex()"
 
     def fingerprint(self, plaintext: str) -> bytes:
         return hmac.digest(self._key, plaintext.encode(), "sha256")
+
+
+class HmacBlindIndexKeys(BlindIndexKeys):
+    """Random 256-bit index keys; before ADR 0011 they were derived (HKDF) from a master key."""
+
+    def __init__(self, master_keys: Sequence[bytes]) -> None:
+        self._masters = tuple(master_keys)
+
+    def __repr__(self) -> str:
+        return f"HmacBlindIndexKeys(keys={len(self._masters)})"
+
+    def new_key(self) -> str:
+        return os.urandom(32).hex()
+
+    def key_id(self, index_key: str) -> str:
+        return hmac.digest(bytes.fromhex(index_key), b"autokey/index-key-id/v1", "sha256")[:4].hex()
+
+    def legacy_keys(self) -> tuple[str, ...]:
+        return tuple(_derive(m, b"autokey/blind-index/v1").hex() for m in self._masters)
+
+    def blind_index(self, index_key: str) -> HmacBlindIndex:
+        return HmacBlindIndex(bytes.fromhex(index_key))
 
 
 class Sha256SecretHasher(SecretHasher):

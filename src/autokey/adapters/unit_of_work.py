@@ -10,6 +10,7 @@ from autokey.ports.store import (
     EndpointRepository,
     IdempotencyRepository,
     KeyRepository,
+    KeyringRepository,
     OfferRepository,
     OrderRepository,
     PoolRepository,
@@ -31,3 +32,4 @@ class Repositories(UnitOfWork):
     webhooks: WebhookRepository
     endpoints: EndpointRepository
     deliveries: DeliveryRepository
+    keyring: KeyringRepository

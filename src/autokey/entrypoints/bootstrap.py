@@ -14,7 +14,8 @@ from redis.asyncio import Redis
 from autokey import __version__
 from autokey.adapters.crypto import load_or_create_key_file
 from autokey.adapters.memory.store import MemoryStore
-from autokey.domain.model.errors import StoreUnavailable
+from autokey.domain.model.errors import KeyringMismatch, KeyringProblem, StoreUnavailable
+from autokey.entrypoints.container import Container
 from autokey.entrypoints.settings import Settings, StoreKind
 from autokey.ports.store import Store
 
@@ -23,7 +24,7 @@ log = structlog.get_logger("autokey.bootstrap")
 EXIT_CONFIG = 2
 """The configuration (environment or flags) is invalid."""
 EXIT_DATABASE = 3
-"""The database is missing, unreachable or not migrated."""
+"""The database is missing, unreachable or not migrated, or the master keys do not fit it."""
 EXIT_ADDRESS_IN_USE = 4
 """`serve` cannot listen: the address is taken."""
 
@@ -68,10 +69,11 @@ async def provision(settings: Settings) -> None:
     log.info("db.created", database=name)
 
 
-async def open_ready_store(settings: Settings, *, create: bool) -> Store:
+async def open_ready_store(settings: Settings, *, create: bool, migrate: bool = False) -> Store:
     """Open the configured store ready to serve: provisioned and migrated where autokey does
-    that itself, and checked to be at the schema this code ships. With `create` False an
-    embedded SQLite file that does not exist yet is refused rather than made empty."""
+    that itself (or when `migrate` asks), and checked to be at the schema this code ships.
+    With `create` False an embedded SQLite file that does not exist yet is refused rather
+    than made empty."""
     db = settings.database
     if not create and db.kind is StoreKind.SQLITE and not db.sqlite_path.exists():
         raise StartupRefused(
@@ -88,8 +90,9 @@ async def open_ready_store(settings: Settings, *, create: bool) -> Store:
             f"cannot reach the database ({db.describe()})", EXIT_DATABASE
         ) from None
     try:
-        if create and auto_migrates(settings):
-            await store.migrate()
+        if migrate or (create and auto_migrates(settings)):
+            applied = await store.migrate()
+            log.info("db.migrated", applied=list(applied), version=await store.schema_version())
         if (version := await store.schema_version()) < store.shipped_schema_version:
             raise StartupRefused(
                 f"the database schema is at version {version}, this autokey needs "
@@ -128,6 +131,37 @@ def master_keys(settings: Settings) -> tuple[bytes, ...]:
         return (key,)
     log.warning("crypto.ephemeral_key", reason="memory store: keys vanish on exit anyway")
     return (os.urandom(32),)
+
+
+KEYRING_SCHEMA = 4
+"""The migration (0004, both engines) that lets a store say which keys its rows need."""
+
+
+async def unlock(container: Container) -> None:
+    """The startup check every entry point runs before serving (ADR 0011): KeyringMismatch
+    when the configured master keys cannot open what the store holds, or the schema predates
+    the migration that records it. Then wires the blind index under the store's pinned key."""
+    store = container.store()
+    if store.name != MemoryStore.name and await store.schema_version() < KEYRING_SCHEMA:
+        raise KeyringMismatch(
+            problem=KeyringProblem.SCHEMA_OUTDATED, configured=tuple(container.cipher().key_ids)
+        )
+    container.blind_index.override(await container.keyring().unlock())
+
+
+@asynccontextmanager
+async def opened(
+    settings: Settings, *, create: bool = False, migrate: bool = False
+) -> AsyncIterator[Container]:
+    """The ready store (`open_ready_store`) behind an unlocked container, for CLI commands;
+    closed on exit."""
+    store = await open_ready_store(settings, create=create, migrate=migrate)
+    try:
+        container = Container(settings=settings, store=store, master_keys=master_keys(settings))
+        await unlock(container)
+        yield container
+    finally:
+        await store.close()
 
 
 @asynccontextmanager

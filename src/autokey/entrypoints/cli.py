@@ -1,8 +1,9 @@
 """The `autokey` command line.
 
 Exit status: 0 success; 1 the command ran but did not succeed (a failed smoke run, an unknown
-token to revoke); 2 invalid configuration or usage; 3 the database is missing, unreachable or
-not migrated; 4 `serve` cannot listen because the address is in use.
+token to revoke, a reseal that still needs a retired key); 2 invalid configuration or usage;
+3 the database is missing, unreachable or not migrated, or the configured master keys do not fit
+it (docs/runbook.md); 4 `serve` cannot listen because the address is in use.
 """
 
 from __future__ import annotations
@@ -21,9 +22,16 @@ import structlog
 from aiohttp import web
 
 from autokey import __version__
+from autokey.adapters.crypto import AesGcmKeyCipher
 from autokey.domain.model.auth import Principal, Role
-from autokey.domain.model.errors import NotFound, StoreUnavailable
+from autokey.domain.model.errors import (
+    KeyringMismatch,
+    KeyringProblem,
+    NotFound,
+    StoreUnavailable,
+)
 from autokey.domain.model.ids import PoolId, SubjectId, TokenId
+from autokey.domain.services.keyring import RESEAL_BATCH, ResealReport
 from autokey.entrypoints import bootstrap
 from autokey.entrypoints.bootstrap import EXIT_ADDRESS_IN_USE, EXIT_CONFIG, StartupRefused
 from autokey.entrypoints.logging import configure_logging
@@ -81,6 +89,19 @@ def _parser() -> argparse.ArgumentParser:
         type=_instant,
         help="only events at or after this ISO 8601 time, e.g. 2026-11-01T00:00:00Z (default: all)",
     )
+    keys = sub.add_parser("keys", help="manage the encryption of stored keys").add_subparsers(
+        dest="keys_command", required=True, metavar="ACTION"
+    )
+    reseal = keys.add_parser(
+        "reseal", help="seal every stored key under ENCRYPTION_KEY (resumable, in batches)"
+    )
+    reseal.add_argument(
+        "--batch",
+        type=int,
+        default=RESEAL_BATCH,
+        help="keys re-sealed per transaction (default: %(default)s)",
+    )
+    keys.add_parser("ids", help="print the public ids of the configured master keys")
     smoke = sub.add_parser("smoke", help="run the G2A sandbox journey end to end and print a table")
     smoke.add_argument(
         "--live", action="store_true", help="allow G2A_ENV=live, which moves real money"
@@ -112,6 +133,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except StartupRefused as refused:
         print(f"autokey: {refused.message}", file=sys.stderr)
         return refused.exit_code
+    except KeyringMismatch as error:
+        print(f"autokey: {describe(error)}", file=sys.stderr)
+        return bootstrap.EXIT_DATABASE
     except NotFound as missing:
         print(f"autokey: no {missing.resource.replace('_', ' ')} {missing.id}", file=sys.stderr)
         return 1
@@ -132,6 +156,10 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
         from autokey.entrypoints.g2a_cli import sandbox_main
 
         return sandbox_main(args.host, args.port)
+    if args.command == "keys" and args.keys_command == "ids":
+        ids = AesGcmKeyCipher(bootstrap.master_keys(settings)).key_ids
+        print(json.dumps({"current": ids[0], "previous": list(ids[1:])}))
+        return 0
     log.info("cli.database", command=args.command, database=settings.database.describe())
     if args.command == "serve":
         return _serve(settings, args.host, args.port)
@@ -144,6 +172,8 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
         )
     if args.command == "sweep":
         return asyncio.run(_sweep(settings))
+    if args.command == "keys":
+        return asyncio.run(_reseal(settings, max(1, args.batch)))
     if args.command == "audit":
         return asyncio.run(_export_audit(settings, PoolId(args.pool), args.since))
     action = args.token_command
@@ -181,32 +211,19 @@ def _serve(settings: Settings, host: str | None, port: int | None) -> int:
 
 async def _preflight(settings: Settings) -> None:
     """Everything that would stop `serve`, checked before it listens."""
-    store = await bootstrap.open_ready_store(settings, create=True)
-    await store.close()
+    async with bootstrap.opened(settings, create=True):
+        pass
 
 
 async def _migrate(settings: Settings) -> int:
-    if not settings.production:
-        await bootstrap.provision(settings)
-    store = await bootstrap.open_store(settings)
-    try:
-        applied = await store.migrate()
-        log.info("db.migrated", applied=list(applied), version=await store.schema_version())
-    finally:
-        await store.close()
-    return 0
+    async with bootstrap.opened(settings, create=True, migrate=True):
+        return 0
 
 
 async def _sweep(settings: Settings) -> int:
-    from autokey.entrypoints.web.app import build_container
-
-    store = await bootstrap.open_ready_store(settings, create=False)
-    try:
-        container = build_container(settings, store)
+    async with bootstrap.opened(settings) as container:
         swept = await container.orders().sweep_expired()
         purged = await container.idempotency().purge()
-    finally:
-        await store.close()
     log.info("orders.expired_swept", count=swept, idempotency_purged=purged)
     print(json.dumps({"expired": swept, "idempotencyPurged": purged}))
     return 0
@@ -222,33 +239,22 @@ def _instant(raw: str) -> datetime:
 
 async def _export_audit(settings: Settings, pool_id: PoolId, since: datetime | None) -> int:
     from autokey.entrypoints.audit_csv import csv_lines
-    from autokey.entrypoints.web.app import build_container
 
     operator = Principal(subject=SubjectId(uuid.UUID(int=0)), role=Role.ADMIN)
-    store = await bootstrap.open_ready_store(settings, create=False)
-    try:
-        inventory = build_container(settings, store).inventory()
-        events = await inventory.export_pool_events(operator, pool_id, since)
+    async with bootstrap.opened(settings) as container:
+        events = await container.inventory().export_pool_events(operator, pool_id, since)
         async for line in csv_lines(events):
             sys.stdout.write(line)
-    finally:
-        await store.close()
     return 0
 
 
 async def _create_token(
     settings: Settings, role: Role, subject: uuid.UUID | None, name: str
 ) -> int:
-    from autokey.entrypoints.web.app import build_container
-
-    store = await bootstrap.open_ready_store(settings, create=False)
-    try:
-        container = build_container(settings, store)
+    async with bootstrap.opened(settings) as container:
         secret, token = await container.auth().issue_token(
             role, SubjectId(subject) if subject else None, name
         )
-    finally:
-        await store.close()
     print(
         json.dumps(
             {
@@ -263,13 +269,8 @@ async def _create_token(
 
 
 async def _list_tokens(settings: Settings) -> int:
-    from autokey.entrypoints.web.app import build_container
-
-    store = await bootstrap.open_ready_store(settings, create=False)
-    try:
-        tokens = await build_container(settings, store).auth().list_tokens()
-    finally:
-        await store.close()
+    async with bootstrap.opened(settings) as container:
+        tokens = await container.auth().list_tokens()
     for token in tokens:
         print(
             json.dumps(
@@ -288,12 +289,68 @@ async def _list_tokens(settings: Settings) -> int:
 
 
 async def _revoke_token(settings: Settings, token_id: TokenId) -> int:
-    from autokey.entrypoints.web.app import build_container
-
-    store = await bootstrap.open_ready_store(settings, create=False)
-    try:
-        revoked = await build_container(settings, store).auth().revoke(token_id)
-    finally:
-        await store.close()
+    async with bootstrap.opened(settings) as container:
+        revoked = await container.auth().revoke(token_id)
     print(json.dumps({"id": str(token_id), "revoked": revoked}))
     return 0 if revoked else 1
+
+
+async def _reseal(settings: Settings, batch: int) -> int:
+    def progress(report: ResealReport) -> None:
+        print(f"autokey: resealed {report.resealed} keys", file=sys.stderr, flush=True)
+
+    async with bootstrap.opened(settings) as container:
+        current = container.cipher().key_ids[0]
+        report = await container.keyring().reseal(progress, batch)
+    log.info(
+        "crypto.resealed",
+        keys=report.resealed,
+        index_key=report.index_key_resealed,
+        unreadable=len(report.unreadable),
+        still_needed=list(report.still_needed),
+    )
+    print(
+        json.dumps(
+            {
+                "currentKeyId": current,
+                "resealed": report.resealed,
+                "indexKeyResealed": report.index_key_resealed,
+                "unreadable": [str(k) for k in report.unreadable],
+                "stillNeeded": list(report.still_needed),
+            }
+        )
+    )
+    if report.still_needed:
+        print(
+            f"autokey: master key(s) {', '.join(report.still_needed)} are still needed; "
+            f"see {RUNBOOK}#re-sealing-and-retiring-an-old-master-key",
+            file=sys.stderr,
+        )
+        return 1
+    return 0
+
+
+RUNBOOK = "docs/runbook.md"
+
+
+def describe(error: KeyringMismatch) -> str:
+    """The one line an operator sees: the problem, public key ids only, the runbook section."""
+    configured = ", ".join(error.configured) or "none"
+    if error.problem is KeyringProblem.MASTER_KEYS_MISSING:
+        return (
+            f"refusing to start: the database holds values sealed under master key id(s) "
+            f"{', '.join(error.missing)}, which are not configured (configured: {configured}); "
+            "set the key that was in use as ENCRYPTION_KEY or ENCRYPTION_KEY_PREVIOUS; "
+            f"see {RUNBOOK}#when-autokey-refuses-to-start"
+        )
+    if error.problem is KeyringProblem.INDEX_KEY_NOT_REPRODUCIBLE:
+        return (
+            f"refusing to start: the configured master keys (ids {configured}) cannot recover "
+            f"the blind-index key{' ' + error.index_key_id if error.index_key_id else ''} "
+            "the stored fingerprints were made with; "
+            f"see {RUNBOOK}#when-autokey-refuses-to-start"
+        )
+    return (
+        "refusing to start: the database schema predates migration 0004 (key ids); "
+        f"run `autokey migrate` first; see {RUNBOOK}#when-autokey-refuses-to-start"
+    )

@@ -11,7 +11,7 @@ from dependency_injector import containers, providers
 from prometheus_client import CollectorRegistry
 from redis.asyncio import Redis
 
-from autokey.adapters.crypto import AesGcmKeyCipher, HmacBlindIndex, Sha256SecretHasher
+from autokey.adapters.crypto import AesGcmKeyCipher, HmacBlindIndexKeys, Sha256SecretHasher
 from autokey.adapters.g2a.client import G2AMarketplaceClient
 from autokey.adapters.g2a.config import G2AConfig
 from autokey.adapters.g2a.metrics import G2AMetrics
@@ -24,6 +24,7 @@ from autokey.adapters.webhook_sender import StandardWebhookSender
 from autokey.domain.services.auth import AuthService
 from autokey.domain.services.idempotency import IdempotencyService
 from autokey.domain.services.inventory import InventoryService
+from autokey.domain.services.keyring import KeyringService
 from autokey.domain.services.offers import OfferService
 from autokey.domain.services.orders import OrderService
 from autokey.domain.services.outbound import SellerWebhookService
@@ -37,6 +38,7 @@ from autokey.entrypoints.web.metrics import (
     HttpMetrics,
     KeyStockCollector,
 )
+from autokey.ports.crypto import BlindIndex
 from autokey.ports.marketplace import MarketplaceClient, TokenCache
 from autokey.ports.payments import PaymentGateway
 from autokey.ports.store import Store
@@ -86,9 +88,11 @@ class Container(containers.DeclarativeContainer):
 
     ids = providers.Singleton(Uuid7Ids)
     cipher = providers.Singleton(AesGcmKeyCipher, master_keys)
-    # The blind index outlives sealing-key rotations: it is keyed by the OLDEST master key
-    # (ADR 0004), so fingerprints of keys uploaded before a rotation still match.
-    blind_index = providers.Singleton(HmacBlindIndex, master_keys.provided[-1])
+    index_keys = providers.Singleton(HmacBlindIndexKeys, master_keys)
+    keyring = providers.Singleton(KeyringService, store, cipher, index_keys, clock, ids)
+    # Keyed by the store's pinned index key, which only the startup check can recover
+    # (bootstrap.unlock, ADR 0011): nothing that fingerprints keys works before it has run.
+    blind_index: providers.Dependency[BlindIndex] = providers.Dependency()
     hasher = providers.Singleton(Sha256SecretHasher)
 
     payments: providers.Provider[PaymentGateway] = providers.Selector(

@@ -32,7 +32,14 @@ from autokey.domain.model.ids import (
     SubjectId,
     TokenId,
 )
-from autokey.domain.model.keys import Key, KeyPool, KeyStatus, PoolCounts
+from autokey.domain.model.keys import (
+    Key,
+    KeyPool,
+    KeyStatus,
+    MasterKeyId,
+    PinnedIndexKey,
+    PoolCounts,
+)
 from autokey.domain.model.offers import Offer
 from autokey.domain.model.orders import Order, OrderStatus, SalesFilter
 from autokey.domain.model.outbound import Delivery, WebhookEndpoint
@@ -139,6 +146,40 @@ class KeyRepository(Protocol):
 
     async def deliver_order(self, order_id: OrderId, now: datetime) -> Sequence[KeyId]:
         """RESERVED -> DELIVERED for every key of the order; returns the ids delivered."""
+        ...
+
+
+class KeyringRepository(Protocol):
+    """What the store's sealed values need: which master keys, and which blind-index key."""
+
+    async def master_key_ids(self) -> frozenset[MasterKeyId]:
+        """Every master key id some stored sealed value names (keys, the pinned index key and
+        webhook signing secrets); empty for an empty store."""
+        ...
+
+    async def index_key(self) -> PinnedIndexKey | None:
+        """The pinned blind-index key, or None before first use."""
+        ...
+
+    async def pin_index_key(self, key: PinnedIndexKey) -> PinnedIndexKey:
+        """Pin `key` unless one is pinned already; returns the pinned one. Concurrent callers
+        all get the same key (the first to commit wins)."""
+        ...
+
+    async def reseal_index_key(self, sealed: bytes) -> None:
+        """Replace the pinned index key's sealed value (the same key, sealed anew)."""
+        ...
+
+    async def sealed_under(
+        self, master_key_ids: Collection[MasterKeyId], after: KeyId | None, limit: int
+    ) -> Sequence[Key]:
+        """Up to `limit` keys with ids above `after`, in id order, whose sealed value names one
+        of `master_key_ids`, locked until the transaction ends; keys another transaction
+        holds are skipped (so a re-seal never waits for, or blocks on, order traffic)."""
+        ...
+
+    async def reseal_key(self, key_id: KeyId, sealed: bytes) -> None:
+        """Replace a key's sealed value (the same plaintext, sealed anew); nothing else."""
         ...
 
 
@@ -269,6 +310,16 @@ class EndpointRepository(Protocol):
         """Every endpoint of the seller, disabled ones included, in id (creation) order."""
         ...
 
+    async def sealed_under(
+        self, master_key_ids: Collection[MasterKeyId]
+    ) -> Sequence[WebhookEndpoint]:
+        """Every endpoint whose signing secret is sealed under one of `master_key_ids`."""
+        ...
+
+    async def reseal(self, endpoint_id: EndpointId, sealed_secret: bytes) -> None:
+        """Replace an endpoint's sealed secret (the same secret, sealed anew); nothing else."""
+        ...
+
 
 class DeliveryRepository(Protocol):
     async def add(self, deliveries: Sequence[Delivery]) -> None: ...
@@ -304,6 +355,7 @@ class UnitOfWork(Protocol):
     webhooks: WebhookRepository
     endpoints: EndpointRepository
     deliveries: DeliveryRepository
+    keyring: KeyringRepository
 
 
 class Store(Protocol):

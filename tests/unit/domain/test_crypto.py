@@ -13,11 +13,14 @@ from hypothesis import strategies as st
 from autokey.adapters.crypto import (
     AesGcmKeyCipher,
     HmacBlindIndex,
+    HmacBlindIndexKeys,
     Sha256SecretHasher,
     load_or_create_key_file,
+    master_key_id,
     parse_master_key,
 )
 from autokey.domain.model.errors import KeyMaterialUnreadable
+from autokey.domain.model.keys import sealed_with
 
 MASTER = bytes(range(32))
 CONTEXT = b"p" * 16 + b"k" * 16
@@ -93,13 +96,23 @@ def test_master_key_must_be_64_hex_and_errors_do_not_echo_it(bad: str) -> None:
     assert not bad or bad not in str(caught.value)
 
 
-async def test_fingerprints_survive_a_master_key_rotation() -> None:
-    from autokey.entrypoints.container import Container
-    from autokey.entrypoints.settings import load_settings
+def test_master_key_ids_are_public_names_in_every_sealed_value() -> None:
+    other = os.urandom(32)
+    cipher = AesGcmKeyCipher([other, MASTER])
+    assert cipher.key_ids == (master_key_id(other), master_key_id(MASTER))
+    assert len(master_key_id(MASTER)) == 8
+    assert MASTER.hex()[:8] != master_key_id(MASTER)
+    assert sealed_with(cipher.seal("ABCDE-1", context=CONTEXT)) == master_key_id(other)
+    assert sealed_with(AesGcmKeyCipher([MASTER]).seal("x", context=CONTEXT)) == master_key_id(
+        MASTER
+    )
 
-    settings = load_settings({"AUTOKEY_DATABASE_URL": "memory://"})
-    before = Container(settings=settings, store=None, master_keys=(MASTER,))
-    after = Container(settings=settings, store=None, master_keys=(os.urandom(32), MASTER))
-    assert before.blind_index().fingerprint("ABCDE-1") == after.blind_index().fingerprint("ABCDE-1")
-    sealed = before.cipher().seal("ABCDE-1", context=CONTEXT)
-    assert after.cipher().open(sealed, context=CONTEXT) == "ABCDE-1"
+
+def test_index_key_ids_name_the_index_key_not_the_master_key() -> None:
+    keys = HmacBlindIndexKeys([MASTER])
+    fresh = keys.new_key()
+    assert keys.new_key() != fresh
+    assert keys.key_id(fresh) == keys.key_id(fresh)
+    assert keys.key_id(fresh) != keys.key_id(keys.legacy_keys()[0])
+    assert fresh not in repr(keys)
+    assert MASTER.hex() not in repr(keys)

@@ -85,10 +85,10 @@ def test_every_order_transition_is_allowed_exactly_when_the_table_says(
         OrderStatus.PAID: lambda: order.pay(b.T0),
         OrderStatus.FULFILLING: lambda: order.start_sourcing(b.T0),
         OrderStatus.FULFILLED: lambda: order.fulfill(b.T0),
-        # a buyer cancels a PENDING order; a FULFILLING one is abandoned when upstream fails
+        # a buyer cancels a PENDING order; a paid one is abandoned when its key cannot come
         OrderStatus.CANCELED: (
             (lambda: order.abandon(b.T0, "upstream_failed"))
-            if start is OrderStatus.FULFILLING
+            if start in (OrderStatus.PAID, OrderStatus.FULFILLING)
             else (lambda: order.cancel(b.T0, "test"))
         ),
     }

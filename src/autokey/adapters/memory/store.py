@@ -30,7 +30,15 @@ from autokey.domain.model.ids import (
     SubjectId,
     TokenId,
 )
-from autokey.domain.model.keys import Key, KeyPool, KeyStatus, PoolCounts
+from autokey.domain.model.keys import (
+    Key,
+    KeyPool,
+    KeyStatus,
+    MasterKeyId,
+    PinnedIndexKey,
+    PoolCounts,
+    sealed_with,
+)
 from autokey.domain.model.offers import Offer
 from autokey.domain.model.orders import UPSTREAM_ORDER, Order, OrderStatus, SalesFilter
 from autokey.domain.model.outbound import Delivery, DeliveryStatus, WebhookEndpoint
@@ -42,6 +50,7 @@ from autokey.ports.store import (
     EndpointRepository,
     IdempotencyRepository,
     KeyRepository,
+    KeyringRepository,
     OfferRepository,
     OrderRepository,
     PoolRepository,
@@ -69,6 +78,8 @@ class _Tables:
     events: dict[str, WebhookEvent] = attrs.Factory(dict)
     endpoints: dict[EndpointId, WebhookEndpoint] = attrs.Factory(dict)
     deliveries: dict[DeliveryId, Delivery] = attrs.Factory(dict)
+    index_key: dict[int, PinnedIndexKey] = attrs.Factory(dict)
+    """At most one entry, under key 1 (the journal undoes dict writes)."""
 
 
 class _Journal:
@@ -295,6 +306,45 @@ class MemoryKeyRepository(KeyRepository):
         return delivered
 
 
+class MemoryKeyringRepository(KeyringRepository):
+    def __init__(self, t: _Tables, j: _Journal) -> None:
+        self._t, self._j = t, j
+
+    async def master_key_ids(self) -> frozenset[MasterKeyId]:
+        sealed = [k.sealed for k in self._t.keys.values()]
+        sealed += [k.sealed for k in self._t.index_key.values()]
+        sealed += [e.sealed_secret for e in self._t.endpoints.values()]
+        return frozenset(sealed_with(s) for s in sealed)
+
+    async def index_key(self) -> PinnedIndexKey | None:
+        return self._t.index_key.get(1)
+
+    async def pin_index_key(self, key: PinnedIndexKey) -> PinnedIndexKey:
+        if 1 not in self._t.index_key:
+            self._j.put(self._t.index_key, 1, key)
+        return self._t.index_key[1]
+
+    async def reseal_index_key(self, sealed: bytes) -> None:
+        self._j.put(self._t.index_key, 1, attrs.evolve(self._t.index_key[1], sealed=sealed))
+
+    async def sealed_under(
+        self, master_key_ids: Collection[MasterKeyId], after: KeyId | None, limit: int
+    ) -> Sequence[Key]:
+        found = sorted(
+            (
+                k
+                for k in self._t.keys.values()
+                if sealed_with(k.sealed) in master_key_ids and (after is None or k.id > after)
+            ),
+            key=lambda k: k.id,
+        )
+        return [_copy(k) for k in found[:limit]]
+
+    async def reseal_key(self, key_id: KeyId, sealed: bytes) -> None:
+        if key_id in self._t.keys:
+            self._j.put(self._t.keys, key_id, attrs.evolve(self._t.keys[key_id], sealed=sealed))
+
+
 class MemoryOfferRepository(OfferRepository):
     def __init__(self, t: _Tables, j: _Journal) -> None:
         self._t, self._j = t, j
@@ -477,6 +527,20 @@ class MemoryEndpointRepository(EndpointRepository):
         mine = [e for e in self._t.endpoints.values() if e.seller_id == seller_id]
         return [_copy(e) for e in sorted(mine, key=lambda e: e.id)]
 
+    async def sealed_under(
+        self, master_key_ids: Collection[MasterKeyId]
+    ) -> Sequence[WebhookEndpoint]:
+        found = [
+            e for e in self._t.endpoints.values() if sealed_with(e.sealed_secret) in master_key_ids
+        ]
+        return [_copy(e) for e in sorted(found, key=lambda e: e.id)]
+
+    async def reseal(self, endpoint_id: EndpointId, sealed_secret: bytes) -> None:
+        current = _stored(self._t.endpoints, endpoint_id, "webhook_endpoint")
+        self._j.put(
+            self._t.endpoints, endpoint_id, attrs.evolve(current, sealed_secret=sealed_secret)
+        )
+
 
 class MemoryDeliveryRepository(DeliveryRepository):
     def __init__(self, t: _Tables, j: _Journal) -> None:
@@ -537,6 +601,7 @@ class MemoryStore(Store):
                 webhooks=MemoryWebhookRepository(t, journal),
                 endpoints=MemoryEndpointRepository(t, journal),
                 deliveries=MemoryDeliveryRepository(t, journal),
+                keyring=MemoryKeyringRepository(t, journal),
             )
             try:
                 yield uow

@@ -54,7 +54,14 @@ from autokey.domain.model.ids import (
     SubjectId,
     TokenId,
 )
-from autokey.domain.model.keys import Key, KeyPool, KeyStatus, PoolCounts
+from autokey.domain.model.keys import (
+    Key,
+    KeyPool,
+    KeyStatus,
+    MasterKeyId,
+    PinnedIndexKey,
+    PoolCounts,
+)
 from autokey.domain.model.offers import DeliveryType, Money, Offer, OfferStatus
 from autokey.domain.model.orders import (
     UPSTREAM_ORDER,
@@ -78,6 +85,7 @@ from autokey.ports.store import (
     EndpointRepository,
     IdempotencyRepository,
     KeyRepository,
+    KeyringRepository,
     OfferRepository,
     OrderRepository,
     PoolRepository,
@@ -585,6 +593,79 @@ class PostgresKeyRepository(_Sql, KeyRepository):
 
 
 # ---------------------------------------------------------------------------------------
+# Keyring (ADR 0011): bytes 2-5 of a sealed value name its master key (keys_sealed_with, 0004)
+# ---------------------------------------------------------------------------------------
+
+# A loose index scan: one probe of keys_sealed_with per distinct master key id.
+_MASTER_KEY_IDS: Final = """
+WITH RECURSIVE ids AS (
+    SELECT (
+        SELECT substring(sealed FROM 2 FOR 4) AS id FROM keys
+        ORDER BY substring(sealed FROM 2 FOR 4) LIMIT 1
+    ) AS id
+    UNION ALL
+    SELECT (
+        SELECT substring(sealed FROM 2 FOR 4) FROM keys
+        WHERE substring(sealed FROM 2 FOR 4) > ids.id
+        ORDER BY substring(sealed FROM 2 FOR 4) LIMIT 1
+    )
+    FROM ids WHERE ids.id IS NOT NULL
+)
+SELECT id FROM ids WHERE id IS NOT NULL
+UNION
+SELECT substring(sealed FROM 2 FOR 4) FROM index_key
+UNION
+SELECT substring(sealed_secret FROM 2 FOR 4) FROM webhook_endpoints
+"""
+_INDEX_KEY: Final = "SELECT key_id, sealed FROM index_key"
+_PIN_INDEX_KEY: Final = """
+INSERT INTO index_key (singleton, key_id, sealed) VALUES (1, %s, %s)
+ON CONFLICT (singleton) DO NOTHING
+"""
+_RESEAL_INDEX_KEY: Final = "UPDATE index_key SET sealed = %s"
+_KEYS_SEALED_UNDER: Final = """
+SELECT id, pool_id, status, sealed, fingerprint, created_at, order_id, reserved_at, delivered_at
+FROM keys
+WHERE id > %s AND substring(sealed FROM 2 FOR 4) = ANY(%s::bytea[])
+ORDER BY id LIMIT %s
+FOR UPDATE SKIP LOCKED
+"""
+_RESEAL_KEY: Final = "UPDATE keys SET sealed = %s WHERE id = %s"
+
+
+class PostgresKeyringRepository(_Sql, KeyringRepository):
+    async def master_key_ids(self) -> frozenset[MasterKeyId]:
+        return frozenset(
+            MasterKeyId(bytes(r[0]).hex()) for r in await self._all(_MASTER_KEY_IDS, ())
+        )
+
+    async def index_key(self) -> PinnedIndexKey | None:
+        row = await self._one(_INDEX_KEY, ())
+        return None if row is None else PinnedIndexKey(id=row[0], sealed=bytes(row[1]))
+
+    async def pin_index_key(self, key: PinnedIndexKey) -> PinnedIndexKey:
+        # A concurrent pin waits on the primary key, then does nothing; READ COMMITTED lets
+        # the next statement see the winner's row.
+        await self._run(_PIN_INDEX_KEY, (key.id, key.sealed))
+        pinned = await self.index_key()
+        assert pinned is not None
+        return pinned
+
+    async def reseal_index_key(self, sealed: bytes) -> None:
+        await self._run(_RESEAL_INDEX_KEY, (sealed,))
+
+    async def sealed_under(
+        self, master_key_ids: Collection[MasterKeyId], after: KeyId | None, limit: int
+    ) -> Sequence[Key]:
+        ids = [bytes.fromhex(i) for i in master_key_ids]
+        rows = await self._all(_KEYS_SEALED_UNDER, (after or _MIN_UUID, ids, limit))
+        return [_key_from_row(r) for r in rows]
+
+    async def reseal_key(self, key_id: KeyId, sealed: bytes) -> None:
+        await self._run(_RESEAL_KEY, (sealed, key_id))
+
+
+# ---------------------------------------------------------------------------------------
 # Offers
 # ---------------------------------------------------------------------------------------
 
@@ -936,6 +1017,12 @@ _ENDPOINT_BY_ID: Final = f"SELECT {_ENDPOINT_FIELDS} FROM webhook_endpoints WHER
 _ENDPOINTS_OF_SELLER: Final = f"""
 SELECT {_ENDPOINT_FIELDS} FROM webhook_endpoints WHERE seller_id = %s ORDER BY id
 """
+_ENDPOINTS_SEALED_UNDER: Final = f"""
+SELECT {_ENDPOINT_FIELDS} FROM webhook_endpoints
+WHERE substring(sealed_secret FROM 2 FOR 4) = ANY(%s::bytea[])
+ORDER BY id
+"""
+_RESEAL_ENDPOINT: Final = "UPDATE webhook_endpoints SET sealed_secret = %s WHERE id = %s"
 _DELIVERY_FIELDS: Final = (
     "id, endpoint_id, seller_id, event_type, body, status, created_at, next_attempt_at, "
     "attempts, leased_until, last_attempt_at, last_status_code, last_error, delivered_at"
@@ -1034,6 +1121,16 @@ class PostgresEndpointRepository(_Sql, EndpointRepository):
 
     async def list_for_seller(self, seller_id: SubjectId) -> Sequence[WebhookEndpoint]:
         return [_endpoint_from_row(r) for r in await self._all(_ENDPOINTS_OF_SELLER, (seller_id,))]
+
+    async def sealed_under(
+        self, master_key_ids: Collection[MasterKeyId]
+    ) -> Sequence[WebhookEndpoint]:
+        ids = [bytes.fromhex(i) for i in master_key_ids]
+        return [_endpoint_from_row(r) for r in await self._all(_ENDPOINTS_SEALED_UNDER, (ids,))]
+
+    async def reseal(self, endpoint_id: EndpointId, sealed_secret: bytes) -> None:
+        changed = await self._run(_RESEAL_ENDPOINT, (sealed_secret, endpoint_id))
+        require_saved(changed, "webhook_endpoint", endpoint_id)
 
 
 class PostgresDeliveryRepository(_Sql, DeliveryRepository):
@@ -1223,6 +1320,7 @@ def _unit_of_work(conn: Conn) -> UnitOfWork:
         webhooks=PostgresWebhookRepository(conn),
         endpoints=PostgresEndpointRepository(conn),
         deliveries=PostgresDeliveryRepository(conn),
+        keyring=PostgresKeyringRepository(conn),
     )
 
 

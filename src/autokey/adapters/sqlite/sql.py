@@ -140,6 +140,39 @@ FROM keys
 WHERE order_id = :order_id
 ORDER BY id
 """
+# --- keyring (ADR 0011) ------------------------------------------------------------------
+# bytes 2-5 of a sealed value name its master key; the recursive walk probes the
+# keys_sealed_with index once per distinct id instead of reading every key.
+MASTER_KEY_IDS = """
+WITH RECURSIVE ids(id) AS (
+    SELECT (SELECT substr(sealed, 2, 4) FROM keys ORDER BY substr(sealed, 2, 4) LIMIT 1)
+    UNION ALL
+    SELECT (
+        SELECT substr(sealed, 2, 4) FROM keys
+        WHERE substr(sealed, 2, 4) > ids.id ORDER BY substr(sealed, 2, 4) LIMIT 1
+    )
+    FROM ids WHERE ids.id IS NOT NULL
+)
+SELECT id FROM ids WHERE id IS NOT NULL
+UNION
+SELECT substr(sealed, 2, 4) FROM index_key
+UNION
+SELECT substr(sealed_secret, 2, 4) FROM webhook_endpoints
+"""
+INDEX_KEY_GET = "SELECT key_id, sealed FROM index_key"
+INDEX_KEY_PIN = """
+INSERT INTO index_key (singleton, key_id, sealed) VALUES (1, :key_id, :sealed)
+ON CONFLICT (singleton) DO NOTHING
+"""
+INDEX_KEY_RESEAL = "UPDATE index_key SET sealed = :sealed"
+KEYS_SEALED_UNDER = """
+SELECT id, pool_id, status, sealed, fingerprint, created_at, order_id, reserved_at, delivered_at
+FROM keys
+WHERE id > :after AND lower(hex(substr(sealed, 2, 4))) IN (SELECT value FROM json_each(:ids))
+ORDER BY id LIMIT :limit
+"""
+KEY_RESEAL = "UPDATE keys SET sealed = :sealed WHERE id = :id"
+
 KEYS_RELEASE_ORDER = """
 UPDATE keys SET status = 'AVAILABLE', order_id = NULL, reserved_at = NULL
 WHERE order_id = :order_id AND status = 'RESERVED'
@@ -389,3 +422,5 @@ SELECT {DELIVERY_COLUMNS} FROM webhook_deliveries
 WHERE endpoint_id = :endpoint_id AND id < :after
 ORDER BY id DESC LIMIT :limit
 """
+ENDPOINTS_ALL = f"SELECT {ENDPOINT_COLUMNS} FROM webhook_endpoints ORDER BY id"
+ENDPOINT_RESEAL = "UPDATE webhook_endpoints SET sealed_secret = :sealed WHERE id = :id"

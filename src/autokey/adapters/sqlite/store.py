@@ -17,6 +17,7 @@ refused as wrong (no such table, misuse) `StoreFault`; each raised `from` the ex
 from __future__ import annotations
 
 import asyncio
+import json
 import re
 import sqlite3
 from collections.abc import AsyncIterator, Collection, Iterable, Iterator, Mapping, Sequence
@@ -52,7 +53,15 @@ from autokey.domain.model.ids import (
     SubjectId,
     TokenId,
 )
-from autokey.domain.model.keys import Key, KeyPool, KeyStatus, PoolCounts
+from autokey.domain.model.keys import (
+    Key,
+    KeyPool,
+    KeyStatus,
+    MasterKeyId,
+    PinnedIndexKey,
+    PoolCounts,
+    sealed_with,
+)
 from autokey.domain.model.offers import Offer
 from autokey.domain.model.orders import UPSTREAM_ORDER, Order, OrderStatus, SalesFilter
 from autokey.domain.model.outbound import Delivery, WebhookEndpoint
@@ -64,6 +73,7 @@ from autokey.ports.store import (
     EndpointRepository,
     IdempotencyRepository,
     KeyRepository,
+    KeyringRepository,
     OfferRepository,
     OrderRepository,
     PoolRepository,
@@ -355,6 +365,44 @@ class SqliteKeyRepository(KeyRepository):
         return [KeyId(i) for i in _sorted_ids(found)]
 
 
+class SqliteKeyringRepository(KeyringRepository):
+    def __init__(self, session: _Session) -> None:
+        self._db = session
+
+    async def master_key_ids(self) -> frozenset[MasterKeyId]:
+        found = await self._db.fetchall(sql.MASTER_KEY_IDS)
+        return frozenset(MasterKeyId(bytes(r[0]).hex()) for r in found)
+
+    async def index_key(self) -> PinnedIndexKey | None:
+        row = await self._db.fetchone(sql.INDEX_KEY_GET)
+        return None if row is None else PinnedIndexKey(id=row[0], sealed=bytes(row[1]))
+
+    async def pin_index_key(self, key: PinnedIndexKey) -> PinnedIndexKey:
+        await self._db.execute(sql.INDEX_KEY_PIN, {"key_id": key.id, "sealed": key.sealed})
+        pinned = await self.index_key()
+        assert pinned is not None  # inserted now or before, in this transaction's view
+        return pinned
+
+    async def reseal_index_key(self, sealed: bytes) -> None:
+        await self._db.execute(sql.INDEX_KEY_RESEAL, {"sealed": sealed})
+
+    async def sealed_under(
+        self, master_key_ids: Collection[MasterKeyId], after: KeyId | None, limit: int
+    ) -> Sequence[Key]:
+        # Locking: this transaction holds the database's only writer lock.
+        params = {
+            "after": rows.cursor_after(after),
+            "ids": json.dumps(sorted(master_key_ids)),
+            "limit": limit,
+        }
+        return [
+            rows.key_from_row(r) for r in await self._db.fetchall(sql.KEYS_SEALED_UNDER, params)
+        ]
+
+    async def reseal_key(self, key_id: KeyId, sealed: bytes) -> None:
+        await self._db.execute(sql.KEY_RESEAL, {"id": key_id.bytes, "sealed": sealed})
+
+
 class SqliteOfferRepository(OfferRepository):
     def __init__(self, session: _Session) -> None:
         self._db = session
@@ -581,6 +629,18 @@ class SqliteEndpointRepository(EndpointRepository):
         found = await self._db.fetchall(sql.ENDPOINTS_OF_SELLER, {"seller_id": seller_id.bytes})
         return [rows.endpoint_from_row(r) for r in found]
 
+    async def sealed_under(
+        self, master_key_ids: Collection[MasterKeyId]
+    ) -> Sequence[WebhookEndpoint]:
+        found = map(rows.endpoint_from_row, await self._db.fetchall(sql.ENDPOINTS_ALL))
+        return [e for e in found if sealed_with(e.sealed_secret) in master_key_ids]
+
+    async def reseal(self, endpoint_id: EndpointId, sealed_secret: bytes) -> None:
+        changed = await self._db.execute(
+            sql.ENDPOINT_RESEAL, {"sealed": sealed_secret, "id": endpoint_id.bytes}
+        )
+        require_saved(changed, "webhook_endpoint", endpoint_id)
+
 
 class SqliteDeliveryRepository(DeliveryRepository):
     def __init__(self, session: _Session) -> None:
@@ -633,6 +693,7 @@ def _unit_of_work(session: _Session) -> UnitOfWork:
         webhooks=SqliteWebhookRepository(session),
         endpoints=SqliteEndpointRepository(session),
         deliveries=SqliteDeliveryRepository(session),
+        keyring=SqliteKeyringRepository(session),
     )
 
 

@@ -15,6 +15,7 @@ RFC 9457 problems from a single ordered table.
     │   │   ├── IllegalTransition    a state machine refused a transition
     │   │   ├── IdempotencyInFlight  same Idempotency-Key still being processed
     │   │   ├── OrderNotPaid         only a PAID (or FULFILLED) order can be fulfilled
+    │   │   ├── OrderKeysUnreadable  a paid order canceled because its keys cannot be decrypted
     │   │   ├── ReservationExpired   the order's key reservation ran out before payment
     │   │   └── DuplicateResource    a unique value exists already
     │   ├── UnstorableValue          the database refused a value of the request (NUL, range)
@@ -29,6 +30,7 @@ RFC 9457 problems from a single ordered table.
         ├── StoreUnavailable         the database cannot be reached (outage, timeout)
         ├── StoreFault               the database refused a statement as wrong: a bug
         ├── KeyMaterialUnreadable    sealed key bytes fail to decrypt (tampered, moved, unknown key)
+        ├── KeyringMismatch          the configured master keys do not fit the store (startup)
         └── UpstreamError            a marketplace (G2A) call failed
             ├── UpstreamAuthError    credentials refused (401/403)
             ├── UpstreamRateLimited  still 429 after the retries allowed
@@ -39,6 +41,8 @@ RFC 9457 problems from a single ordered table.
 """
 
 from __future__ import annotations
+
+import enum
 
 import attrs
 
@@ -122,6 +126,12 @@ class OrderNotPaid(Conflict):
 
 
 @attrs.define(kw_only=True)
+class OrderKeysUnreadable(Conflict):
+    """The order was paid, its keys could not be decrypted and the pool had no replacement:
+    the keys were set aside (INVALID) and the order CANCELED (the buyer is owed a refund)."""
+
+
+@attrs.define(kw_only=True)
 class ReservationExpired(Conflict):
     pass
 
@@ -192,6 +202,28 @@ class StoreFault(InfrastructureError):
 @attrs.define(kw_only=True)
 class KeyMaterialUnreadable(InfrastructureError):
     """Deliberately carries no detail: nothing about the ciphertext may leak."""
+
+
+class KeyringProblem(enum.StrEnum):
+    MASTER_KEYS_MISSING = "master_keys_missing"
+    """Stored rows are sealed under master keys that are not configured."""
+    INDEX_KEY_NOT_REPRODUCIBLE = "index_key_not_reproducible"
+    """The configured master keys cannot recover the index key the fingerprints were made with."""
+    SCHEMA_OUTDATED = "schema_outdated"
+    """The database lacks the migrations that record key ids (run `autokey migrate`)."""
+
+
+@attrs.define(kw_only=True)
+class KeyringMismatch(InfrastructureError):
+    """The startup check refused the configured master keys. Carries public key ids only."""
+
+    problem: KeyringProblem
+    missing: tuple[str, ...] = ()
+    """Master key ids stored rows need that are not configured."""
+    configured: tuple[str, ...] = ()
+    """The configured master key ids, current first."""
+    index_key_id: str | None = None
+    """The id of the index key the store pinned."""
 
 
 @attrs.define(kw_only=True)

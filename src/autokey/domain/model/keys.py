@@ -6,6 +6,7 @@ import enum
 import unicodedata
 from collections.abc import Mapping
 from datetime import datetime
+from typing import NewType
 
 import attrs
 
@@ -15,6 +16,28 @@ from autokey.domain.model.ids import KeyId, OrderId, PoolId, SubjectId
 MIN_KEY_LENGTH = 5
 MAX_KEY_LENGTH = 256
 _DUPLICATE_MARK = b"duplicate:"
+
+
+MasterKeyId = NewType("MasterKeyId", str)
+"""The public name of a master key: 8 hex characters derived from it (a key check value)."""
+
+
+def sealed_with(sealed: bytes) -> MasterKeyId:
+    """The master key a sealed value names in its public header (ADR 0004: version (1 byte) |
+    master key id (4 bytes) | nonce | ciphertext). The stores index the same four bytes."""
+    return MasterKeyId(sealed[1:5].hex())
+
+
+@attrs.frozen(kw_only=True)
+class PinnedIndexKey:
+    """The blind-index key a store's fingerprints are made with, sealed under a master key.
+
+    A store pins one at first use and keeps it across master-key rotations (ADR 0011), so
+    fingerprints never depend on which master key is current. `id` is public (a key check
+    value of the index key); the key itself exists only inside `sealed`."""
+
+    id: str
+    sealed: bytes = attrs.field(repr=False)
 
 
 class KeyStatus(enum.StrEnum):
@@ -119,6 +142,13 @@ class Key:
         if self.status is not KeyStatus.AVAILABLE:
             raise KeyNotAvailable(resource="key", id=str(self.id), status=self.status)
         self._move(KeyStatus.INVALID)
+
+    def set_aside(self) -> None:
+        """AVAILABLE or RESERVED -> INVALID (releasing it first): its material cannot be
+        decrypted, so it must never be sold or delivered."""
+        if self.status is KeyStatus.RESERVED:
+            self.release()
+        self.invalidate()
 
     def reserve(self, order_id: OrderId, now: datetime) -> None:
         if self.status is not KeyStatus.AVAILABLE:

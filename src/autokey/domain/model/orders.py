@@ -11,6 +11,7 @@ import attrs
 from autokey.domain.model.errors import (
     IllegalTransition,
     InvalidInput,
+    OrderKeysUnreadable,
     OrderNotPaid,
     ReservationExpired,
 )
@@ -21,6 +22,8 @@ MAX_QUANTITY = 100
 UPSTREAM_ORDER = "upstream_order"
 """The resource a `DuplicateResource` names when a marketplace order id is already taken by
 another order (each upstream order sources exactly one local order)."""
+KEYS_UNREADABLE = "key_material_unreadable"
+"""Cancel reason of a paid order whose keys could not be decrypted and had no replacement."""
 
 
 class OrderStatus(enum.StrEnum):
@@ -54,7 +57,9 @@ class SalesFilter:
 
 ORDER_TRANSITIONS: Mapping[OrderStatus, frozenset[OrderStatus]] = {
     OrderStatus.PENDING: frozenset({OrderStatus.PAID, OrderStatus.CANCELED}),
-    OrderStatus.PAID: frozenset({OrderStatus.FULFILLING, OrderStatus.FULFILLED}),
+    OrderStatus.PAID: frozenset(
+        {OrderStatus.FULFILLING, OrderStatus.FULFILLED, OrderStatus.CANCELED}
+    ),
     OrderStatus.FULFILLING: frozenset({OrderStatus.FULFILLED, OrderStatus.CANCELED}),
     OrderStatus.FULFILLED: frozenset(),
     OrderStatus.CANCELED: frozenset(),
@@ -125,7 +130,10 @@ class Order:
         self.paid_at = now
 
     def fulfill(self, now: datetime) -> None:
-        """PAID or FULFILLING -> FULFILLED; OrderNotPaid from PENDING or CANCELED."""
+        """PAID or FULFILLING -> FULFILLED; OrderNotPaid from PENDING or CANCELED, and
+        OrderKeysUnreadable once the order was canceled because its keys are unreadable."""
+        if self.cancel_reason == KEYS_UNREADABLE:
+            raise OrderKeysUnreadable(resource="order", id=str(self.id))
         if self.status not in (OrderStatus.PAID, OrderStatus.FULFILLING):
             raise OrderNotPaid(resource="order", id=str(self.id), status=self.status)
         self._move(OrderStatus.FULFILLED, now)
@@ -165,9 +173,10 @@ class Order:
         self.canceled_at, self.cancel_reason = now, reason
 
     def abandon(self, now: datetime, reason: str) -> None:
-        """FULFILLING -> CANCELED: the upstream purchase failed or was refunded, so the key
-        will never come (the buyer is owed a refund)."""
-        if self.status is not OrderStatus.FULFILLING:
+        """PAID or FULFILLING -> CANCELED: the key will never come (the upstream purchase
+        failed or was refunded, or the stored keys are unreadable and none can replace them);
+        the buyer is owed a refund."""
+        if self.status not in (OrderStatus.PAID, OrderStatus.FULFILLING):
             raise IllegalTransition(
                 resource="order", id=str(self.id), current=self.status, target=OrderStatus.CANCELED
             )

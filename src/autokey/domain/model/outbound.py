@@ -47,6 +47,11 @@ class DeliveryStatus(enum.StrEnum):
     """Given up: its endpoint failed for GIVE_UP_AFTER."""
 
 
+def secret_context(endpoint_id: EndpointId) -> bytes:
+    """Associated data that binds an endpoint's sealed signing secret to its row."""
+    return b"webhook-endpoint:" + endpoint_id.bytes
+
+
 def check_target(url: str, *, require_https: bool, allow_private: bool) -> str:
     """The URL a seller may register, or InvalidInput. Literal private addresses are refused
     here; names are checked again after DNS resolution, on every send."""

@@ -23,6 +23,7 @@ from autokey.domain.model.outbound import (
     WebhookEndpoint,
     check_target,
     payload,
+    secret_context,
 )
 from autokey.domain.model.pages import Page, PageRequest
 from autokey.ports.crypto import KeyCipher
@@ -32,10 +33,6 @@ from autokey.ports.system import Clock, IdGenerator
 
 log = structlog.get_logger("autokey.outbound")
 DISPATCH_BATCH = 20
-
-
-def _secret_context(endpoint_id: EndpointId) -> bytes:
-    return b"webhook-endpoint:" + endpoint_id.bytes
 
 
 async def announce(
@@ -108,7 +105,7 @@ class SellerWebhookService:
             seller_id=principal.subject,
             url=target,
             event_types=frozenset(event_types),
-            sealed_secret=self._cipher.seal(secret, context=_secret_context(endpoint_id)),
+            sealed_secret=self._cipher.seal(secret, context=secret_context(endpoint_id)),
             status=EndpointStatus.ACTIVE,
             created_at=self._clock.now(),
         )
@@ -182,7 +179,7 @@ class SellerWebhookService:
                 timestamp=self._clock.now(),
                 body=delivery.body,
                 secret=self._cipher.open(
-                    endpoint.sealed_secret, context=_secret_context(endpoint.id)
+                    endpoint.sealed_secret, context=secret_context(endpoint.id)
                 ),
             )
         async with self._store.transaction() as tx:

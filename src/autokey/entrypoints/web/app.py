@@ -92,10 +92,6 @@ async def _print_demo_tokens(container: Container) -> None:
     )
 
 
-def build_container(settings: Settings, store: object) -> Container:
-    return Container(settings=settings, store=store, master_keys=bootstrap.master_keys(settings))
-
-
 def serve_app(settings: Settings) -> web.Application:
     """The production app: opens (and on the embedded default, migrates) the store on start,
     the outbound G2A session and Redis when configured, and runs the background jobs."""
@@ -117,6 +113,7 @@ def serve_app(settings: Settings) -> web.Application:
             container.webhook_session.override(hooks)
             container.store.override(store)
             container.master_keys.override(bootstrap.master_keys(settings))
+            await bootstrap.unlock(container)  # refuse to start on keys that do not fit
             container.http_session.override(session)
             container.redis.override(redis)
             if settings.database.kind is StoreKind.MEMORY:

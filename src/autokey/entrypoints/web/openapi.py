@@ -402,6 +402,8 @@ OPERATIONS: tuple[Operation, ...] = (
             "idempotency_key_reused",
             "upstream_unavailable",
             "upstream_error",
+            "order_keys_unreadable",
+            "master_key_unavailable",
             "key_material_unreadable",
         ),
     ),

@@ -9,6 +9,7 @@ from collections.abc import Awaitable, Callable
 from aiohttp import web
 
 from autokey.domain.model.auth import Principal
+from autokey.domain.model.errors import KeyMaterialUnreadable
 from autokey.domain.model.idempotency import StoredResponse
 from autokey.domain.model.ids import OfferId, OrderId
 from autokey.domain.model.orders import OrderStatus, SalesFilter
@@ -98,10 +99,19 @@ async def pay(request: web.Request) -> web.Response:
 @routes.post("/orders/{order_id}/fulfill")
 async def fulfill(request: web.Request) -> web.Response:
     """AUTO_KEY orders complete in one transaction (200). G2A orders are bought upstream:
-    202 while the order is FULFILLING; 200 once delivered, or CANCELED if G2A refused."""
+    202 while the order is FULFILLING; 200 once delivered, or CANCELED if G2A refused.
+    Reserved keys that fail to decrypt are set aside and replaced from the pool (200), or the
+    order is canceled: 409 order_keys_unreadable, now and on every retry."""
     who, order_id = await principal(request), _order_id(request)
     orders = container(request).orders()
     try:
+        return await _respond(request, who, lambda tx: orders.fulfill_in(tx, who, order_id), 200)
+    except KeyMaterialUnreadable:
+        # Rolled back; the buyer owns the order (fulfill_in checked). Deal with the keys in a
+        # transaction of its own, then answer from the order's new state.
+        order = await container(request).keyring().set_aside_unreadable(order_id)
+        if order is not None and order.status is OrderStatus.CANCELED:
+            container(request).domain_metrics().order_transition("canceled")
         return await _respond(request, who, lambda tx: orders.fulfill_in(tx, who, order_id), 200)
     except SourcingRequired:
         await container(request).sourcing().advance(order_id)

@@ -33,6 +33,13 @@ _ROWS: tuple[tuple[type[Exception], int, str, str], ...] = (
     (e.NotFound, 404, "not_found", "Resource not found"),
     (e.KeyNotAvailable, 409, "key_not_available", "The key is not available"),
     (e.OrderNotPaid, 409, "order_not_paid", "The order is not paid"),
+    (
+        e.OrderKeysUnreadable,
+        409,
+        "order_keys_unreadable",
+        "The order's keys could not be decrypted and none could replace them: "
+        "the order was canceled and is owed a refund",
+    ),
     (e.ReservationExpired, 409, "reservation_expired", "The order's reservation has expired"),
     (e.IdempotencyInFlight, 409, "idempotency_in_flight", "That Idempotency-Key is in use"),
     (e.IllegalTransition, 409, "illegal_transition", "The resource's state forbids this"),
@@ -47,6 +54,12 @@ _ROWS: tuple[tuple[type[Exception], int, str, str], ...] = (
     (e.PaymentsNotConfigured, 501, "payments_not_configured", "No payment provider configured"),
     (e.StoreUnavailable, 503, "store_unavailable", "The database is unavailable"),
     (e.StoreFault, 500, "internal_error", "Internal server error"),
+    (
+        e.KeyringMismatch,
+        503,
+        "master_key_unavailable",
+        "This server is not configured with the master key that sealed these keys",
+    ),
     (e.UpstreamUnavailable, 503, "upstream_unavailable", "The marketplace is unavailable"),
     (e.UpstreamError, 502, "upstream_error", "The marketplace call failed"),
     (e.KeyMaterialUnreadable, 500, "key_material_unreadable", "Key material unreadable"),

@@ -39,7 +39,10 @@ class AuthService:
             return await tx.tokens.revoke(token_id, self._clock.now())
 
     async def authenticate(self, secret: str) -> Principal:
-        """The principal of a bearer secret; Unauthenticated if unknown or revoked."""
+        """The principal of a bearer secret; Unauthenticated if malformed, unknown or revoked.
+        Secrets are printable ASCII, so anything else is refused before it is hashed."""
+        if not (secret.isascii() and secret.isprintable()):
+            raise Unauthenticated(reason="malformed_token")
         async with self._store.transaction() as tx:
             token = await tx.tokens.find_by_secret_hash(self._hasher.digest(secret))
         if token is None or token.revoked_at is not None:

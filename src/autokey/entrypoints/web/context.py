@@ -54,6 +54,8 @@ async def read_json(request: web.Request, cls: type[T], *, optional: bool = Fals
         data = json.loads(raw)
     except (ValueError, UnicodeDecodeError):
         raise InvalidInput.of("body", "malformed_json") from None
+    except RecursionError:  # the parser's own depth bound: ~1,000 nested arrays or objects
+        raise InvalidInput.of("body", "too_deeply_nested") from None
     try:
         return converter(request).structure(data, cls)
     except cattrs.ClassValidationError as exc:

@@ -185,10 +185,10 @@ class MoneyIO:
 
     @classmethod
     def of(cls, money: Money) -> MoneyIO:
-        return cls(amount=str(money.amount), currency=money.currency)
+        return cls(amount=f"{money.amount:f}", currency=money.currency)  # never exponent form
 
-    def to_domain(self) -> Money:
-        return Money.parse(self.amount, self.currency)
+    def to_domain(self, field: str = "price") -> Money:
+        return Money.parse(self.amount, self.currency, field)
 
 
 @attrs.frozen(kw_only=True)

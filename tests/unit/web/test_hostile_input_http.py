@@ -285,3 +285,56 @@ async def test_order_totals_are_exact_on_the_wire(api: Api) -> None:
     assert response.status == 200, body
     assert body["unitPrice"]["amount"] == "12345678901234567890123456.7891"
     assert body["total"] == {"amount": "37037036703703703670370370.3673", "currency": "EUR"}
+
+
+ARABIC_INDIC = str.maketrans(
+    "0123456789", "\u0660\u0661\u0662\u0663\u0664\u0665\u0666\u0667\u0668\u0669"
+)
+
+
+@pytest.mark.parametrize("limit", ["1_0", "\u0661\u0660", " 10", "\uff11", "+5", "10" * 50])
+async def test_a_page_size_is_ascii_digits_only(api: Api, limit: str) -> None:
+    seller = await api.token(Role.SELLER)
+    response = await api.client.get("/key-pools", params={"limit": limit}, headers=seller)
+    status, codes = await _problem_codes(response)
+    assert (status, "out_of_range" in codes) == (400, True), codes
+
+
+async def test_ids_written_in_other_digits_name_nothing(api: Api) -> None:
+    seller = await api.token(Role.SELLER)
+    pool_id, offer_id = await api.stocked_offer(seller, ["AAAAA-11111"])
+    assert any(ch.isdigit() for ch in pool_id + offer_id)
+    alias_pool, alias_offer = pool_id.translate(ARABIC_INDIC), offer_id.translate(ARABIC_INDIC)
+    response = await api.client.get(f"/key-pools/{alias_pool}", headers=seller)
+    assert response.status == 404, await response.text()
+    response = await api.client.post(
+        "/offers/publish", json={"offerId": alias_offer}, headers=seller
+    )
+    status, codes = await _problem_codes(response)
+    assert (status, "invalid_value" in codes or "invalid_type" in codes) == (400, True), codes
+
+
+@pytest.mark.parametrize(
+    ("head", "status", "code"),
+    [
+        (b"POST /orders HTTP/1.1\r\nIdempotency-Key: k\xff\xfe\r\n", 400, "invalid_input"),
+        (b"POST /webhooks/g2a HTTP/1.1\r\nX-G2A-Nonce: n\xff\r\n", 401, "invalid_signature"),
+        (b"POST /webhooks/g2a HTTP/1.1\r\nX-G2A-Timestamp: \xd9\xa1\r\n", 401, "stale_timestamp"),
+    ],
+    ids=["idempotency-key", "nonce", "timestamp"],
+)
+async def test_non_utf8_bytes_in_other_headers_are_a_4xx(
+    api: Api, head: bytes, status: int, code: str
+) -> None:
+    buyer = await api.token(Role.BUYER)
+    offer = str(uuid.uuid4())
+    auth = b"Authorization: " + buyer["Authorization"].encode() + b"\r\n"
+    body = json.dumps({"offerId": offer}).encode()
+    ts = str(int(time.time())).encode()
+    extra = b"Host: test\r\nContent-Type: application/json\r\n" + auth
+    if b"webhooks" in head:
+        stamp = b"" if b"Timestamp" in head else b"X-G2A-Timestamp: " + ts + b"\r\n"
+        nonce = b"" if b"Nonce" in head else b"X-G2A-Nonce: n-1\r\n"
+        extra += stamp + nonce + b"X-G2A-Signature: " + b"0" * 64 + b"\r\n"
+    answer_status, _, problem = await _raw(api, head + extra, body)
+    assert (answer_status, problem["code"]) == (status, code), problem

@@ -17,6 +17,7 @@ from autokey.domain.model.auth import Principal
 from autokey.domain.model.errors import FieldProblem, InvalidInput, NotFound, Unauthenticated
 from autokey.domain.model.pages import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, Page, PageRequest
 from autokey.entrypoints.container import Container
+from autokey.entrypoints.web.schemas import parse_uuid
 
 T = TypeVar("T")
 
@@ -89,7 +90,7 @@ def path_id(request: web.Request, name: str, resource: str) -> UUID:
     """A UUID path parameter; a malformed one cannot exist, so it is NotFound."""
     raw = request.match_info[name]
     try:
-        return UUID(raw)
+        return parse_uuid(raw)
     except ValueError:
         raise NotFound(resource=resource, id=raw[:64]) from None
 
@@ -99,10 +100,8 @@ def page_request(request: web.Request) -> PageRequest:
     problems = []
     limit = DEFAULT_PAGE_SIZE
     if "limit" in query:
-        try:
-            limit = int(query["limit"])
-        except ValueError:
-            limit = 0
+        raw = query["limit"]  # int() would also take "1_0", " 10" and other scripts' digits
+        limit = int(raw) if raw.isascii() and raw.isdigit() and len(raw) <= 6 else 0
         if not 1 <= limit <= MAX_PAGE_SIZE:
             problems.append(FieldProblem(field="limit", code="out_of_range"))
     after = None

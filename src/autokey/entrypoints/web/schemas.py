@@ -35,7 +35,7 @@ def make_http_converter() -> cattrs.Converter:
     conv.register_unstructure_hook(datetime, lambda d: d.isoformat().replace("+00:00", "Z"))
     conv.register_structure_hook(datetime, lambda v, _: datetime.fromisoformat(v))
     conv.register_unstructure_hook(UUID, str)
-    conv.register_structure_hook(UUID, lambda v, _: UUID(v))
+    conv.register_structure_hook(UUID, lambda v, _: parse_uuid(v))
 
     def renames(cls: type[Any]) -> dict[str, Any]:
         return {a.name: override(rename=to_camel(a.name)) for a in attrs.fields(cls)}
@@ -50,6 +50,14 @@ def make_http_converter() -> cattrs.Converter:
         ),
     )
     return conv
+
+
+def parse_uuid(value: Any) -> UUID:
+    """A UUID written in ASCII; ValueError otherwise (`UUID()` itself reads any script's
+    digits, so Arabic-Indic zeros would name the same resource as ASCII ones)."""
+    if not (isinstance(value, str) and value.isascii()):
+        raise ValueError("expected an ASCII UUID")
+    return UUID(value)
 
 
 def _strict(kind: type[Any]) -> Any:

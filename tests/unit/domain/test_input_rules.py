@@ -8,13 +8,18 @@ from decimal import Decimal, getcontext
 import attrs
 import pytest
 
+from autokey.adapters.crypto import Sha256SecretHasher
+from autokey.adapters.memory.store import MemoryStore
+from autokey.adapters.system import Uuid7Ids
 from autokey.domain.model.auth import Role
 from autokey.domain.model.errors import InvalidInput, WebhookRejected
 from autokey.domain.model.offers import MAX_AMOUNT_DIGITS, DeliveryType, Money
 from autokey.domain.model.text import TextProblem, text_problem
 from autokey.domain.model.webhooks import WebhookEventType
+from autokey.domain.services.auth import AuthService
 from autokey.domain.services.webhooks import ParsedEvent
 from tests import builders as b
+from tests.conftest import FakeClock
 
 HOSTILE = [
     ("a\x00b", TextProblem.CONTROL_CHARACTER),
@@ -76,9 +81,6 @@ def test_every_free_text_field_of_the_model_applies_the_rule(
             offer, delivery_type=DeliveryType.G2A, g2a_product_id=text, max_price=offer.price
         )
     assert _code(caught) == ("g2aProductId", problem.value)
-    with pytest.raises(InvalidInput) as caught:
-        attrs.evolve(b.token(Role.SELLER), name=text)
-    assert _code(caught) == ("name", problem.value)
     for ids in ({"event_id": text}, {"upstream_order_id": text}):
         fields = {"event_id": "evt-1", "upstream_order_id": "G2A-1", **ids}
         with pytest.raises(WebhookRejected):
@@ -140,3 +142,14 @@ def test_totals_are_exact_beyond_the_default_decimal_precision() -> None:
     huge = Money(amount=Decimal(digits[:-4] + "." + digits[-4:]), currency="EUR")
     product = str(int(digits) * 999)  # integer arithmetic: exact by construction
     assert huge.times(999).amount == Decimal(product[:-4] + "." + product[-4:])
+
+
+@pytest.mark.parametrize(("text", "problem"), HOSTILE)
+async def test_token_names_follow_the_rule_when_issued(text: str, problem: TextProblem) -> None:
+    store = MemoryStore()
+    auth = AuthService(store, Sha256SecretHasher(), FakeClock(), Uuid7Ids())
+    with pytest.raises(InvalidInput) as caught:
+        await auth.issue_token(Role.SELLER, name=text)
+    assert _code(caught) == ("name", problem.value)
+    secret, token = await auth.issue_token(Role.SELLER, name="ci deploy")
+    assert (await auth.authenticate(secret)).token_id == token.id

@@ -9,7 +9,6 @@ import attrs
 
 from autokey.domain.model.errors import Forbidden
 from autokey.domain.model.ids import SubjectId, TokenId
-from autokey.domain.model.text import check_text
 
 MAX_TOKEN_NAME = 120
 
@@ -49,9 +48,6 @@ class ApiToken:
     secret_hash: bytes = attrs.field(repr=False)
     created_at: datetime
     revoked_at: datetime | None = None
-
-    def __attrs_post_init__(self) -> None:
-        check_text("name", self.name, max_length=MAX_TOKEN_NAME, min_length=0)
 
     @property
     def principal(self) -> Principal:

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import uuid
 
-from autokey.domain.model.auth import ApiToken, Principal, Role
+from autokey.domain.model.auth import MAX_TOKEN_NAME, ApiToken, Principal, Role
 from autokey.domain.model.errors import Unauthenticated
 from autokey.domain.model.ids import SubjectId, TokenId
+from autokey.domain.model.text import check_text
 from autokey.ports.crypto import SecretHasher
 from autokey.ports.store import Store
 from autokey.ports.system import Clock, IdGenerator
@@ -19,7 +20,10 @@ class AuthService:
     async def issue_token(
         self, role: Role, subject: SubjectId | None = None, name: str = ""
     ) -> tuple[str, ApiToken]:
-        """Create a token; returns the secret (shown once, never stored) and its record."""
+        """Create a token; returns the secret (shown once, never stored) and its record.
+        InvalidInput when `name` breaks the display-text rule. (Not checked when a stored
+        token is loaded: a name written before the rule must not lock its holder out.)"""
+        check_text("name", name, max_length=MAX_TOKEN_NAME, min_length=0)
         secret = self._hasher.new_secret()
         token = ApiToken(
             id=TokenId(self._ids.new_id()),

@@ -338,3 +338,16 @@ async def test_non_utf8_bytes_in_other_headers_are_a_4xx(
         extra += stamp + nonce + b"X-G2A-Signature: " + b"0" * 64 + b"\r\n"
     answer_status, _, problem = await _raw(api, head + extra, body)
     assert (answer_status, problem["code"]) == (status, code), problem
+
+
+async def test_after_an_unreadable_body_the_connection_closes_cleanly(
+    api: Api, caplog: pytest.LogCaptureFixture
+) -> None:
+    seller = await api.token(Role.SELLER)
+    headers = {**seller, "Content-Type": "application/json", "Content-Encoding": "deflate"}
+    response = await api.client.post("/key-pools", data=BAD_BLOCK, headers=headers)
+    assert (response.status, response.headers.get("Connection")) == (400, "close")
+    # The client's next request must not land on the dead connection, and the server must
+    # not have met the broken body a second time (logged as an unhandled exception).
+    assert (await api.client.get("/key-pools", headers=seller)).status == 200
+    assert [r.getMessage() for r in caplog.records if r.levelname == "ERROR"] == []

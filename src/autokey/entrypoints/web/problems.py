@@ -140,7 +140,12 @@ async def problem_middleware(request: web.Request, handler: Handler) -> web.Stre
             headers={k: v for k, v in exc.headers.items() if k.lower() == "allow"},
         )
     except web.RequestPayloadError:  # corrupt Content-Encoding or framing, found while reading
-        return problem_response(UNREADABLE_BODY)
+        # Nothing more of this body can be read: end it here (else aiohttp's lingering read
+        # meets the same error again and logs it as unhandled) and close the connection.
+        request.content.feed_eof()
+        response = problem_response(UNREADABLE_BODY)
+        response.force_close()
+        return response
     except Exception:
         log.exception("http.unhandled_error", path=request.path)
         return problem_response(INTERNAL)

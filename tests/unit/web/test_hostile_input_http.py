@@ -166,6 +166,12 @@ async def test_a_non_utf8_authorization_header_is_a_401(
     assert b"WWW-Authenticate: Bearer" in headers
 
 
+async def _new_pool(api: Api, seller: dict[str, str]) -> str:
+    response = await api.client.post("/key-pools", json={}, headers=seller)
+    assert response.status == 201, await response.text()
+    return str((await response.json())["id"])
+
+
 async def _problem_codes(response: Any) -> tuple[int, set[str]]:
     problem = await response.json(content_type=None)
     return response.status, {e["code"] for e in problem.get("errors", [])} | {problem["code"]}
@@ -178,7 +184,7 @@ async def test_hostile_text_in_names_titles_and_product_ids_is_a_400_on_every_st
     async with running_api(store) as api:
         seller = await api.token(Role.SELLER)
         post = api.client.post
-        pool_id = (await (await post("/key-pools", json={}, headers=seller)).json())["id"]
+        pool_id = await _new_pool(api, seller)
         draft = {
             "title": "Game",
             "price": {"amount": "9.99", "currency": "EUR"},
@@ -239,9 +245,7 @@ async def test_prices_outside_the_rules_are_a_400_on_every_store(
 ) -> None:
     async with running_api(store) as api:
         seller = await api.token(Role.SELLER)
-        pool_id = (await (await api.client.post("/key-pools", json={}, headers=seller)).json())[
-            "id"
-        ]
+        pool_id = await _new_pool(api, seller)
         draft = {"title": "G", "deliveryType": "AUTO_KEY", "keyPoolId": pool_id}
         response = await api.client.post(
             "/offers/draft", json={**draft, "price": price}, headers=seller
@@ -257,7 +261,7 @@ async def test_prices_in_the_currency_minor_units_are_stored_exactly(
     api: Api, amount: str, currency: str
 ) -> None:
     seller = await api.token(Role.SELLER)
-    pool_id = (await (await api.client.post("/key-pools", json={}, headers=seller)).json())["id"]
+    pool_id = await _new_pool(api, seller)
     draft = {
         "title": "G",
         "deliveryType": "AUTO_KEY",

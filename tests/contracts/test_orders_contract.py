@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 from datetime import timedelta
+from decimal import Decimal
 
 import attrs
+import pytest
 
 from autokey.domain.model.audit import AuditAction, AuditEvent
 from autokey.domain.model.idempotency import IdempotencyRecord, IdempotencyState, StoredResponse
 from autokey.domain.model.ids import EventId, OrderId
-from autokey.domain.model.offers import OfferStatus
-from autokey.domain.model.orders import OrderStatus, SalesFilter
+from autokey.domain.model.offers import MAX_AMOUNT_DIGITS, Money, OfferStatus
+from autokey.domain.model.orders import MAX_QUANTITY, OrderStatus, SalesFilter
 from autokey.domain.model.pages import PageRequest
 from autokey.ports.store import Store
 from tests import builders as b
@@ -216,3 +218,38 @@ async def test_audit_events_append_and_list_per_pool(store: Store) -> None:
         first = await tx.audit.list_events(None, PageRequest(limit=2))
         assert list(first.items) == events[:2]
         assert first.next_after == events[1].id
+
+
+@pytest.mark.parametrize(
+    ("unit", "quantity", "total"),
+    [
+        (
+            Money(amount=Decimal("12345678901234567890123456.7891"), currency="EUR"),
+            3,
+            "37037036703703703670370370.3673",
+        ),
+        (
+            Money.parse("9" * MAX_AMOUNT_DIGITS + ".999", "KWD"),
+            MAX_QUANTITY,
+            str(Decimal("9" * MAX_AMOUNT_DIGITS + ".999") * MAX_QUANTITY),
+        ),
+    ],
+    ids=["beyond-28-digits", "largest-accepted-price"],
+)
+async def test_prices_and_order_totals_come_back_exactly(
+    store: Store, unit: Money, quantity: int, total: str
+) -> None:
+    owner = b.seller()
+    pool = b.pool(owner)
+    offer = attrs.evolve(b.offer(owner, pool.id), price=unit)
+    order = b.order(offer, b.seller(), quantity=quantity)
+    async with store.transaction() as tx:
+        await tx.pools.add(pool)
+        await tx.offers.add(offer)
+        await tx.orders.add(order)
+    async with store.transaction() as tx:
+        stored_offer, stored_order = await tx.offers.get(offer.id), await tx.orders.get(order.id)
+    assert stored_offer is not None
+    assert stored_order is not None
+    assert (stored_offer.price, stored_order.unit_price) == (unit, unit)
+    assert str(stored_order.total.amount) == total

@@ -18,6 +18,7 @@ import time
 import uuid
 from collections.abc import Awaitable, Callable, Mapping
 from contextlib import AsyncExitStack, suppress
+from decimal import ROUND_CEILING, Decimal
 from typing import Any
 
 import aiohttp
@@ -159,7 +160,8 @@ async def _steps(
 
     async def price() -> str:
         product = await market.get_product(state["product"])
-        state["max"] = str(product.min_price * 2)
+        # EUR has two minor units, and the API takes plain notation only.
+        state["max"] = f"{(product.min_price * 2).quantize(Decimal('0.01'), ROUND_CEILING):f}"
         return f"id={product.id} minPrice={product.min_price} qty={product.qty}"
 
     async def local_order() -> str:

@@ -149,9 +149,9 @@ def test_upload_report_caps_its_error_list() -> None:
     ("amount", "currency", "code"),
     [
         ("abc", "EUR", "not_a_decimal"),
-        ("-1", "EUR", "invalid_amount"),
-        ("1.00001", "EUR", "invalid_amount"),
-        ("NaN", "EUR", "invalid_amount"),
+        ("-1", "EUR", "not_a_decimal"),
+        ("1.00001", "EUR", "too_many_decimals"),
+        ("NaN", "EUR", "not_a_decimal"),
         ("1", "eur", "invalid_currency"),
         ("1", "EURO", "invalid_currency"),
     ],

@@ -33,7 +33,10 @@ from tests import builders as b
         ("https://[::1]/x", "private_target"),
         ("https://[::ffff:127.0.0.1]/x", "private_target"),
         ("https://localhost/x", "private_target"),
-        ("https://" + "a" * 2050 + ".com/", "too_long"),
+        ("https://" + "a" * 2050 + ".com/", "invalid_length"),
+        ("https://hooks.example.com/\x00", "control_character"),
+        ("https://[::1/x", "not_a_url"),
+        ("https://hooks.example.com:99999/x", "not_a_url"),
     ],
 )
 def test_targets_a_seller_may_not_register(url: str, code: str) -> None:

@@ -105,7 +105,7 @@ async def test_offer_validation_errors(api: Api) -> None:
         ({**base, "deliveryType": "CARRIER_PIGEON"}, "unknown_value"),
         (
             {**base, "price": {"amount": "-1", "currency": "EUR"}, "keyPoolId": foreign_pool},
-            "invalid_amount",
+            "not_a_decimal",
         ),
         (
             {**base, "price": {"amount": "1", "currency": "euro"}, "keyPoolId": foreign_pool},

@@ -10,6 +10,8 @@ import attrs
 from autokey.domain.model.errors import Forbidden
 from autokey.domain.model.ids import SubjectId, TokenId
 
+MAX_TOKEN_NAME = 120
+
 
 class Role(enum.StrEnum):
     SELLER = "seller"

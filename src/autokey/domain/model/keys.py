@@ -12,6 +12,7 @@ import attrs
 
 from autokey.domain.model.errors import IllegalTransition, KeyNotAvailable
 from autokey.domain.model.ids import KeyId, OrderId, PoolId, SubjectId
+from autokey.domain.model.text import check_text
 
 MIN_KEY_LENGTH = 5
 MAX_KEY_LENGTH = 256
@@ -38,6 +39,9 @@ class PinnedIndexKey:
 
     id: str
     sealed: bytes = attrs.field(repr=False)
+
+
+MAX_POOL_NAME = 120
 
 
 class KeyStatus(enum.StrEnum):
@@ -75,12 +79,15 @@ def check_key_text(text: str) -> LineProblem | None:
 
 @attrs.frozen(kw_only=True)
 class KeyPool:
-    """A seller's inventory of keys."""
+    """A seller's inventory of keys, under a display name (see `check_text`)."""
 
     id: PoolId
     seller_id: SubjectId
     name: str
     created_at: datetime
+
+    def __attrs_post_init__(self) -> None:
+        check_text("name", self.name, max_length=MAX_POOL_NAME)
 
 
 @attrs.frozen(kw_only=True)

@@ -5,15 +5,20 @@ from __future__ import annotations
 import enum
 import re
 from datetime import datetime
-from decimal import Decimal, InvalidOperation
+from decimal import Context, Decimal, Inexact, Rounded
 
 import attrs
 
+from autokey.domain.model.currencies import MINOR_UNITS
 from autokey.domain.model.errors import IllegalTransition, InvalidInput, OfferNotAvailable
 from autokey.domain.model.ids import OfferId, PoolId, SubjectId
+from autokey.domain.model.text import check_text
 
-_CURRENCY = re.compile(r"[A-Z]{3}")
+_AMOUNT = re.compile(r"([0-9]+)(?:\.([0-9]+))?")
+MAX_AMOUNT_DIGITS = 15
+"""Digits before the point: prices stay far inside every store's numeric range."""
 MAX_TITLE_LENGTH = 200
+MAX_PRODUCT_ID_LENGTH = 64
 
 
 class DeliveryType(enum.StrEnum):
@@ -38,27 +43,32 @@ class Availability(enum.StrEnum):
 
 @attrs.frozen(kw_only=True)
 class Money:
-    """A non-negative decimal amount (at most 4 places) in an ISO 4217 currency."""
+    """A non-negative decimal amount in a currency of `MINOR_UNITS`. Arithmetic is exact."""
 
     amount: Decimal
     currency: str
 
     @classmethod
-    def parse(cls, amount: str, currency: str) -> Money:
-        """Build from wire strings; raise InvalidInput naming the bad field."""
-        try:
-            value = Decimal(amount)
-        except (InvalidOperation, TypeError):
-            raise InvalidInput.of("price.amount", "not_a_decimal") from None
-        exponent = value.as_tuple().exponent
-        if not value.is_finite() or value < 0 or (isinstance(exponent, int) and exponent < -4):
-            raise InvalidInput.of("price.amount", "invalid_amount")
-        if not _CURRENCY.fullmatch(currency):
-            raise InvalidInput.of("price.currency", "invalid_currency")
-        return cls(amount=value, currency=currency)
+    def parse(cls, amount: str, currency: str, field: str = "price") -> Money:
+        """Build from wire strings: plain ASCII decimal notation (no sign, exponent, separator
+        or other digits), at most MAX_AMOUNT_DIGITS before the point and the currency's minor
+        units after it. InvalidInput naming the bad field otherwise."""
+        if currency not in MINOR_UNITS:
+            raise InvalidInput.of(f"{field}.currency", "invalid_currency")
+        if not (parts := _AMOUNT.fullmatch(amount)):
+            raise InvalidInput.of(f"{field}.amount", "not_a_decimal")
+        whole, fraction = parts.group(1).lstrip("0"), parts.group(2) or ""
+        if len(whole) > MAX_AMOUNT_DIGITS:
+            raise InvalidInput.of(f"{field}.amount", "too_large")
+        if len(fraction) > MINOR_UNITS[currency]:
+            raise InvalidInput.of(f"{field}.amount", "too_many_decimals")
+        return cls(amount=Decimal(amount), currency=currency)
 
     def times(self, quantity: int) -> Money:
-        return Money(amount=self.amount * quantity, currency=self.currency)
+        """Exact at any size: the precision is that of the product, and rounding would trap."""
+        digits = len(self.amount.as_tuple().digits) + len(str(abs(quantity)))
+        exact = Context(prec=digits, traps=[Inexact, Rounded])
+        return Money(amount=exact.multiply(self.amount, quantity), currency=self.currency)
 
 
 @attrs.define(kw_only=True)
@@ -79,8 +89,9 @@ class Offer:
     """The most a G2A-sourced key may cost upstream."""
 
     def __attrs_post_init__(self) -> None:
-        if not 1 <= len(self.title.strip()) <= MAX_TITLE_LENGTH:
-            raise InvalidInput.of("title", "invalid_length")
+        check_text("title", self.title, max_length=MAX_TITLE_LENGTH)
+        if self.g2a_product_id is not None:
+            check_text("g2aProductId", self.g2a_product_id, max_length=MAX_PRODUCT_ID_LENGTH)
         if self.delivery_type is DeliveryType.AUTO_KEY and self.key_pool_id is None:
             raise InvalidInput.of("keyPoolId", "required_for_auto_key")
         if self.delivery_type is DeliveryType.G2A:

@@ -19,6 +19,7 @@ import attrs
 
 from autokey.domain.model.errors import InvalidInput
 from autokey.domain.model.ids import DeliveryId, EndpointId, SubjectId
+from autokey.domain.model.text import check_text
 
 GIVE_UP_AFTER = timedelta(days=3)
 FIRST_RETRY = timedelta(seconds=5)
@@ -55,9 +56,12 @@ def secret_context(endpoint_id: EndpointId) -> bytes:
 def check_target(url: str, *, require_https: bool, allow_private: bool) -> str:
     """The URL a seller may register, or InvalidInput. Literal private addresses are refused
     here; names are checked again after DNS resolution, on every send."""
-    if len(url) > MAX_URL_LENGTH:
-        raise InvalidInput.of("url", "too_long")
-    parts = urlsplit(url)
+    check_text("url", url, max_length=MAX_URL_LENGTH)
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 - raises on a port that is not a number in range
+    except ValueError:
+        raise InvalidInput.of("url", "not_a_url") from None
     allowed = ("https",) if require_https else ("https", "http")
     if parts.scheme not in allowed or not parts.hostname:
         raise InvalidInput.of("url", "https_required" if require_https else "not_http_url")

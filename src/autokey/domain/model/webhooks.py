@@ -19,6 +19,8 @@ TOLERANCE_S = 300
 NONCE_RETENTION_S = 2 * TOLERANCE_S + 60
 MAX_BODY_BYTES = 1024 * 1024
 MAX_NONCE_LENGTH = 128
+MAX_EVENT_ID = 200
+"""The longest event id or marketplace order id an event may carry."""
 _SIGNATURE = re.compile(r"[0-9a-f]{64}")
 _TIMESTAMP = re.compile(r"[0-9]{1,12}")
 

@@ -6,9 +6,10 @@ import uuid
 from collections.abc import Sequence
 from datetime import datetime
 
-from autokey.domain.model.auth import ApiToken, Principal, Role
+from autokey.domain.model.auth import MAX_TOKEN_NAME, ApiToken, Principal, Role
 from autokey.domain.model.errors import Unauthenticated
 from autokey.domain.model.ids import SubjectId, TokenId
+from autokey.domain.model.text import check_text
 from autokey.ports.crypto import SecretHasher
 from autokey.ports.store import Store
 from autokey.ports.system import Clock, IdGenerator
@@ -24,7 +25,10 @@ class AuthService:
     async def issue_token(
         self, role: Role, subject: SubjectId | None = None, name: str = ""
     ) -> tuple[str, ApiToken]:
-        """Create a token; returns the secret (shown once, never stored) and its record."""
+        """Create a token; returns the secret (shown once, never stored) and its record.
+        InvalidInput when `name` breaks the display-text rule. (Not checked when a stored
+        token is loaded: a name written before the rule must not lock its holder out.)"""
+        check_text("name", name, max_length=MAX_TOKEN_NAME, min_length=0)
         secret = self._hasher.new_secret()
         token = ApiToken(
             id=TokenId(self._ids.new_id()),
@@ -44,7 +48,10 @@ class AuthService:
             return await tx.tokens.revoke(token_id, self._clock.now())
 
     async def authenticate(self, secret: str) -> Principal:
-        """The principal of a bearer secret; Unauthenticated if unknown or revoked."""
+        """The principal of a bearer secret; Unauthenticated if malformed, unknown or revoked.
+        Secrets are printable ASCII, so anything else is refused before it is hashed."""
+        if not (secret.isascii() and secret.isprintable()):
+            raise Unauthenticated(reason="malformed_token")
         async with self._store.transaction() as tx:
             token = await tx.tokens.find_by_secret_hash(self._hasher.digest(secret))
         if token is None or token.revoked_at is not None:

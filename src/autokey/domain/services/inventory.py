@@ -9,7 +9,7 @@ import attrs
 
 from autokey.domain.model.audit import AuditAction, AuditEvent
 from autokey.domain.model.auth import Principal, Role
-from autokey.domain.model.errors import InvalidInput, NotFound
+from autokey.domain.model.errors import NotFound
 from autokey.domain.model.ids import EventId, KeyId, PoolId
 from autokey.domain.model.keys import (
     Key,
@@ -26,8 +26,6 @@ from autokey.domain.services.outbound import announce
 from autokey.ports.crypto import BlindIndex, KeyCipher
 from autokey.ports.store import Store, UnitOfWork
 from autokey.ports.system import Clock, IdGenerator
-
-MAX_POOL_NAME = 120
 
 
 def key_context(pool_id: PoolId, key_id: KeyId) -> bytes:
@@ -78,8 +76,6 @@ class InventoryService:
     async def create_pool(self, principal: Principal, name: str | None) -> PoolView:
         principal.require(Role.SELLER, action="create_key_pool")
         name = (name or "").strip() or "Key pool"
-        if len(name) > MAX_POOL_NAME:
-            raise InvalidInput.of("name", "too_long")
         pool = KeyPool(
             id=PoolId(self._ids.new_id()),
             seller_id=principal.subject,

@@ -10,7 +10,9 @@ import attrs
 from autokey.domain.model.errors import WebhookRejected, WebhooksNotConfigured
 from autokey.domain.model.ids import OrderId
 from autokey.domain.model.orders import UpstreamState
+from autokey.domain.model.text import text_problem
 from autokey.domain.model.webhooks import (
+    MAX_EVENT_ID,
     NONCE_RETENTION_S,
     Rejection,
     WebhookEvent,
@@ -32,12 +34,18 @@ EVENT_STATES = {
 
 @attrs.frozen(kw_only=True)
 class ParsedEvent:
-    """The fields of a verified body, parsed by the edge."""
+    """The fields of a verified body, parsed by the edge. The ids are display text
+    (`text_problem`); anything else is a malformed event."""
 
     event_id: str
     type: WebhookEventType
     upstream_order_id: str | None
     occurred_at: datetime | None
+
+    def __attrs_post_init__(self) -> None:
+        ids = (i for i in (self.event_id, self.upstream_order_id) if i is not None)
+        if any(text_problem(i, max_length=MAX_EVENT_ID) for i in ids):
+            raise WebhookRejected(reason=Rejection.MALFORMED_EVENT)
 
 
 @attrs.frozen(kw_only=True)

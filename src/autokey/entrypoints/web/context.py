@@ -18,6 +18,7 @@ from autokey.domain.model.auth import Principal
 from autokey.domain.model.errors import FieldProblem, InvalidInput, NotFound, Unauthenticated
 from autokey.domain.model.pages import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, Page, PageRequest
 from autokey.entrypoints.container import Container
+from autokey.entrypoints.web.schemas import parse_uuid
 
 T = TypeVar("T")
 
@@ -55,6 +56,8 @@ async def read_json(request: web.Request, cls: type[T], *, optional: bool = Fals
         data = json.loads(raw)
     except (ValueError, UnicodeDecodeError):
         raise InvalidInput.of("body", "malformed_json") from None
+    except RecursionError:  # the parser's own depth bound: ~1,000 nested arrays or objects
+        raise InvalidInput.of("body", "too_deeply_nested") from None
     try:
         return converter(request).structure(data, cls)
     except cattrs.ClassValidationError as exc:
@@ -88,7 +91,7 @@ def path_id(request: web.Request, name: str, resource: str) -> UUID:
     """A UUID path parameter; a malformed one cannot exist, so it is NotFound."""
     raw = request.match_info[name]
     try:
-        return UUID(raw)
+        return parse_uuid(raw)
     except ValueError:
         raise NotFound(resource=resource, id=raw[:64]) from None
 
@@ -98,10 +101,8 @@ def page_request(request: web.Request) -> PageRequest:
     problems = []
     limit = DEFAULT_PAGE_SIZE
     if "limit" in query:
-        try:
-            limit = int(query["limit"])
-        except ValueError:
-            limit = 0
+        raw = query["limit"]  # int() would also take "1_0", " 10" and other scripts' digits
+        limit = int(raw) if raw.isascii() and raw.isdigit() and len(raw) <= 6 else 0
         if not 1 <= limit <= MAX_PAGE_SIZE:
             problems.append(FieldProblem(field="limit", code="out_of_range"))
     after = None
@@ -121,7 +122,7 @@ def uuid_param(request: web.Request, name: str) -> UUID | None:
     if not raw:
         return None
     try:
-        return UUID(raw)
+        return parse_uuid(raw)
     except ValueError:
         raise InvalidInput.of(name, "not_an_id") from None
 

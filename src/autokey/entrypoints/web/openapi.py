@@ -24,12 +24,18 @@ import attrs
 from aiohttp import web
 
 from autokey.domain.model.audit import AuditAction
+from autokey.domain.model.currencies import MINOR_UNITS
 from autokey.domain.model.keys import KeyStatus, LineProblem
-from autokey.domain.model.offers import Availability, DeliveryType, OfferStatus
+from autokey.domain.model.offers import MAX_AMOUNT_DIGITS, Availability, DeliveryType, OfferStatus
 from autokey.domain.model.orders import MAX_QUANTITY, OrderStatus
 from autokey.domain.model.pages import MAX_PAGE_SIZE
 from autokey.entrypoints.web import schemas as s
-from autokey.entrypoints.web.problems import ERROR_TABLE, INTERNAL, PROBLEM_CONTENT_TYPE
+from autokey.entrypoints.web.problems import (
+    ERROR_TABLE,
+    INTERNAL,
+    PROBLEM_CONTENT_TYPE,
+    UNREADABLE_BODY,
+)
 
 OPENAPI_PATH = "/api/openapi.json"
 routes = web.RouteTableDef()
@@ -38,6 +44,7 @@ routes = web.RouteTableDef()
 
 PROBLEM_STATUS: dict[str, int] = {
     INTERNAL.code: INTERNAL.status,
+    UNREADABLE_BODY.code: UNREADABLE_BODY.status,
     # answered by aiohttp itself (problems.py maps them to these codes)
     "bad_request": 400,
     "method_not_allowed": 405,
@@ -54,7 +61,7 @@ PROBLEM_STATUS: dict[str, int] = {
 }
 AUTHENTICATED = ("unauthenticated", "forbidden", "store_unavailable")
 # A body's values reach the database, which may still refuse one (`unstorable_value`).
-JSON_BODY = ("invalid_input", "unstorable_value", "payload_too_large")
+JSON_BODY = ("invalid_input", UNREADABLE_BODY.code, "unstorable_value", "payload_too_large")
 
 # ---- JSON Schema from attrs classes ----------------------------------------------------
 
@@ -75,8 +82,16 @@ FIELD_OVERRIDES: dict[tuple[type[Any], str], dict[str, Any]] = {
     (s.OrderOut, "status"): {"enum": _values(OrderStatus)},
     (s.AuditEventOut, "action"): {"enum": _values(AuditAction)},
     (s.CreateOrderIn, "quantity"): {"minimum": 1, "maximum": MAX_QUANTITY},
-    (s.MoneyIO, "amount"): {"description": "Decimal amount as a string, e.g. `19.99`."},
-    (s.MoneyIO, "currency"): {"description": "ISO 4217 code, e.g. `EUR`."},
+    (s.MoneyIO, "amount"): {
+        "description": "Decimal amount as a string, e.g. `19.99`. In requests: ASCII digits "
+        f"only, at most {MAX_AMOUNT_DIGITS} before the point and no more after it than the "
+        "currency's ISO 4217 minor units (`not_a_decimal`, `too_large`, `too_many_decimals`)."
+    },
+    (s.MoneyIO, "currency"): {
+        "description": "ISO 4217 code, e.g. `EUR`; requests accept "
+        + ", ".join(f"`{c}`" for c in sorted(MINOR_UNITS))
+        + " (`invalid_currency` otherwise)."
+    },
 }
 """What a field's Python type cannot say (the wire classes carry enums as plain strings)."""
 
@@ -498,6 +513,7 @@ OPERATIONS: tuple[Operation, ...] = (
             "stale_timestamp",
             "replayed_nonce",
             "malformed_event",
+            UNREADABLE_BODY.code,
             "payload_too_large",
             "webhooks_not_configured",
             "unstorable_value",

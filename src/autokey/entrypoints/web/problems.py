@@ -66,6 +66,7 @@ _ROWS: tuple[tuple[type[Exception], int, str, str], ...] = (
 )
 ERROR_TABLE = tuple((cls, ProblemKind(status, code, title)) for cls, status, code, title in _ROWS)
 INTERNAL = ProblemKind(500, "internal_error", "Internal server error")
+UNREADABLE_BODY = ProblemKind(400, "unreadable_body", "The request body cannot be decoded")
 WEBHOOK_REJECTIONS = {
     "invalid_signature": ProblemKind(401, "invalid_signature", "Webhook signature is not valid"),
     "stale_timestamp": ProblemKind(401, "stale_timestamp", "Webhook timestamp out of tolerance"),
@@ -153,6 +154,13 @@ async def problem_middleware(request: web.Request, handler: Handler) -> web.Stre
             ProblemKind(exc.status, code, exc.reason),
             headers={k: v for k, v in exc.headers.items() if k.lower() == "allow"},
         )
+    except web.RequestPayloadError:  # corrupt Content-Encoding or framing, found while reading
+        # Nothing more of this body can be read: end it here (else aiohttp's lingering read
+        # meets the same error again and logs it as unhandled) and close the connection.
+        request.content.feed_eof()
+        response = problem_response(UNREADABLE_BODY)
+        response.force_close()
+        return response
     except Exception:
         log.exception("http.unhandled_error", path=request.path)
         return problem_response(INTERNAL)

@@ -36,7 +36,7 @@ def make_http_converter() -> cattrs.Converter:
     conv.register_unstructure_hook(datetime, lambda d: d.isoformat().replace("+00:00", "Z"))
     conv.register_structure_hook(datetime, lambda v, _: datetime.fromisoformat(v))
     conv.register_unstructure_hook(UUID, str)
-    conv.register_structure_hook(UUID, lambda v, _: UUID(v))
+    conv.register_structure_hook(UUID, lambda v, _: parse_uuid(v))
 
     def renames(cls: type[Any]) -> dict[str, Any]:
         return {a.name: override(rename=to_camel(a.name)) for a in attrs.fields(cls)}
@@ -51,6 +51,14 @@ def make_http_converter() -> cattrs.Converter:
         ),
     )
     return conv
+
+
+def parse_uuid(value: Any) -> UUID:
+    """A UUID written in ASCII; ValueError otherwise (`UUID()` itself reads any script's
+    digits, so Arabic-Indic zeros would name the same resource as ASCII ones)."""
+    if not (isinstance(value, str) and value.isascii()):
+        raise ValueError("expected an ASCII UUID")
+    return UUID(value)
 
 
 def _strict(kind: type[Any]) -> Any:
@@ -186,10 +194,10 @@ class MoneyIO:
 
     @classmethod
     def of(cls, money: Money) -> MoneyIO:
-        return cls(amount=str(money.amount), currency=money.currency)
+        return cls(amount=f"{money.amount:f}", currency=money.currency)  # never exponent form
 
-    def to_domain(self) -> Money:
-        return Money.parse(self.amount, self.currency)
+    def to_domain(self, field: str = "price") -> Money:
+        return Money.parse(self.amount, self.currency, field)
 
 
 @attrs.frozen(kw_only=True)

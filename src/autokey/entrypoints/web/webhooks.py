@@ -23,7 +23,6 @@ from autokey.entrypoints.web.context import container
 
 routes = web.RouteTableDef()
 log = structlog.get_logger("autokey.webhooks")
-MAX_EVENT_ID = 200
 BACKGROUND = web.AppKey("background_tasks", set[asyncio.Task[Any]])
 
 
@@ -45,7 +44,7 @@ def _parse(body: bytes) -> ParsedEvent:
         data = json.loads(body)
         event_id, kind = data["event_id"], WebhookEventType(data["type"])
         order_id, occurred = data.get("order_id"), data.get("occurred_at")
-        if not (isinstance(event_id, str) and 0 < len(event_id) <= MAX_EVENT_ID):
+        if not isinstance(event_id, str):
             raise ValueError("event_id")
         if order_id is not None and not isinstance(order_id, str):
             raise ValueError("order_id")
@@ -56,7 +55,7 @@ def _parse(body: bytes) -> ParsedEvent:
         at = datetime.fromisoformat(occurred) if occurred is not None else None
         if at is not None and at.tzinfo is None:
             raise ValueError("occurred_at")
-    except (ValueError, KeyError, TypeError, UnicodeDecodeError):
+    except (ValueError, KeyError, TypeError, UnicodeDecodeError, RecursionError):
         raise WebhookRejected(reason=Rejection.MALFORMED_EVENT) from None
     return ParsedEvent(event_id=event_id, type=kind, upstream_order_id=order_id, occurred_at=at)
 

@@ -105,7 +105,9 @@ class Container(containers.DeclarativeContainer):
         ids,
         reservation_ttl_s=settings.provided.reservation_ttl_s,
     )
-    idempotency = providers.Singleton(IdempotencyService, store, clock)
+    idempotency = providers.Singleton(
+        IdempotencyService, store, clock, settings.provided.idempotency_lease_s
+    )
 
     g2a_metrics = providers.Singleton(G2AMetrics, metrics_registry)
     token_cache = providers.Singleton(_token_cache, redis, g2a_metrics)

@@ -18,6 +18,7 @@ RFC 9457 problems from a single ordered table.
     │   │   ├── ReservationExpired   the order's key reservation ran out before payment
     │   │   └── DuplicateResource    a unique value exists already
     │   ├── IdempotencyKeyReused     same Idempotency-Key, different request
+    │   ├── RateLimited              a caller spent its allowance; retry after retry_after_s
     │   ├── OfferNotAvailable        offer inactive, draft or unknown to the buyer
     │   ├── OutOfStock               fewer available keys than asked for
     │   ├── StockBusy                keys exist but other transactions hold them; retry soon
@@ -106,7 +107,7 @@ class IllegalTransition(Conflict):
 
 @attrs.define(kw_only=True)
 class IdempotencyInFlight(Conflict):
-    pass
+    retry_after_s: int
 
 
 @attrs.define(kw_only=True)
@@ -127,6 +128,13 @@ class ReservationExpired(Conflict):
 @attrs.define(kw_only=True)
 class IdempotencyKeyReused(DomainError):
     key: str
+
+
+@attrs.define(kw_only=True)
+class RateLimited(DomainError):
+    limit: str
+    """Which allowance: uploads, orders, writes or auth_failures."""
+    retry_after_s: int
 
 
 @attrs.define(kw_only=True)

@@ -87,7 +87,14 @@ def _serve(settings: Settings, host: str | None, port: int | None) -> int:
         store=settings.database.kind.value,
         env=settings.env.value,
     )
-    web.run_app(serve_app(settings), host=host, port=port, print=None, access_log=None)
+    web.run_app(
+        serve_app(settings),
+        host=host,
+        port=port,
+        print=None,
+        access_log=None,
+        keepalive_timeout=settings.http.keepalive_timeout_s,
+    )
     return 0
 
 

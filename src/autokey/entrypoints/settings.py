@@ -76,10 +76,9 @@ class DatabaseSettings:
 @attrs.frozen(kw_only=True)
 class HttpSettings:
     keepalive_timeout_s: float = 15.0
-    """An idle keep-alive connection is closed after this long."""
-    header_timeout_s: float = 10.0
-    """A connection whose request line and headers have not all arrived after this long is
-    closed (slow-header clients)."""
+    """A connection is closed when no complete request has arrived this long after it
+    opened or after its last response: idle keep-alive and slow-header clients alike
+    (aiohttp's keep-alive timer starts at accept and is not reset by partial headers)."""
 
 
 @attrs.frozen(kw_only=True)
@@ -213,7 +212,6 @@ def _crypto(r: _Reader, production: bool, database: DatabaseSettings) -> CryptoS
 def _http(r: _Reader) -> HttpSettings:
     return HttpSettings(
         keepalive_timeout_s=float(r.integer("AUTOKEY_HTTP_KEEPALIVE_TIMEOUT_S", 15, 1, 3600)),
-        header_timeout_s=float(r.integer("AUTOKEY_HTTP_HEADER_TIMEOUT_S", 10, 1, 3600)),
     )
 
 

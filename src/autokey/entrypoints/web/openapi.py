@@ -52,7 +52,7 @@ PROBLEM_STATUS: dict[str, int] = {
     # the problem table has the last word
     **{kind.code: kind.status for _, kind in ERROR_TABLE},
 }
-AUTHENTICATED = ("unauthenticated", "forbidden", "store_unavailable")
+AUTHENTICATED = ("unauthenticated", "forbidden", "rate_limited", "store_unavailable")
 JSON_BODY = ("invalid_input", "payload_too_large")
 
 # ---- JSON Schema from attrs classes ----------------------------------------------------

@@ -6,6 +6,9 @@ from __future__ import annotations
 import asyncio
 import socket
 import struct
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from urllib.parse import urlsplit, urlunsplit
 
 
 class TcpProxy:
@@ -86,3 +89,20 @@ def _reset(writer: asyncio.StreamWriter) -> None:
     if sock is not None:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
     writer.transport.abort()
+
+
+@asynccontextmanager
+async def in_front_of(url: str) -> AsyncIterator[tuple[str, TcpProxy]]:
+    """A proxy in front of the PostgreSQL server of `url` (a postgresql:// URL): yields the
+    same URL through the proxy, and the proxy; restored and closed afterwards."""
+    parts = urlsplit(url)
+    proxy = TcpProxy(parts.hostname or "127.0.0.1", parts.port or 5432)
+    await proxy.open()
+    user = parts.netloc.rpartition("@")[0]
+    address = f"127.0.0.1:{proxy.port}"
+    try:
+        yield urlunsplit(parts._replace(netloc=f"{user}@{address}" if user else address)), proxy
+    finally:
+        proxy.restore()
+        if proxy.is_open:
+            await proxy.close()

@@ -20,7 +20,7 @@ import psycopg
 import pytest
 
 from tests.integration.server import autokey, serve, server_env, token
-from tests.proxy import TcpProxy
+from tests.proxy import TcpProxy, in_front_of
 from tests.services import scratch_postgres
 
 pytestmark = [pytest.mark.postgres, pytest.mark.slow]
@@ -50,12 +50,7 @@ class Traffic:
 async def proxied_server() -> AsyncIterator[tuple[str, str, TcpProxy, str, str]]:
     """(base URL of autokey serve, direct database URL, the proxy between them, a seller's
     token, a buyer's token)."""
-    async with scratch_postgres() as url:
-        info = psycopg.conninfo.conninfo_to_dict(url)
-        proxy = TcpProxy(str(info.get("host") or "127.0.0.1"), int(info.get("port") or 5432))
-        await proxy.open()
-        proxied = url.replace(f":{info.get('port') or 5432}/", f":{proxy.port}/", 1)
-        assert proxied != url
+    async with scratch_postgres() as url, in_front_of(url) as (proxied, proxy):
         env = server_env(
             proxied,
             AUTOKEY_DB_POOL_TIMEOUT_S=str(POOL_TIMEOUT_S),
@@ -68,13 +63,8 @@ async def proxied_server() -> AsyncIterator[tuple[str, str, TcpProxy, str, str]]
         direct = server_env(url)  # these CLI runs block this loop, so the proxy is bypassed
         autokey("migrate", env=direct)
         seller, buyer = token("seller", direct), token("buyer", direct)
-        try:
-            async with serve(env) as base:
-                yield base, url, proxy, seller, buyer
-        finally:
-            proxy.restore()
-            if proxy.is_open:
-                await proxy.close()
+        async with serve(env) as base:
+            yield base, url, proxy, seller, buyer
 
 
 async def _call(

@@ -8,10 +8,8 @@ and refuses new ones, exactly what autokey sees when its database stops.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections.abc import AsyncIterator
 
-import psycopg
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
@@ -19,7 +17,7 @@ from autokey.entrypoints.container import Container
 from autokey.entrypoints.settings import load_settings
 from autokey.entrypoints.web.app import make_app
 from tests.conftest import MASTER_KEY
-from tests.proxy import TcpProxy
+from tests.proxy import TcpProxy, in_front_of
 from tests.services import scratch_postgres
 
 pytestmark = pytest.mark.postgres
@@ -27,16 +25,8 @@ pytestmark = pytest.mark.postgres
 
 @pytest.fixture
 async def proxied_url() -> AsyncIterator[tuple[str, TcpProxy]]:
-    async with scratch_postgres() as url:
-        info = psycopg.conninfo.conninfo_to_dict(url)
-        proxy = TcpProxy(str(info.get("host") or "127.0.0.1"), int(info.get("port") or 5432))
-        await proxy.open()
-        info.update(host="127.0.0.1", port=str(proxy.port), connect_timeout="2")
-        try:
-            yield psycopg.conninfo.make_conninfo(**info), proxy
-        finally:
-            with contextlib.suppress(AssertionError):
-                await proxy.close()
+    async with scratch_postgres() as url, in_front_of(url) as proxied:
+        yield proxied
 
 
 async def _ready(client: TestClient[object, object]) -> tuple[int, dict[str, object]]:
@@ -50,7 +40,9 @@ async def test_ready_turns_503_while_postgres_is_unreachable_and_recovers(
     from autokey.adapters.postgres.store import PostgresStore
 
     url, proxy = proxied_url
-    store = await PostgresStore.open(url, min_size=1, max_size=4, timeout_s=2.0)
+    store = await PostgresStore.open(
+        url, min_size=1, max_size=4, timeout_s=2.0, connect_timeout_s=2
+    )
     try:
         await store.migrate()
         # The store is handed in already open; settings only need to load.

@@ -9,7 +9,6 @@ import asyncio
 import time
 from collections.abc import AsyncIterator
 
-import psycopg
 import pytest
 
 from autokey.adapters.postgres.store import PostgresStore
@@ -20,7 +19,7 @@ from autokey.domain.services.idempotency import Effect, IdempotencyService
 from autokey.ports.store import UnitOfWork
 from tests import builders as b
 from tests.conftest import FakeClock
-from tests.proxy import TcpProxy
+from tests.proxy import TcpProxy, in_front_of
 
 pytestmark = pytest.mark.postgres
 
@@ -30,25 +29,21 @@ SLACK_S = 3.0  # a loaded machine
 
 @pytest.fixture
 async def proxied(pg_url: str) -> AsyncIterator[tuple[PostgresStore, TcpProxy]]:
-    info = psycopg.conninfo.conninfo_to_dict(pg_url)
-    proxy = TcpProxy(str(info.get("host") or "127.0.0.1"), int(info.get("port") or 5432))
-    await proxy.open()
-    info.update(host="127.0.0.1", port=str(proxy.port))
-    store = await PostgresStore.open(
-        psycopg.conninfo.make_conninfo(**info),
-        min_size=1,
-        max_size=2,
-        timeout_s=POOL_TIMEOUT_S,
-        connect_timeout_s=2,
-        statement_timeout_ms=STATEMENT_MS,
-    )
-    try:
-        await store.migrate()
-        yield store, proxy
-    finally:
-        proxy.restore()
-        await store.close()
-        await proxy.close()
+    async with in_front_of(pg_url) as (url, proxy):
+        store = await PostgresStore.open(
+            url,
+            min_size=1,
+            max_size=2,
+            timeout_s=POOL_TIMEOUT_S,
+            connect_timeout_s=2,
+            statement_timeout_ms=STATEMENT_MS,
+        )
+        try:
+            await store.migrate()
+            yield store, proxy
+        finally:
+            proxy.restore()
+            await store.close()
 
 
 async def _elapsed_until_unavailable(store: PostgresStore) -> float:

@@ -8,12 +8,14 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncIterator
+from datetime import timedelta
 
 import pytest
+from psycopg import errors as pg_errors
 
 from autokey.adapters.postgres.store import PostgresStore
 from autokey.domain.model.errors import IdempotencyInFlight, StoreUnavailable
-from autokey.domain.model.idempotency import StoredResponse
+from autokey.domain.model.idempotency import IdempotencyRecord, IdempotencyState, StoredResponse
 from autokey.domain.model.keys import KeyPool
 from autokey.domain.services.idempotency import Effect, IdempotencyService
 from autokey.ports.store import UnitOfWork
@@ -112,3 +114,39 @@ async def test_a_first_request_that_outlives_its_lease_is_rolled_back(
     async with pg_store.transaction() as tx:
         assert await tx.pools.get(retry_pool.id) == retry_pool
         assert await tx.pools.get(slow_pool.id) is None  # its effect was rolled back
+
+
+async def test_the_server_cancels_a_statement_after_the_configured_timeout(
+    proxied: tuple[PostgresStore, TcpProxy],
+) -> None:
+    store, _ = proxied
+    record = IdempotencyRecord(
+        scope="s",
+        key="locked",
+        fingerprint=b"f",
+        state=IdempotencyState.IN_FLIGHT,
+        created_at=b.T0,
+        locked_until=b.T0,
+        expires_at=b.T0 + timedelta(days=1),
+    )
+    async with store.transaction() as tx:
+        await tx.idempotency.insert(record)
+    holding, done = asyncio.Event(), asyncio.Event()
+
+    async def hold_the_row() -> None:
+        async with store.transaction() as tx:
+            await tx.idempotency.get("s", "locked", for_update=True)
+            holding.set()
+            await done.wait()
+
+    holder = asyncio.create_task(hold_the_row())
+    await holding.wait()
+    try:
+        with pytest.raises(StoreUnavailable) as caught:
+            async with store.transaction() as tx:
+                await tx.idempotency.get("s", "locked", for_update=True)
+    finally:
+        done.set()
+        await holder
+    # Cancelled by the server's statement_timeout, before the client's own deadline.
+    assert isinstance(caught.value.__cause__, pg_errors.QueryCanceled)

@@ -150,3 +150,32 @@ async def test_the_server_cancels_a_statement_after_the_configured_timeout(
         await holder
     # Cancelled by the server's statement_timeout, before the client's own deadline.
     assert isinstance(caught.value.__cause__, pg_errors.QueryCanceled)
+
+
+async def test_a_clean_up_lost_to_a_cut_leaves_the_key_only_until_its_lease_ends(
+    proxied: tuple[PostgresStore, TcpProxy], clock: FakeClock
+) -> None:
+    store, proxy = proxied
+    service = IdempotencyService(store, clock, lease_s=5)
+
+    async def refused_then_cut(tx: UnitOfWork) -> StoredResponse:
+        await proxy.close()  # the database goes away before the key can be released
+        raise ValueError("refused")
+
+    async def accepted(tx: UnitOfWork) -> StoredResponse:
+        return StoredResponse(status=200, body=b"{}")
+
+    with pytest.raises(ValueError, match="refused"):  # the request's own error, not the clean-up's
+        await service.run("s", "cut", b"f", refused_then_cut)
+    await proxy.open()
+    for _ in range(40):  # the pool reconnects by itself
+        try:
+            await store.ping()
+            break
+        except StoreUnavailable:
+            await asyncio.sleep(0.25)
+    with pytest.raises(IdempotencyInFlight) as busy:
+        await service.run("s", "cut", b"f", accepted)
+    assert busy.value.retry_after_s == 5
+    clock.advance(5)
+    assert (await service.run("s", "cut", b"f", accepted)).replayed is False

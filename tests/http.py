@@ -8,6 +8,7 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 import structlog
+from aiohttp import ClientResponse
 from aiohttp.test_utils import TestClient, TestServer
 
 from autokey.domain.model.auth import Role
@@ -74,3 +75,12 @@ async def captured_logs() -> AsyncIterator[io.StringIO]:
         yield buffer
     finally:
         structlog.reset_defaults()
+
+
+async def assert_limited(response: ClientResponse, limit: str, window_s: int = 60) -> None:
+    """`response` is a 429 rate_limited problem for `limit`, with a sensible Retry-After."""
+    assert response.status == 429
+    assert response.content_type == "application/problem+json"
+    body = await response.json()
+    assert (body["code"], body["limit"]) == ("rate_limited", limit)
+    assert 1 <= int(response.headers["Retry-After"]) <= window_s

@@ -11,6 +11,8 @@ from urllib.parse import urlsplit, urlunsplit
 
 import psycopg
 import pytest
+from redis.asyncio import Redis
+from redis.exceptions import RedisError
 
 POSTGRES_URL = os.environ.get(
     "AUTOKEY_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
@@ -46,3 +48,19 @@ async def scratch_postgres() -> AsyncIterator[str]:
             yield _with_database(POSTGRES_URL, name)
         finally:
             await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@asynccontextmanager
+async def real_redis() -> AsyncIterator[Redis]:
+    """A client of the test Redis (never flushed: use keys unique to the test)."""
+    client = Redis.from_url(REDIS_URL, socket_connect_timeout=1, socket_timeout=1)
+    try:
+        await client.ping()
+    except (RedisError, OSError) as exc:
+        await client.aclose()
+        unavailable("Redis", exc)
+        raise
+    try:
+        yield client
+    finally:
+        await client.aclose()

@@ -167,13 +167,13 @@ async def test_idempotency_insert_is_first_wins_and_complete_stores_the_response
         assert await tx.idempotency.insert(attrs.evolve(record, fingerprint=b"x" * 32)) is False
     response = StoredResponse(status=201, body=b'{"id": "1"}')
     async with store.transaction() as tx:
-        await tx.idempotency.complete(record.scope, record.key, response)
+        assert await tx.idempotency.complete(record, response) is True
     async with store.transaction() as tx:
         stored = await tx.idempotency.get(record.scope, record.key, for_update=True)
     assert stored == attrs.evolve(record, state=IdempotencyState.COMPLETED, response=response)
 
 
-async def test_idempotency_replace_delete_and_purge(store: Store) -> None:
+async def test_idempotency_replace_release_and_purge(store: Store) -> None:
     old, fresh = _record("old"), _record("fresh")
     async with store.transaction() as tx:
         await tx.idempotency.insert(old)
@@ -182,10 +182,26 @@ async def test_idempotency_replace_delete_and_purge(store: Store) -> None:
         await tx.idempotency.replace(taken_over)
     async with store.transaction() as tx:
         assert await tx.idempotency.get(fresh.scope, fresh.key) == taken_over
-        await tx.idempotency.delete(fresh.scope, fresh.key)
+        await tx.idempotency.release(fresh)  # no longer the holder: nothing happens
+        assert await tx.idempotency.get(fresh.scope, fresh.key) == taken_over
+        await tx.idempotency.release(taken_over)
         assert await tx.idempotency.get(fresh.scope, fresh.key) is None
         assert await tx.idempotency.purge_expired(b.T0 + timedelta(hours=25)) == 1
         assert await tx.idempotency.get(old.scope, old.key) is None
+
+
+async def test_idempotency_complete_refuses_a_claim_that_was_taken_over(store: Store) -> None:
+    first = _record()
+    later = attrs.evolve(first, locked_until=first.locked_until + timedelta(microseconds=1))
+    response = StoredResponse(status=201, body=b"{}")
+    async with store.transaction() as tx:
+        await tx.idempotency.insert(first)
+        await tx.idempotency.replace(later)
+    async with store.transaction() as tx:
+        assert await tx.idempotency.complete(first, response) is False
+        assert await tx.idempotency.get(first.scope, first.key) == later
+        assert await tx.idempotency.complete(later, response) is True
+        assert await tx.idempotency.complete(later, response) is False  # completed already
 
 
 async def test_audit_events_append_and_list_per_pool(store: Store) -> None:

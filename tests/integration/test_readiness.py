@@ -8,10 +8,8 @@ and refuses new ones, exactly what autokey sees when its database stops.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections.abc import AsyncIterator
 
-import psycopg
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
@@ -19,77 +17,16 @@ from autokey.entrypoints.container import Container
 from autokey.entrypoints.settings import load_settings
 from autokey.entrypoints.web.app import make_app
 from tests.conftest import MASTER_KEY
+from tests.proxy import TcpProxy, in_front_of
 from tests.services import scratch_postgres
 
 pytestmark = pytest.mark.postgres
 
 
-class TcpProxy:
-    """Forwards 127.0.0.1:<port> to a target; `close()` cuts it, `open()` restores it on the
-    same port."""
-
-    def __init__(self, target_host: str, target_port: int) -> None:
-        self.target = (target_host, target_port)
-        self.port = 0
-        self._server: asyncio.Server | None = None
-        self._writers: set[asyncio.StreamWriter] = set()
-        self._tasks: set[asyncio.Task[None]] = set()
-
-    async def open(self) -> None:
-        self._server = await asyncio.start_server(
-            self._accept, "127.0.0.1", self.port, reuse_address=True
-        )
-        self.port = self._server.sockets[0].getsockname()[1]
-
-    async def close(self) -> None:
-        assert self._server is not None
-        self._server.close()
-        for writer in list(self._writers):
-            writer.transport.abort()
-        await self._server.wait_closed()
-        for task in list(self._tasks):
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
-        self._server = None
-
-    async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        try:
-            up_reader, up_writer = await asyncio.open_connection(*self.target)
-        except OSError:
-            writer.transport.abort()
-            return
-        self._writers.update((writer, up_writer))
-        for task in (
-            asyncio.create_task(self._pipe(reader, up_writer)),
-            asyncio.create_task(self._pipe(up_reader, writer)),
-        ):
-            self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
-
-    async def _pipe(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        try:
-            while data := await reader.read(65536):
-                writer.write(data)
-                await writer.drain()
-        except (ConnectionError, OSError):
-            pass
-        finally:
-            self._writers.discard(writer)
-            writer.transport.abort()
-
-
 @pytest.fixture
 async def proxied_url() -> AsyncIterator[tuple[str, TcpProxy]]:
-    async with scratch_postgres() as url:
-        info = psycopg.conninfo.conninfo_to_dict(url)
-        proxy = TcpProxy(str(info.get("host") or "127.0.0.1"), int(info.get("port") or 5432))
-        await proxy.open()
-        info.update(host="127.0.0.1", port=str(proxy.port), connect_timeout="2")
-        try:
-            yield psycopg.conninfo.make_conninfo(**info), proxy
-        finally:
-            with contextlib.suppress(AssertionError):
-                await proxy.close()
+    async with scratch_postgres() as url, in_front_of(url) as proxied:
+        yield proxied
 
 
 async def _ready(client: TestClient[object, object]) -> tuple[int, dict[str, object]]:
@@ -103,7 +40,9 @@ async def test_ready_turns_503_while_postgres_is_unreachable_and_recovers(
     from autokey.adapters.postgres.store import PostgresStore
 
     url, proxy = proxied_url
-    store = await PostgresStore.open(url, min_size=1, max_size=4, timeout_s=2.0)
+    store = await PostgresStore.open(
+        url, min_size=1, max_size=4, timeout_s=2.0, connect_timeout_s=2
+    )
     try:
         await store.migrate()
         # The store is handed in already open; settings only need to load.

@@ -111,7 +111,15 @@ async def open_store(settings: Settings) -> Store:
     if db.kind is StoreKind.POSTGRES:
         from autokey.adapters.postgres.store import PostgresStore
 
-        return await PostgresStore.open(db.url, min_size=db.pool_min, max_size=db.pool_max)
+        return await PostgresStore.open(
+            db.url,
+            min_size=db.pool_min,
+            max_size=db.pool_max,
+            timeout_s=db.pool_timeout_s,
+            connect_timeout_s=db.connect_timeout_s,
+            statement_timeout_ms=db.statement_timeout_ms,
+            tcp_user_timeout_ms=db.tcp_user_timeout_ms,
+        )
     if db.kind is StoreKind.SQLITE:
         from autokey.adapters.sqlite.store import SqliteStore
 

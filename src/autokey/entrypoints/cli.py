@@ -198,7 +198,14 @@ def _serve(settings: Settings, host: str | None, port: int | None) -> int:
         env=settings.env.value,
     )
     try:
-        web.run_app(serve_app(settings), host=host, port=port, print=None, access_log=None)
+        web.run_app(
+            serve_app(settings),
+            host=host,
+            port=port,
+            print=None,
+            access_log=None,
+            keepalive_timeout=settings.http.keepalive_timeout_s,
+        )
     except OSError as exc:
         if exc.errno != errno.EADDRINUSE:
             raise

@@ -7,6 +7,7 @@ Async resources (the store, later Redis and the HTTP session) are opened by the 
 from __future__ import annotations
 
 import aiohttp
+import attrs
 from dependency_injector import containers, providers
 from prometheus_client import CollectorRegistry
 from redis.asyncio import Redis
@@ -18,9 +19,11 @@ from autokey.adapters.g2a.metrics import G2AMetrics
 from autokey.adapters.g2a.retry import RetryPolicy
 from autokey.adapters.memory.token_cache import MemoryTokenCache
 from autokey.adapters.payments import SimulatedPaymentGateway, UnconfiguredPaymentGateway
+from autokey.adapters.rate_limits import LimitsRateLimiter
 from autokey.adapters.redis.token_cache import RedisTokenCache
 from autokey.adapters.system import SystemClock, Uuid7Ids
 from autokey.adapters.webhook_sender import StandardWebhookSender
+from autokey.domain.model.limits import Limit
 from autokey.domain.services.auth import AuthService
 from autokey.domain.services.idempotency import IdempotencyService
 from autokey.domain.services.inventory import InventoryService
@@ -30,7 +33,7 @@ from autokey.domain.services.orders import OrderService
 from autokey.domain.services.outbound import SellerWebhookService
 from autokey.domain.services.sourcing import SourcingService
 from autokey.domain.services.webhooks import WebhookService
-from autokey.entrypoints.settings import Settings
+from autokey.entrypoints.settings import RateLimits, Settings
 from autokey.entrypoints.web.health import Check, ReadinessChecker
 from autokey.entrypoints.web.metrics import (
     AuditedPoolStock,
@@ -41,6 +44,7 @@ from autokey.entrypoints.web.metrics import (
 from autokey.ports.crypto import BlindIndex
 from autokey.ports.marketplace import MarketplaceClient, TokenCache
 from autokey.ports.payments import PaymentGateway
+from autokey.ports.rate_limits import RateLimiter
 from autokey.ports.store import Store
 from autokey.ports.system import Clock
 
@@ -51,6 +55,12 @@ def _token_cache(redis: Redis | None, metrics: G2AMetrics) -> TokenCache:
     if redis is None:
         return local
     return RedisTokenCache(redis=redis, fallback=local, on_fallback=metrics.token_cache_fallback)
+
+
+def _rate_limiter(allowances: RateLimits, redis: Redis | None) -> RateLimiter:
+    """Shared through Redis when configured, per process otherwise."""
+    configured = attrs.asdict(allowances).items()
+    return LimitsRateLimiter({Limit(k): v for k, v in configured if v}, redis=redis)
 
 
 def _marketplace(
@@ -81,7 +91,9 @@ class Container(containers.DeclarativeContainer):
         default=None
     )
     """The one outbound ClientSession, opened by the app only when G2A is configured."""
-    redis: providers.Dependency[Redis | None] = providers.Dependency(default=None)
+    redis: providers.Dependency[Redis | None] = providers.Dependency(
+        default=providers.Object(None)  # a bare None would count as "no default"
+    )
     webhook_session: providers.Provider[aiohttp.ClientSession | None] = providers.Object(None)
     """The session seller webhooks go out on, opened by the app (`open_webhook_session`)."""
     metrics_registry = providers.Singleton(CollectorRegistry)
@@ -102,6 +114,7 @@ class Container(containers.DeclarativeContainer):
     )
 
     auth = providers.Singleton(AuthService, store, hasher, clock, ids)
+    rate_limiter = providers.Singleton(_rate_limiter, settings.provided.rate_limits, redis)
     inventory = providers.Singleton(InventoryService, store, cipher, blind_index, clock, ids)
     offers = providers.Singleton(OfferService, store, clock, ids)
     orders = providers.Singleton(
@@ -113,7 +126,9 @@ class Container(containers.DeclarativeContainer):
         ids,
         reservation_ttl_s=settings.provided.reservation_ttl_s,
     )
-    idempotency = providers.Singleton(IdempotencyService, store, clock)
+    idempotency = providers.Singleton(
+        IdempotencyService, store, clock, settings.provided.idempotency_lease_s
+    )
     webhook_sender = providers.Singleton(
         StandardWebhookSender,
         webhook_session,

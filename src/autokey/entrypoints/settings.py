@@ -10,9 +10,11 @@ import enum
 from collections.abc import Mapping
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
 
 import attrs
+import limits
 
 from autokey.adapters.crypto import parse_master_key
 from autokey.adapters.g2a.config import G2AConfig, InvalidG2AConfig, g2a_config_from_env
@@ -58,6 +60,16 @@ class DatabaseSettings:
     """For PostgreSQL the DSN (may hold a password); for SQLite the file path."""
     pool_min: int = 1
     pool_max: int = 10
+    connect_timeout_s: int = 5
+    """PostgreSQL: bound on opening one connection (libpq connect_timeout)."""
+    statement_timeout_ms: int = 5000
+    """PostgreSQL: server-side statement_timeout; the client also abandons a statement (and
+    its connection) that has not answered 1 s after it, e.g. during a network black-hole."""
+    pool_timeout_s: int = 5
+    """PostgreSQL: bound on waiting for a free pooled connection."""
+    tcp_user_timeout_ms: int = 10000
+    """PostgreSQL: the kernel drops the connection when sent data stays unacknowledged this
+    long (libpq tcp_user_timeout); TCP keepalives probe idle connections the same way."""
 
     @property
     def sqlite_path(self) -> Path:
@@ -74,6 +86,26 @@ class DatabaseSettings:
         port = f":{parts.port}" if parts.port else ""
         user = f"{parts.username}@" if parts.username else ""
         return f"postgresql://{user}{host}{port}{parts.path or '/'}"
+
+
+@attrs.frozen(kw_only=True)
+class HttpSettings:
+    keepalive_timeout_s: float = 15.0
+    """A connection is closed when no complete request has arrived this long after it
+    opened or after its last response: idle keep-alive and slow-header clients alike
+    (aiohttp's keep-alive timer starts at accept and is not reset by partial headers)."""
+
+
+@attrs.frozen(kw_only=True)
+class RateLimits:
+    """Per-principal allowances in `limits` notation ("10/minute"); None: unlimited."""
+
+    uploads: str | None = "60/minute"
+    orders: str | None = "600/minute"
+    writes: str | None = "1200/minute"
+    """Every token-authenticated POST, PATCH or DELETE."""
+    auth_failures: str | None = "30/minute"
+    """Failed authentications per client address."""
 
 
 @attrs.frozen(kw_only=True)
@@ -96,6 +128,10 @@ class Settings:
     sweep_interval_s: float
     payments: Payments
     redis_url: str | None = attrs.field(repr=False)
+    http: HttpSettings = HttpSettings()
+    rate_limits: RateLimits = RateLimits()
+    idempotency_lease_s: int = 10
+    """How long an in-flight Idempotency-Key is held before a retry may take it over."""
     g2a: G2AConfig | None = None
     """None when no G2A_* variable is set."""
     webhook_allow_private: bool = False
@@ -156,11 +192,17 @@ class _Reader:
 def _database(r: _Reader) -> DatabaseSettings:
     url = r.text("AUTOKEY_DATABASE_URL")
     pool_max = r.integer("AUTOKEY_DB_POOL_SIZE", 10, 1, 200)
+    bounds: dict[str, Any] = {
+        "connect_timeout_s": r.integer("AUTOKEY_DB_CONNECT_TIMEOUT_S", 5, 2, 300),
+        "statement_timeout_ms": r.integer("AUTOKEY_DB_STATEMENT_TIMEOUT_MS", 5000, 100, 3_600_000),
+        "pool_timeout_s": r.integer("AUTOKEY_DB_POOL_TIMEOUT_S", 5, 1, 300),
+        "tcp_user_timeout_ms": r.integer("AUTOKEY_DB_TCP_USER_TIMEOUT_MS", 10000, 1000, 600_000),
+    }
     if not url:
         return DatabaseSettings(kind=StoreKind.SQLITE, url=DEFAULT_SQLITE_PATH)
     scheme = urlsplit(url).scheme
     if scheme in ("postgresql", "postgres"):
-        return DatabaseSettings(kind=StoreKind.POSTGRES, url=url, pool_max=pool_max)
+        return DatabaseSettings(kind=StoreKind.POSTGRES, url=url, pool_max=pool_max, **bounds)
     if scheme == "sqlite":
         path = (
             url.removeprefix("sqlite://").removeprefix("/") if url.startswith("sqlite:///") else ""
@@ -195,6 +237,37 @@ def _crypto(r: _Reader, production: bool, database: DatabaseSettings) -> CryptoS
     elif database.kind is StoreKind.POSTGRES:
         return CryptoSettings(master_keys=(), key_file=Path(DEV_KEY_FILE))
     return CryptoSettings(master_keys=())
+
+
+def _http(r: _Reader) -> HttpSettings:
+    return HttpSettings(
+        keepalive_timeout_s=float(r.integer("AUTOKEY_HTTP_KEEPALIVE_TIMEOUT_S", 15, 1, 3600)),
+    )
+
+
+def _rate_limits(r: _Reader) -> RateLimits:
+    def one(name: str, default: str | None) -> str | None:
+        raw = r.text(name).lower()
+        if not raw:
+            return default
+        if raw == "off":
+            return None
+        try:
+            valid = limits.parse(raw).amount >= 1
+        except ValueError:
+            valid = False
+        if not valid:
+            r.problems.append(f"{name} must look like 10/minute (or be off), got {raw!r}")
+            return default
+        return raw
+
+    default = RateLimits()
+    return RateLimits(
+        uploads=one("AUTOKEY_RATE_LIMIT_UPLOADS", default.uploads),
+        orders=one("AUTOKEY_RATE_LIMIT_ORDERS", default.orders),
+        writes=one("AUTOKEY_RATE_LIMIT_WRITES", default.writes),
+        auth_failures=one("AUTOKEY_RATE_LIMIT_AUTH_FAILURES", default.auth_failures),
+    )
 
 
 def _g2a(r: _Reader, production: bool) -> G2AConfig | None:
@@ -233,6 +306,9 @@ def load_settings(environ: Mapping[str, str]) -> Settings:
         sweep_interval_s=float(r.integer("AUTOKEY_SWEEP_INTERVAL_S", 15, 1, 3600)),
         payments=Payments(r.choice("AUTOKEY_PAYMENTS", Payments, payments_default)),
         redis_url=r.text("AUTOKEY_REDIS_URL") or None,
+        http=_http(r),
+        rate_limits=_rate_limits(r),
+        idempotency_lease_s=r.integer("AUTOKEY_IDEMPOTENCY_LEASE_S", 10, 1, 600),
         g2a=_g2a(r, production),
         webhook_secrets=_webhook_secrets(r),
         webhook_allow_private=r.flag("AUTOKEY_WEBHOOK_ALLOW_PRIVATE"),

@@ -276,11 +276,15 @@ class IdempotencyRepository(Protocol):
         """Overwrite the record with the same scope and key."""
         ...
 
-    async def complete(self, scope: str, key: str, response: StoredResponse) -> None:
-        """Mark the record completed with the response to replay."""
+    async def complete(self, claim: IdempotencyRecord, response: StoredResponse) -> bool:
+        """Mark the record completed with the response to replay, if it is still held by
+        `claim` (`IdempotencyRecord.is_held_by`); True if so. False, changing nothing, when
+        a later request took it over after the lease, or it is gone."""
         ...
 
-    async def delete(self, scope: str, key: str) -> None: ...
+    async def release(self, claim: IdempotencyRecord) -> None:
+        """Delete the record if it is still held by `claim`; otherwise do nothing."""
+        ...
 
     async def purge_expired(self, now: datetime) -> int:
         """Delete records whose retention ended; returns how many."""

@@ -3,7 +3,6 @@ against it, and real Redis (fails instead of skipping when AUTOKEY_REQUIRE_SERVI
 
 from __future__ import annotations
 
-import os
 import uuid
 from collections.abc import AsyncIterator
 
@@ -11,7 +10,6 @@ import aiohttp
 import pytest
 from prometheus_client import CollectorRegistry
 from redis.asyncio import Redis
-from redis.exceptions import RedisError
 
 from autokey.adapters.g2a.client import G2AMarketplaceClient
 from autokey.adapters.g2a.config import G2AConfig
@@ -27,24 +25,15 @@ from tests.integration.g2a.g2a_it_support import (
     ClientFactory,
     FakeClock,
     g2a_config,
-    redis_url,
 )
+from tests.services import real_redis
 
 
 @pytest.fixture
 async def redis_client() -> AsyncIterator[Redis]:
     """Real Redis; skips when unreachable, or fails when AUTOKEY_REQUIRE_SERVICES=1."""
-    client = Redis.from_url(redis_url(), socket_connect_timeout=1, socket_timeout=1)
-    try:
-        await client.ping()
-    except (RedisError, OSError) as exc:
-        await client.aclose()
-        message = f"Redis unreachable at {redis_url()}: {type(exc).__name__}"
-        if os.environ.get("AUTOKEY_REQUIRE_SERVICES") == "1":
-            pytest.fail(message)
-        pytest.skip(message)
-    yield client
-    await client.aclose()
+    async with real_redis() as client:
+        yield client
 
 
 @pytest.fixture

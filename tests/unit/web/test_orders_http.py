@@ -219,6 +219,7 @@ async def test_idempotency_key_replays_rejects_mismatch_and_in_flight(
     )
     assert busy.status == 409
     assert (await busy.json())["code"] == "idempotency_in_flight"
+    assert busy.headers["Retry-After"] == "60"
 
 
 async def test_a_failed_keyed_request_can_be_retried_with_the_same_key(api: Api) -> None:

@@ -481,13 +481,18 @@ class MemoryIdempotencyRepository(IdempotencyRepository):
     async def replace(self, record: IdempotencyRecord) -> None:
         self._j.put(self._t.idempotency, (record.scope, record.key), record)
 
-    async def complete(self, scope: str, key: str, response: StoredResponse) -> None:
-        record = self._t.idempotency[(scope, key)]
+    async def complete(self, claim: IdempotencyRecord, response: StoredResponse) -> bool:
+        record = self._t.idempotency.get((claim.scope, claim.key))
+        if record is None or not record.is_held_by(claim):
+            return False
         done = attrs.evolve(record, state=IdempotencyState.COMPLETED, response=response)
-        self._j.put(self._t.idempotency, (scope, key), done)
+        self._j.put(self._t.idempotency, (claim.scope, claim.key), done)
+        return True
 
-    async def delete(self, scope: str, key: str) -> None:
-        self._j.delete(self._t.idempotency, (scope, key))
+    async def release(self, claim: IdempotencyRecord) -> None:
+        record = self._t.idempotency.get((claim.scope, claim.key))
+        if record is not None and record.is_held_by(claim):
+            self._j.delete(self._t.idempotency, (claim.scope, claim.key))
 
     async def purge_expired(self, now: datetime) -> int:
         old = [k for k, r in self._t.idempotency.items() if not r.is_live(now)]

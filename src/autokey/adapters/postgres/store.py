@@ -17,6 +17,7 @@ few executions, keyed by its text, so each query must be one stable string).
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import AsyncIterator, Callable, Collection, Iterator, Mapping, Sequence
 from contextlib import asynccontextmanager, contextmanager
@@ -28,6 +29,7 @@ from uuid import UUID
 import attrs
 import psycopg
 from psycopg import errors as pg_errors
+from psycopg.abc import PQGen
 from psycopg.rows import TupleRow
 from psycopg.types.json import Jsonb
 from psycopg_pool import AsyncConnectionPool
@@ -98,6 +100,7 @@ from autokey.ports.store import (
 STORE_NAME: Final = "postgres"
 
 T = TypeVar("T")
+RV = TypeVar("RV")
 
 Conn = psycopg.AsyncConnection[TupleRow]
 
@@ -1201,12 +1204,16 @@ ON CONFLICT (scope, key) DO UPDATE SET
     response_status = EXCLUDED.response_status,
     response_body = EXCLUDED.response_body
 """
+# A claim is identified by its lease end: a take-over always writes a later one.
 _COMPLETE_IDEMPOTENCY: Final = """
 UPDATE idempotency_records
 SET state = 'completed', response_status = %s, response_body = %s
-WHERE scope = %s AND key = %s
+WHERE scope = %s AND key = %s AND state = 'in_flight' AND locked_until = %s
 """
-_DELETE_IDEMPOTENCY: Final = "DELETE FROM idempotency_records WHERE scope = %s AND key = %s"
+_RELEASE_IDEMPOTENCY: Final = """
+DELETE FROM idempotency_records
+WHERE scope = %s AND key = %s AND state = 'in_flight' AND locked_until = %s
+"""
 _PURGE_IDEMPOTENCY: Final = "DELETE FROM idempotency_records WHERE expires_at <= %s"
 
 
@@ -1239,11 +1246,12 @@ class PostgresIdempotencyRepository(_Sql, IdempotencyRepository):
     async def replace(self, record: IdempotencyRecord) -> None:
         await self._run(_REPLACE_IDEMPOTENCY, _idempotency_params(record))
 
-    async def complete(self, scope: str, key: str, response: StoredResponse) -> None:
-        await self._run(_COMPLETE_IDEMPOTENCY, (response.status, response.body, scope, key))
+    async def complete(self, claim: IdempotencyRecord, response: StoredResponse) -> bool:
+        held = (claim.scope, claim.key, claim.locked_until)
+        return bool(await self._run(_COMPLETE_IDEMPOTENCY, (response.status, response.body, *held)))
 
-    async def delete(self, scope: str, key: str) -> None:
-        await self._run(_DELETE_IDEMPOTENCY, (scope, key))
+    async def release(self, claim: IdempotencyRecord) -> None:
+        await self._run(_RELEASE_IDEMPOTENCY, (claim.scope, claim.key, claim.locked_until))
 
     async def purge_expired(self, now: datetime) -> int:
         # is_live(now) is `now < expires_at`, so a record expiring exactly now is purged.
@@ -1367,14 +1375,86 @@ _RECORD_MIGRATION: Final = "INSERT INTO schema_migrations (version, name) VALUES
 _HAS_SCHEMA_MIGRATIONS: Final = "SELECT to_regclass('schema_migrations') IS NOT NULL"
 _SCHEMA_VERSION: Final = "SELECT coalesce(max(version), 0) FROM schema_migrations"
 _SET_UTC: Final = "SET TIME ZONE 'UTC'"
+_SET_STATEMENT_TIMEOUT: Final = "SELECT set_config('statement_timeout', %s, false)"
+# Migrations may legitimately run long (index builds): no statement timeout inside them.
+_NO_STATEMENT_TIMEOUT: Final = "SET LOCAL statement_timeout = 0"
 _PING: Final = "SELECT 1"
 
 
-async def _configure(conn: Conn) -> None:
+_KEEPALIVE_IDLE_S: Final = 10
+_KEEPALIVE_INTERVAL_S: Final = 3
+_KEEPALIVE_COUNT: Final = 3
+_CLIENT_GRACE_S: Final = 1.0
+"""How much longer than the server's statement_timeout the client waits for an answer."""
+
+
+class _BoundedConnection(psycopg.AsyncConnection[TupleRow]):
+    """A connection that gives up on the server after `deadline_s`.
+
+    Every exchange with the server (statements, BEGIN, COMMIT, ROLLBACK) goes through
+    `wait`. The server's statement_timeout cannot help when the network silently drops
+    packets, and TCP keepalives cannot help when something in between still acknowledges
+    them; so the client bounds every wait, and closes a connection left mid-statement (its
+    state is unknown) instead of attempting a cancel that would hang the same way.
+    """
+
+    deadline_s: float | None = None
+
+    async def wait(
+        self,
+        gen: PQGen[RV],
+        interval: float = 0.1,
+        timeout: float | None = None,  # noqa: ASYNC109 - psycopg's signature
+    ) -> RV:
+        try:
+            return await super().wait(
+                gen, interval, self.deadline_s if timeout is None else timeout
+            )
+        except psycopg.OperationalError:
+            if self.pgconn.transaction_status == psycopg.pq.TransactionStatus.ACTIVE:
+                self.pgconn.finish()
+            raise
+
+
+async def _apply(conn: Conn, migration: Migration) -> bool:
+    """Apply one migration unless recorded already; True if applied now."""
+    # One transaction per file, holding a transaction-scoped advisory lock: a second
+    # process waits, then sees the version recorded and skips it.
+    async with conn.transaction():
+        await conn.execute(_NO_STATEMENT_TIMEOUT)
+        await conn.execute(_LOCK_MIGRATIONS, (_MIGRATION_LOCK,))
+        await conn.execute(_CREATE_SCHEMA_MIGRATIONS)
+        cur = await conn.execute(_APPLIED_VERSIONS)
+        if migration.version in {r[0] for r in await cur.fetchall()}:
+            return False
+        # bytes: a file's text is not a LiteralString, and without parameters psycopg
+        # sends it as-is (several statements allowed).
+        await conn.execute(migration.sql.encode("utf-8"))
+        await conn.execute(_RECORD_MIGRATION, (migration.version, migration.name))
+    return True
+
+
+@contextmanager
+def _without_deadline(conn: Conn) -> Iterator[None]:
+    """Let statements on `conn` run as long as they need (migrations), then restore."""
+    if not isinstance(conn, _BoundedConnection):
+        yield
+        return
+    saved, conn.deadline_s = conn.deadline_s, None
+    try:
+        yield
+    finally:
+        conn.deadline_s = saved
+
+
+async def _configure(conn: Conn, *, statement_timeout_ms: int) -> None:
     # Timestamps come back in UTC whatever the server's or role's default zone is, and
     # every transaction is READ COMMITTED whatever default_transaction_isolation says
     # (sent with BEGIN, no extra round trip).
+    if isinstance(conn, _BoundedConnection):
+        conn.deadline_s = statement_timeout_ms / 1000 + _CLIENT_GRACE_S
     await conn.execute(_SET_UTC)
+    await conn.execute(_SET_STATEMENT_TIMEOUT, (str(statement_timeout_ms),))
     await conn.set_isolation_level(psycopg.IsolationLevel.READ_COMMITTED)
 
 
@@ -1389,26 +1469,48 @@ class PostgresStore(Store):
 
     @classmethod
     async def open(
-        cls, dsn: str, *, min_size: int = 1, max_size: int = 10, timeout_s: float = 5.0
+        cls,
+        dsn: str,
+        *,
+        min_size: int = 1,
+        max_size: int = 10,
+        timeout_s: float = 5.0,
+        connect_timeout_s: int = 5,
+        statement_timeout_ms: int = 5000,
+        tcp_user_timeout_ms: int = 10000,
     ) -> PostgresStore:
         """Open a pool on `dsn` and wait until `min_size` connections are up.
 
-        `timeout_s` bounds both this wait and every later wait for a free connection.
-        Raises StoreUnavailable if the database cannot be reached in time.
+        `timeout_s` bounds both this wait and every later wait for a free connection;
+        `connect_timeout_s` one connection attempt. The server cancels a statement after
+        `statement_timeout_ms`; the client abandons (and closes) a connection that has not
+        answered one second after that, so a network black-hole cannot hang a request.
+        `tcp_user_timeout_ms` and TCP keepalives make the kernel notice a dead peer.
+        Parameters already in the DSN win. Raises StoreUnavailable if the database cannot
+        be reached in time.
         """
-        kwargs: dict[str, Any] = {"autocommit": True}
+        kwargs: dict[str, Any] = {
+            "autocommit": True,
+            "connect_timeout": connect_timeout_s,
+            "keepalives": 1,
+            "keepalives_idle": _KEEPALIVE_IDLE_S,
+            "keepalives_interval": _KEEPALIVE_INTERVAL_S,
+            "keepalives_count": _KEEPALIVE_COUNT,
+            "tcp_user_timeout": tcp_user_timeout_ms,
+        }
         try:
-            if "connect_timeout" not in psycopg.conninfo.conninfo_to_dict(dsn):
-                kwargs["connect_timeout"] = max(2, round(timeout_s))
+            for name in psycopg.conninfo.conninfo_to_dict(dsn):
+                kwargs.pop(name, None)
         except psycopg.Error as exc:  # a malformed DSN
             raise StoreUnavailable(store=STORE_NAME) from exc
         pool: AsyncConnectionPool[Conn] = AsyncConnectionPool(
             dsn,
+            connection_class=_BoundedConnection,
             kwargs=kwargs,
             min_size=min_size,
             max_size=max_size,
             open=False,
-            configure=_configure,
+            configure=functools.partial(_configure, statement_timeout_ms=statement_timeout_ms),
             # One empty query per checkout, so connections killed by a server restart are
             # replaced transparently instead of failing the next request.
             check=AsyncConnectionPool.check_connection,
@@ -1463,19 +1565,9 @@ class PostgresStore(Store):
         try:
             async with self._pool.connection() as conn:
                 for migration in load_migrations():
-                    # One transaction per file, holding a transaction-scoped advisory lock:
-                    # a second process waits, then sees the version recorded and skips it.
-                    async with conn.transaction():
-                        await conn.execute(_LOCK_MIGRATIONS, (_MIGRATION_LOCK,))
-                        await conn.execute(_CREATE_SCHEMA_MIGRATIONS)
-                        cur = await conn.execute(_APPLIED_VERSIONS)
-                        if migration.version in {r[0] for r in await cur.fetchall()}:
-                            continue
-                        # bytes: a file's text is not a LiteralString, and without
-                        # parameters psycopg sends it as-is (several statements allowed).
-                        await conn.execute(migration.sql.encode("utf-8"))
-                        await conn.execute(_RECORD_MIGRATION, (migration.version, migration.name))
-                    applied_now.append(migration.version)
+                    with _without_deadline(conn):
+                        if await _apply(conn, migration):
+                            applied_now.append(migration.version)
         except psycopg.Error as exc:
             raise StoreUnavailable(store=STORE_NAME) from exc
         return applied_now

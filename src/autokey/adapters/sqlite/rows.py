@@ -353,6 +353,14 @@ def idempotency_params(record: IdempotencyRecord) -> Params:
     }
 
 
+def claim_params(claim: IdempotencyRecord) -> Params:
+    return {
+        "scope": claim.scope,
+        "key": claim.key,
+        "locked_until": time_col(claim.locked_until),
+    }
+
+
 def idempotency_from_row(row: sqlite3.Row) -> IdempotencyRecord:
     status = row["response_status"]
     return IdempotencyRecord(

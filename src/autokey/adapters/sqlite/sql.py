@@ -344,12 +344,16 @@ SET fingerprint = excluded.fingerprint, state = excluded.state,
     expires_at = excluded.expires_at, response_status = excluded.response_status,
     response_body = excluded.response_body
 """
+# A claim is identified by its lease end: a take-over always writes a later one.
 IDEMPOTENCY_COMPLETE = """
 UPDATE idempotency_records
 SET state = 'completed', response_status = :response_status, response_body = :response_body
-WHERE scope = :scope AND key = :key
+WHERE scope = :scope AND key = :key AND state = 'in_flight' AND locked_until = :locked_until
 """
-IDEMPOTENCY_DELETE = "DELETE FROM idempotency_records WHERE scope = :scope AND key = :key"
+IDEMPOTENCY_RELEASE = """
+DELETE FROM idempotency_records
+WHERE scope = :scope AND key = :key AND state = 'in_flight' AND locked_until = :locked_until
+"""
 IDEMPOTENCY_PURGE = "DELETE FROM idempotency_records WHERE expires_at <= :now"
 
 # --- audit_events -------------------------------------------------------------------------

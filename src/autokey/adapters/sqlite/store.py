@@ -578,14 +578,12 @@ class SqliteIdempotencyRepository(IdempotencyRepository):
             resource_id=record.key,
         )
 
-    async def complete(self, scope: str, key: str, response: StoredResponse) -> None:
-        await self._db.execute(
-            sql.IDEMPOTENCY_COMPLETE,
-            {"scope": scope, "key": key, **rows.response_params(response)},
-        )
+    async def complete(self, claim: IdempotencyRecord, response: StoredResponse) -> bool:
+        params = {**rows.claim_params(claim), **rows.response_params(response)}
+        return await self._db.execute(sql.IDEMPOTENCY_COMPLETE, params) == 1
 
-    async def delete(self, scope: str, key: str) -> None:
-        await self._db.execute(sql.IDEMPOTENCY_DELETE, {"scope": scope, "key": key})
+    async def release(self, claim: IdempotencyRecord) -> None:
+        await self._db.execute(sql.IDEMPOTENCY_RELEASE, rows.claim_params(claim))
 
     async def purge_expired(self, now: datetime) -> int:
         return await self._db.execute(sql.IDEMPOTENCY_PURGE, {"now": rows.time_col(now)})

@@ -20,6 +20,7 @@ RFC 9457 problems from a single ordered table.
     │   │   └── DuplicateResource    a unique value exists already
     │   ├── UnstorableValue          the database refused a value of the request (NUL, range)
     │   ├── IdempotencyKeyReused     same Idempotency-Key, different request
+    │   ├── RateLimited              a caller spent its allowance; retry after retry_after_s
     │   ├── OfferNotAvailable        offer inactive, draft or unknown to the buyer
     │   ├── OutOfStock               fewer available keys than asked for
     │   ├── StockBusy                keys exist but other transactions hold them; retry soon
@@ -112,7 +113,7 @@ class IllegalTransition(Conflict):
 
 @attrs.define(kw_only=True)
 class IdempotencyInFlight(Conflict):
-    pass
+    retry_after_s: int
 
 
 @attrs.define(kw_only=True)
@@ -146,6 +147,13 @@ class UnstorableValue(DomainError):
 @attrs.define(kw_only=True)
 class IdempotencyKeyReused(DomainError):
     key: str
+
+
+@attrs.define(kw_only=True)
+class RateLimited(DomainError):
+    limit: str
+    """Which allowance: uploads, orders, writes or auth_failures."""
+    retry_after_s: int
 
 
 @attrs.define(kw_only=True)

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import enum
+import math
 from datetime import datetime
 
 import attrs
 
 IDEMPOTENCY_RETENTION_S = 24 * 3600
-IN_FLIGHT_LEASE_S = 60
-"""A request that crashed leaves its record in flight; after the lease a retry may take over."""
+DEFAULT_LEASE_S = 10
+"""A request that crashed (or whose clean-up failed) leaves its record in flight; after the
+lease a retry may take it over. A slow first request that outlives its lease cannot complete
+any more (`is_held_by`), so a short lease never lets an effect happen twice."""
 MAX_KEY_LENGTH = 255
 
 
@@ -42,3 +45,11 @@ class IdempotencyRecord:
 
     def is_locked(self, now: datetime) -> bool:
         return self.state is IdempotencyState.IN_FLIGHT and now < self.locked_until
+
+    def is_held_by(self, claim: IdempotencyRecord) -> bool:
+        """Still in flight under `claim` (no later request has taken it over)."""
+        return self.state is IdempotencyState.IN_FLIGHT and self.locked_until == claim.locked_until
+
+    def lease_left_s(self, now: datetime) -> int:
+        """Whole seconds until a retry may take the record over (at least 1)."""
+        return max(1, math.ceil((self.locked_until - now).total_seconds()))

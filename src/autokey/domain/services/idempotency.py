@@ -6,6 +6,7 @@ gets IdempotencyInFlight), and completed in the same transaction as the effect.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
 
@@ -15,10 +16,11 @@ from autokey.domain.model.errors import (
     IdempotencyInFlight,
     IdempotencyKeyReused,
     InvalidInput,
+    StoreUnavailable,
 )
 from autokey.domain.model.idempotency import (
+    DEFAULT_LEASE_S,
     IDEMPOTENCY_RETENTION_S,
-    IN_FLIGHT_LEASE_S,
     MAX_KEY_LENGTH,
     IdempotencyRecord,
     IdempotencyState,
@@ -38,32 +40,44 @@ class Outcome:
 
 
 class IdempotencyService:
-    def __init__(self, store: Store, clock: Clock) -> None:
-        self._store, self._clock = store, clock
+    def __init__(self, store: Store, clock: Clock, lease_s: int = DEFAULT_LEASE_S) -> None:
+        self._store, self._clock, self._lease_s = store, clock, lease_s
 
     async def run(self, scope: str, key: str, fingerprint: bytes, effect: Effect) -> Outcome:
         """Run `effect` once per (scope, key). Same key and fingerprint again: the stored
         response. Different fingerprint: IdempotencyKeyReused. While the first is still
-        running: IdempotencyInFlight. If the effect raises, the key is freed for a retry."""
+        running, within its lease: IdempotencyInFlight (with the seconds left). A request
+        that crashed, or whose clean-up failed, holds the key only until its lease ends;
+        a first request that outlives its lease is rolled back (IdempotencyInFlight), so
+        the effect happens once. If the effect raises, the key is freed for a retry."""
         if not 1 <= len(key) <= MAX_KEY_LENGTH or not key.isprintable():
             raise InvalidInput.of("Idempotency-Key", "invalid_idempotency_key")
-        stored = await self._claim(scope, key, fingerprint)
+        claim, stored = await self._claim(scope, key, fingerprint)
         if stored is not None:
             return Outcome(response=stored, replayed=True)
 
         async def step(tx: UnitOfWork) -> StoredResponse:
             response = await effect(tx)
-            await tx.idempotency.complete(scope, key, response)
+            if not await tx.idempotency.complete(claim, response):
+                raise IdempotencyInFlight(
+                    resource="idempotency_key", id=key, retry_after_s=self._lease_s
+                )
             return response
 
         try:
             return Outcome(response=await transact(self._store, step), replayed=False)
+        except StoreUnavailable:
+            raise  # a clean-up now would most likely wait on the same outage; the lease ends
         except BaseException:
-            async with self._store.transaction() as tx:
-                await tx.idempotency.delete(scope, key)
+            with contextlib.suppress(StoreUnavailable):  # the lease frees it anyway
+                async with self._store.transaction() as tx:
+                    await tx.idempotency.release(claim)
             raise
 
-    async def _claim(self, scope: str, key: str, fingerprint: bytes) -> StoredResponse | None:
+    async def _claim(
+        self, scope: str, key: str, fingerprint: bytes
+    ) -> tuple[IdempotencyRecord, StoredResponse | None]:
+        """Hold the key (the claim), or the stored response to replay."""
         now = self._clock.now()
         fresh = IdempotencyRecord(
             scope=scope,
@@ -71,24 +85,28 @@ class IdempotencyService:
             fingerprint=fingerprint,
             state=IdempotencyState.IN_FLIGHT,
             created_at=now,
-            locked_until=now + timedelta(seconds=IN_FLIGHT_LEASE_S),
+            locked_until=now + timedelta(seconds=self._lease_s),
             expires_at=now + timedelta(seconds=IDEMPOTENCY_RETENTION_S),
         )
         async with self._store.transaction() as tx:
             if await tx.idempotency.insert(fresh):
-                return None
+                return fresh, None
             record = await tx.idempotency.get(scope, key, for_update=True)
             if record is None or not record.is_live(now):
                 await tx.idempotency.replace(fresh)
-                return None
+                return fresh, None
             if record.is_locked(now):
-                raise IdempotencyInFlight(resource="idempotency_key", id=key)
+                raise IdempotencyInFlight(
+                    resource="idempotency_key", id=key, retry_after_s=record.lease_left_s(now)
+                )
             if record.fingerprint != fingerprint:
                 raise IdempotencyKeyReused(key=key)
             if record.response is not None:
-                return record.response
-            await tx.idempotency.replace(fresh)  # the first attempt died: take over
-            return None
+                return record, record.response
+            # The first attempt died or outlived its lease: take over. Our lease ends later
+            # than its lease did, so it can no longer complete.
+            await tx.idempotency.replace(fresh)
+            return fresh, None
 
     async def purge(self) -> int:
         async with self._store.transaction() as tx:

@@ -16,6 +16,7 @@ from aiohttp import web
 
 from autokey.domain.model.auth import Principal
 from autokey.domain.model.errors import FieldProblem, InvalidInput, NotFound, Unauthenticated
+from autokey.domain.model.limits import Limit
 from autokey.domain.model.pages import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, Page, PageRequest
 from autokey.entrypoints.container import Container
 from autokey.entrypoints.web.schemas import parse_uuid
@@ -31,15 +32,45 @@ def container(request: web.Request) -> Container:
     return request.app[CONTAINER]
 
 
+_WRITES = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+_ROUTE_LIMITS = {
+    ("POST", "/key-pools/{pool_id}/keys/upload"): Limit.UPLOADS,
+    ("POST", "/orders"): Limit.ORDERS,
+}
+
+
 async def principal(request: web.Request) -> Principal:
-    """The authenticated caller; Unauthenticated without a valid bearer token."""
+    """The authenticated caller; Unauthenticated without a valid bearer token.
+
+    Rate limits are counted here, once per request: failed authentications per client
+    address (an address over its allowance is refused before its token is even looked
+    at), then the principal's writes, uploads and order creations (RateLimited)."""
     if isinstance(cached := request.get(PRINCIPAL_KEY), Principal):
         return cached
+    limiter = container(request).rate_limiter()
+    address = request.remote or "unknown"
+    await limiter.check(Limit.AUTH_FAILURES, address)
+    try:
+        found = await _authenticate(request)
+    except Unauthenticated:
+        await limiter.spend(Limit.AUTH_FAILURES, address)
+        raise
+    who = f"{found.role}:{found.subject}"
+    if request.method in _WRITES:
+        await limiter.spend(Limit.WRITES, who)
+    resource = request.match_info.route.resource
+    limit = _ROUTE_LIMITS.get((request.method, resource.canonical if resource else ""))
+    if limit is not None:
+        await limiter.spend(limit, who)
+    request[PRINCIPAL_KEY] = found
+    return found
+
+
+async def _authenticate(request: web.Request) -> Principal:
     scheme, _, secret = request.headers.get("Authorization", "").partition(" ")
     if scheme.lower() != "bearer" or not secret.strip():
         raise Unauthenticated(reason="missing_bearer_token")
     found: Principal = await container(request).auth().authenticate(secret.strip())
-    request[PRINCIPAL_KEY] = found
     return found
 
 

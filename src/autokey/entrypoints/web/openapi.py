@@ -59,7 +59,7 @@ PROBLEM_STATUS: dict[str, int] = {
     # the problem table has the last word
     **{kind.code: kind.status for _, kind in ERROR_TABLE},
 }
-AUTHENTICATED = ("unauthenticated", "forbidden", "store_unavailable")
+AUTHENTICATED = ("unauthenticated", "forbidden", "rate_limited", "store_unavailable")
 # A body's values reach the database, which may still refuse one (`unstorable_value`).
 JSON_BODY = ("invalid_input", UNREADABLE_BODY.code, "unstorable_value", "payload_too_large")
 

@@ -47,6 +47,7 @@ _ROWS: tuple[tuple[type[Exception], int, str, str], ...] = (
     (e.Conflict, 409, "conflict", "Conflicting state"),
     (e.UnstorableValue, 400, "unstorable_value", "A value in the request cannot be stored"),
     (e.IdempotencyKeyReused, 422, "idempotency_key_reused", "Idempotency-Key reused"),
+    (e.RateLimited, 429, "rate_limited", "Too many requests; retry later"),
     (e.OfferNotAvailable, 400, "offer_not_available", "The offer is not available"),
     (e.OutOfStock, 400, "out_of_stock", "Not enough keys in stock"),
     (e.StockBusy, 503, "stock_busy", "Keys are momentarily busy; retry"),
@@ -67,6 +68,9 @@ _ROWS: tuple[tuple[type[Exception], int, str, str], ...] = (
 ERROR_TABLE = tuple((cls, ProblemKind(status, code, title)) for cls, status, code, title in _ROWS)
 INTERNAL = ProblemKind(500, "internal_error", "Internal server error")
 UNREADABLE_BODY = ProblemKind(400, "unreadable_body", "The request body cannot be decoded")
+UNAVAILABLE_RETRY_AFTER_S = 1
+"""Retry-After of a 503 whose error does not say: outages are usually short, and a retry
+that comes too early is answered quickly (the database bounds every wait)."""
 WEBHOOK_REJECTIONS = {
     "invalid_signature": ProblemKind(401, "invalid_signature", "Webhook signature is not valid"),
     "stale_timestamp": ProblemKind(401, "stale_timestamp", "Webhook timestamp out of tolerance"),
@@ -102,6 +106,18 @@ def _details(error: Exception) -> dict[str, Any]:
     if isinstance(error, e.InvalidInput):
         fields["errors"] = fields.pop("problems")
     return {_camel(k): v for k, v in fields.items()}
+
+
+def _headers(error: e.AutokeyError, kind: ProblemKind) -> dict[str, str]:
+    headers = {}
+    if kind.status == 401 and not isinstance(error, e.WebhookRejected):
+        headers["WWW-Authenticate"] = "Bearer"
+    retry_after = getattr(error, "retry_after_s", None)
+    if retry_after is None and kind.status == 503:
+        retry_after = UNAVAILABLE_RETRY_AFTER_S
+    if retry_after is not None:
+        headers["Retry-After"] = str(retry_after)
+    return headers
 
 
 def _camel(name: str) -> str:
@@ -143,9 +159,7 @@ async def problem_middleware(request: web.Request, handler: Handler) -> web.Stre
         kind = classify(error)
         if kind.status >= 500:
             log.error("http.request_failed", code=kind.code, error=type(error).__name__)
-        bearer = kind.status == 401 and not isinstance(error, e.WebhookRejected)
-        headers = {"WWW-Authenticate": "Bearer"} if bearer else None
-        return problem_response(kind, extra=_details(error), headers=headers)
+        return problem_response(kind, extra=_details(error), headers=_headers(error, kind))
     except web.HTTPException as exc:
         if exc.status < 400:
             raise

@@ -11,7 +11,6 @@ import uuid
 from collections.abc import Sequence
 
 import structlog
-from aiohttp import web
 
 from autokey.domain.model.auth import Role
 from autokey.domain.model.ids import SubjectId, TokenId
@@ -77,17 +76,28 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _serve(settings: Settings, host: str | None, port: int | None) -> int:
-    from autokey.entrypoints.web.app import serve_app
+    from autokey.entrypoints.web import runner
+    from autokey.entrypoints.web.app import make_metrics_app, serve_app
+    from autokey.entrypoints.web.context import CONTAINER
 
     host, port = host or settings.host, settings.port if port is None else port
     log.info(
         "http.starting",
         host=host,
         port=port,
+        metrics=":".join(map(str, settings.metrics_addr or ())) or None,
         store=settings.database.kind.value,
         env=settings.env.value,
     )
-    web.run_app(serve_app(settings), host=host, port=port, print=None, access_log=None)
+    app = serve_app(settings)
+    listeners = [(app, host, port)]
+    if settings.metrics_addr is not None:
+        listeners.append((make_metrics_app(app[CONTAINER]), *settings.metrics_addr))
+    try:
+        asyncio.run(runner.serve(listeners, keepalive_timeout=75.0))
+    except Exception:  # a start-up failure: one JSON line, not a traceback on stderr
+        log.exception("http.start_failed")
+        return 1
     return 0
 
 

@@ -51,6 +51,8 @@ _ROWS: tuple[tuple[type[Exception], int, str, str], ...] = (
 )
 ERROR_TABLE = tuple((cls, ProblemKind(status, code, title)) for cls, status, code, title in _ROWS)
 INTERNAL = ProblemKind(500, "internal_error", "Internal server error")
+MALFORMED_REQUEST = ProblemKind(400, "malformed_request", "The HTTP request could not be parsed")
+"""What aiohttp's HTTP parser rejects (entrypoints/web/runner.py); nothing of it is echoed."""
 WEBHOOK_REJECTIONS = {
     "invalid_signature": ProblemKind(401, "invalid_signature", "Webhook signature is not valid"),
     "stale_timestamp": ProblemKind(401, "stale_timestamp", "Webhook timestamp out of tolerance"),

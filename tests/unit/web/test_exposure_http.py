@@ -71,7 +71,9 @@ def test_metrics_address_defaults_to_loopback_and_empty_disables(
     assert load_settings(environ).metrics_addr == expected
 
 
-@pytest.mark.parametrize("raw", ["9464", "localhost", "host:port", "127.0.0.1:0", ":9464", "h:99999"])
+@pytest.mark.parametrize(
+    "raw", ["9464", "localhost", "host:port", "127.0.0.1:0", ":9464", "h:99999"]
+)
 def test_a_bad_metrics_address_is_refused_at_start(raw: str) -> None:
     with pytest.raises(SettingsError, match="AUTOKEY_METRICS_ADDR must be host:port"):
         load_settings({"AUTOKEY_DATABASE_URL": "memory://", "AUTOKEY_METRICS_ADDR": raw})

@@ -11,10 +11,13 @@ import pytest
 from hypothesis import HealthCheck, settings
 
 from autokey.adapters.crypto import AesGcmKeyCipher, HmacBlindIndex
+from autokey.adapters.g2a.auth import SANDBOX_CLIENT_SECRET
 from autokey.adapters.memory.store import MemoryStore
 from autokey.adapters.system import Uuid7Ids
 from autokey.ports.store import Store
 from tests import logs
+from tests.integration.g2a.g2a_it_support import CLIENT_SECRET
+from tests.integration.server import TEST_ENCRYPTION_KEY
 from tests.services import scratch_postgres
 
 settings.register_profile(
@@ -29,7 +32,14 @@ _log_check: dict[str, object] = {}
 
 def pytest_configure(config: pytest.Config) -> None:
     """Start the whole-suite log capture (tests/logs.py) before any test or fixture logs."""
-    logs.register(MASTER_KEY.hex())
+    logs.register(
+        MASTER_KEY.hex(),
+        TEST_ENCRYPTION_KEY,
+        SANDBOX_CLIENT_SECRET,
+        CLIENT_SECRET,
+        "schemathesis-webhook-secret",
+        "not-the-secret",
+    )
     _log_check["dir"] = logs.start_session()
 
 

@@ -76,3 +76,11 @@ def test_reconfiguring_replaces_the_root_handler_instead_of_adding_one(
     configure_logging("info", "json", stream=out)
     logging.getLogger("psycopg").warning("once")
     assert len(_lines(out)) == 1
+
+
+def test_only_the_first_line_of_a_library_message_is_kept(out: io.StringIO) -> None:
+    logging.getLogger("asyncio").error(
+        "Task exception was never retrieved\nfuture: <Task exception=ValueError(%r)>", SECRET
+    )
+    [line] = _lines(out)
+    assert line["event"] == "Task exception was never retrieved"

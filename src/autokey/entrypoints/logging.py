@@ -3,7 +3,8 @@ and a last line of defence that masks secret-looking fields.
 
 Every line is one JSON object, whoever logs it: the standard library loggers of our
 dependencies (aiohttp.server, psycopg.pool, asyncio, py.warnings ...) go through the same
-processors via a root handler with structlog's `ProcessorFormatter`.
+processors via a root handler with structlog's `ProcessorFormatter` (first line of their
+message only).
 
 Exceptions are rendered as data (ADR 0014): the exception's type, the chain of causes and the
 frames (file, line, function), never the message or local values. Messages of parser and driver
@@ -88,6 +89,16 @@ def exception_as_data(
     return event
 
 
+def first_line_only(
+    _logger: Any, _method: str, event: MutableMapping[str, Any]
+) -> MutableMapping[str, Any]:
+    """For other libraries' records: their further lines are dumps (asyncio appends the repr
+    of the failed task and its exception's message), so only the first line is kept."""
+    if isinstance(message := event.get("event"), str):
+        event["event"] = message.split("\n", 1)[0]
+    return event
+
+
 class _RootHandler(logging.StreamHandler[TextIO]):
     """The one handler configure_logging puts on the root logger (replaced on reconfiguration)."""
 
@@ -118,7 +129,7 @@ def configure_logging(level: str = "info", fmt: str = "auto", stream: TextIO | N
     handler = _RootHandler(out)
     handler.setFormatter(
         structlog.stdlib.ProcessorFormatter(
-            foreign_pre_chain=[structlog.stdlib.add_logger_name, *shared],
+            foreign_pre_chain=[structlog.stdlib.add_logger_name, first_line_only, *shared],
             processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, renderer],
         )
     )

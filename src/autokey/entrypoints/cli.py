@@ -81,18 +81,19 @@ def _serve(settings: Settings, host: str | None, port: int | None) -> int:
     from autokey.entrypoints.web.context import CONTAINER
 
     host, port = host or settings.host, settings.port if port is None else port
+    metrics = settings.metrics_addr
     log.info(
         "http.starting",
         host=host,
         port=port,
-        metrics=":".join(map(str, settings.metrics_addr or ())) or None,
+        metrics=None if metrics is None else f"{metrics[0]}:{metrics[1]}",
         store=settings.database.kind.value,
         env=settings.env.value,
     )
     app = serve_app(settings)
     listeners = [(app, host, port)]
-    if settings.metrics_addr is not None:
-        listeners.append((make_metrics_app(app[CONTAINER]), *settings.metrics_addr))
+    if metrics is not None:
+        listeners.append((make_metrics_app(app[CONTAINER]), *metrics))
     try:
         asyncio.run(runner.serve(listeners, keepalive_timeout=75.0))
     except Exception:  # a start-up failure: one JSON line, not a traceback on stderr

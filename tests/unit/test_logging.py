@@ -84,3 +84,13 @@ def test_only_the_first_line_of_a_library_message_is_kept(out: io.StringIO) -> N
     )
     [line] = _lines(out)
     assert line["event"] == "Task exception was never retrieved"
+
+
+def test_an_os_error_is_named_by_its_errno(out: io.StringIO) -> None:
+    try:
+        raise OSError(98, "error while attempting to bind on address ('10.1.2.3', 9464)")
+    except OSError:
+        structlog.get_logger("autokey.test").exception("http.start_failed")
+    [line] = _lines(out)
+    assert line["exception"]["errno"] == "EADDRINUSE"
+    assert "10.1.2.3" not in out.getvalue()

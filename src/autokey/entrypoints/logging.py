@@ -13,6 +13,7 @@ errors quote the bytes they choked on, and those can be an Authorization header.
 
 from __future__ import annotations
 
+import errno
 import logging
 import sys
 import traceback
@@ -53,7 +54,8 @@ def mask_secrets(
 
 
 def describe_exception(error: BaseException) -> dict[str, Any]:
-    """Type, frames and causes of `error`; its message and locals are left out on purpose."""
+    """Type, frames and causes of `error` (and the errno name of an OSError); its message and
+    locals are left out on purpose."""
     kind = type(error)
     described: dict[str, Any] = {
         "type": f"{kind.__module__}.{kind.__qualname__}",
@@ -62,6 +64,8 @@ def describe_exception(error: BaseException) -> dict[str, Any]:
             for frame, line in traceback.walk_tb(error.__traceback__)
         ][-MAX_FRAMES:],
     }
+    if isinstance(error, OSError) and error.errno in errno.errorcode:
+        described["errno"] = errno.errorcode[error.errno]  # EADDRINUSE says it all, safely
     cause = error.__cause__ or (None if error.__suppress_context__ else error.__context__)
     if cause is not None:
         described["cause"] = describe_exception(cause)

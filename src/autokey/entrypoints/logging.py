@@ -64,8 +64,8 @@ def describe_exception(error: BaseException) -> dict[str, Any]:
             for frame, line in traceback.walk_tb(error.__traceback__)
         ][-MAX_FRAMES:],
     }
-    if isinstance(error, OSError) and error.errno in errno.errorcode:
-        described["errno"] = errno.errorcode[error.errno]  # EADDRINUSE says it all, safely
+    if isinstance(error, OSError) and (name := errno.errorcode.get(error.errno or 0)):
+        described["errno"] = name  # EADDRINUSE says it all, safely
     cause = error.__cause__ or (None if error.__suppress_context__ else error.__context__)
     if cause is not None:
         described["cause"] = describe_exception(cause)

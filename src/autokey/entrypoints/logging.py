@@ -141,5 +141,7 @@ def configure_logging(level: str = "info", fmt: str = "auto", stream: TextIO | N
     for old in [h for h in root.handlers if isinstance(h, _RootHandler)]:
         root.removeHandler(old)
     root.addHandler(handler)
-    root.setLevel(numeric_level)
+    # Libraries never log at debug: aiosqlite's debug lines print every statement with its
+    # parameters (sealed keys, token hashes). `debug` is for autokey's own lines.
+    root.setLevel(max(numeric_level, logging.INFO))
     logging.captureWarnings(True)

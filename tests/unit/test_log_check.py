@@ -4,11 +4,18 @@ and on a line that carries a secret, and must not repeat the secret in its repor
 from __future__ import annotations
 
 import json
+import os
+import re
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
+import structlog
 
 from tests import logs
+
+REPO = Path(__file__).resolve().parents[2]
 
 TOKEN = "ak_" + "x" * 43
 GOOD = json.dumps({"event": "http.request", "status": 200, "request_id": "r-1"})
@@ -64,3 +71,36 @@ def test_short_registered_strings_are_ignored_to_avoid_false_alarms() -> None:
     before = set(logs._minted)
     logs.register("K1", "LONG-ENOUGH-KEY")
     assert logs._minted - before == {"LONG-ENOUGH-KEY"}
+
+
+@pytest.mark.skipif(
+    os.environ.get("AUTOKEY_TEST_LEAK") != "1", reason="run only by the session test below"
+)
+def test_leaks_on_purpose() -> None:
+    structlog.get_logger("autokey.test").info("test.leak", detail=f"Bearer {TOKEN}")
+    logs.keep("leak", "plain text, not JSON\n")
+
+
+def test_a_session_whose_logs_leak_fails_although_every_test_passed(tmp_path: Path) -> None:
+    done = subprocess.run(  # noqa: S603 - this interpreter running pytest
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "-q",
+            "-p",
+            "no:cacheprovider",
+            f"{__file__}::test_leaks_on_purpose",
+        ],
+        env={**os.environ, "AUTOKEY_TEST_LEAK": "1", "AUTOKEY_TEST_LOG_DIR": str(tmp_path)},
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert "1 passed" in done.stdout, done.stdout
+    assert done.returncode == pytest.ExitCode.TESTS_FAILED
+    assert re.search(r"pytest\.jsonl:\d+: holds an API token", done.stdout)
+    assert re.search(r"leak-\d+\.jsonl:1: not JSON", done.stdout)
+    assert TOKEN not in done.stdout

@@ -80,7 +80,7 @@ async def serve_process(
     """Like `serve`, also yielding the process (a test may kill it)."""
     port = free_port()
     stderr_path = logs.child_log("serve")
-    with stderr_path.open("ab") as stderr:
+    with stderr_path.open("ab") as stderr:  # the child keeps its own copy of the descriptor
         process = await asyncio.create_subprocess_exec(
             sys.executable,
             "-m",
@@ -94,27 +94,27 @@ async def serve_process(
             stdout=asyncio.subprocess.DEVNULL,
             stderr=stderr,
         )
-        base = f"http://127.0.0.1:{port}"
-        try:
-            async with aiohttp.ClientSession() as session:
-                for _ in range(150):
-                    if process.returncode is not None:
-                        raise RuntimeError(f"autokey serve exited: {stderr_path.read_text()}")
-                    try:
-                        async with session.get(f"{base}/health") as response:
-                            if response.status == 200:
-                                break
-                    except aiohttp.ClientConnectionError:
-                        pass
-                    await asyncio.sleep(0.1)
-                else:
-                    raise RuntimeError("autokey serve did not become healthy")
-            yield base, process
-        finally:
-            if process.returncode is None:
-                process.terminate()
+    base = f"http://127.0.0.1:{port}"
+    try:
+        async with aiohttp.ClientSession() as session:
+            for _ in range(150):
+                if process.returncode is not None:
+                    raise RuntimeError(f"autokey serve exited: {stderr_path.read_text()}")
                 try:
-                    await asyncio.wait_for(process.wait(), timeout=10)
-                except TimeoutError:
-                    process.kill()
-                    await process.wait()
+                    async with session.get(f"{base}/health") as response:
+                        if response.status == 200:
+                            break
+                except aiohttp.ClientConnectionError:
+                    pass
+                await asyncio.sleep(0.1)
+            else:
+                raise RuntimeError("autokey serve did not become healthy")
+        yield base, process
+    finally:
+        if process.returncode is None:
+            process.terminate()
+            try:
+                await asyncio.wait_for(process.wait(), timeout=10)
+            except TimeoutError:
+                process.kill()
+                await process.wait()

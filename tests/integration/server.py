@@ -31,7 +31,7 @@ def server_env(database_url: str, **extra: str) -> dict[str, str]:
         AUTOKEY_DATABASE_URL=database_url,
         ENCRYPTION_KEY=TEST_ENCRYPTION_KEY,
         AUTOKEY_LOG_FORMAT="json",
-        AUTOKEY_LOG_LEVEL="warning",
+        AUTOKEY_LOG_LEVEL="debug",  # every line autokey can write goes to the log check
         AUTOKEY_METRICS_ADDR="",  # off: servers of one test (and of parallel runs) share no port
         **extra,
     )

@@ -28,7 +28,11 @@ async def test_every_order_response_with_key_plaintext_is_no_store(api: Api) -> 
     created = await api.client.post("/orders", json={"offerId": offer}, headers=buyer)
     order = (await created.json())["id"]
     keyed = {**buyer, "Idempotency-Key": "fulfil-once"}
+    other = await api.client.post("/orders", json={"offerId": offer}, headers=buyer)
     responses = {
+        "cancel": await api.client.post(
+            f"/orders/{(await other.json())['id']}/cancel", headers=buyer
+        ),
         "create": created,
         "pay": await api.client.post(f"/orders/{order}/pay", headers=buyer),
         "fulfill": await api.client.post(f"/orders/{order}/fulfill", headers=keyed),

@@ -12,15 +12,9 @@ from pathlib import Path
 import aiohttp
 import pytest
 import pytest_asyncio
-from aiohttp import web
 
 from autokey.adapters.memory.store import MemoryStore
-from autokey.entrypoints.container import Container
-from autokey.entrypoints.settings import load_settings
-from autokey.entrypoints.web.app import make_app
-from autokey.entrypoints.web.runner import ProblemAppRunner
-from tests.conftest import MASTER_KEY
-from tests.http import captured_logs
+from tests.http import captured_logs, running_api
 from tests.integration.server import (
     metrics_url,
     serve,
@@ -128,18 +122,9 @@ async def test_metrics_listener_serves_prometheus_text_and_nothing_else(tmp_path
 
 
 async def test_a_parser_error_is_logged_as_one_json_line_without_the_request() -> None:
-    settings = load_settings({"AUTOKEY_DATABASE_URL": "memory://"})
-    container = Container(settings=settings, store=MemoryStore(), master_keys=(MASTER_KEY,))
-    runner = ProblemAppRunner(make_app(container), access_log=None)
-    await runner.setup()
-    try:
-        site = web.TCPSite(runner, "127.0.0.1", 0)
-        await site.start()
-        async with captured_logs() as buffer:
-            for raw in BAD_REQUESTS.values():
-                await exchange(site.name, raw)
-    finally:
-        await runner.cleanup()
+    async with running_api(MemoryStore()) as api, captured_logs() as buffer:
+        for raw in BAD_REQUESTS.values():
+            await exchange(f"http://{api.client.host}:{api.client.port}", raw)
     lines = [json.loads(line) for line in buffer.getvalue().splitlines()]
     assert [line["event"] for line in lines] == ["http.malformed_request"] * len(BAD_REQUESTS)
     assert {line["error"] for line in lines} >= {"BadHttpMessage", "LineTooLong"}

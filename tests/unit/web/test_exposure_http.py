@@ -3,15 +3,18 @@ software; on the in-memory store."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import AsyncIterator
 
 import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestClient
 
 from autokey.adapters.memory.store import MemoryStore
 from autokey.domain.model.auth import Role
 from autokey.entrypoints.settings import SettingsError, load_settings
 from autokey.entrypoints.web.openapi import route_keys
-from tests.http import Api, running_api
+from tests.http import Api, ServedApp, captured_logs, running_api
 
 KEYS = ["NOSTORE-KEY-00001", "NOSTORE-KEY-00002"]
 
@@ -81,3 +84,21 @@ def test_metrics_address_defaults_to_loopback_and_empty_disables(
 def test_a_bad_metrics_address_is_refused_at_start(raw: str) -> None:
     with pytest.raises(SettingsError, match="AUTOKEY_METRICS_ADDR must be host:port"):
         load_settings({"AUTOKEY_DATABASE_URL": "memory://", "AUTOKEY_METRICS_ADDR": raw})
+
+
+async def test_an_error_past_every_middleware_is_a_500_problem_logged_as_data() -> None:
+    async def broken(_request: web.Request) -> web.Response:
+        raise RuntimeError("Bearer ak_" + "Q" * 43)
+
+    app = web.Application()  # no problem middleware: aiohttp's own handle_error answers
+    app.router.add_get("/broken", broken)
+    async with TestClient(ServedApp(app)) as client, captured_logs() as buffer:
+        response = await client.get("/broken")
+        body = await response.json(content_type=None)
+    assert response.status == 500
+    assert response.content_type == "application/problem+json"
+    assert body["code"] == "internal_error"
+    [line] = [json.loads(text) for text in buffer.getvalue().splitlines()]
+    assert line["event"] == "http.unhandled_error"
+    assert line["exception"]["type"] == "builtins.RuntimeError"
+    assert "QQQQ" not in buffer.getvalue()

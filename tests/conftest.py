@@ -56,7 +56,7 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
     assert isinstance(found, list)
     terminalreporter.write_line(
         f"log check: {_log_check.get('files')} files in {_log_check['dir']}, "
-        f"{len(found)} violations"
+        f"{len(found)} violations (a clean temporary directory is removed)"
     )
     for violation in found[:50]:
         terminalreporter.write_line(f"  {violation}", red=True)

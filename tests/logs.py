@@ -16,6 +16,7 @@ every string a test registered with `register` (uploaded key plaintexts, configu
 When it runs: `pytest_sessionfinish` in tests/conftest.py calls `check_session` after every
 test, fixture teardown and subprocess has finished; a violation sets the exit status to 1 and
 the terminal summary lists each one (file, line, what is wrong; never the secret itself).
+A clean temporary directory is removed; AUTOKEY_TEST_LOG_DIR is always kept.
 tests/unit/test_log_check.py proves that the checker fails on a non-JSON line and on a secret.
 """
 
@@ -25,6 +26,7 @@ import itertools
 import json
 import os
 import re
+import shutil
 import tempfile
 from collections.abc import Iterable
 from pathlib import Path
@@ -47,6 +49,7 @@ _counter = itertools.count(1)
 class _Session:
     directory: Path
     stream: TextIO
+    temporary: bool
 
 
 def register(*secrets: str) -> None:
@@ -60,7 +63,7 @@ def start_session() -> Path:
     given = os.environ.get("AUTOKEY_TEST_LOG_DIR")
     directory = Path(given) if given else Path(tempfile.mkdtemp(prefix="autokey-test-logs-"))
     directory.mkdir(parents=True, exist_ok=True)
-    _Session.directory = directory
+    _Session.directory, _Session.temporary = directory, not given
     _Session.stream = (directory / "pytest.jsonl").open("a", encoding="utf-8", buffering=1)
     resume()
     return directory
@@ -126,7 +129,11 @@ class _Finder:
 
 
 def check_session() -> tuple[int, list[str]]:
-    """(files checked, violations) over the whole session directory."""
+    """(files checked, violations) over the whole session directory; a temporary directory
+    is removed when it is clean (kept, and named in the summary, when it is not)."""
     _Session.stream.flush()
     files = sorted(_Session.directory.glob("*.jsonl"))
-    return len(files), [v for path in files for v in violations(path, _minted)]
+    found = [v for path in files for v in violations(path, _minted)]
+    if _Session.temporary and not found:
+        shutil.rmtree(_Session.directory)
+    return len(files), found

@@ -105,8 +105,9 @@ async def _crash_and_resume(simulator: RunningSimulator, env: dict[str, str]) ->
             hanging = asyncio.create_task(
                 _call(s, "POST", f"{api}/orders/{order_id}/fulfill", buyer, expect=(200, 202))
             )
-            for _ in range(100):
-                if simulator.state.orders:
+            for _ in range(100):  # until autokey has recorded the G2A order: then it pays
+                order = await _call(s, "GET", f"{api}/orders/{order_id}", buyer)
+                if order["upstreamState"] == "created":
                     break
                 await asyncio.sleep(0.05)
             assert len(simulator.state.orders) == 1  # created, now stuck in pay

@@ -44,6 +44,7 @@ def environment(database_url: str, **extra: str) -> dict[str, str]:
         ENCRYPTION_KEY=ENCRYPTION_KEY,
         AUTOKEY_LOG_LEVEL="warning",
         AUTOKEY_LOG_FORMAT="json",
+        AUTOKEY_METRICS_ADDR="",
         **extra,
     )
     return env

@@ -31,6 +31,7 @@ from autokey.domain.model.outbound import (
     WebhookEndpoint,
 )
 from autokey.ports.store import Store
+from tests import logs
 
 T0 = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
 _ids = Uuid7Ids()
@@ -53,6 +54,7 @@ def pool(seller_id: SubjectId | None = None, name: str = "pool") -> KeyPool:
 def key(pool_id: PoolId, plaintext: str | None = None) -> Key:
     key_id = KeyId(new_uuid())
     text = plaintext or f"KEY-{key_id.hex}"
+    logs.register(text)
     return Key(
         id=key_id,
         pool_id=pool_id,

@@ -11,9 +11,13 @@ import pytest
 from hypothesis import HealthCheck, settings
 
 from autokey.adapters.crypto import AesGcmKeyCipher, HmacBlindIndex
+from autokey.adapters.g2a.auth import SANDBOX_CLIENT_SECRET
 from autokey.adapters.memory.store import MemoryStore
 from autokey.adapters.system import Uuid7Ids
 from autokey.ports.store import Store
+from tests import logs
+from tests.integration.g2a.g2a_it_support import CLIENT_SECRET
+from tests.integration.server import TEST_ENCRYPTION_KEY
 from tests.services import scratch_postgres
 
 settings.register_profile(
@@ -23,6 +27,39 @@ settings.register_profile("dev", deadline=None, suppress_health_check=[HealthChe
 settings.load_profile("ci" if os.environ.get("CI") else "dev")
 
 MASTER_KEY = bytes(range(32))
+_log_check: dict[str, object] = {}
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Start the whole-suite log capture (tests/logs.py) before any test or fixture logs."""
+    logs.register(
+        MASTER_KEY.hex(),
+        TEST_ENCRYPTION_KEY,
+        SANDBOX_CLIENT_SECRET,
+        CLIENT_SECRET,
+        "schemathesis-webhook-secret",
+        "not-the-secret",
+    )
+    _log_check["dir"] = logs.start_session()
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    """The whole-suite log check, after the last test and fixture: a violation fails the run."""
+    files, found = logs.check_session()
+    _log_check.update(files=files, violations=found)
+    if found:
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    found = _log_check.get("violations") or []
+    assert isinstance(found, list)
+    terminalreporter.write_line(
+        f"log check: {_log_check.get('files')} files in {_log_check['dir']}, "
+        f"{len(found)} violations (a clean temporary directory is removed)"
+    )
+    for violation in found[:50]:
+        terminalreporter.write_line(f"  {violation}", red=True)
 
 
 class FakeClock:

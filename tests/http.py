@@ -7,8 +7,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
-import structlog
-from aiohttp import ClientResponse
+from aiohttp import ClientResponse, web
 from aiohttp.test_utils import TestClient, TestServer
 
 from autokey.domain.model.auth import Role
@@ -16,16 +15,29 @@ from autokey.entrypoints.bootstrap import unlock
 from autokey.entrypoints.container import Container
 from autokey.entrypoints.logging import configure_logging
 from autokey.entrypoints.settings import load_settings
-from autokey.entrypoints.web.app import make_app
+from autokey.entrypoints.web.app import make_app, make_metrics_app
+from autokey.entrypoints.web.runner import ProblemAppRunner
 from autokey.ports.store import Store
+from tests import logs
 from tests.conftest import MASTER_KEY
 
 
-class Api:
-    """A test client that knows how to mint tokens."""
+class ServedApp(TestServer):
+    """aiohttp's TestServer, run as `autokey serve` runs an app: ProblemAppRunner, and no
+    aiohttp access log (the app writes its own request line)."""
 
-    def __init__(self, client: TestClient[Any, Any], container: Container) -> None:
-        self.client, self.container = client, container
+    async def _make_runner(self, **kwargs: Any) -> web.AppRunner:
+        return ProblemAppRunner(self.app, access_log=None, **kwargs)
+
+
+class Api:
+    """A test client that knows how to mint tokens; `metrics` is a client of the metrics
+    listener's app over the same container."""
+
+    def __init__(
+        self, client: TestClient[Any, Any], metrics: TestClient[Any, Any], container: Container
+    ) -> None:
+        self.client, self.metrics, self.container = client, metrics, container
 
     async def token(self, role: Role = Role.SELLER) -> dict[str, str]:
         secret, token = await self.container.auth().issue_token(role)
@@ -34,6 +46,7 @@ class Api:
     async def stocked_offer(self, seller: dict[str, str], keys: list[str]) -> tuple[str, str]:
         """A new pool holding `keys` and a published AUTO_KEY offer on it: (pool, offer) ids."""
         post = self.client.post
+        logs.register(*keys)
         pool = (await (await post("/key-pools", json={}, headers=seller)).json())["id"]
         if keys:
             upload = await post(
@@ -61,20 +74,24 @@ async def running_api(
     if clock is not None:
         container.clock.override(clock)
     await unlock(container)
-    async with TestClient(TestServer(make_app(container))) as client:
-        yield Api(client, container)
+    async with (
+        TestClient(ServedApp(make_app(container))) as client,
+        TestClient(ServedApp(make_metrics_app(container))) as metrics,
+    ):
+        yield Api(client, metrics, container)
 
 
 @asynccontextmanager
 async def captured_logs() -> AsyncIterator[io.StringIO]:
-    """Every log line written while the block runs, rendered as in production (JSON)."""
+    """Every log line written while the block runs, rendered as in production (JSON); they go
+    to the whole-suite log check (tests/logs.py) as well."""
     buffer = io.StringIO()
-    configure_logging("debug", "json")
-    structlog.configure(logger_factory=structlog.PrintLoggerFactory(buffer))
+    configure_logging("debug", "json", stream=buffer)
     try:
         yield buffer
     finally:
-        structlog.reset_defaults()
+        logs.resume()
+        logs.keep("captured", buffer.getvalue())
 
 
 async def assert_limited(response: ClientResponse, limit: str, window_s: int = 60) -> None:

@@ -1,4 +1,5 @@
-"""Real `autokey serve` processes for end-to-end tests."""
+"""Real `autokey serve` processes for end-to-end tests. Whatever they log (stderr) goes to the
+whole-suite log check (tests/logs.py)."""
 
 from __future__ import annotations
 
@@ -12,6 +13,8 @@ from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 
 import aiohttp
+
+from tests import logs
 
 TEST_ENCRYPTION_KEY = "00" * 16 + "11" * 16
 
@@ -28,15 +31,26 @@ def server_env(database_url: str, **extra: str) -> dict[str, str]:
         AUTOKEY_DATABASE_URL=database_url,
         ENCRYPTION_KEY=TEST_ENCRYPTION_KEY,
         AUTOKEY_LOG_FORMAT="json",
-        AUTOKEY_LOG_LEVEL="warning",
+        AUTOKEY_LOG_LEVEL="debug",  # every line autokey can write goes to the log check
+        AUTOKEY_METRICS_ADDR="",  # off: servers of one test (and of parallel runs) share no port
         **extra,
     )
     return env
 
 
+def with_metrics(env: Mapping[str, str]) -> dict[str, str]:
+    """`env` with the metrics listener on a free loopback port (see `metrics_url`)."""
+    return {**env, "AUTOKEY_METRICS_ADDR": f"127.0.0.1:{free_port()}"}
+
+
+def metrics_url(env: Mapping[str, str]) -> str:
+    return f"http://{env['AUTOKEY_METRICS_ADDR']}/metrics"
+
+
 def run_autokey(*args: str, env: Mapping[str, str]) -> subprocess.CompletedProcess[str]:
-    """Run an autokey CLI command to completion, whatever its exit code."""
-    return subprocess.run(  # noqa: S603
+    """Run an autokey CLI command to completion, whatever its exit code; its stderr joins
+    the whole-suite log check."""
+    done = subprocess.run(  # noqa: S603
         [sys.executable, "-m", "autokey", *args],
         env=dict(env),
         capture_output=True,
@@ -44,6 +58,8 @@ def run_autokey(*args: str, env: Mapping[str, str]) -> subprocess.CompletedProce
         timeout=60,
         check=False,
     )
+    logs.keep(f"autokey-{args[0]}", done.stderr)
+    return done
 
 
 def autokey(*args: str, env: Mapping[str, str]) -> str:
@@ -70,26 +86,27 @@ async def serve_process(
 ) -> AsyncIterator[tuple[str, asyncio.subprocess.Process]]:
     """Like `serve`, also yielding the process (a test may kill it)."""
     port = free_port()
-    process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "autokey",
-        "serve",
-        "--host",
-        "127.0.0.1",
-        "--port",
-        str(port),
-        env=dict(env),
-        stdout=asyncio.subprocess.DEVNULL,
-        stderr=asyncio.subprocess.PIPE,
-    )
+    stderr_path = logs.child_log("serve")
+    with stderr_path.open("ab") as stderr:  # the child keeps its own copy of the descriptor
+        process = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "autokey",
+            "serve",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            env=dict(env),
+            stdout=asyncio.subprocess.DEVNULL,
+            stderr=stderr,
+        )
     base = f"http://127.0.0.1:{port}"
     try:
         async with aiohttp.ClientSession() as session:
             for _ in range(150):
                 if process.returncode is not None:
-                    assert process.stderr is not None
-                    raise RuntimeError(f"autokey serve exited: {await process.stderr.read()!r}")
+                    raise RuntimeError(f"autokey serve exited: {stderr_path.read_text()}")
                 try:
                     async with session.get(f"{base}/health") as response:
                         if response.status == 200:

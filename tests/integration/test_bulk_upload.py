@@ -8,7 +8,7 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from tests.integration.server import autokey, serve, server_env, token
+from tests.integration.server import autokey, metrics_url, serve, server_env, token, with_metrics
 from tests.services import scratch_postgres
 
 COUNT = 100_000
@@ -25,6 +25,7 @@ async def _lines() -> AsyncIterator[bytes]:
 
 
 async def _upload(env: dict[str, str]) -> None:
+    env = with_metrics(env)
     seller = token("seller", env)
     auth = {"Authorization": f"Bearer {seller}"}
     async with serve(env) as api, aiohttp.ClientSession() as s:
@@ -43,7 +44,7 @@ async def _upload(env: dict[str, str]) -> None:
             {"line": COUNT + 3, "code": "duplicate"},
         ]
         assert report["availableKeys"] == COUNT
-        async with s.get(f"{api}/metrics") as r:
+        async with s.get(metrics_url(env)) as r:
             assert "autokey_keys" in await r.text()
 
 

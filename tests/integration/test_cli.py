@@ -202,7 +202,8 @@ def test_serve_on_a_port_in_use_says_so_in_one_line(tmp_path: Path) -> None:
         )
     assert done.returncode == 4
     assert plain_lines(done.stderr) == [
-        f"autokey: 127.0.0.1:{port} is already in use (another autokey serve?); choose --port"
+        f"autokey: 127.0.0.1:{port} is already in use (another autokey serve?); "
+        "choose another --port or AUTOKEY_METRICS_ADDR"
     ]
 
 

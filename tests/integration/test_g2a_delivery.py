@@ -19,7 +19,15 @@ from autokey.adapters.g2a.simulator import (
     SimulatorConfig,
     start_simulator,
 )
-from tests.integration.server import autokey, serve_process, server_env, token
+from tests import logs
+from tests.integration.server import (
+    autokey,
+    metrics_url,
+    serve_process,
+    server_env,
+    token,
+    with_metrics,
+)
 from tests.services import scratch_postgres
 
 PRODUCT = "10000068865001"
@@ -97,8 +105,9 @@ async def _crash_and_resume(simulator: RunningSimulator, env: dict[str, str]) ->
             hanging = asyncio.create_task(
                 _call(s, "POST", f"{api}/orders/{order_id}/fulfill", buyer, expect=(200, 202))
             )
-            for _ in range(100):
-                if simulator.state.orders:
+            for _ in range(100):  # until autokey has recorded the G2A order: then it pays
+                order = await _call(s, "GET", f"{api}/orders/{order_id}", buyer)
+                if order["upstreamState"] == "created":
                     break
                 await asyncio.sleep(0.05)
             assert len(simulator.state.orders) == 1  # created, now stuck in pay
@@ -122,7 +131,7 @@ async def _crash_and_resume(simulator: RunningSimulator, env: dict[str, str]) ->
 async def test_a_delayed_key_arrives_through_the_webhook_and_the_resumer(tmp_path: Path) -> None:
     simulator = await start_simulator(SimulatorConfig(key_ready_delay_s=1.5))
     try:
-        env = server_env(f"sqlite:///{tmp_path / 'g2a.db'}", **g2a_env(simulator.url))
+        env = with_metrics(server_env(f"sqlite:///{tmp_path / 'g2a.db'}", **g2a_env(simulator.url)))
         autokey("migrate", env=env)
         seller, buyer = token("seller", env), token("buyer", env)
         async with aiohttp.ClientSession() as s, serve_process(env) as (api, _):
@@ -135,7 +144,7 @@ async def test_a_delayed_key_arrives_through_the_webhook_and_the_resumer(tmp_pat
                 if order["status"] == "FULFILLED":
                     break
                 await asyncio.sleep(0.1)
-            async with s.get(f"{api}/metrics") as response:
+            async with s.get(metrics_url(env)) as response:
                 metrics = await response.text()
         for series in (
             "g2a_request_duration_seconds_count",
@@ -159,6 +168,7 @@ def test_autokey_smoke_passes_against_the_simulator() -> None:
         check=False,
         env={"PATH": "/usr/bin:/bin", "AUTOKEY_LOG_FORMAT": "json"},
     )
+    logs.keep("autokey-smoke", done.stderr)
     assert done.returncode == 0, done.stdout + done.stderr
     assert "smoke: passed (7 steps)" in done.stdout
     assert done.stdout.count(" ok ") == 7
@@ -185,6 +195,7 @@ async def test_live_mode_refuses_to_start_when_g2a_rejects_the_credentials(
             stderr=asyncio.subprocess.PIPE,
         )
         _, stderr = await asyncio.wait_for(process.communicate(), timeout=30)
+        logs.keep("autokey-serve-live", stderr.decode())
         assert process.returncode != 0
         assert b"UpstreamAuthError" in stderr
         assert b"not-the-secret" not in stderr

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import errno
 import json
 import os
 import sys
@@ -19,7 +18,6 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 
 import structlog
-from aiohttp import web
 
 from autokey import __version__
 from autokey.adapters.crypto import AesGcmKeyCipher
@@ -185,34 +183,39 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _serve(settings: Settings, host: str | None, port: int | None) -> int:
-    from autokey.entrypoints.web.app import serve_app
+    from autokey.entrypoints.web import runner
+    from autokey.entrypoints.web.app import make_metrics_app, serve_app
+    from autokey.entrypoints.web.context import CONTAINER
 
     if settings.database.kind is not StoreKind.MEMORY:
         asyncio.run(_preflight(settings))
     host, port = host or settings.host, settings.port if port is None else port
+    metrics = settings.metrics_addr
     log.info(
         "http.starting",
         host=host,
         port=port,
+        metrics=None if metrics is None else f"{metrics[0]}:{metrics[1]}",
         store=settings.database.kind.value,
         env=settings.env.value,
     )
+    app = serve_app(settings)
+    listeners = [(app, host, port)]
+    if metrics is not None:
+        listeners.append((make_metrics_app(app[CONTAINER]), *metrics))
     try:
-        web.run_app(
-            serve_app(settings),
-            host=host,
-            port=port,
-            print=None,
-            access_log=None,
-            keepalive_timeout=settings.http.keepalive_timeout_s,
-        )
-    except OSError as exc:
-        if exc.errno != errno.EADDRINUSE:
-            raise
+        asyncio.run(runner.serve(listeners, keepalive_timeout=settings.http.keepalive_timeout_s))
+    except (StartupRefused, KeyringMismatch, StoreUnavailable):
+        raise  # one line for a person, from main()
+    except runner.AddressInUse as taken:
         raise StartupRefused(
-            f"{host}:{port} is already in use (another autokey serve?); choose --port",
+            f"{taken.host}:{taken.port} is already in use (another autokey serve?); "
+            "choose another --port or AUTOKEY_METRICS_ADDR",
             EXIT_ADDRESS_IN_USE,
         ) from None
+    except Exception:  # any other start-up failure: one JSON line, not a traceback
+        log.exception("http.start_failed")
+        return 1
     return 0
 
 

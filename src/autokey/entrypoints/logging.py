@@ -1,12 +1,25 @@
 """structlog, configured once: contextvars, ISO UTC timestamps, JSON unless on a TTY,
-and a last line of defence that masks secret-looking fields."""
+and a last line of defence that masks secret-looking fields.
+
+Every line is one JSON object, whoever logs it: the standard library loggers of our
+dependencies (aiohttp.server, psycopg.pool, asyncio, py.warnings ...) go through the same
+processors via a root handler with structlog's `ProcessorFormatter` (first line of their
+message only).
+
+Exceptions are rendered as data (ADR 0014): the exception's type, the chain of causes and the
+frames (file, line, function), never the message or local values. Messages of parser and driver
+errors quote the bytes they choked on, and those can be an Authorization header.
+"""
 
 from __future__ import annotations
 
+import errno
 import logging
 import sys
+import traceback
 from collections.abc import MutableMapping
-from typing import Any
+from types import TracebackType
+from typing import Any, TextIO
 
 import structlog
 
@@ -29,6 +42,7 @@ SECRET_FIELDS = frozenset(
     }
 )
 MASK = "***"
+MAX_FRAMES = 30
 
 
 def mask_secrets(
@@ -39,26 +53,95 @@ def mask_secrets(
     return event
 
 
-def configure_logging(level: str = "info", fmt: str = "auto") -> None:
-    """Idempotent; called by the CLI before anything logs."""
-    json_output = fmt == "json" or (fmt == "auto" and not sys.stderr.isatty())
+def describe_exception(error: BaseException) -> dict[str, Any]:
+    """Type, frames and causes of `error` (and the errno name of an OSError); its message and
+    locals are left out on purpose."""
+    kind = type(error)
+    described: dict[str, Any] = {
+        "type": f"{kind.__module__}.{kind.__qualname__}",
+        "frames": [
+            f"{frame.f_code.co_filename}:{line} {frame.f_code.co_name}"
+            for frame, line in traceback.walk_tb(error.__traceback__)
+        ][-MAX_FRAMES:],
+    }
+    if isinstance(error, OSError) and (name := errno.errorcode.get(error.errno or 0)):
+        described["errno"] = name  # EADDRINUSE says it all, safely
+    cause = error.__cause__ or (None if error.__suppress_context__ else error.__context__)
+    if cause is not None:
+        described["cause"] = describe_exception(cause)
+    return described
+
+
+ExcInfo = tuple[type[BaseException], BaseException, TracebackType | None]
+
+
+def exception_as_data(
+    _logger: Any, _method: str, event: MutableMapping[str, Any]
+) -> MutableMapping[str, Any]:
+    """Replace `exc_info` (True, an exception or a sys.exc_info() tuple) by `exception`."""
+    exc_info = event.pop("exc_info", None)
+    error: BaseException | None = None
+    if exc_info is True:
+        error = sys.exc_info()[1]
+    elif isinstance(exc_info, BaseException):
+        error = exc_info
+    elif isinstance(exc_info, tuple):
+        error = exc_info[1]
+    if error is not None:
+        event["exception"] = describe_exception(error)
+    event.pop("stack_info", None)
+    return event
+
+
+def first_line_only(
+    _logger: Any, _method: str, event: MutableMapping[str, Any]
+) -> MutableMapping[str, Any]:
+    """For other libraries' records: their further lines are dumps (asyncio appends the repr
+    of the failed task and its exception's message), so only the first line is kept."""
+    if isinstance(message := event.get("event"), str):
+        event["event"] = message.split("\n", 1)[0]
+    return event
+
+
+class _RootHandler(logging.StreamHandler[TextIO]):
+    """The one handler configure_logging puts on the root logger (replaced on reconfiguration)."""
+
+
+def configure_logging(level: str = "info", fmt: str = "auto", stream: TextIO | None = None) -> None:
+    """Idempotent; called by the CLI before anything logs. `stream` defaults to stderr."""
+    out = stream or sys.stderr
+    json_output = fmt == "json" or (fmt == "auto" and not out.isatty())
     renderer: Any = (
         structlog.processors.JSONRenderer()
         if json_output
-        else structlog.dev.ConsoleRenderer(colors=sys.stderr.isatty())
+        else structlog.dev.ConsoleRenderer(colors=out.isatty())
     )
+    shared: list[Any] = [
+        structlog.contextvars.merge_contextvars,
+        structlog.processors.add_log_level,
+        structlog.processors.TimeStamper(fmt="iso", utc=True),
+        mask_secrets,
+        exception_as_data,
+    ]
+    numeric_level = logging.getLevelNamesMapping()[level.upper()]
     structlog.configure(
-        processors=[
-            structlog.contextvars.merge_contextvars,
-            structlog.processors.add_log_level,
-            structlog.processors.TimeStamper(fmt="iso", utc=True),
-            mask_secrets,
-            structlog.processors.format_exc_info,
-            renderer,
-        ],
-        wrapper_class=structlog.make_filtering_bound_logger(
-            logging.getLevelNamesMapping()[level.upper()]
-        ),
-        logger_factory=structlog.PrintLoggerFactory(sys.stderr),
+        processors=[*shared, renderer],
+        wrapper_class=structlog.make_filtering_bound_logger(numeric_level),
+        logger_factory=structlog.PrintLoggerFactory(out),
         cache_logger_on_first_use=False,
     )
+    handler = _RootHandler(out)
+    handler.setFormatter(
+        structlog.stdlib.ProcessorFormatter(
+            foreign_pre_chain=[structlog.stdlib.add_logger_name, first_line_only, *shared],
+            processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, renderer],
+        )
+    )
+    root = logging.getLogger()
+    for old in [h for h in root.handlers if isinstance(h, _RootHandler)]:
+        root.removeHandler(old)
+    root.addHandler(handler)
+    # Libraries never log at debug: aiosqlite's debug lines print every statement with its
+    # parameters (sealed keys, token hashes). `debug` is for autokey's own lines.
+    root.setLevel(max(numeric_level, logging.INFO))
+    logging.captureWarnings(True)

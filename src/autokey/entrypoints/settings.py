@@ -22,6 +22,7 @@ from autokey.adapters.g2a.config import G2AConfig, InvalidG2AConfig, g2a_config_
 DEFAULT_SQLITE_PATH = "./autokey.db"
 DEV_KEY_FILE = "./autokey.key"
 """The development master key with PostgreSQL (with SQLite it sits beside the database)."""
+DEFAULT_METRICS_ADDR = "127.0.0.1:9464"
 
 
 class Environment(enum.StrEnum):
@@ -127,6 +128,8 @@ class Settings:
     reservation_ttl_s: int
     sweep_interval_s: float
     payments: Payments
+    metrics_addr: tuple[str, int] | None
+    """(host, port) of the /metrics listener; None when AUTOKEY_METRICS_ADDR is set empty."""
     redis_url: str | None = attrs.field(repr=False)
     http: HttpSettings = HttpSettings()
     rate_limits: RateLimits = RateLimits()
@@ -278,6 +281,18 @@ def _g2a(r: _Reader, production: bool) -> G2AConfig | None:
         return None
 
 
+def _metrics_addr(r: _Reader) -> tuple[str, int] | None:
+    raw = r.environ.get("AUTOKEY_METRICS_ADDR", DEFAULT_METRICS_ADDR).strip()
+    if not raw:
+        return None
+    host, _, port = raw.rpartition(":")
+    host = host.removeprefix("[").removesuffix("]")
+    if host and port.isascii() and port.isdigit() and 0 < int(port) <= 65535:
+        return host, int(port)
+    r.problems.append(f"AUTOKEY_METRICS_ADDR must be host:port (or empty to disable), got {raw!r}")
+    return None
+
+
 def _webhook_secrets(r: _Reader) -> tuple[bytes, ...]:
     current = r.text("G2A_API_HASH") or r.text("G2A_API_SECRET")
     previous = r.text("G2A_API_HASH_PREVIOUS")
@@ -305,6 +320,7 @@ def load_settings(environ: Mapping[str, str]) -> Settings:
         reservation_ttl_s=r.integer("AUTOKEY_RESERVATION_TTL_S", 900, 10, 7 * 24 * 3600),
         sweep_interval_s=float(r.integer("AUTOKEY_SWEEP_INTERVAL_S", 15, 1, 3600)),
         payments=Payments(r.choice("AUTOKEY_PAYMENTS", Payments, payments_default)),
+        metrics_addr=_metrics_addr(r),
         redis_url=r.text("AUTOKEY_REDIS_URL") or None,
         http=_http(r),
         rate_limits=_rate_limits(r),

@@ -150,7 +150,7 @@ async def test_every_log_line_of_a_request_carries_its_ids(
 
 
 async def _scrape(api: Api) -> dict[str, Any]:
-    response = await api.client.get("/metrics")
+    response = await api.metrics.get("/metrics")
     assert response.status == 200
     assert response.content_type == "text/plain"
     return {f.name: f for f in text_string_to_metric_families(await response.text())}

@@ -252,7 +252,7 @@ async def test_order_transitions_are_counted_once_per_real_transition(api: Api) 
         await _call(api, "POST", f"/orders/{order['id']}/fulfill", buyer)
     other = await _call(api, "POST", "/orders", buyer, {"offerId": offer}, 201)
     await _call(api, "POST", f"/orders/{other['id']}/cancel", buyer)
-    text = await (await api.client.get("/metrics")).text()
+    text = await (await api.metrics.get("/metrics")).text()
     expected = {"created": 2.0, "paid": 1.0, "fulfilled": 1.0, "canceled": 1.0, "expired": 0.0}
     for transition, value in expected.items():
         assert f'autokey_order_transitions_total{{transition="{transition}"}} {value}' in text

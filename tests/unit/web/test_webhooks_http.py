@@ -300,7 +300,7 @@ async def test_webhook_outcomes_are_counted_by_reason(api: Api) -> None:
     await post(api, BODY, signed(BODY))
     await post(api, BODY, signed(BODY))
     await post(api, BODY, signed(BODY, secret="wrong"))
-    text = await (await api.client.get("/metrics")).text()
+    text = await (await api.metrics.get("/metrics")).text()
     for reason, value in {
         "applied": 1.0,
         "replayed_nonce": 1.0,

@@ -31,6 +31,7 @@ from autokey.entrypoints.web import (
 )
 from autokey.entrypoints.web.context import CONTAINER, CONVERTER
 from autokey.entrypoints.web.problems import problem_middleware
+from autokey.entrypoints.web.runner import response_defaults
 from autokey.entrypoints.web.schemas import make_http_converter
 
 MAX_JSON_BODY = 4 * 1024 * 1024
@@ -39,7 +40,8 @@ log = structlog.get_logger("autokey.app")
 
 
 def make_app(container: Container) -> web.Application:
-    """An app over an already-built container (tests pass one with a memory store)."""
+    """An app over an already-built container (tests pass one with a memory store).
+    /metrics is not on it: see make_metrics_app."""
     # observability first: the outermost middleware stamps request ids on every response.
     app = web.Application(
         middlewares=[observability.observability_middleware, problem_middleware],
@@ -47,8 +49,8 @@ def make_app(container: Container) -> web.Application:
     )
     app[CONTAINER] = container
     app[CONVERTER] = make_http_converter()
+    app.on_response_prepare.append(response_defaults)
     app.add_routes(health.routes)
-    app.add_routes(observability.routes)
     app.add_routes(openapi.routes)
     app.add_routes(docs.routes)
     app.add_routes(pools.routes)
@@ -57,6 +59,16 @@ def make_app(container: Container) -> web.Application:
     app.add_routes(webhooks.routes)
     app.add_routes(seller_webhooks.routes)
     app.add_routes(console.routes)
+    return app
+
+
+def make_metrics_app(container: Container) -> web.Application:
+    """The app of the metrics listener (AUTOKEY_METRICS_ADDR): /metrics and nothing else, kept
+    off the public listener because it names every seller's pools."""
+    app = web.Application(middlewares=[problem_middleware])
+    app[CONTAINER] = container
+    app.on_response_prepare.append(response_defaults)
+    app.add_routes(observability.metrics_routes)
     return app
 
 

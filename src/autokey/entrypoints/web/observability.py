@@ -1,4 +1,5 @@
-"""Request ids, per-request logging context, the access log line, HTTP metrics and /metrics.
+"""Request ids, per-request logging context, the access log line, HTTP metrics and /metrics
+(served by the metrics app only, app.make_metrics_app).
 
 `observability_middleware` must be the OUTERMOST middleware: it sees the final response of
 every request (problem responses, 404 and 405 included) and so can stamp the ids on all of them.
@@ -22,7 +23,7 @@ CORRELATION_ID_HEADER = "X-Correlation-ID"
 MAX_ID_LENGTH = 128
 
 log = structlog.get_logger("autokey.http")
-routes = web.RouteTableDef()
+metrics_routes = web.RouteTableDef()
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
@@ -69,7 +70,7 @@ async def observability_middleware(request: web.Request, handler: Handler) -> we
         structlog.contextvars.reset_contextvars(**tokens)
 
 
-@routes.get("/metrics")
+@metrics_routes.get("/metrics")
 async def metrics(request: web.Request) -> web.Response:
     """Prometheus text exposition of the container's registry (never the global default one)."""
     wired = container(request)

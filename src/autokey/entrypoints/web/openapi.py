@@ -224,15 +224,6 @@ OPERATIONS: tuple[Operation, ...] = (
     ),
     Operation(
         method="GET",
-        path="/metrics",
-        summary="Prometheus metrics (text exposition format)",
-        tag="operations",
-        response="PrometheusText",
-        response_media="text/plain",
-        authenticated=False,
-    ),
-    Operation(
-        method="GET",
         path=OPENAPI_PATH,
         summary="This OpenAPI document",
         tag="operations",
@@ -646,7 +637,6 @@ EXTRA_SCHEMAS: dict[str, dict[str, Any]] = {
         "required": ["status", "g2aEnvironment", "schemaVersion", "components"],
         "additionalProperties": False,
     },
-    "PrometheusText": {"type": "string"},
     "Html": {"type": "string"},
     "OpenApiDocument": {
         "type": "object",

@@ -71,6 +71,8 @@ UNREADABLE_BODY = ProblemKind(400, "unreadable_body", "The request body cannot b
 UNAVAILABLE_RETRY_AFTER_S = 1
 """Retry-After of a 503 whose error does not say: outages are usually short, and a retry
 that comes too early is answered quickly (the database bounds every wait)."""
+MALFORMED_REQUEST = ProblemKind(400, "malformed_request", "The HTTP request could not be parsed")
+"""What aiohttp's HTTP parser rejects (entrypoints/web/runner.py); nothing of it is echoed."""
 WEBHOOK_REJECTIONS = {
     "invalid_signature": ProblemKind(401, "invalid_signature", "Webhook signature is not valid"),
     "stale_timestamp": ProblemKind(401, "stale_timestamp", "Webhook timestamp out of tolerance"),

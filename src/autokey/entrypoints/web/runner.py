@@ -1,0 +1,119 @@
+"""Serving the apps: the public API and, on its own (loopback) address, /metrics.
+
+Requests that aiohttp's HTTP parser rejects (a control character in a header, a header over
+8,190 bytes, a malformed request line) never reach a middleware: aiohttp answers them from
+`RequestHandler.handle_error` with a text/plain body that quotes the offending bytes (an
+Authorization header included) and logs a traceback that quotes them again. aiohttp has no
+hook for that response (aio-libs/aiohttp#3287), so `ProblemRequestHandler` overrides
+`handle_error` and `ProblemAppRunner` makes the server use it (ADR 0014). The raw-socket tests
+in tests/integration/test_exposure.py fail if an aiohttp upgrade bypasses it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import signal
+from collections.abc import Sequence
+from typing import Any
+
+import attrs
+import structlog
+from aiohttp import web
+from aiohttp.web_protocol import RequestHandler
+
+from autokey.entrypoints.web.problems import INTERNAL, MALFORMED_REQUEST, problem_response
+
+SERVER_NAME = "autokey"
+"""The `Server` header of every response: no product versions for a scanner to match."""
+NOT_CACHEABLE = "no-store"
+log = structlog.get_logger("autokey.http")
+
+
+async def response_defaults(_request: web.Request, response: web.StreamResponse) -> None:
+    """`on_response_prepare` hook of every app: no versions in `Server`, and nothing is
+    cacheable unless its handler says so (order bodies carry key plaintexts)."""
+    response.headers["Server"] = SERVER_NAME
+    response.headers.setdefault("Cache-Control", NOT_CACHEABLE)
+
+
+class ProblemRequestHandler(RequestHandler):
+    """aiohttp's connection handler, answering its own errors as problem+json."""
+
+    def handle_error(
+        self,
+        request: Any,
+        status: int = 500,
+        exc: BaseException | None = None,
+        message: str | None = None,
+    ) -> web.StreamResponse:
+        # `message` and the exception's text quote the raw request: neither is used.
+        if request.writer.output_size > 0:  # as aiohttp: too late for another response
+            raise ConnectionError("response already started, cannot send an error")
+        if status < 500:
+            kind = attrs.evolve(MALFORMED_REQUEST, status=status)
+            log.info("http.malformed_request", status=status, error=type(exc).__name__)
+        else:
+            kind = attrs.evolve(INTERNAL, status=status)
+            log.error("http.unhandled_error", status=status, exc_info=exc)
+        response = problem_response(
+            kind, headers={"Server": SERVER_NAME, "Cache-Control": NOT_CACHEABLE}
+        )
+        response.force_close()
+        return response
+
+
+class _ProblemServer(web.Server):
+    def __call__(self) -> RequestHandler:
+        # Server.__call__ with our handler class; _loop and _kwargs are what it passes too.
+        return ProblemRequestHandler(self, loop=self._loop, **self._kwargs)
+
+
+class ProblemAppRunner(web.AppRunner):
+    """An AppRunner whose connections are handled by `ProblemRequestHandler`."""
+
+    async def _make_server(self) -> web.Server:
+        server = await super()._make_server()
+        return _ProblemServer(
+            server.request_handler,
+            request_factory=server.request_factory,
+            handler_cancellation=server.handler_cancellation,
+            **server._kwargs,
+        )
+
+
+Listener = tuple[web.Application, str, int]
+
+
+class AddressInUse(Exception):
+    """A listener's address is taken (another server, or another autokey)."""
+
+    def __init__(self, host: str, port: int) -> None:
+        super().__init__(f"{host}:{port}")
+        self.host, self.port = host, port
+
+
+async def serve(listeners: Sequence[Listener], **runner_args: Any) -> None:
+    """Serve each (app, host, port) until SIGINT or SIGTERM. Apps start in order and stop in
+    reverse: the first app's cleanup_ctx may open resources the later ones use."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, stop.set)
+    runners: list[web.AppRunner] = []
+    try:
+        for app, host, port in listeners:
+            runner = ProblemAppRunner(app, access_log=None, **runner_args)
+            await runner.setup()
+            runners.append(runner)
+            try:
+                await web.TCPSite(runner, host, port).start()
+            except OSError as exc:
+                if exc.errno == errno.EADDRINUSE:
+                    raise AddressInUse(host, port) from exc
+                raise
+            log.info("http.listening", host=host, port=port)
+        await stop.wait()
+    finally:
+        for started in reversed(runners):
+            await started.cleanup()

@@ -16,6 +16,7 @@ import pytest_asyncio
 from autokey.adapters.memory.store import MemoryStore
 from tests.http import captured_logs, running_api
 from tests.integration.server import (
+    autokey,
     metrics_url,
     serve,
     server_env,
@@ -103,6 +104,7 @@ async def test_public_listener_answers_404_problem_for_metrics(api: str) -> None
 
 async def test_metrics_listener_serves_prometheus_text_and_nothing_else(tmp_path: Path) -> None:
     env = with_metrics(server_env(f"sqlite:///{tmp_path / 'metrics.db'}"))
+    autokey("migrate", env=env)
     seller = {"Authorization": f"Bearer {token('seller', env)}"}
     async with serve(env) as base, aiohttp.ClientSession() as s:
         async with s.post(f"{base}/key-pools", json={}, headers=seller) as created:

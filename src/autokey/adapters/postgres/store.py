@@ -10,6 +10,11 @@ foreign-key violations `NotFound` of the referenced resource. Nothing from psyco
 
 SQL lives in the module constants below (psycopg prepares a statement server-side after a
 few executions, keyed by its text, so each query must be one stable string).
+
+Round trips (ADR 0016): a unit of work runs in psycopg's pipeline mode. BEGIN travels with
+the first statement, writes whose outcome is already known (`_send`: saves, audit rows) travel
+with the next statement that needs an answer, and COMMIT with the last of them, so a
+transaction costs one round trip per statement whose result the caller reads, plus one.
 """
 
 from __future__ import annotations
@@ -25,6 +30,7 @@ from uuid import UUID
 import attrs
 import psycopg
 from psycopg import errors as pg_errors
+from psycopg.pq import TransactionStatus
 from psycopg.rows import TupleRow
 from psycopg.types.json import Jsonb
 from psycopg_pool import AsyncConnectionPool
@@ -110,10 +116,10 @@ def _translated(
 
 
 class _Sql:
-    """A connection plus the three ways repositories talk to it, all translated."""
+    """A connection plus the ways repositories talk to it, all translated."""
 
-    def __init__(self, conn: Conn) -> None:
-        self._conn = conn
+    def __init__(self, conn: Conn, pipeline: psycopg.AsyncPipeline | None = None) -> None:
+        self._conn, self._pipeline = conn, pipeline
 
     async def _all(self, query: str, params: Sequence[Any] | Mapping[str, Any]) -> list[TupleRow]:
         with _translated():
@@ -132,10 +138,20 @@ class _Sql:
         *,
         refs: Mapping[str, str] | None = None,
     ) -> int:
-        """Execute a write; returns the number of rows it touched."""
+        """Execute a write; returns the number of rows it touched. In pipeline mode this waits
+        for the answer (a round trip), so violations are raised and translated here."""
         with _translated(refs=refs):
             cur = await self._conn.execute(query, params)
+            if self._pipeline is not None:
+                await self._pipeline.sync()
             return cur.rowcount
+
+    async def _send(self, query: str, params: Sequence[Any] | Mapping[str, Any]) -> None:
+        """Queue a write whose outcome the caller does not read (no rowcount, no expected
+        violation): in pipeline mode it travels with the next statement that needs an answer,
+        or with COMMIT; an error then surfaces there, as StoreUnavailable at the latest."""
+        with _translated():
+            await self._conn.execute(query, params)
 
 
 def _page(items: list[T], limit: int, cursor: Callable[[T], UUID]) -> Page[T]:
@@ -476,7 +492,7 @@ class PostgresKeyRepository(_Sql, KeyRepository):
         return None if row is None else _key_from_row(row)
 
     async def save(self, key: Key) -> None:
-        await self._run(
+        await self._send(
             _SAVE_KEY,
             (key.status.value, key.order_id, key.reserved_at, key.delivered_at, key.id),
         )
@@ -724,7 +740,7 @@ class PostgresOrderRepository(_Sql, OrderRepository):
             order.id,
         )
         if order.upstream_order_id is None:
-            await self._run(_SAVE_ORDER, params)
+            await self._send(_SAVE_ORDER, params)
             return
         # An UPDATE has no ON CONFLICT: run it in a savepoint, so an upstream id another
         # order holds raises DuplicateResource and leaves the transaction usable.
@@ -894,7 +910,7 @@ class PostgresIdempotencyRepository(_Sql, IdempotencyRepository):
         await self._run(_REPLACE_IDEMPOTENCY, _idempotency_params(record))
 
     async def complete(self, scope: str, key: str, response: StoredResponse) -> None:
-        await self._run(_COMPLETE_IDEMPOTENCY, (response.status, response.body, scope, key))
+        await self._send(_COMPLETE_IDEMPOTENCY, (response.status, response.body, scope, key))
 
     async def delete(self, scope: str, key: str) -> None:
         await self._run(_DELETE_IDEMPOTENCY, (scope, key))
@@ -944,7 +960,8 @@ class PostgresAuditLog(_Sql, AuditLog):
             for e in events
         ]
         with _translated("audit_event", str(events[0].id)):
-            # executemany pipelines the inserts: one network flush for the whole batch.
+            # executemany pipelines the inserts; inside a unit of work they are only queued
+            # (ids are fresh UUIDv7s: nothing to wait for) and travel with the next statement.
             async with self._conn.cursor() as cur:
                 await cur.executemany(_INSERT_EVENT, rows)
 
@@ -962,17 +979,50 @@ class PostgresAuditLog(_Sql, AuditLog):
 # ---------------------------------------------------------------------------------------
 
 
-def _unit_of_work(conn: Conn) -> UnitOfWork:
+def _unit_of_work(conn: Conn, pipeline: psycopg.AsyncPipeline) -> UnitOfWork:
     return Repositories(
-        tokens=PostgresTokenRepository(conn),
-        pools=PostgresPoolRepository(conn),
-        keys=PostgresKeyRepository(conn),
-        offers=PostgresOfferRepository(conn),
-        orders=PostgresOrderRepository(conn),
-        idempotency=PostgresIdempotencyRepository(conn),
-        audit=PostgresAuditLog(conn),
-        webhooks=PostgresWebhookRepository(conn),
+        tokens=PostgresTokenRepository(conn, pipeline),
+        pools=PostgresPoolRepository(conn, pipeline),
+        keys=PostgresKeyRepository(conn, pipeline),
+        offers=PostgresOfferRepository(conn, pipeline),
+        orders=PostgresOrderRepository(conn, pipeline),
+        idempotency=PostgresIdempotencyRepository(conn, pipeline),
+        audit=PostgresAuditLog(conn, pipeline),
+        webhooks=PostgresWebhookRepository(conn, pipeline),
     )
+
+
+_BEGIN: Final = "BEGIN ISOLATION LEVEL READ COMMITTED"
+_COMMIT: Final = "COMMIT"
+_ROLLBACK: Final = "ROLLBACK"
+
+
+@asynccontextmanager
+async def _pipelined_transaction(conn: Conn) -> AsyncIterator[psycopg.AsyncPipeline]:
+    """BEGIN ... COMMIT in pipeline mode, without a round trip of their own: BEGIN is queued
+    ahead of the first statement and COMMIT behind the last, and leaving the pipeline syncs
+    (one round trip, raising the error of anything queued that failed).
+
+    psycopg's `conn.transaction()` would sync once more for each of its nested pipelines.
+    A block that raises is rolled back with the same sync, or, if a statement had already
+    failed (an aborted pipeline skips the queued ROLLBACK), with one more round trip."""
+    failed = False
+    try:
+        async with conn.pipeline() as pipeline:
+            await conn.execute(_BEGIN, prepare=False)
+            try:
+                yield pipeline
+            except BaseException:
+                failed = True
+                await conn.execute(_ROLLBACK, prepare=False)
+                raise
+            await conn.execute(_COMMIT, prepare=False)
+    finally:
+        if failed and conn.info.transaction_status in (
+            TransactionStatus.INTRANS,
+            TransactionStatus.INERROR,
+        ):
+            await conn.execute(_ROLLBACK, prepare=False)
 
 
 @attrs.frozen(kw_only=True)
@@ -1060,9 +1110,9 @@ class PostgresStore(Store):
             max_size=max_size,
             open=False,
             configure=_configure,
-            # One empty query per checkout, so connections killed by a server restart are
-            # replaced transparently instead of failing the next request.
-            check=AsyncConnectionPool.check_connection,
+            # No check on checkout (it cost a round trip per transaction): a connection
+            # killed by a server restart fails one request with StoreUnavailable (503, the
+            # client retries) and the pool discards it when it comes back broken.
             timeout=timeout_s,
             name="autokey",
         )
@@ -1075,12 +1125,11 @@ class PostgresStore(Store):
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[UnitOfWork]:
-        # Autocommit connections + conn.transaction() give an explicit
-        # BEGIN ISOLATION LEVEL READ COMMITTED ... COMMIT; the pool gets the connection
-        # back idle, and a broken one is discarded by the pool.
+        # Autocommit connections + an explicit, pipelined BEGIN ... COMMIT; the pool gets
+        # the connection back idle, and a broken one is discarded by the pool.
         try:
-            async with self._pool.connection() as conn, conn.transaction():
-                yield _unit_of_work(conn)
+            async with self._pool.connection() as conn, _pipelined_transaction(conn) as pipe:
+                yield _unit_of_work(conn, pipe)
         except psycopg.Error as exc:
             # Checkout, BEGIN or COMMIT failed (repositories translate their own errors).
             raise StoreUnavailable(store=STORE_NAME) from exc

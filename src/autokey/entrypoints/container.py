@@ -37,7 +37,7 @@ from autokey.entrypoints.web.metrics import (
 )
 from autokey.ports.marketplace import MarketplaceClient, TokenCache
 from autokey.ports.payments import PaymentGateway
-from autokey.ports.store import Store
+from autokey.ports.store import RevocationWatch, Store
 from autokey.ports.system import Clock
 
 
@@ -78,6 +78,8 @@ class Container(containers.DeclarativeContainer):
     )
     """The one outbound ClientSession, opened by the app only when G2A is configured."""
     redis: providers.Dependency[Redis | None] = providers.Dependency(default=None)
+    revocations: providers.Provider[RevocationWatch | None] = providers.Object(None)
+    """Announced token revocations (PostgreSQL only); without it principals are not cached."""
     metrics_registry = providers.Singleton(CollectorRegistry)
 
     ids = providers.Singleton(Uuid7Ids)
@@ -93,7 +95,7 @@ class Container(containers.DeclarativeContainer):
         none=providers.Singleton(UnconfiguredPaymentGateway),
     )
 
-    auth = providers.Singleton(AuthService, store, hasher, clock, ids)
+    auth = providers.Singleton(AuthService, store, hasher, clock, ids, revocations)
     inventory = providers.Singleton(InventoryService, store, cipher, blind_index, clock, ids)
     offers = providers.Singleton(OfferService, store, clock, ids)
     orders = providers.Singleton(

@@ -39,6 +39,17 @@ class TokenRepository(Protocol):
         ...
 
 
+class RevocationWatch(Protocol):
+    """Tells this process, as soon as the database announces it, that a token was revoked in
+    any process, so principals cached in memory can be trusted between announcements."""
+
+    def epoch(self) -> int | None:
+        """A number that changes whenever a revocation was announced; None while
+        announcements may be missed (not yet listening, connection lost), when nothing
+        may be served from a cache. Never raises, never waits."""
+        ...
+
+
 class PoolRepository(Protocol):
     async def add(self, pool: KeyPool) -> None:
         """Store a new pool."""

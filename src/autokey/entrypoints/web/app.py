@@ -90,7 +90,9 @@ def serve_app(settings: Settings) -> web.Application:
             if settings.database.kind is not StoreKind.POSTGRES:
                 await store.migrate()
             session, redis = await stack.enter_async_context(bootstrap.outbound(settings))
+            revocations = await stack.enter_async_context(bootstrap.revocation_watch(settings))
             container.store.override(store)
+            container.revocations.override(providers.Object(revocations))
             container.master_keys.override(bootstrap.master_keys(settings))
             container.http_session.override(session)
             container.redis.override(redis)

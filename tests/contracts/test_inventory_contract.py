@@ -216,3 +216,30 @@ async def test_available_counts_covers_every_pool_asked(store: Store) -> None:
     async with store.transaction() as tx:
         counts = await tx.pools.available_counts([full.id, empty.id])
     assert dict(counts) == {full.id: 3, empty.id: 0}
+
+
+async def test_counts_stay_exact_across_rollbacks_saves_and_folds(store: Store) -> None:
+    pool, other = b.pool(), b.pool()
+    keys = [b.key(pool.id) for _ in range(4)]
+    async with store.transaction() as tx:
+        await tx.pools.add(pool)
+        await tx.pools.add(other)
+        await tx.keys.add_new([*keys, b.key(other.id)])
+        await tx.keys.claim(pool.id, OrderId(b.new_uuid()), 1, b.T0)
+    with pytest.raises(_Boom):
+        async with store.transaction() as tx:
+            await tx.keys.claim(pool.id, OrderId(b.new_uuid()), 2, b.T0)
+            raise _Boom
+    async with store.transaction() as tx:
+        assert await tx.pools.fold_counts() >= 0
+        invalid = attrs.evolve(keys[3], status=KeyStatus.INVALID)
+        await tx.keys.save(invalid)
+        await tx.keys.save(invalid)  # saving the same status again moves nothing
+    expected = PoolCounts(available=2, reserved=1, invalid=1)
+    for _ in range(2):  # before and after folding, twice
+        async with store.transaction() as tx:
+            assert await tx.pools.counts(pool.id) == expected
+            assert await tx.pools.counts(other.id) == PoolCounts(available=1)
+            assert dict(await tx.pools.available_counts([pool.id])) == {pool.id: 2}
+        async with store.transaction() as tx:
+            await tx.pools.fold_counts()

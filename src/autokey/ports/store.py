@@ -69,6 +69,13 @@ class PoolRepository(Protocol):
         """AVAILABLE keys per pool, for every pool asked (0 where none)."""
         ...
 
+    async def fold_counts(self) -> int:
+        """Housekeeping for stores that keep counts as appended changes: fold them into
+        per-pool totals so `counts` stays cheap; returns how many totals changed (0 where
+        there is nothing to fold). Counts are exact before and after; safe to run in several
+        processes at once, and claims never wait for it."""
+        ...
+
 
 class KeyRepository(Protocol):
     async def add_new(self, keys: Sequence[Key]) -> frozenset[KeyId]:

@@ -30,7 +30,9 @@ async def test_twenty_concurrent_claims_on_ten_keys_give_ten_distinct_keys_witho
         await tx.pools.add(pool)
         await tx.keys.add_new(keys)
     # Nobody commits until every buyer has claimed: a claim that waited on another
-    # buyer's locked row would never reach the barrier and the test would time out.
+    # buyer's locked row (a key, or a counter row every claim updated: the key counts of
+    # migration 0007 are appended, not updated) would never reach the barrier and the test
+    # would time out.
     everyone_claimed = asyncio.Barrier(BUYERS)
 
     async def buy() -> tuple[OrderId, list[KeyId], int]:

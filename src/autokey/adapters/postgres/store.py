@@ -332,11 +332,35 @@ _POOLS_OF_SELLER: Final = """
 SELECT id, seller_id, name, created_at FROM key_pools
 WHERE seller_id = %s AND id > %s ORDER BY id LIMIT %s
 """
-_POOL_COUNTS: Final = "SELECT status, count(*) FROM keys WHERE pool_id = %s GROUP BY status"
+# Counts are the folded totals plus the deltas appended since (migration 0007's triggers).
+_POOL_COUNTS: Final = """
+SELECT status, sum(n)::bigint FROM (
+    SELECT status, n FROM key_counts WHERE pool_id = %(pool)s
+    UNION ALL
+    SELECT status, delta FROM key_count_deltas WHERE pool_id = %(pool)s
+) AS c
+GROUP BY status
+"""
 _AVAILABLE_COUNTS: Final = """
-SELECT pool_id, count(*) FROM keys
-WHERE pool_id = ANY(%s::uuid[]) AND status = 'AVAILABLE'
+SELECT pool_id, sum(n)::bigint FROM (
+    SELECT pool_id, n FROM key_counts WHERE pool_id = ANY(%(pools)s) AND status = 'AVAILABLE'
+    UNION ALL
+    SELECT pool_id, delta FROM key_count_deltas
+    WHERE pool_id = ANY(%(pools)s) AND status = 'AVAILABLE'
+) AS c
 GROUP BY pool_id
+"""
+# One statement: concurrent folders each move only deltas they deleted, and upsert in one
+# order, so they never deadlock; claims never touch key_counts.
+_FOLD_COUNTS: Final = """
+WITH folded AS (
+    DELETE FROM key_count_deltas RETURNING pool_id, status, delta
+)
+INSERT INTO key_counts (pool_id, status, n)
+SELECT pool_id, status, sum(delta) FROM folded
+GROUP BY pool_id, status
+ORDER BY pool_id, status
+ON CONFLICT (pool_id, status) DO UPDATE SET n = key_counts.n + EXCLUDED.n
 """
 
 
@@ -359,16 +383,19 @@ class PostgresPoolRepository(_Sql, PoolRepository):
         return _page([_pool_from_row(r) for r in rows], page.limit, lambda x: x.id)
 
     async def counts(self, pool_id: PoolId) -> PoolCounts:
-        rows = await self._all(_POOL_COUNTS, (pool_id,))
+        rows = await self._all(_POOL_COUNTS, {"pool": pool_id})
         return PoolCounts.from_mapping({KeyStatus(status): n for status, n in rows})
 
     async def available_counts(self, pool_ids: Collection[PoolId]) -> Mapping[PoolId, int]:
         wanted = list(dict.fromkeys(pool_ids))
         result: dict[PoolId, int] = dict.fromkeys(wanted, 0)
         if wanted:
-            for pool_id, n in await self._all(_AVAILABLE_COUNTS, (wanted,)):
+            for pool_id, n in await self._all(_AVAILABLE_COUNTS, {"pools": wanted}):
                 result[PoolId(pool_id)] = n
         return result
+
+    async def fold_counts(self) -> int:
+        return await self._run(_FOLD_COUNTS, ())
 
 
 # ---------------------------------------------------------------------------------------

@@ -180,6 +180,12 @@ class InventoryService:
             event = self._event(principal, AuditAction.KEY_INVALIDATED, pool_id)
             await tx.audit.append([attrs.evolve(event, key_ids=(key_id,))])
 
+    async def fold_counts(self) -> int:
+        """Housekeeping: fold appended count changes into per-pool totals (see
+        `PoolRepository.fold_counts`); returns how many totals changed."""
+        async with self._store.transaction() as tx:
+            return await tx.pools.fold_counts()
+
     async def pool_events(
         self, principal: Principal, pool_id: PoolId, page: PageRequest
     ) -> Page[AuditEvent]:

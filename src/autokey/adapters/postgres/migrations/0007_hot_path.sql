@@ -26,3 +26,62 @@ ALTER TABLE keys SET (
     autovacuum_analyze_scale_factor = 0.02,
     autovacuum_vacuum_cost_delay = 0
 );
+
+-- Key counts per pool and status without counting keys (reads stay O(1) in the pool's size)
+-- and without a counter row every claim would update (that would serialise claims): each
+-- statement that inserts or changes keys appends one delta row per (pool, status) it moved,
+-- from a statement-level trigger, and housekeeping folds the deltas into key_counts
+-- (PostgresPoolRepository.fold_counts). A count is key_counts plus the unfolded deltas.
+CREATE TABLE key_counts (
+    pool_id uuid   NOT NULL,
+    status  text   NOT NULL,
+    n       bigint NOT NULL,
+    PRIMARY KEY (pool_id, status)
+);
+CREATE TABLE key_count_deltas (
+    pool_id uuid   NOT NULL,
+    status  text   NOT NULL,
+    delta   bigint NOT NULL
+);
+CREATE INDEX key_count_deltas_pool_id_idx ON key_count_deltas (pool_id);
+ALTER TABLE key_count_deltas SET (autovacuum_vacuum_scale_factor = 0, autovacuum_vacuum_threshold = 10000);
+
+CREATE FUNCTION autokey_count_inserted_keys() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    INSERT INTO key_count_deltas (pool_id, status, delta)
+    SELECT pool_id, status, count(*) FROM inserted_keys GROUP BY pool_id, status;
+    RETURN NULL;
+END
+$$;
+CREATE FUNCTION autokey_count_updated_keys() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    INSERT INTO key_count_deltas (pool_id, status, delta)
+    SELECT pool_id, status, sum(delta) FROM (
+        SELECT pool_id, status, -1 AS delta FROM old_keys
+        UNION ALL
+        SELECT pool_id, status, 1 AS delta FROM new_keys
+    ) AS moved
+    GROUP BY pool_id, status
+    HAVING sum(delta) <> 0;
+    RETURN NULL;
+END
+$$;
+CREATE FUNCTION autokey_count_deleted_keys() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    INSERT INTO key_count_deltas (pool_id, status, delta)
+    SELECT pool_id, status, -count(*) FROM deleted_keys GROUP BY pool_id, status;
+    RETURN NULL;
+END
+$$;
+CREATE TRIGGER keys_counted_on_insert AFTER INSERT ON keys
+    REFERENCING NEW TABLE AS inserted_keys
+    FOR EACH STATEMENT EXECUTE FUNCTION autokey_count_inserted_keys();
+CREATE TRIGGER keys_counted_on_update AFTER UPDATE ON keys
+    REFERENCING OLD TABLE AS old_keys NEW TABLE AS new_keys
+    FOR EACH STATEMENT EXECUTE FUNCTION autokey_count_updated_keys();
+CREATE TRIGGER keys_counted_on_delete AFTER DELETE ON keys
+    REFERENCING OLD TABLE AS deleted_keys
+    FOR EACH STATEMENT EXECUTE FUNCTION autokey_count_deleted_keys();
+-- The keys already there (CREATE TRIGGER has locked out writers until this commits).
+INSERT INTO key_counts (pool_id, status, n)
+SELECT pool_id, status, count(*) FROM keys GROUP BY pool_id, status;

@@ -5,7 +5,8 @@ Run from the repository root: `.venv/bin/python bench/reads_bench.py` (a few min
 of it is uploading the keys). Each size gets its own seller, pool and published offer, so
 `GET /seller/offers` lists exactly one offer of that size. After the uploads, `autokey sweep`
 folds the key counts (as the housekeeping job does every AUTOKEY_SWEEP_INTERVAL_S) and the
-database is vacuumed and analysed; then each read runs BENCH_READS times, one at a time.
+database is vacuumed and analysed; then each read of each size runs BENCH_READS times, one
+call at a time, the sizes and reads taking turns.
 Settings (environment):
   BENCH_READ_KEYS=0,100000,1000000   pool sizes
   BENCH_READS=300                    timed calls per read and size
@@ -30,18 +31,21 @@ SIZES = [int(n) for n in os.environ.get("BENCH_READ_KEYS", "0,100000,1000000").s
 READS = int(os.environ.get("BENCH_READS", "300"))
 
 
-async def timed(session: aiohttp.ClientSession, url: str, seller: str) -> tuple[float, float]:
-    """(p50, p99) ms of READS sequential GETs of `url`."""
-    auth = {"Authorization": f"Bearer {seller}"}
-    spent = []
+async def timed(
+    session: aiohttp.ClientSession, targets: list[tuple[str, str]]
+) -> list[tuple[float, float]]:
+    """(p50, p99) ms per (url, seller token) of `targets`, READS calls each, interleaved
+    (one call of each target per round), so load on a shared machine hits them alike."""
+    spent: list[list[float]] = [[] for _ in targets]
     for _ in range(READS):
-        started = time.perf_counter()
-        async with session.get(url, headers=auth) as r:
-            await r.read()
-            assert r.status == 200, r.status
-        spent.append((time.perf_counter() - started) * 1000)
-    cuts = statistics.quantiles(spent, n=100, method="inclusive")
-    return cuts[49], cuts[98]
+        for (url, seller), into in zip(targets, spent, strict=True):
+            started = time.perf_counter()
+            async with session.get(url, headers={"Authorization": f"Bearer {seller}"}) as r:
+                await r.read()
+                assert r.status == 200, r.status
+            into.append((time.perf_counter() - started) * 1000)
+    cuts = [statistics.quantiles(ms, n=100, method="inclusive") for ms in spent]
+    return [(c[49], c[98]) for c in cuts]
 
 
 async def main() -> None:
@@ -59,11 +63,14 @@ async def main() -> None:
             cli("sweep", env=env)
             async with await psycopg.AsyncConnection.connect(url, autocommit=True) as db:
                 await db.execute("VACUUM ANALYZE")
-            rows = []
+            targets = [
+                (api + path, seller)
+                for _, seller, pool, offer in made
+                for path in (f"/offers/{offer}", f"/key-pools/{pool}", "/seller/offers")
+            ]
             async with aiohttp.ClientSession() as session:
-                for size, seller, pool, offer in made:
-                    urls = (f"/offers/{offer}", f"/key-pools/{pool}", "/seller/offers")
-                    rows.append((size, [await timed(session, api + u, seller) for u in urls]))
+                results = await timed(session, targets)
+            rows = [(size, results[3 * i : 3 * i + 3]) for i, (size, *_) in enumerate(made)]
     base = rows[0][1]
     print(f"{READS} sequential calls per read; p50 / p99 ms (p50 ratio to {SIZES[0]:,} keys)")
     print("keys | GET /offers/{id} | GET /key-pools/{id} | GET /seller/offers")

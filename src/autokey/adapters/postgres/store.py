@@ -951,9 +951,15 @@ class PostgresIdempotencyRepository(_Sql, IdempotencyRepository):
 # Audit log
 # ---------------------------------------------------------------------------------------
 
-_INSERT_EVENT: Final = """
+# One statement for every event of an append, whatever their number: each event's key ids
+# travel as one array literal, since a uuid[][] cannot be ragged.
+_INSERT_EVENTS: Final = """
 INSERT INTO audit_events (id, occurred_at, action, actor, pool_id, order_id, key_ids, details)
-VALUES (%s, %s, %s, %s, %s, %s, %s, %s)
+SELECT id, occurred_at, action, actor, pool_id, order_id, key_ids::uuid[], details
+FROM unnest(
+    %s::uuid[], %s::timestamptz[], %s::text[], %s::uuid[], %s::uuid[], %s::uuid[], %s::text[],
+    %s::jsonb[]
+) AS e(id, occurred_at, action, actor, pool_id, order_id, key_ids, details)
 """
 _EVENTS: Final = """
 SELECT id, occurred_at, action, actor, pool_id, order_id, key_ids, details
@@ -973,24 +979,20 @@ class PostgresAuditLog(_Sql, AuditLog):
     async def append(self, events: Sequence[AuditEvent]) -> None:
         if not events:
             return
-        rows = [
-            (
-                e.id,
-                e.occurred_at,
-                e.action.value,
-                e.actor,
-                e.pool_id,
-                e.order_id,
-                list(e.key_ids),
-                Jsonb(dict(e.details)),
-            )
-            for e in events
-        ]
+        columns = (
+            [e.id for e in events],
+            [e.occurred_at for e in events],
+            [e.action.value for e in events],
+            [e.actor for e in events],
+            [e.pool_id for e in events],
+            [e.order_id for e in events],
+            ["{" + ",".join(str(k) for k in e.key_ids) + "}" for e in events],
+            [Jsonb(dict(e.details)) for e in events],
+        )
         with _translated("audit_event", str(events[0].id)):
-            # executemany pipelines the inserts; inside a unit of work they are only queued
-            # (ids are fresh UUIDv7s: nothing to wait for) and travel with the next statement.
-            async with self._conn.cursor() as cur:
-                await cur.executemany(_INSERT_EVENT, rows)
+            # Only queued inside a unit of work (ids are fresh UUIDv7s: nothing to wait for);
+            # it travels with the next statement that needs an answer, or with COMMIT.
+            await self._conn.execute(_INSERT_EVENTS, columns)
 
     async def list_events(self, pool_id: PoolId | None, page: PageRequest) -> Page[AuditEvent]:
         after, limit = page.after or _MIN_UUID, page.limit + 1

@@ -19,6 +19,7 @@ transaction costs one round trip per statement whose result the caller reads, pl
 
 from __future__ import annotations
 
+import contextlib
 import re
 from collections.abc import AsyncIterator, Callable, Collection, Iterator, Mapping, Sequence
 from contextlib import asynccontextmanager, contextmanager
@@ -1043,7 +1044,10 @@ async def _pipelined_transaction(conn: Conn) -> AsyncIterator[psycopg.AsyncPipel
                 yield pipeline
             except BaseException:
                 failed = True
-                await conn.execute(_ROLLBACK, prepare=False)
+                # The block's own exception is the one to raise; on a broken connection
+                # the pool discards it when it comes back.
+                with contextlib.suppress(psycopg.Error):
+                    await conn.execute(_ROLLBACK, prepare=False)
                 raise
             await conn.execute(_COMMIT, prepare=False)
     finally:
@@ -1051,7 +1055,8 @@ async def _pipelined_transaction(conn: Conn) -> AsyncIterator[psycopg.AsyncPipel
             TransactionStatus.INTRANS,
             TransactionStatus.INERROR,
         ):
-            await conn.execute(_ROLLBACK, prepare=False)
+            with contextlib.suppress(psycopg.Error):
+                await conn.execute(_ROLLBACK, prepare=False)
 
 
 @attrs.frozen(kw_only=True)

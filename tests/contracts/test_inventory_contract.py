@@ -243,3 +243,20 @@ async def test_counts_stay_exact_across_rollbacks_saves_and_folds(store: Store) 
             assert dict(await tx.pools.available_counts([pool.id])) == {pool.id: 2}
         async with store.transaction() as tx:
             await tx.pools.fold_counts()
+
+
+async def test_released_keys_are_claimed_first_after_housekeeping_moved_on(store: Store) -> None:
+    pool = b.pool()
+    keys = [b.key(pool.id) for _ in range(4)]
+    first = OrderId(b.new_uuid())
+    async with store.transaction() as tx:
+        await tx.pools.add(pool)
+        await tx.keys.add_new(keys)
+        await tx.keys.claim(pool.id, first, 2, b.T0)
+    async with store.transaction() as tx:  # claims may now start past the first two keys
+        await tx.keys.advance_claim_marks()
+    async with store.transaction() as tx:
+        assert list(await tx.keys.release_order(first)) == [keys[0].id, keys[1].id]
+    async with store.transaction() as tx:
+        claimed = await tx.keys.claim(pool.id, OrderId(b.new_uuid()), 3, b.T0)
+    assert list(claimed) == [k.id for k in keys[:3]]

@@ -140,8 +140,8 @@ class _Machine(RuleBasedStateMachine):
         return self.run(fetch())  # type: ignore[no-any-return]
 
     @rule()
-    def housekeeping_folds_the_counts(self) -> None:
-        self.run(self.inventory.fold_counts())
+    def housekeeping_folds_counts_and_moves_claim_marks(self) -> None:
+        self.run(self.inventory.housekeeping())
 
     async def _available(self) -> int:
         async with self.store.transaction() as tx:

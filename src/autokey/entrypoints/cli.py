@@ -109,7 +109,7 @@ async def _sweep(settings: Settings) -> int:
         container = build_container(settings, store)
         swept = await container.orders().sweep_expired()
         purged = await container.idempotency().purge()
-        await container.inventory().fold_counts()
+        await container.inventory().housekeeping()
     finally:
         await store.close()
     log.info("orders.expired_swept", count=swept, idempotency_purged=purged)

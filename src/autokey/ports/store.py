@@ -106,6 +106,13 @@ class KeyRepository(Protocol):
         decides (with `count_available`) whether the pool is empty or merely busy."""
         ...
 
+    async def advance_claim_marks(self) -> int:
+        """Housekeeping for stores whose claims start at a remembered mark: move each pool's
+        mark to its oldest AVAILABLE key; returns how many marks moved (0 where claims need
+        no mark). Claim order stays oldest first; a key that became AVAILABLE while this ran
+        is still claimed, at the latest when the keys above the mark run out."""
+        ...
+
     async def count_available(self, pool_id: PoolId) -> int:
         """AVAILABLE keys of the pool as this transaction sees them, locked ones included."""
         ...

@@ -225,6 +225,9 @@ class MemoryKeyRepository(KeyRepository):
             self._j.put_key(self._t, claimed)
         return [k.id for k in free]
 
+    async def advance_claim_marks(self) -> int:
+        return 0  # claims walk no dead entries here: no mark
+
     async def count_available(self, pool_id: PoolId) -> int:
         return self._t.key_counts.get((pool_id, KeyStatus.AVAILABLE), 0)
 

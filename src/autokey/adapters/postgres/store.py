@@ -470,6 +470,38 @@ WHERE id IN (
 )
 RETURNING id
 """
+# The same claim from the pool's mark on (migration 0007): the index range starts at the
+# oldest key housekeeping found AVAILABLE, past the dead entries of the keys claimed before.
+_CLAIM_KEYS_FROM_MARK: Final = """
+UPDATE keys SET status = 'RESERVED', order_id = %s, reserved_at = %s
+WHERE id IN (
+    SELECT id FROM keys
+    WHERE pool_id = %s AND status = 'AVAILABLE'
+        AND created_at >= coalesce(
+            (SELECT created_at FROM key_claim_marks WHERE pool_id = %s), '-infinity'
+        )
+    ORDER BY created_at, id
+    LIMIT %s
+    FOR UPDATE SKIP LOCKED
+)
+RETURNING id
+"""
+# Every pool with an AVAILABLE key; lowering too, which frees keys a concurrent release
+# made AVAILABLE below a mark this statement was raising.
+_ADVANCE_CLAIM_MARKS: Final = """
+INSERT INTO key_claim_marks (pool_id, created_at)
+SELECT p.id, oldest.created_at
+FROM key_pools p
+CROSS JOIN LATERAL (
+    SELECT created_at FROM keys
+    WHERE pool_id = p.id AND status = 'AVAILABLE'
+    ORDER BY created_at, id
+    LIMIT 1
+) AS oldest
+ORDER BY p.id
+ON CONFLICT (pool_id) DO UPDATE SET created_at = EXCLUDED.created_at
+WHERE key_claim_marks.created_at <> EXCLUDED.created_at
+"""
 _COUNT_AVAILABLE: Final = "SELECT count(*) FROM keys WHERE pool_id = %s AND status = 'AVAILABLE'"
 _KEYS_OF_ORDER: Final = """
 SELECT id, pool_id, status, sealed, fingerprint, created_at, order_id, reserved_at, delivered_at
@@ -540,8 +572,15 @@ class PostgresKeyRepository(_Sql, KeyRepository):
     ) -> Sequence[KeyId]:
         if quantity <= 0:
             return []
-        rows = await self._all(_CLAIM_KEYS, (order_id, now, pool_id, quantity))
+        rows = await self._all(_CLAIM_KEYS_FROM_MARK, (order_id, now, pool_id, pool_id, quantity))
+        if len(rows) < quantity:
+            # Short above the mark: a key may have become AVAILABLE below it while
+            # housekeeping raised it; the full range finds it.
+            rows += await self._all(_CLAIM_KEYS, (order_id, now, pool_id, quantity - len(rows)))
         return _sorted_ids(rows)
+
+    async def advance_claim_marks(self) -> int:
+        return await self._run(_ADVANCE_CLAIM_MARKS, ())
 
     async def count_available(self, pool_id: PoolId) -> int:
         row = await self._one(_COUNT_AVAILABLE, (pool_id,))

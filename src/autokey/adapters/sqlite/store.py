@@ -271,6 +271,9 @@ class SqliteKeyRepository(KeyRepository):
         )
         return [KeyId(i) for i in _sorted_ids(found)]
 
+    async def advance_claim_marks(self) -> int:
+        return 0  # claims walk no dead entries here: no mark
+
     async def count_available(self, pool_id: PoolId) -> int:
         row = await self._db.fetchone(sql.AVAILABLE_IN_POOL, {"pool_id": pool_id.bytes})
         return 0 if row is None else int(row["n"])

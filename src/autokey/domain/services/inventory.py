@@ -180,11 +180,12 @@ class InventoryService:
             event = self._event(principal, AuditAction.KEY_INVALIDATED, pool_id)
             await tx.audit.append([attrs.evolve(event, key_ids=(key_id,))])
 
-    async def fold_counts(self) -> int:
-        """Housekeeping: fold appended count changes into per-pool totals (see
-        `PoolRepository.fold_counts`); returns how many totals changed."""
+    async def housekeeping(self) -> None:
+        """Keep reads and claims cheap as pools age: fold appended count changes into
+        per-pool totals and move the claim marks past the keys claimed since."""
         async with self._store.transaction() as tx:
-            return await tx.pools.fold_counts()
+            await tx.pools.fold_counts()
+            await tx.keys.advance_claim_marks()
 
     async def pool_events(
         self, principal: Principal, pool_id: PoolId, page: PageRequest

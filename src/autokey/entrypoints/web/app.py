@@ -71,7 +71,7 @@ async def _housekeeping(container: Container) -> None:
         container.domain_metrics().order_transition("expired", expired)
     await container.idempotency().purge()
     await container.webhooks().prune_nonces()
-    await container.inventory().fold_counts()
+    await container.inventory().housekeeping()
 
 
 def build_container(settings: Settings, store: object) -> Container:

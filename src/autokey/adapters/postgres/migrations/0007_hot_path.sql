@@ -44,25 +44,44 @@ CREATE TABLE key_count_deltas (
     delta   bigint NOT NULL
 );
 CREATE INDEX key_count_deltas_pool_id_idx ON key_count_deltas (pool_id);
-ALTER TABLE key_count_deltas SET (autovacuum_vacuum_scale_factor = 0, autovacuum_vacuum_threshold = 10000);
+-- Folding deletes every delta: vacuum after 10,000 of them whatever the table's size.
+ALTER TABLE key_count_deltas SET (
+    autovacuum_vacuum_scale_factor = 0, autovacuum_vacuum_threshold = 10000
+);
 
-CREATE FUNCTION autokey_count_inserted_keys() RETURNS trigger LANGUAGE plpgsql AS $$
+-- Claims start at their pool's mark instead of the head of keys_claim_order, so they do not
+-- walk the dead entries that the keys claimed since the last vacuum leave there. Housekeeping
+-- sets each mark to its pool's oldest AVAILABLE key (KeyRepository.advance_claim_marks); a
+-- key that becomes AVAILABLE below the mark (a release, a late upload) lowers it at once.
+CREATE TABLE key_claim_marks (
+    pool_id    uuid        PRIMARY KEY,
+    created_at timestamptz NOT NULL
+);
+
+-- One statement-level trigger function for INSERT and UPDATE of keys, with the rows the
+-- statement wrote (new_keys) and, for UPDATE, replaced (old_keys): it appends the count
+-- deltas and lowers the claim marks below keys that became AVAILABLE.
+CREATE FUNCTION autokey_keys_written() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
-    INSERT INTO key_count_deltas (pool_id, status, delta)
-    SELECT pool_id, status, count(*) FROM inserted_keys GROUP BY pool_id, status;
-    RETURN NULL;
-END
-$$;
-CREATE FUNCTION autokey_count_updated_keys() RETURNS trigger LANGUAGE plpgsql AS $$
-BEGIN
-    INSERT INTO key_count_deltas (pool_id, status, delta)
-    SELECT pool_id, status, sum(delta) FROM (
-        SELECT pool_id, status, -1 AS delta FROM old_keys
-        UNION ALL
-        SELECT pool_id, status, 1 AS delta FROM new_keys
-    ) AS moved
-    GROUP BY pool_id, status
-    HAVING sum(delta) <> 0;
+    IF TG_OP = 'INSERT' THEN
+        INSERT INTO key_count_deltas (pool_id, status, delta)
+        SELECT pool_id, status, count(*) FROM new_keys GROUP BY pool_id, status;
+    ELSE
+        INSERT INTO key_count_deltas (pool_id, status, delta)
+        SELECT pool_id, status, sum(delta) FROM (
+            SELECT pool_id, status, -1 AS delta FROM old_keys
+            UNION ALL
+            SELECT pool_id, status, 1 AS delta FROM new_keys
+        ) AS moved
+        GROUP BY pool_id, status
+        HAVING sum(delta) <> 0;
+    END IF;
+    UPDATE key_claim_marks m SET created_at = k.oldest
+    FROM (
+        SELECT pool_id, min(created_at) AS oldest FROM new_keys
+        WHERE status = 'AVAILABLE' GROUP BY pool_id
+    ) AS k
+    WHERE m.pool_id = k.pool_id AND m.created_at > k.oldest;
     RETURN NULL;
 END
 $$;
@@ -73,12 +92,12 @@ BEGIN
     RETURN NULL;
 END
 $$;
-CREATE TRIGGER keys_counted_on_insert AFTER INSERT ON keys
-    REFERENCING NEW TABLE AS inserted_keys
-    FOR EACH STATEMENT EXECUTE FUNCTION autokey_count_inserted_keys();
-CREATE TRIGGER keys_counted_on_update AFTER UPDATE ON keys
+CREATE TRIGGER keys_written_on_insert AFTER INSERT ON keys
+    REFERENCING NEW TABLE AS new_keys
+    FOR EACH STATEMENT EXECUTE FUNCTION autokey_keys_written();
+CREATE TRIGGER keys_written_on_update AFTER UPDATE ON keys
     REFERENCING OLD TABLE AS old_keys NEW TABLE AS new_keys
-    FOR EACH STATEMENT EXECUTE FUNCTION autokey_count_updated_keys();
+    FOR EACH STATEMENT EXECUTE FUNCTION autokey_keys_written();
 CREATE TRIGGER keys_counted_on_delete AFTER DELETE ON keys
     REFERENCING OLD TABLE AS deleted_keys
     FOR EACH STATEMENT EXECUTE FUNCTION autokey_count_deleted_keys();

@@ -6,11 +6,13 @@ inserted server-side (`generate_series`, placeholder ciphertexts: nothing here d
 then BENCH_CLIENTS tasks each loop over autokey's own PostgreSQL store: one transaction
 claims a key for a new order (`KeyRepository.claim`, the statement `POST /orders` runs), a
 second delivers it (`deliver_order`, as `POST /orders/{id}/fulfill` does), until the pool
-is empty. It runs with the `keys` autovacuum settings of migration 0007 and reports, per
-tenth of the keys, orders/s and claim latency p50/p99.
+is empty, while `autokey sweep` runs every BENCH_SWEEP_S as `serve`'s housekeeping would
+(folding counts, moving the claim marks). It runs with the `keys` autovacuum settings of
+migration 0007 and reports, per tenth of the keys, orders/s and claim latency p50/p99.
 Settings (environment):
   BENCH_KEYS=1000000   keys in the pool (and orders delivered)
   BENCH_CLIENTS=8      concurrent buyers
+  BENCH_SWEEP_S=15     seconds between housekeeping runs (AUTOKEY_SWEEP_INTERVAL_S's default)
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ from autokey.domain.model.ids import OrderId, PoolId
 
 KEYS = int(os.environ.get("BENCH_KEYS", "1000000"))
 CLIENTS = int(os.environ.get("BENCH_CLIENTS", "8"))
+SWEEP_S = float(os.environ.get("BENCH_SWEEP_S", "15"))
 
 _POOL = "INSERT INTO key_pools (id, seller_id, name, created_at) VALUES (%s, %s, 'aging', now())"
 _KEYS = """
@@ -58,6 +61,12 @@ async def buyer(store: PostgresStore, pool: PoolId, done: list[tuple[float, floa
         done.append((time.perf_counter(), claim_ms))
 
 
+async def housekeeping(env: dict[str, str]) -> None:
+    while True:
+        await asyncio.sleep(SWEEP_S)
+        await asyncio.to_thread(cli, "sweep", env=env)
+
+
 def tenth(rows: list[tuple[float, float]], since: float) -> str:
     seconds = rows[-1][0] - since
     ms = sorted(r[1] for r in rows)
@@ -67,7 +76,8 @@ def tenth(rows: list[tuple[float, float]], since: float) -> str:
 
 async def main() -> None:
     async with scratch_database() as url:
-        cli("migrate", env=environment(url))
+        env = environment(url)
+        cli("migrate", env=env)
         pool = PoolId(uuid.uuid4())
         async with await psycopg.AsyncConnection.connect(url, autocommit=True) as db:
             await db.execute(_POOL, (pool, uuid.uuid4()))
@@ -76,9 +86,11 @@ async def main() -> None:
         store = await PostgresStore.open(url, max_size=CLIENTS)
         done: list[tuple[float, float]] = []
         started = time.perf_counter()
+        sweeper = asyncio.create_task(housekeeping(env))
         try:
             await asyncio.gather(*(buyer(store, pool, done) for _ in range(CLIENTS)))
         finally:
+            sweeper.cancel()
             await store.close()
     total = time.perf_counter() - started
     print(f"{len(done):,} keys delivered by {CLIENTS} buyers in {total:.0f} s")

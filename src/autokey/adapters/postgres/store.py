@@ -486,21 +486,39 @@ WHERE id IN (
 )
 RETURNING id
 """
-# Every pool with an AVAILABLE key; lowering too, which frees keys a concurrent release
-# made AVAILABLE below a mark this statement was raising.
+# Every pool with an AVAILABLE key gets its mark set to the oldest one (lowering too, which
+# frees keys a concurrent release made AVAILABLE below a mark this statement raised). Marks
+# another transaction holds (a release lowering them) are skipped until the next run, so
+# housekeeping never waits on, nor deadlocks with, a sweeper releasing keys of many pools.
 _ADVANCE_CLAIM_MARKS: Final = """
-INSERT INTO key_claim_marks (pool_id, created_at)
-SELECT p.id, oldest.created_at
-FROM key_pools p
-CROSS JOIN LATERAL (
-    SELECT created_at FROM keys
-    WHERE pool_id = p.id AND status = 'AVAILABLE'
-    ORDER BY created_at, id
-    LIMIT 1
-) AS oldest
-ORDER BY p.id
-ON CONFLICT (pool_id) DO UPDATE SET created_at = EXCLUDED.created_at
-WHERE key_claim_marks.created_at <> EXCLUDED.created_at
+WITH oldest AS (
+    SELECT p.id AS pool_id, k.created_at
+    FROM key_pools p
+    CROSS JOIN LATERAL (
+        SELECT created_at FROM keys
+        WHERE pool_id = p.id AND status = 'AVAILABLE'
+        ORDER BY created_at, id
+        LIMIT 1
+    ) AS k
+),
+free AS (
+    SELECT m.pool_id FROM key_claim_marks m JOIN oldest o USING (pool_id)
+    WHERE m.created_at <> o.created_at
+    FOR UPDATE OF m SKIP LOCKED
+),
+moved AS (
+    UPDATE key_claim_marks m SET created_at = o.created_at
+    FROM free f JOIN oldest o USING (pool_id)
+    WHERE m.pool_id = f.pool_id
+    RETURNING m.pool_id
+),
+added AS (
+    INSERT INTO key_claim_marks (pool_id, created_at)
+    SELECT pool_id, created_at FROM oldest
+    ON CONFLICT (pool_id) DO NOTHING
+    RETURNING pool_id
+)
+SELECT (SELECT count(*) FROM moved) + (SELECT count(*) FROM added)
 """
 _COUNT_AVAILABLE: Final = "SELECT count(*) FROM keys WHERE pool_id = %s AND status = 'AVAILABLE'"
 _KEYS_OF_ORDER: Final = """
@@ -580,7 +598,8 @@ class PostgresKeyRepository(_Sql, KeyRepository):
         return _sorted_ids(rows)
 
     async def advance_claim_marks(self) -> int:
-        return await self._run(_ADVANCE_CLAIM_MARKS, ())
+        row = await self._one(_ADVANCE_CLAIM_MARKS, ())
+        return 0 if row is None else int(row[0])
 
     async def count_available(self, pool_id: PoolId) -> int:
         row = await self._one(_COUNT_AVAILABLE, (pool_id,))

@@ -6,10 +6,12 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
 import resource
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import uuid
 from collections.abc import AsyncIterator, Iterable
@@ -190,3 +192,56 @@ class CpuMeter:
         cores = {k: (end[k] - start[k]) / wall for k in ("server", "client", "children", "machine")}
         cores["postgres"] = postgres / wall
         return cores
+
+
+STRACE = "/usr/bin/strace"
+_DB_SOCKET = re.compile(r"^\d+\s+(sendto|recvfrom)\((\d+<TCP:\[[^\]]*:5432\]>),.*\)\s+=\s+(-?\d+)")
+
+
+def count_round_trips(log: str) -> int:
+    """Round trips to PostgreSQL in the file `log` written by `strace_command`: per
+    database socket, every flight of sends not separated by a successful receive is one.
+    (PostgreSQL answers a pipelined batch only at its Flush or Sync, so a flight is one
+    wait for the server; one simple-protocol statement is one flight, as in pgbench.)"""
+    last: dict[str, str] = {}
+    flights = 0
+    with open(log) as trace:
+        lines = trace.read().splitlines()
+    for line in lines:
+        match = _DB_SOCKET.match(line)
+        if match is None:
+            continue
+        call, sock, result = match[1], match[2], int(match[3])
+        if call == "sendto":
+            if last.get(sock) != "sendto":
+                flights += 1
+            last[sock] = "sendto"
+        elif result > 0:
+            last[sock] = "recvfrom"
+    return flights
+
+
+@asynccontextmanager
+async def traced(pid: int) -> AsyncIterator[list[int]]:
+    """strace the running process `pid` for the block; the list yielded holds the round trips
+    to PostgreSQL counted once the block has ended."""
+    with tempfile.TemporaryDirectory() as tmp:
+        log = f"{tmp}/trace"
+        tracer = await asyncio.create_subprocess_exec(
+            *strace_command(log), "-p", str(pid),
+            stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL,
+        )  # fmt: skip
+        await asyncio.sleep(1.0)  # strace attaches to every thread before the block runs
+        counted: list[int] = []
+        try:
+            yield counted
+        finally:
+            await asyncio.sleep(0.2)
+            tracer.terminate()
+            await tracer.wait()
+            counted.append(await asyncio.to_thread(count_round_trips, log))
+
+
+def strace_command(log: str) -> list[str]:
+    """strace, writing every send and receive with its socket's addresses to `log`."""
+    return [STRACE, "-f", "-qq", "-yy", "-s", "0", "-e", "trace=sendto,recvfrom", "-o", log]

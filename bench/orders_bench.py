@@ -12,6 +12,9 @@ Settings (environment):
                          (if on PATH), summarised by where the server spends CPU; 0 skips it
   BENCH_PROFILE_OUT=path keep py-spy's raw collapsed stacks there
   BENCH_VERBOSE=1        print pgbench's full reports
+  BENCH_ROUND_TRIPS=200  first, that many sequential orders (1 client) with the server under
+                         strace: round trips to PostgreSQL per call, and pgbench's per order
+                         counted the same way (docs/benchmarks.md); 0 skips it
 """
 
 from __future__ import annotations
@@ -34,7 +37,17 @@ import aiohttp
 import psycopg
 
 sys.path.insert(0, os.path.dirname(__file__))
-from _harness import CpuMeter, cli, environment, scratch_database, server, token
+from _harness import (
+    CpuMeter,
+    cli,
+    count_round_trips,
+    environment,
+    scratch_database,
+    server,
+    strace_command,
+    token,
+    traced,
+)
 
 SECONDS = float(os.environ.get("BENCH_SECONDS", "20"))
 WARMUP = float(os.environ.get("BENCH_WARMUP", "3"))
@@ -42,6 +55,7 @@ CLIENTS = [int(c) for c in os.environ.get("BENCH_CLIENTS", "1,8,32").split(",")]
 SERVERS = int(os.environ.get("BENCH_SERVERS", "1"))
 POOL_SIZE = os.environ.get("BENCH_POOL_SIZE")
 PROFILE = os.environ.get("BENCH_PROFILE", "1") == "1"
+ROUND_TRIP_ORDERS = int(os.environ.get("BENCH_ROUND_TRIPS", "200"))
 PGBENCH = shutil.which("pgbench") or "/usr/lib/postgresql/15/bin/pgbench"
 SCRIPT = os.path.join(os.path.dirname(__file__), "order_flow.sql")
 CALLS = ("create", "pay", "fulfill")
@@ -76,6 +90,47 @@ async def _client(
             latencies[call].append(spent * 1000)
         done += 1
     return done
+
+
+async def round_trips(
+    api: str, pid: int, buyer: str, offer: str, url: str, variables: dict[str, str]
+) -> str:
+    """Round trips to PostgreSQL per call, counted with strace on the server (one client, one
+    call at a time, so nothing is batched), and per order for pgbench the same way."""
+    n, auth = ROUND_TRIP_ORDERS, {"Authorization": f"Bearer {buyer}"}
+    per_call = {}
+    async with aiohttp.ClientSession() as session:
+        async with session.get(f"{api}/orders", headers=auth) as r:  # principal cached
+            assert r.status == 200
+        async with traced(pid) as counted:
+            ids = []
+            for _ in range(n):
+                async with session.post(
+                    f"{api}/orders", json={"offerId": offer}, headers=auth
+                ) as r:
+                    assert r.status == 201, await r.text()
+                    ids.append((await r.json())["id"])
+        per_call["create"] = counted[0] / n
+        for call in ("pay", "fulfill"):
+            async with traced(pid) as counted:
+                for order_id in ids:
+                    async with session.post(f"{api}/orders/{order_id}/{call}", headers=auth) as r:
+                        assert r.status == 200, await r.text()
+            per_call[call] = counted[0] / n
+    with tempfile.TemporaryDirectory() as tmp:
+        args = [PGBENCH, "-n", "-f", SCRIPT, "-c", "1", "-t", str(n)]
+        for name, value in variables.items():
+            args += ["-D", f"{name}={value}"]
+        await asyncio.to_thread(
+            subprocess.run, [*strace_command(f"{tmp}/trace"), *args, url], check=True,
+            capture_output=True,
+        )  # fmt: skip
+        pgbench = await asyncio.to_thread(count_round_trips, f"{tmp}/trace") / n
+    calls = ", ".join(f"{c} {v:.2f}" for c, v in per_call.items())
+    return (
+        f"round trips to PostgreSQL ({n} orders, strace): autokey {calls},"
+        f" per order {sum(per_call.values()):.2f}; pgbench per order {pgbench:.2f}"
+    )
 
 
 def _pct(values: list[float], q: int) -> float:
@@ -279,13 +334,14 @@ async def setup(api: str, seller: str, name: str, stock: int) -> tuple[str, dict
         async with s.post(f"{api}/key-pools", json={"name": name}, headers=auth) as r:
             pool = (await r.json())["id"]
         keys = "".join(f"{name}-{i:07d}-KEY\n" for i in range(stock)).encode()
-        async with s.post(
-            f"{api}/key-pools/{pool}/keys/upload",
-            data=keys,
-            headers={**auth, "Content-Type": "text/plain"},
-            timeout=aiohttp.ClientTimeout(total=300),
-        ) as r:
-            assert (await r.json())["added"] == stock
+        if stock:
+            async with s.post(
+                f"{api}/key-pools/{pool}/keys/upload",
+                data=keys,
+                headers={**auth, "Content-Type": "text/plain"},
+                timeout=aiohttp.ClientTimeout(total=900),
+            ) as r:
+                assert (await r.json())["added"] == stock
         offer_in = {
             "title": name,
             "price": {"amount": "1", "currency": "EUR"},
@@ -314,7 +370,7 @@ async def main() -> None:
         async with contextlib.AsyncExitStack() as stack:
             started = [await stack.enter_async_context(server(env)) for _ in range(SERVERS)]
             apis, pids = [a for a, _ in started], [p for _, p in started]
-            stock = STOCK_PER_LEVEL * (len(CLIENTS) + int(PROFILE))
+            stock = STOCK_PER_LEVEL * (len(CLIENTS) + int(PROFILE)) + ROUND_TRIP_ORDERS
             app_pool, app_offer = await setup(apis[0], seller, "autokey", stock)
             pg_pool, pg_offer = await setup(apis[0], seller, "pgbench", stock)
             async with await psycopg.AsyncConnection.connect(url, autocommit=True) as db:
@@ -326,6 +382,9 @@ async def main() -> None:
                 "seller": pg_offer["sellerId"],
                 "buyer": pg_offer["sellerId"],
             }
+            trips = ""
+            if ROUND_TRIP_ORDERS:
+                trips = await round_trips(apis[0], pids[0], buyer, app_offer["id"], url, variables)
             rows = []
             for clients in CLIENTS:
                 app = await autokey_run(apis, pids, buyer, app_offer["id"], clients, SECONDS)
@@ -364,6 +423,8 @@ async def main() -> None:
             f" | pgbench run pgbench={raw['cores']['children']:.2f}"
             f" machine={raw['cores']['machine']:.2f} (failed transactions: {raw['failed']})"
         )
+    if trips:
+        print(trips)
     for name, (available, undelivered) in checked.items():
         print(
             f"{name} pool after the runs: {available:,} keys left,"

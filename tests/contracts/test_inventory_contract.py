@@ -245,3 +245,47 @@ async def test_a_key_is_found_by_its_fingerprint_in_any_pool(store: Store) -> No
     async with store.transaction() as tx:
         assert await tx.keys.find_by_fingerprint(key.fingerprint) == key
         assert await tx.keys.find_by_fingerprint(b.key(pool.id).fingerprint) is None
+
+
+async def test_counts_stay_exact_across_rollbacks_saves_and_folds(store: Store) -> None:
+    pool, other = b.pool(), b.pool()
+    keys = [b.key(pool.id) for _ in range(4)]
+    async with store.transaction() as tx:
+        await tx.pools.add(pool)
+        await tx.pools.add(other)
+        await tx.keys.add_new([*keys, b.key(other.id)])
+        await tx.keys.claim(pool.id, OrderId(b.new_uuid()), 1, b.T0)
+    with pytest.raises(_Boom):
+        async with store.transaction() as tx:
+            await tx.keys.claim(pool.id, OrderId(b.new_uuid()), 2, b.T0)
+            raise _Boom
+    async with store.transaction() as tx:
+        assert await tx.pools.fold_counts() >= 0
+        invalid = attrs.evolve(keys[3], status=KeyStatus.INVALID)
+        await tx.keys.save(invalid)
+        await tx.keys.save(invalid)  # saving the same status again moves nothing
+    expected = PoolCounts(available=2, reserved=1, invalid=1)
+    for _ in range(2):  # before and after folding, twice
+        async with store.transaction() as tx:
+            assert await tx.pools.counts(pool.id) == expected
+            assert await tx.pools.counts(other.id) == PoolCounts(available=1)
+            assert dict(await tx.pools.available_counts([pool.id])) == {pool.id: 2}
+        async with store.transaction() as tx:
+            await tx.pools.fold_counts()
+
+
+async def test_released_keys_are_claimed_first_after_housekeeping_moved_on(store: Store) -> None:
+    pool = b.pool()
+    keys = [b.key(pool.id) for _ in range(4)]
+    first = OrderId(b.new_uuid())
+    async with store.transaction() as tx:
+        await tx.pools.add(pool)
+        await tx.keys.add_new(keys)
+        await tx.keys.claim(pool.id, first, 2, b.T0)
+    async with store.transaction() as tx:  # claims may now start past the first two keys
+        await tx.keys.advance_claim_marks()
+    async with store.transaction() as tx:
+        assert list(await tx.keys.release_order(first)) == [keys[0].id, keys[1].id]
+    async with store.transaction() as tx:
+        claimed = await tx.keys.claim(pool.id, OrderId(b.new_uuid()), 3, b.T0)
+    assert list(claimed) == [k.id for k in keys[:3]]

@@ -219,10 +219,11 @@ async def test_audit_events_append_and_list_per_pool(store: Store) -> None:
             details={"count": 1, "reason": "test"},
         )
 
-    events = [
+    second = b.key(pool.id)
+    events = [  # one key, none, two: appended together
         event(pool.id, AuditAction.KEYS_UPLOADED),
-        event(other.id, AuditAction.KEY_INVALIDATED),
-        event(pool.id, AuditAction.KEYS_REVEALED),
+        attrs.evolve(event(other.id, AuditAction.KEY_INVALIDATED), key_ids=()),
+        attrs.evolve(event(pool.id, AuditAction.KEYS_REVEALED), key_ids=(key.id, second.id)),
     ]
     async with store.transaction() as tx:
         await tx.pools.add(pool)

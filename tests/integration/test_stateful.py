@@ -139,10 +139,19 @@ class _Machine(RuleBasedStateMachine):
 
         return self.run(fetch())  # type: ignore[no-any-return]
 
+    @rule()
+    def housekeeping_folds_counts_and_moves_claim_marks(self) -> None:
+        self.run(self.inventory.housekeeping())
+
+    async def _available(self) -> int:
+        async with self.store.transaction() as tx:
+            return (await tx.pools.available_counts([PoolId(self.pool_id)]))[self.pool_id]
+
     @invariant()
     def counts_match_the_model_and_add_up(self) -> None:
         view = self.run(self.inventory.get_pool(self.seller, self.pool_id))
         assert view.counts == self.model
+        assert self.run(self._available()) == self.model.available
         keys = self.all_keys()
         assert len(keys) == view.counts.total
         assert len({k.fingerprint for k in keys}) == len(keys)

@@ -17,7 +17,7 @@ from autokey.adapters.memory.store import MemoryStore
 from autokey.domain.model.errors import KeyringMismatch, KeyringProblem, StoreUnavailable
 from autokey.entrypoints.container import Container
 from autokey.entrypoints.settings import Settings, StoreKind
-from autokey.ports.store import Store
+from autokey.ports.store import RevocationWatch, Store
 
 log = structlog.get_logger("autokey.bootstrap")
 
@@ -125,6 +125,23 @@ async def open_store(settings: Settings) -> Store:
 
         return await SqliteStore.open(db.sqlite_path)
     return MemoryStore()
+
+
+@asynccontextmanager
+async def revocation_watch(settings: Settings) -> AsyncIterator[RevocationWatch | None]:
+    """On PostgreSQL, a listener for announced token revocations (closed on exit), so the
+    principal of a bearer token can be cached; elsewhere None (looked up on every call)."""
+    if settings.database.kind is not StoreKind.POSTGRES:
+        yield None
+        return
+    from autokey.adapters.postgres.revocations import PostgresRevocationWatch
+
+    watch = PostgresRevocationWatch(settings.database.url)
+    await watch.start()
+    try:
+        yield watch
+    finally:
+        await watch.close()
 
 
 def master_keys(settings: Settings) -> tuple[bytes, ...]:

@@ -234,6 +234,7 @@ async def _sweep(settings: Settings) -> int:
     async with bootstrap.opened(settings) as container:
         swept = await container.orders().sweep_expired()
         purged = await container.idempotency().purge()
+        await container.inventory().housekeeping()
     log.info("orders.expired_swept", count=swept, idempotency_purged=purged)
     print(json.dumps({"expired": swept, "idempotencyPurged": purged}))
     return 0

@@ -45,7 +45,7 @@ from autokey.ports.crypto import BlindIndex
 from autokey.ports.marketplace import MarketplaceClient, TokenCache
 from autokey.ports.payments import PaymentGateway
 from autokey.ports.rate_limits import RateLimiter
-from autokey.ports.store import Store
+from autokey.ports.store import RevocationWatch, Store
 from autokey.ports.system import Clock
 
 
@@ -96,6 +96,8 @@ class Container(containers.DeclarativeContainer):
     )
     webhook_session: providers.Provider[aiohttp.ClientSession | None] = providers.Object(None)
     """The session seller webhooks go out on, opened by the app (`open_webhook_session`)."""
+    revocations: providers.Provider[RevocationWatch | None] = providers.Object(None)
+    """Announced token revocations (PostgreSQL only); without it principals are not cached."""
     metrics_registry = providers.Singleton(CollectorRegistry)
 
     ids = providers.Singleton(Uuid7Ids)
@@ -113,7 +115,7 @@ class Container(containers.DeclarativeContainer):
         none=providers.Singleton(UnconfiguredPaymentGateway),
     )
 
-    auth = providers.Singleton(AuthService, store, hasher, clock, ids)
+    auth = providers.Singleton(AuthService, store, hasher, clock, ids, revocations)
     rate_limiter = providers.Singleton(_rate_limiter, settings.provided.rate_limits, redis)
     inventory = providers.Singleton(InventoryService, store, cipher, blind_index, clock, ids)
     offers = providers.Singleton(OfferService, store, clock, ids)

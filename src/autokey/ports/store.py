@@ -70,6 +70,17 @@ class TokenRepository(Protocol):
         ...
 
 
+class RevocationWatch(Protocol):
+    """Tells this process, as soon as the database announces it, that a token was revoked in
+    any process, so principals cached in memory can be trusted between announcements."""
+
+    def epoch(self) -> int | None:
+        """A number that changes whenever a revocation was announced; None while
+        announcements may be missed (not yet listening, connection lost), when nothing
+        may be served from a cache. Never raises, never waits."""
+        ...
+
+
 class PoolRepository(Protocol):
     async def add(self, pool: KeyPool) -> None:
         """Store a new pool."""
@@ -87,6 +98,13 @@ class PoolRepository(Protocol):
 
     async def available_counts(self, pool_ids: Collection[PoolId]) -> Mapping[PoolId, int]:
         """AVAILABLE keys per pool, for every pool asked (0 where none)."""
+        ...
+
+    async def fold_counts(self) -> int:
+        """Housekeeping for stores that keep counts as appended changes: fold them into
+        per-pool totals so `counts` stays cheap; returns how many totals changed (0 where
+        there is nothing to fold). Counts are exact before and after; safe to run in several
+        processes at once, and claims never wait for it."""
         ...
 
 
@@ -123,6 +141,13 @@ class KeyRepository(Protocol):
         by `(created_at, id)`, skipping keys another open transaction holds. May return fewer
         than asked: the caller decides (with `count_available`) whether the pool is empty or
         merely busy."""
+        ...
+
+    async def advance_claim_marks(self) -> int:
+        """Housekeeping for stores whose claims start at a remembered mark: move each pool's
+        mark to its oldest AVAILABLE key; returns how many marks moved (0 where claims need
+        no mark). Claim order stays oldest first; a key that became AVAILABLE while this ran
+        is still claimed, at the latest when the keys above the mark run out."""
         ...
 
     async def count_available(self, pool_id: PoolId) -> int:

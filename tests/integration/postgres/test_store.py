@@ -12,8 +12,9 @@ import psycopg
 import pytest
 
 from autokey.adapters.postgres.store import PostgresStore
-from autokey.domain.model.errors import DuplicateResource, NotFound
-from autokey.domain.model.ids import KeyId, OrderId
+from autokey.domain.model.audit import AuditAction, AuditEvent
+from autokey.domain.model.errors import DuplicateResource, NotFound, StoreUnavailable
+from autokey.domain.model.ids import EventId, KeyId, OrderId
 from autokey.domain.model.keys import PoolCounts
 from autokey.domain.model.offers import Money
 from autokey.domain.model.orders import Order, UpstreamState
@@ -206,5 +207,40 @@ async def test_transactions_are_read_committed_and_sessions_in_utc(
         async with store._pool.connection() as conn, conn.transaction():
             cur = await conn.execute("SHOW transaction_isolation")
             assert await cur.fetchone() == ("read committed",)
+    finally:
+        await store.close()
+
+
+async def test_a_queued_write_that_fails_at_commit_rolls_everything_back(
+    pg_url: str, pg_store: PostgresStore
+) -> None:
+    # One connection, so the next transaction runs on the very connection that failed.
+    store = await PostgresStore.open(pg_url, max_size=1)
+    pool = b.pool()
+    key = b.key(pool.id)
+    event = AuditEvent(
+        id=EventId(b.new_uuid()),
+        occurred_at=b.T0,
+        action=AuditAction.KEYS_RESERVED,
+        actor=None,
+        pool_id=pool.id,
+    )
+    try:
+        async with store.transaction() as tx:
+            await tx.pools.add(pool)
+            await tx.keys.add_new([key])
+        with pytest.raises(StoreUnavailable) as caught:
+            async with store.transaction() as tx:
+                await tx.keys.claim(pool.id, OrderId(b.new_uuid()), 1, b.T0)
+                # Audit rows are queued without waiting (ADR 0016): the second append's
+                # duplicate id fails only at COMMIT.
+                await tx.audit.append([event])
+                await tx.audit.append([event])
+        assert isinstance(caught.value.__cause__, psycopg.errors.UniqueViolation)
+        async with store.transaction() as tx:
+            assert await tx.pools.counts(pool.id) == PoolCounts(available=1)
+            stored = await tx.keys.get(key.id)
+            assert stored is not None
+            assert stored.order_id is None
     finally:
         await store.close()

@@ -69,6 +69,8 @@ class _Tables:
     tokens: dict[bytes, ApiToken] = attrs.Factory(dict)
     pools: dict[PoolId, KeyPool] = attrs.Factory(dict)
     keys: dict[KeyId, Key] = attrs.Factory(dict)
+    key_counts: dict[tuple[PoolId, KeyStatus], int] = attrs.Factory(dict)
+    """Keys per pool and status, kept by `put_key` so counting never walks `keys`."""
     fingerprints: dict[bytes, KeyId] = attrs.Factory(dict)
     offers: dict[OfferId, Offer] = attrs.Factory(dict)
     orders: dict[OrderId, Order] = attrs.Factory(dict)
@@ -109,6 +111,14 @@ class _Journal:
             table.pop(key, None)
         else:
             table[key] = old
+
+    def put_key(self, t: _Tables, key: Key) -> None:
+        """Store `key` (journalled) and move the counts of its old and new status."""
+        old = t.keys.get(key.id)
+        moves = [] if old is None else [((old.pool_id, old.status), -1)]
+        for slot, step in [*moves, ((key.pool_id, key.status), 1)]:
+            self.put(t.key_counts, slot, t.key_counts.get(slot, 0) + step)
+        self.put(t.keys, key.id, key)
 
     def rollback(self) -> None:
         while self._undo:
@@ -185,19 +195,14 @@ class MemoryPoolRepository(PoolRepository):
         return _page(mine, page, lambda p: p.id)
 
     async def counts(self, pool_id: PoolId) -> PoolCounts:
-        tally: dict[KeyStatus, int] = {}
-        for key in self._t.keys.values():
-            if key.pool_id == pool_id:
-                tally[key.status] = tally.get(key.status, 0) + 1
-        return PoolCounts.from_mapping(tally)
+        counts = self._t.key_counts
+        return PoolCounts.from_mapping({s: counts.get((pool_id, s), 0) for s in KeyStatus})
 
     async def available_counts(self, pool_ids: Collection[PoolId]) -> Mapping[PoolId, int]:
-        wanted = set(pool_ids)
-        result = dict.fromkeys(wanted, 0)
-        for key in self._t.keys.values():
-            if key.pool_id in wanted and key.status is KeyStatus.AVAILABLE:
-                result[key.pool_id] += 1
-        return result
+        return {p: self._t.key_counts.get((p, KeyStatus.AVAILABLE), 0) for p in pool_ids}
+
+    async def fold_counts(self) -> int:
+        return 0  # put_key keeps exact totals: nothing to fold
 
 
 class MemoryKeyRepository(KeyRepository):
@@ -209,7 +214,7 @@ class MemoryKeyRepository(KeyRepository):
         for key in keys:
             if key.fingerprint not in self._t.fingerprints:
                 self._j.put(self._t.fingerprints, key.fingerprint, key.id)
-                self._j.put(self._t.keys, key.id, _copy(key))
+                self._j.put_key(self._t, _copy(key))
                 stored.append(key.id)
         return frozenset(stored)
 
@@ -223,9 +228,8 @@ class MemoryKeyRepository(KeyRepository):
 
     async def save(self, key: Key) -> None:
         current = _stored(self._t.keys, key.id, "key")
-        self._j.put(
-            self._t.keys,
-            key.id,
+        self._j.put_key(
+            self._t,
             attrs.evolve(
                 current,
                 status=key.status,
@@ -263,15 +267,14 @@ class MemoryKeyRepository(KeyRepository):
         for key in free:
             claimed = _copy(key)
             claimed.reserve(order_id, now)
-            self._j.put(self._t.keys, key.id, claimed)
+            self._j.put_key(self._t, claimed)
         return [k.id for k in free]
 
+    async def advance_claim_marks(self) -> int:
+        return 0  # claims walk no dead entries here: no mark
+
     async def count_available(self, pool_id: PoolId) -> int:
-        return sum(
-            1
-            for k in self._t.keys.values()
-            if k.pool_id == pool_id and k.status is KeyStatus.AVAILABLE
-        )
+        return self._t.key_counts.get((pool_id, KeyStatus.AVAILABLE), 0)
 
     async def for_order(self, order_id: OrderId) -> Sequence[Key]:
         rows = [k for k in self._t.keys.values() if k.order_id == order_id]
@@ -292,7 +295,7 @@ class MemoryKeyRepository(KeyRepository):
         for key in self._of_order(order_id, KeyStatus.RESERVED):
             free = _copy(key)
             free.release()
-            self._j.put(self._t.keys, key.id, free)
+            self._j.put_key(self._t, free)
             released.append(key.id)
         return released
 
@@ -301,7 +304,7 @@ class MemoryKeyRepository(KeyRepository):
         for key in self._of_order(order_id, KeyStatus.RESERVED):
             done = _copy(key)
             done.deliver(now)
-            self._j.put(self._t.keys, key.id, done)
+            self._j.put_key(self._t, done)
             delivered.append(key.id)
         return delivered
 

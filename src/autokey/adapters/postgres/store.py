@@ -13,10 +13,16 @@ from psycopg escapes.
 
 SQL lives in the module constants below (psycopg prepares a statement server-side after a
 few executions, keyed by its text, so each query must be one stable string).
+
+Round trips (ADR 0016): a unit of work runs in psycopg's pipeline mode. BEGIN travels with
+the first statement, writes whose outcome is already known (`_send`: saves, audit rows) travel
+with the next statement that needs an answer, and COMMIT with the last of them, so a
+transaction costs one round trip per statement whose result the caller reads, plus one.
 """
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import re
 from collections.abc import AsyncIterator, Callable, Collection, Iterator, Mapping, Sequence
@@ -30,6 +36,7 @@ import attrs
 import psycopg
 from psycopg import errors as pg_errors
 from psycopg.abc import PQGen
+from psycopg.pq import TransactionStatus
 from psycopg.rows import TupleRow
 from psycopg.types.json import Jsonb
 from psycopg_pool import AsyncConnectionPool
@@ -156,10 +163,10 @@ def _classified(exc: psycopg.Error) -> AutokeyError:
 
 
 class _Sql:
-    """A connection plus the three ways repositories talk to it, all translated."""
+    """A connection plus the ways repositories talk to it, all translated."""
 
-    def __init__(self, conn: Conn) -> None:
-        self._conn = conn
+    def __init__(self, conn: Conn, pipeline: psycopg.AsyncPipeline | None = None) -> None:
+        self._conn, self._pipeline = conn, pipeline
 
     async def _all(self, query: str, params: Sequence[Any] | Mapping[str, Any]) -> list[TupleRow]:
         with _translated():
@@ -178,10 +185,20 @@ class _Sql:
         *,
         refs: Mapping[str, str] | None = None,
     ) -> int:
-        """Execute a write; returns the number of rows it touched."""
+        """Execute a write; returns the number of rows it touched. In pipeline mode this waits
+        for the answer (a round trip), so violations are raised and translated here."""
         with _translated(refs=refs):
             cur = await self._conn.execute(query, params)
+            if self._pipeline is not None:
+                await self._pipeline.sync()
             return cur.rowcount
+
+    async def _send(self, query: str, params: Sequence[Any] | Mapping[str, Any]) -> None:
+        """Queue a write whose outcome the caller does not read (no rowcount, no expected
+        violation): in pipeline mode it travels with the next statement that needs an answer,
+        or with COMMIT; an error then surfaces there, as StoreUnavailable at the latest."""
+        with _translated():
+            await self._conn.execute(query, params)
 
 
 def _page(items: list[T], limit: int, cursor: Callable[[T], UUID]) -> Page[T]:
@@ -376,11 +393,35 @@ _POOLS_OF_SELLER: Final = """
 SELECT id, seller_id, name, created_at FROM key_pools
 WHERE seller_id = %s AND id > %s ORDER BY id LIMIT %s
 """
-_POOL_COUNTS: Final = "SELECT status, count(*) FROM keys WHERE pool_id = %s GROUP BY status"
+# Counts are the folded totals plus the deltas appended since (migration 0007's triggers).
+_POOL_COUNTS: Final = """
+SELECT status, sum(n)::bigint FROM (
+    SELECT status, n FROM key_counts WHERE pool_id = %(pool)s
+    UNION ALL
+    SELECT status, delta FROM key_count_deltas WHERE pool_id = %(pool)s
+) AS c
+GROUP BY status
+"""
 _AVAILABLE_COUNTS: Final = """
-SELECT pool_id, count(*) FROM keys
-WHERE pool_id = ANY(%s::uuid[]) AND status = 'AVAILABLE'
+SELECT pool_id, sum(n)::bigint FROM (
+    SELECT pool_id, n FROM key_counts WHERE pool_id = ANY(%(pools)s) AND status = 'AVAILABLE'
+    UNION ALL
+    SELECT pool_id, delta FROM key_count_deltas
+    WHERE pool_id = ANY(%(pools)s) AND status = 'AVAILABLE'
+) AS c
 GROUP BY pool_id
+"""
+# One statement: concurrent folders each move only deltas they deleted, and upsert in one
+# order, so they never deadlock; claims never touch key_counts.
+_FOLD_COUNTS: Final = """
+WITH folded AS (
+    DELETE FROM key_count_deltas RETURNING pool_id, status, delta
+)
+INSERT INTO key_counts (pool_id, status, n)
+SELECT pool_id, status, sum(delta) FROM folded
+GROUP BY pool_id, status
+ORDER BY pool_id, status
+ON CONFLICT (pool_id, status) DO UPDATE SET n = key_counts.n + EXCLUDED.n
 """
 
 
@@ -403,16 +444,19 @@ class PostgresPoolRepository(_Sql, PoolRepository):
         return _page([_pool_from_row(r) for r in rows], page.limit, lambda x: x.id)
 
     async def counts(self, pool_id: PoolId) -> PoolCounts:
-        rows = await self._all(_POOL_COUNTS, (pool_id,))
+        rows = await self._all(_POOL_COUNTS, {"pool": pool_id})
         return PoolCounts.from_mapping({KeyStatus(status): n for status, n in rows})
 
     async def available_counts(self, pool_ids: Collection[PoolId]) -> Mapping[PoolId, int]:
         wanted = list(dict.fromkeys(pool_ids))
         result: dict[PoolId, int] = dict.fromkeys(wanted, 0)
         if wanted:
-            for pool_id, n in await self._all(_AVAILABLE_COUNTS, (wanted,)):
+            for pool_id, n in await self._all(_AVAILABLE_COUNTS, {"pools": wanted}):
                 result[PoolId(pool_id)] = n
         return result
+
+    async def fold_counts(self) -> int:
+        return await self._run(_FOLD_COUNTS, ())
 
 
 # ---------------------------------------------------------------------------------------
@@ -489,6 +533,56 @@ WHERE id IN (
     FOR UPDATE SKIP LOCKED
 )
 RETURNING id
+"""
+# The same claim from the pool's mark on (migration 0007): the index range starts at the
+# oldest key housekeeping found AVAILABLE, past the dead entries of the keys claimed before.
+_CLAIM_KEYS_FROM_MARK: Final = """
+UPDATE keys SET status = 'RESERVED', order_id = %s, reserved_at = %s
+WHERE id IN (
+    SELECT id FROM keys
+    WHERE pool_id = %s AND status = 'AVAILABLE'
+        AND created_at >= coalesce(
+            (SELECT created_at FROM key_claim_marks WHERE pool_id = %s), '-infinity'
+        )
+    ORDER BY created_at, id
+    LIMIT %s
+    FOR UPDATE SKIP LOCKED
+)
+RETURNING id
+"""
+# Every pool with an AVAILABLE key gets its mark set to the oldest one (lowering too, which
+# frees keys a concurrent release made AVAILABLE below a mark this statement raised). Marks
+# another transaction holds (a release lowering them) are skipped until the next run, so
+# housekeeping never waits on, nor deadlocks with, a sweeper releasing keys of many pools.
+_ADVANCE_CLAIM_MARKS: Final = """
+WITH oldest AS (
+    SELECT p.id AS pool_id, k.created_at
+    FROM key_pools p
+    CROSS JOIN LATERAL (
+        SELECT created_at FROM keys
+        WHERE pool_id = p.id AND status = 'AVAILABLE'
+        ORDER BY created_at, id
+        LIMIT 1
+    ) AS k
+),
+free AS (
+    SELECT m.pool_id FROM key_claim_marks m JOIN oldest o USING (pool_id)
+    WHERE m.created_at <> o.created_at
+    FOR UPDATE OF m SKIP LOCKED
+),
+moved AS (
+    UPDATE key_claim_marks m SET created_at = o.created_at
+    FROM free f JOIN oldest o USING (pool_id)
+    WHERE m.pool_id = f.pool_id
+    RETURNING m.pool_id
+),
+added AS (
+    INSERT INTO key_claim_marks (pool_id, created_at)
+    SELECT pool_id, created_at FROM oldest
+    ON CONFLICT (pool_id) DO NOTHING
+    RETURNING pool_id
+)
+SELECT (SELECT count(*) FROM moved) + (SELECT count(*) FROM added)
 """
 _COUNT_AVAILABLE: Final = "SELECT count(*) FROM keys WHERE pool_id = %s AND status = 'AVAILABLE'"
 _KEYS_OF_ORDER: Final = """
@@ -570,8 +664,16 @@ class PostgresKeyRepository(_Sql, KeyRepository):
     ) -> Sequence[KeyId]:
         if quantity <= 0:
             return []
-        rows = await self._all(_CLAIM_KEYS, (order_id, now, pool_id, quantity))
+        rows = await self._all(_CLAIM_KEYS_FROM_MARK, (order_id, now, pool_id, pool_id, quantity))
+        if len(rows) < quantity:
+            # Short above the mark: a key may have become AVAILABLE below it while
+            # housekeeping raised it; the full range finds it.
+            rows += await self._all(_CLAIM_KEYS, (order_id, now, pool_id, quantity - len(rows)))
         return _sorted_ids(rows)
+
+    async def advance_claim_marks(self) -> int:
+        row = await self._one(_ADVANCE_CLAIM_MARKS, ())
+        return 0 if row is None else int(row[0])
 
     async def count_available(self, pool_id: PoolId) -> int:
         row = await self._one(_COUNT_AVAILABLE, (pool_id,))
@@ -1262,9 +1364,15 @@ class PostgresIdempotencyRepository(_Sql, IdempotencyRepository):
 # Audit log
 # ---------------------------------------------------------------------------------------
 
-_INSERT_EVENT: Final = """
+# One statement for every event of an append, whatever their number: each event's key ids
+# travel as one array literal, since a uuid[][] cannot be ragged.
+_INSERT_EVENTS: Final = """
 INSERT INTO audit_events (id, occurred_at, action, actor, pool_id, order_id, key_ids, details)
-VALUES (%s, %s, %s, %s, %s, %s, %s, %s)
+SELECT id, occurred_at, action, actor, pool_id, order_id, key_ids::uuid[], details
+FROM unnest(
+    %s::uuid[], %s::timestamptz[], %s::text[], %s::uuid[], %s::uuid[], %s::uuid[], %s::text[],
+    %s::jsonb[]
+) AS e(id, occurred_at, action, actor, pool_id, order_id, key_ids, details)
 """
 _EVENTS: Final = """
 SELECT id, occurred_at, action, actor, pool_id, order_id, key_ids, details
@@ -1284,23 +1392,20 @@ class PostgresAuditLog(_Sql, AuditLog):
     async def append(self, events: Sequence[AuditEvent]) -> None:
         if not events:
             return
-        rows = [
-            (
-                e.id,
-                e.occurred_at,
-                e.action.value,
-                e.actor,
-                e.pool_id,
-                e.order_id,
-                list(e.key_ids),
-                Jsonb(dict(e.details)),
-            )
-            for e in events
-        ]
+        columns = (
+            [e.id for e in events],
+            [e.occurred_at for e in events],
+            [e.action.value for e in events],
+            [e.actor for e in events],
+            [e.pool_id for e in events],
+            [e.order_id for e in events],
+            ["{" + ",".join(str(k) for k in e.key_ids) + "}" for e in events],
+            [Jsonb(dict(e.details)) for e in events],
+        )
         with _translated("audit_event", str(events[0].id)):
-            # executemany pipelines the inserts: one network flush for the whole batch.
-            async with self._conn.cursor() as cur:
-                await cur.executemany(_INSERT_EVENT, rows)
+            # Only queued inside a unit of work (ids are fresh UUIDv7s: nothing to wait for);
+            # it travels with the next statement that needs an answer, or with COMMIT.
+            await self._conn.execute(_INSERT_EVENTS, columns)
 
     async def list_events(self, pool_id: PoolId | None, page: PageRequest) -> Page[AuditEvent]:
         after, limit = page.after or _MIN_UUID, page.limit + 1
@@ -1316,20 +1421,57 @@ class PostgresAuditLog(_Sql, AuditLog):
 # ---------------------------------------------------------------------------------------
 
 
-def _unit_of_work(conn: Conn) -> UnitOfWork:
+def _unit_of_work(conn: Conn, pipeline: psycopg.AsyncPipeline) -> UnitOfWork:
     return Repositories(
-        tokens=PostgresTokenRepository(conn),
-        pools=PostgresPoolRepository(conn),
-        keys=PostgresKeyRepository(conn),
-        offers=PostgresOfferRepository(conn),
-        orders=PostgresOrderRepository(conn),
-        idempotency=PostgresIdempotencyRepository(conn),
-        audit=PostgresAuditLog(conn),
-        webhooks=PostgresWebhookRepository(conn),
-        endpoints=PostgresEndpointRepository(conn),
-        deliveries=PostgresDeliveryRepository(conn),
-        keyring=PostgresKeyringRepository(conn),
+        tokens=PostgresTokenRepository(conn, pipeline),
+        pools=PostgresPoolRepository(conn, pipeline),
+        keys=PostgresKeyRepository(conn, pipeline),
+        offers=PostgresOfferRepository(conn, pipeline),
+        orders=PostgresOrderRepository(conn, pipeline),
+        idempotency=PostgresIdempotencyRepository(conn, pipeline),
+        audit=PostgresAuditLog(conn, pipeline),
+        webhooks=PostgresWebhookRepository(conn, pipeline),
+        endpoints=PostgresEndpointRepository(conn, pipeline),
+        deliveries=PostgresDeliveryRepository(conn, pipeline),
+        keyring=PostgresKeyringRepository(conn, pipeline),
     )
+
+
+_BEGIN: Final = "BEGIN ISOLATION LEVEL READ COMMITTED"
+_COMMIT: Final = "COMMIT"
+_ROLLBACK: Final = "ROLLBACK"
+
+
+@asynccontextmanager
+async def _pipelined_transaction(conn: Conn) -> AsyncIterator[psycopg.AsyncPipeline]:
+    """BEGIN ... COMMIT in pipeline mode, without a round trip of their own: BEGIN is queued
+    ahead of the first statement and COMMIT behind the last, and leaving the pipeline syncs
+    (one round trip, raising the error of anything queued that failed).
+
+    psycopg's `conn.transaction()` would sync once more for each of its nested pipelines.
+    A block that raises is rolled back with the same sync, or, if a statement had already
+    failed (an aborted pipeline skips the queued ROLLBACK), with one more round trip."""
+    failed = False
+    try:
+        async with conn.pipeline() as pipeline:
+            await conn.execute(_BEGIN, prepare=False)
+            try:
+                yield pipeline
+            except BaseException:
+                failed = True
+                # The block's own exception is the one to raise; on a broken connection
+                # the pool discards it when it comes back.
+                with contextlib.suppress(psycopg.Error):
+                    await conn.execute(_ROLLBACK, prepare=False)
+                raise
+            await conn.execute(_COMMIT, prepare=False)
+    finally:
+        if failed and conn.info.transaction_status in (
+            TransactionStatus.INTRANS,
+            TransactionStatus.INERROR,
+        ):
+            with contextlib.suppress(psycopg.Error):
+                await conn.execute(_ROLLBACK, prepare=False)
 
 
 @attrs.frozen(kw_only=True)
@@ -1511,9 +1653,9 @@ class PostgresStore(Store):
             max_size=max_size,
             open=False,
             configure=functools.partial(_configure, statement_timeout_ms=statement_timeout_ms),
-            # One empty query per checkout, so connections killed by a server restart are
-            # replaced transparently instead of failing the next request.
-            check=AsyncConnectionPool.check_connection,
+            # No check on checkout (it cost a round trip per transaction): a connection
+            # killed by a server restart fails one request with StoreUnavailable (503, the
+            # client retries) and the pool discards it when it comes back broken.
             timeout=timeout_s,
             name="autokey",
         )
@@ -1526,12 +1668,11 @@ class PostgresStore(Store):
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[UnitOfWork]:
-        # Autocommit connections + conn.transaction() give an explicit
-        # BEGIN ISOLATION LEVEL READ COMMITTED ... COMMIT; the pool gets the connection
-        # back idle, and a broken one is discarded by the pool.
+        # Autocommit connections + an explicit, pipelined BEGIN ... COMMIT; the pool gets
+        # the connection back idle, and a broken one is discarded by the pool.
         try:
-            async with self._pool.connection() as conn, conn.transaction():
-                yield _unit_of_work(conn)
+            async with self._pool.connection() as conn, _pipelined_transaction(conn) as pipe:
+                yield _unit_of_work(conn, pipe)
         except psycopg.Error as exc:
             # Checkout, BEGIN or COMMIT failed (repositories translate their own errors).
             raise _classified(exc) from exc

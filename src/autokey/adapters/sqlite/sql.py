@@ -70,11 +70,10 @@ SELECT id, seller_id, name, created_at FROM key_pools
 WHERE seller_id = :seller_id AND id > :after
 ORDER BY id LIMIT :limit
 """
-POOL_COUNTS = """
-SELECT status, count(*) AS n FROM keys WHERE pool_id = :pool_id GROUP BY status
-"""
+# Kept by migration 0007's triggers.
+POOL_COUNTS = "SELECT status, n FROM key_counts WHERE pool_id = :pool_id"
 AVAILABLE_IN_POOL = """
-SELECT count(*) AS n FROM keys WHERE pool_id = :pool_id AND status = 'AVAILABLE'
+SELECT n FROM key_counts WHERE pool_id = :pool_id AND status = 'AVAILABLE'
 """
 
 # --- keys ---------------------------------------------------------------------------------

@@ -259,12 +259,15 @@ class SqlitePoolRepository(PoolRepository):
         return PoolCounts.from_mapping({KeyStatus(r["status"]): r["n"] for r in found})
 
     async def available_counts(self, pool_ids: Collection[PoolId]) -> Mapping[PoolId, int]:
-        # One indexed COUNT per pool: callers ask for a page of offers' pools at most.
+        # One counter row per pool: callers ask for a page of offers' pools at most.
         result: dict[PoolId, int] = {}
         for pool_id in set(pool_ids):
             row = await self._db.fetchone(sql.AVAILABLE_IN_POOL, {"pool_id": pool_id.bytes})
             result[pool_id] = 0 if row is None else row["n"]
         return result
+
+    async def fold_counts(self) -> int:
+        return 0  # the triggers keep exact totals: nothing to fold
 
 
 class SqliteKeyRepository(KeyRepository):
@@ -335,6 +338,9 @@ class SqliteKeyRepository(KeyRepository):
             },
         )
         return [KeyId(i) for i in _sorted_ids(found)]
+
+    async def advance_claim_marks(self) -> int:
+        return 0  # claims walk no dead entries here: no mark
 
     async def count_available(self, pool_id: PoolId) -> int:
         row = await self._db.fetchone(sql.AVAILABLE_IN_POOL, {"pool_id": pool_id.bytes})

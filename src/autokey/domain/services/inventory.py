@@ -193,6 +193,13 @@ class InventoryService:
             event = self._event(principal, AuditAction.KEY_INVALIDATED, pool_id)
             await tx.audit.append([attrs.evolve(event, key_ids=(key_id,))])
 
+    async def housekeeping(self) -> None:
+        """Keep reads and claims cheap as pools age: fold appended count changes into
+        per-pool totals and move the claim marks past the keys claimed since."""
+        async with self._store.transaction() as tx:
+            await tx.pools.fold_counts()
+            await tx.keys.advance_claim_marks()
+
     async def pool_events(
         self, principal: Principal, pool_id: PoolId, page: PageRequest
     ) -> Page[AuditEvent]:

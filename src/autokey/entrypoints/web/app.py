@@ -89,6 +89,7 @@ async def _housekeeping(container: Container) -> None:
     await container.idempotency().purge()
     await container.webhooks().prune_nonces()
     await container.auth().flush_usage()
+    await container.inventory().housekeeping()
 
 
 async def _print_demo_tokens(container: Container) -> None:
@@ -123,7 +124,9 @@ def serve_app(settings: Settings) -> web.Application:
             )
             stack.push_async_callback(hooks.close)
             container.webhook_session.override(hooks)
+            revocations = await stack.enter_async_context(bootstrap.revocation_watch(settings))
             container.store.override(store)
+            container.revocations.override(providers.Object(revocations))
             container.master_keys.override(bootstrap.master_keys(settings))
             await bootstrap.unlock(container)  # refuse to start on keys that do not fit
             container.http_session.override(session)

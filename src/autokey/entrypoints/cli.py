@@ -54,7 +54,7 @@ def _parser() -> argparse.ArgumentParser:
         help="apply pending database migrations (in development, creating a missing "
         "PostgreSQL database first)",
     )
-    sub.add_parser("sweep", help="cancel expired reservations once (for cron)")
+    sub.add_parser("sweep", help="expire reservations, announce stock crossings, once (for cron)")
     token = sub.add_parser("token", help="create, list or revoke API tokens").add_subparsers(
         dest="token_command", required=True, metavar="ACTION"
     )
@@ -205,10 +205,11 @@ async def _sweep(settings: Settings) -> int:
         container = build_container(settings, store)
         swept = await container.orders().sweep_expired()
         purged = await container.idempotency().purge()
+        crossed = await container.offers().sweep_stock_levels()
     finally:
         await store.close()
     log.info("orders.expired_swept", count=swept, idempotency_purged=purged)
-    print(json.dumps({"expired": swept, "idempotencyPurged": purged}))
+    print(json.dumps({"expired": swept, "idempotencyPurged": purged, "stockCrossings": crossed}))
     return 0
 
 

@@ -579,12 +579,14 @@ SELECT {_OFFER_COLUMNS} FROM offers
 WHERE seller_id = %s AND id > %s
 ORDER BY id LIMIT %s
 """
+# NO KEY UPDATE: sweeps exclude each other, but an order inserted meanwhile (its foreign key
+# takes KEY SHARE on the offer) never waits for a sweep.
 _OFFERS_STOCKED: Final = f"""
 SELECT {_OFFER_COLUMNS} FROM offers
 WHERE status = 'active' AND delivery_type = 'AUTO_KEY'
     AND (%(pool)s::uuid IS NULL OR key_pool_id = %(pool)s) AND id > %(after)s
 ORDER BY id LIMIT %(limit)s
-FOR UPDATE SKIP LOCKED
+FOR NO KEY UPDATE SKIP LOCKED
 """
 
 

@@ -152,7 +152,7 @@ class PageWatch:
             self.console_errors.append(message.text)
 
     def _on_request(self, request: Request) -> None:
-        if not request.url.startswith((self.base_url + "/", "data:")):
+        if not request.url.startswith((self.base_url + "/", "data:", f"blob:{self.base_url}/")):
             self.foreign_requests.append(request.url)
 
     def unexpected_console_errors(self) -> list[str]:

@@ -292,3 +292,49 @@ async def test_a_silent_endpoint_times_out_and_a_huge_answer_is_not_read_whole()
     finally:
         await runner.cleanup()
     assert outcome == SendOutcome(status_code=200)
+
+
+async def test_a_seller_hears_each_stock_crossing_once(tmp_path: Path) -> None:
+    env = _env(f"sqlite:///{tmp_path / 'stock.db'}", AUTOKEY_SWEEP_INTERVAL_S="1")
+    autokey("migrate", env=env)
+    seller, buyer = token("seller", env), token("buyer", env)
+    stock_events = ["offer.low_stock", "offer.out_of_stock", "offer.back_in_stock"]
+    async with (
+        receiving(Receiver()) as receiver,
+        serve(env) as api,
+        aiohttp.ClientSession() as s,
+    ):
+        body = {"url": receiver.url, "eventTypes": stock_events}
+        made = await _json(s, "POST", f"{api}/seller/webhooks", seller, body)
+        pool = (await _json(s, "POST", f"{api}/key-pools", seller, {"name": "stock"}))["id"]
+        upload = {"keys": [f"STOCK-{time.monotonic_ns()}-{i}" for i in range(2)]}
+        await _json(s, "POST", f"{api}/key-pools/{pool}/keys/upload", seller, upload)
+        draft = {
+            "title": "Game",
+            "price": {"amount": "5.00", "currency": "EUR"},
+            "deliveryType": "AUTO_KEY",
+            "keyPoolId": pool,
+            "lowStockThreshold": 1,
+        }
+        offer = (await _json(s, "POST", f"{api}/offers/draft", seller, draft))["id"]
+        await _json(s, "POST", f"{api}/offers/publish", seller, {"offerId": offer})
+        for expected in (1, 2):  # each sale is noticed by the next sweep
+            order = (await _json(s, "POST", f"{api}/orders", buyer, {"offerId": offer}))["id"]
+            await _json(s, "POST", f"{api}/orders/{order}/pay", buyer)
+            await _json(s, "POST", f"{api}/orders/{order}/fulfill", buyer)
+            await receiver.wait_for(expected)
+        level = (await _json(s, "GET", f"{api}/offers/{offer}", seller))["stockLevel"]
+        upload = {"keys": [f"STOCK-{time.monotonic_ns()}-{i}" for i in range(3)]}
+        await _json(s, "POST", f"{api}/key-pools/{pool}/keys/upload", seller, upload)
+        await receiver.wait_for(3)
+        await asyncio.sleep(2.5)  # two more sweeps: nothing new to announce
+    assert level == "out_of_stock"
+    payloads = [json.loads(body) for _, body in receiver.requests]
+    assert [p["type"] for p in payloads] == stock_events
+    assert [(p["data"]["stockLevel"], p["data"]["availableKeys"]) for p in payloads] == [
+        ("low", 1),
+        ("out_of_stock", 0),
+        ("in_stock", 3),
+    ]
+    assert all(p["data"]["offerId"] == offer for p in payloads)
+    assert all(signature_is_valid(made["secret"], h, b) for h, b in receiver.requests)

@@ -15,6 +15,7 @@ import pytest
 from autokey.adapters.postgres.store import PostgresStore
 from autokey.domain.model.auth import Role
 from autokey.domain.model.orders import OrderStatus, UpstreamState
+from autokey.domain.model.pages import PageRequest
 from autokey.domain.model.webhooks import webhook_signature
 from tests import builders as b
 from tests.conftest import FakeClock
@@ -135,3 +136,30 @@ async def test_two_sweepers_at_once_release_each_expired_order_once() -> None:
         finally:
             for store in stores:
                 await store.close()
+
+
+async def test_a_stock_sweep_holding_its_offers_never_blocks_a_new_order() -> None:
+    async with scratch_postgres() as url:
+        store = await PostgresStore.open(url, min_size=2, max_size=4)
+        try:
+            await store.migrate()
+            owner = b.seller()
+            pool = b.pool(owner)
+            offer = b.offer(owner, pool.id)
+            async with store.transaction() as tx:
+                await tx.pools.add(pool)
+                await tx.offers.add(offer)
+            order = b.order(offer, b.seller())
+            async with store.transaction() as sweep:
+                locked = await sweep.offers.lock_stocked(None, PageRequest())
+                assert [o.id for o in locked.items] == [offer.id]
+
+                async def place() -> None:
+                    async with store.transaction() as tx:
+                        await tx.orders.add(order)  # its foreign key reads the locked offer
+
+                await asyncio.wait_for(place(), timeout=10)  # FOR UPDATE would wait here
+            async with store.transaction() as tx:
+                assert await tx.orders.get(order.id) == order
+        finally:
+            await store.close()

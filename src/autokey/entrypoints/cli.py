@@ -60,7 +60,7 @@ def _parser() -> argparse.ArgumentParser:
         help="apply pending database migrations (in development, creating a missing "
         "PostgreSQL database first)",
     )
-    sub.add_parser("sweep", help="cancel expired reservations once (for cron)")
+    sub.add_parser("sweep", help="expire reservations, announce stock crossings, once (for cron)")
     token = sub.add_parser("token", help="create, list or revoke API tokens").add_subparsers(
         dest="token_command", required=True, metavar="ACTION"
     )
@@ -235,8 +235,9 @@ async def _sweep(settings: Settings) -> int:
         swept = await container.orders().sweep_expired()
         purged = await container.idempotency().purge()
         await container.inventory().housekeeping()
+        crossed = await container.offers().sweep_stock_levels()
     log.info("orders.expired_swept", count=swept, idempotency_purged=purged)
-    print(json.dumps({"expired": swept, "idempotencyPurged": purged}))
+    print(json.dumps({"expired": swept, "idempotencyPurged": purged, "stockCrossings": crossed}))
     return 0
 
 

@@ -161,8 +161,12 @@ class Container(containers.DeclarativeContainer):
     # ---- observability: metrics and readiness ------------------------------------------
     http_metrics = providers.Singleton(HttpMetrics, metrics_registry)
     domain_metrics = providers.Singleton(DomainMetrics, metrics_registry)
+    pool_stock = providers.Singleton(AuditedPoolStock, store)
     key_stock = providers.Singleton(
-        KeyStockCollector, providers.Singleton(AuditedPoolStock, store), registry=metrics_registry
+        KeyStockCollector,
+        pool_stock,
+        names=pool_stock.provided.names,
+        registry=metrics_registry,
     )
     # Readiness hooks, None until the G2A/Redis wiring overrides them: `redis_ping` is an
     # async callable raising when Redis does not answer, `g2a_probe` is

@@ -221,6 +221,12 @@ class OfferRepository(Protocol):
         """The seller's offers in id (creation) order."""
         ...
 
+    async def lock_stocked(self, pool_id: PoolId | None, page: PageRequest) -> Page[Offer]:
+        """ACTIVE AUTO_KEY offers of the pool (of every pool when None) in id order, locked
+        for this transaction; offers another transaction holds are skipped, so concurrent
+        stock sweeps never record the same crossing twice."""
+        ...
+
 
 class OrderRepository(Protocol):
     async def add(self, order: Order) -> None:

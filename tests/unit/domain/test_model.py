@@ -5,6 +5,7 @@ from __future__ import annotations
 from decimal import Decimal
 from itertools import product
 
+import attrs
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -25,7 +26,7 @@ from autokey.domain.model.keys import (
     UploadReport,
     check_key_text,
 )
-from autokey.domain.model.offers import Availability, Money, OfferStatus
+from autokey.domain.model.offers import Availability, DeliveryType, Money, OfferStatus, StockLevel
 from autokey.domain.model.orders import (
     ORDER_TRANSITIONS,
     UPSTREAM_RANK,
@@ -210,3 +211,29 @@ def test_an_upstream_failure_cancels_a_fulfilling_order_but_never_a_fulfilled_on
 def test_a_buyer_cannot_cancel_an_order_being_sourced() -> None:
     with pytest.raises(IllegalTransition):
         _order_in(OrderStatus.FULFILLING).cancel(b.T0, "changed my mind")
+
+
+def test_stock_level_is_low_at_the_threshold_and_always_in_stock_without_a_pool() -> None:
+    owner = b.seller()
+    auto = attrs.evolve(b.offer(owner, b.pool(owner).id), low_stock_threshold=3)
+    assert [auto.stock_level(n) for n in (0, 1, 3, 4)] == [
+        StockLevel.OUT_OF_STOCK,
+        StockLevel.LOW,
+        StockLevel.LOW,
+        StockLevel.IN_STOCK,
+    ]
+    assert attrs.evolve(auto, low_stock_threshold=None).stock_level(1) is StockLevel.IN_STOCK
+    manual = attrs.evolve(auto, delivery_type=DeliveryType.MANUAL, key_pool_id=None)
+    assert manual.stock_level(0) is StockLevel.IN_STOCK
+
+
+def test_a_crossing_is_reported_once_and_a_threshold_is_bounded() -> None:
+    owner = b.seller()
+    offer = attrs.evolve(b.offer(owner, b.pool(owner).id), low_stock_threshold=1)
+    assert offer.record_stock_level(5) is None
+    assert offer.record_stock_level(1) is StockLevel.LOW
+    assert offer.record_stock_level(1) is None
+    assert offer.record_stock_level(0) is StockLevel.OUT_OF_STOCK
+    assert offer.record_stock_level(9) is StockLevel.IN_STOCK
+    with pytest.raises(InvalidInput):
+        attrs.evolve(offer, low_stock_threshold=-1)

@@ -212,6 +212,21 @@ async def test_keys_by_status_per_pool_at_scrape_time(api: Api) -> None:
     assert samples[(pool, "delivered")] == 0
 
 
+async def test_pool_names_join_on_pool_escaped_and_bounded(api: Api) -> None:
+    seller = await api.token()
+    name = 'Steam "EU"\\ keys\t' + "x" * 100
+    created = await api.client.post("/key-pools", json={"name": name}, headers=seller)
+    pool = (await created.json())["id"]
+    keys = {"keys": ["AAAAA-BBBBB-CCCCC"]}
+    assert (await api.client.post(f"/key-pools/{pool}/keys/upload", json=keys, headers=seller)).ok
+    families = await _scrape(api)  # the parser fails on a badly escaped label
+    ((labels, value),) = _samples(families["autokey_pool_info"], "autokey_pool_info")
+    assert labels["pool"] == pool
+    assert value == 1
+    assert labels["name"].startswith('Steam "EU"\\ keys?xx')
+    assert len(labels["name"]) == 64
+
+
 async def test_key_stock_is_bounded_to_the_top_pools_plus_other() -> None:
     stock = {f"pool-{i:03}": PoolCounts(available=i, delivered=1) for i in range(60)}
 

@@ -298,3 +298,36 @@ async def test_a_seller_sees_its_sales_with_key_ids_but_never_plaintext(api: Api
     problem = await _call(api, "GET", "/seller/orders?offerId=nope", seller, status=400)
     assert problem["errors"][0] == {"field": "offerId", "code": "not_an_id"}
     assert (await _call(api, "GET", "/seller/orders", buyer, status=403))["code"] == "forbidden"
+
+
+async def test_offers_carry_a_low_stock_threshold_and_a_stock_level(api: Api) -> None:
+    seller = await api.token(Role.SELLER)
+    pool, offer = await api.stocked_offer(seller, ["LOWST-00001", "LOWST-00002"])
+    read = await _call(api, "GET", f"/offers/{offer}", seller)
+    assert (read["lowStockThreshold"], read["stockLevel"]) == (None, "in_stock")
+    draft = {
+        "id": offer,
+        "title": "Game",
+        "price": {"amount": "19.99", "currency": "EUR"},
+        "deliveryType": "AUTO_KEY",
+        "keyPoolId": pool,
+        "lowStockThreshold": 2,
+    }
+    saved = await _call(api, "POST", "/offers/draft", seller, draft)
+    assert (saved["lowStockThreshold"], saved["stockLevel"]) == (2, "low")
+    keys = await _call(api, "GET", f"/key-pools/{pool}/keys", seller)
+    for key in keys["items"]:
+        deleted = await api.client.delete(f"/key-pools/{pool}/keys/{key['id']}", headers=seller)
+        assert deleted.status == 204
+    listed = await _call(api, "GET", "/seller/offers", seller)
+    assert [o["stockLevel"] for o in listed["items"]] == ["out_of_stock"]
+    events = await _call(api, "GET", f"/key-pools/{pool}/events", seller)
+    stock = [e["action"] for e in events["items"] if e["action"].startswith("offer.")]
+    assert stock == ["offer.low_stock", "offer.out_of_stock"]  # checked by invalidations
+    for bad in (-1, 1_000_001, "3"):
+        problem = await _call(
+            api, "POST", "/offers/draft", seller, {**draft, "lowStockThreshold": bad}, 400
+        )
+        # a wrong type is reported by the converter under the attribute's path
+        field = problem["errors"][0]["field"]
+        assert field in {"lowStockThreshold", "body.low_stock_threshold"}, problem

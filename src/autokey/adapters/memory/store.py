@@ -39,7 +39,7 @@ from autokey.domain.model.keys import (
     PoolCounts,
     sealed_with,
 )
-from autokey.domain.model.offers import Offer
+from autokey.domain.model.offers import DeliveryType, Offer, OfferStatus
 from autokey.domain.model.orders import UPSTREAM_ORDER, Order, OrderStatus, SalesFilter
 from autokey.domain.model.outbound import Delivery, DeliveryStatus, WebhookEndpoint
 from autokey.domain.model.pages import Page, PageRequest
@@ -368,6 +368,17 @@ class MemoryOfferRepository(OfferRepository):
     async def list_for_seller(self, seller_id: SubjectId, page: PageRequest) -> Page[Offer]:
         mine = [o for o in self._t.offers.values() if o.seller_id == seller_id]
         return _page(mine, page, lambda o: o.id)
+
+    async def lock_stocked(self, pool_id: PoolId | None, page: PageRequest) -> Page[Offer]:
+        # One transaction at a time holds this store: nothing to skip.
+        stocked = [
+            o
+            for o in self._t.offers.values()
+            if o.status is OfferStatus.ACTIVE
+            and o.delivery_type is DeliveryType.AUTO_KEY
+            and (pool_id is None or o.key_pool_id == pool_id)
+        ]
+        return _page(stocked, page, lambda o: o.id)
 
 
 class MemoryOrderRepository(OrderRepository):

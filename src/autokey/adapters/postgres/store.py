@@ -71,7 +71,7 @@ from autokey.domain.model.keys import (
     PinnedIndexKey,
     PoolCounts,
 )
-from autokey.domain.model.offers import DeliveryType, Money, Offer, OfferStatus
+from autokey.domain.model.offers import DeliveryType, Money, Offer, OfferStatus, StockLevel
 from autokey.domain.model.orders import (
     UPSTREAM_ORDER,
     Order,
@@ -258,6 +258,8 @@ def _offer_from_row(row: TupleRow) -> Offer:
         updated_at=row[9],
         g2a_product_id=row[10],
         max_price=None if row[11] is None else Money(amount=row[11], currency=row[12]),
+        low_stock_threshold=row[13],
+        recorded_stock_level=StockLevel(row[14]),
     )
 
 
@@ -774,31 +776,36 @@ class PostgresKeyringRepository(_Sql, KeyringRepository):
 # Offers
 # ---------------------------------------------------------------------------------------
 
-_INSERT_OFFER: Final = """
-INSERT INTO offers (
-    id, seller_id, title, price_amount, price_currency, delivery_type, key_pool_id, status,
-    created_at, updated_at, g2a_product_id, max_price_amount, max_price_currency
-)
-VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)
+_OFFER_COLUMNS: Final = """
+id, seller_id, title, price_amount, price_currency, delivery_type, key_pool_id, status,
+created_at, updated_at, g2a_product_id, max_price_amount, max_price_currency,
+low_stock_threshold, stock_level
+"""
+_INSERT_OFFER: Final = f"""
+INSERT INTO offers ({_OFFER_COLUMNS})
+VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)
 ON CONFLICT DO NOTHING
 """
 _SAVE_OFFER: Final = """
 UPDATE offers SET title = %s, price_amount = %s, price_currency = %s, delivery_type = %s,
     key_pool_id = %s, status = %s, updated_at = %s, g2a_product_id = %s, max_price_amount = %s,
-    max_price_currency = %s
+    max_price_currency = %s, low_stock_threshold = %s, stock_level = %s
 WHERE id = %s
 """
-_OFFER_BY_ID: Final = """
-SELECT id, seller_id, title, price_amount, price_currency, delivery_type, key_pool_id, status,
-       created_at, updated_at, g2a_product_id, max_price_amount, max_price_currency
-FROM offers WHERE id = %s
-"""
-_OFFERS_OF_SELLER: Final = """
-SELECT id, seller_id, title, price_amount, price_currency, delivery_type, key_pool_id, status,
-       created_at, updated_at, g2a_product_id, max_price_amount, max_price_currency
-FROM offers
+_OFFER_BY_ID: Final = f"SELECT {_OFFER_COLUMNS} FROM offers WHERE id = %s"
+_OFFERS_OF_SELLER: Final = f"""
+SELECT {_OFFER_COLUMNS} FROM offers
 WHERE seller_id = %s AND id > %s
 ORDER BY id LIMIT %s
+"""
+# NO KEY UPDATE: sweeps exclude each other, but an order inserted meanwhile (its foreign key
+# takes KEY SHARE on the offer) never waits for a sweep.
+_OFFERS_STOCKED: Final = f"""
+SELECT {_OFFER_COLUMNS} FROM offers
+WHERE status = 'active' AND delivery_type = 'AUTO_KEY'
+    AND (%(pool)s::uuid IS NULL OR key_pool_id = %(pool)s) AND id > %(after)s
+ORDER BY id LIMIT %(limit)s
+FOR NO KEY UPDATE SKIP LOCKED
 """
 
 
@@ -820,6 +827,8 @@ class PostgresOfferRepository(_Sql, OfferRepository):
                 offer.g2a_product_id,
                 None if offer.max_price is None else offer.max_price.amount,
                 None if offer.max_price is None else offer.max_price.currency,
+                offer.low_stock_threshold,
+                offer.recorded_stock_level.value,
             ),
             refs={"pool": str(offer.key_pool_id)},
         )
@@ -840,6 +849,8 @@ class PostgresOfferRepository(_Sql, OfferRepository):
                 offer.g2a_product_id,
                 None if offer.max_price is None else offer.max_price.amount,
                 None if offer.max_price is None else offer.max_price.currency,
+                offer.low_stock_threshold,
+                offer.recorded_stock_level.value,
                 offer.id,
             ),
             refs={"pool": str(offer.key_pool_id)},
@@ -853,6 +864,13 @@ class PostgresOfferRepository(_Sql, OfferRepository):
     async def list_for_seller(self, seller_id: SubjectId, page: PageRequest) -> Page[Offer]:
         rows = await self._all(
             _OFFERS_OF_SELLER, (seller_id, page.after or _MIN_UUID, page.limit + 1)
+        )
+        return _page([_offer_from_row(r) for r in rows], page.limit, lambda x: x.id)
+
+    async def lock_stocked(self, pool_id: PoolId | None, page: PageRequest) -> Page[Offer]:
+        rows = await self._all(
+            _OFFERS_STOCKED,
+            {"pool": pool_id, "after": page.after or _MIN_UUID, "limit": page.limit + 1},
         )
         return _page([_offer_from_row(r) for r in rows], page.limit, lambda x: x.id)
 

@@ -33,7 +33,7 @@ from autokey.domain.model.ids import (
     TokenId,
 )
 from autokey.domain.model.keys import Key, KeyPool, KeyStatus
-from autokey.domain.model.offers import DeliveryType, Money, Offer, OfferStatus
+from autokey.domain.model.offers import DeliveryType, Money, Offer, OfferStatus, StockLevel
 from autokey.domain.model.orders import Order, OrderStatus, UpstreamState
 from autokey.domain.model.outbound import (
     Delivery,
@@ -229,6 +229,8 @@ def offer_params(offer: Offer) -> Params:
         if offer.max_price is None
         else decimal_col(offer.max_price.amount),
         "max_price_currency": None if offer.max_price is None else offer.max_price.currency,
+        "low_stock_threshold": offer.low_stock_threshold,
+        "stock_level": offer.recorded_stock_level.value,
     }
 
 
@@ -248,6 +250,8 @@ def offer_from_row(row: sqlite3.Row) -> Offer:
         max_price=None
         if row["max_price_amount"] is None
         else Money(amount=decimal_val(row["max_price_amount"]), currency=row["max_price_currency"]),
+        low_stock_threshold=row["low_stock_threshold"],
+        recorded_stock_level=StockLevel(row["stock_level"]),
     )
 
 

@@ -185,14 +185,17 @@ RETURNING id
 
 # --- offers -------------------------------------------------------------------------------
 
-OFFER_INSERT = """
-INSERT INTO offers (
-    id, seller_id, title, price_amount, price_currency, delivery_type, key_pool_id, status,
-    created_at, updated_at, g2a_product_id, max_price_amount, max_price_currency
-)
+_OFFER_COLUMNS = """
+id, seller_id, title, price_amount, price_currency, delivery_type, key_pool_id, status,
+created_at, updated_at, g2a_product_id, max_price_amount, max_price_currency,
+low_stock_threshold, stock_level
+"""
+OFFER_INSERT = f"""
+INSERT INTO offers ({_OFFER_COLUMNS})
 VALUES (
     :id, :seller_id, :title, :price_amount, :price_currency, :delivery_type, :key_pool_id,
-    :status, :created_at, :updated_at, :g2a_product_id, :max_price_amount, :max_price_currency
+    :status, :created_at, :updated_at, :g2a_product_id, :max_price_amount, :max_price_currency,
+    :low_stock_threshold, :stock_level
 )
 """
 OFFER_SAVE = """
@@ -200,19 +203,21 @@ UPDATE offers
 SET title = :title, price_amount = :price_amount, price_currency = :price_currency,
     delivery_type = :delivery_type, key_pool_id = :key_pool_id, status = :status,
     updated_at = :updated_at, g2a_product_id = :g2a_product_id,
-    max_price_amount = :max_price_amount, max_price_currency = :max_price_currency
+    max_price_amount = :max_price_amount, max_price_currency = :max_price_currency,
+    low_stock_threshold = :low_stock_threshold, stock_level = :stock_level
 WHERE id = :id
 """
-OFFER_GET = """
-SELECT id, seller_id, title, price_amount, price_currency, delivery_type, key_pool_id, status,
-       created_at, updated_at, g2a_product_id, max_price_amount, max_price_currency
-FROM offers WHERE id = :id
-"""
-OFFERS_OF_SELLER = """
-SELECT id, seller_id, title, price_amount, price_currency, delivery_type, key_pool_id, status,
-       created_at, updated_at, g2a_product_id, max_price_amount, max_price_currency
-FROM offers
+OFFER_GET = f"SELECT {_OFFER_COLUMNS} FROM offers WHERE id = :id"
+OFFERS_OF_SELLER = f"""
+SELECT {_OFFER_COLUMNS} FROM offers
 WHERE seller_id = :seller_id AND id > :after
+ORDER BY id LIMIT :limit
+"""
+# The writer lock this transaction holds keeps other sweeps out: nothing to skip.
+OFFERS_STOCKED = f"""
+SELECT {_OFFER_COLUMNS} FROM offers
+WHERE status = 'active' AND delivery_type = 'AUTO_KEY'
+    AND (:pool_id IS NULL OR key_pool_id = :pool_id) AND id > :after
 ORDER BY id LIMIT :limit
 """
 

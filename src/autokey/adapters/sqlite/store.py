@@ -441,6 +441,17 @@ class SqliteOfferRepository(OfferRepository):
         )
         return _page([rows.offer_from_row(r) for r in found], page, lambda o: o.id)
 
+    async def lock_stocked(self, pool_id: PoolId | None, page: PageRequest) -> Page[Offer]:
+        found = await self._db.fetchall(
+            sql.OFFERS_STOCKED,
+            {
+                "pool_id": None if pool_id is None else pool_id.bytes,
+                "after": rows.cursor_after(page.after),
+                "limit": _limit(page),
+            },
+        )
+        return _page([rows.offer_from_row(r) for r in found], page, lambda o: o.id)
+
 
 class SqliteOrderRepository(OrderRepository):
     def __init__(self, session: _Session) -> None:

@@ -26,6 +26,9 @@ class AuditAction(enum.StrEnum):
     ORDER_FULFILLED = "order.fulfilled"
     ORDER_CANCELED = "order.canceled"
     ORDER_EXPIRED = "order.expired"
+    OFFER_LOW_STOCK = "offer.low_stock"
+    OFFER_OUT_OF_STOCK = "offer.out_of_stock"
+    OFFER_BACK_IN_STOCK = "offer.back_in_stock"
 
 
 @attrs.frozen(kw_only=True)

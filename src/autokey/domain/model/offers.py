@@ -41,6 +41,15 @@ class Availability(enum.StrEnum):
     OUT_OF_STOCK = "out_of_stock"
 
 
+class StockLevel(enum.StrEnum):
+    IN_STOCK = "in_stock"
+    LOW = "low"
+    OUT_OF_STOCK = "out_of_stock"
+
+
+MAX_LOW_STOCK_THRESHOLD = 1_000_000
+
+
 @attrs.frozen(kw_only=True)
 class Money:
     """A non-negative decimal amount in a currency of `MINOR_UNITS`. Arithmetic is exact."""
@@ -87,8 +96,16 @@ class Offer:
     g2a_product_id: str | None = None
     max_price: Money | None = None
     """The most a G2A-sourced key may cost upstream."""
+    low_stock_threshold: int | None = None
+    """Stock is `low` at this many AVAILABLE keys or fewer (and more than none)."""
+    recorded_stock_level: StockLevel = StockLevel.IN_STOCK
+    """The level last announced; a change is announced once, by `record_stock_level`."""
 
     def __attrs_post_init__(self) -> None:
+        if self.low_stock_threshold is not None and not (
+            0 <= self.low_stock_threshold <= MAX_LOW_STOCK_THRESHOLD
+        ):
+            raise InvalidInput.of("lowStockThreshold", "out_of_range")
         check_text("title", self.title, max_length=MAX_TITLE_LENGTH)
         if self.g2a_product_id is not None:
             check_text("g2aProductId", self.g2a_product_id, max_length=MAX_PRODUCT_ID_LENGTH)
@@ -119,6 +136,27 @@ class Offer:
         """AUTO_KEY stock is the pool's AVAILABLE keys; a G2A offer is bought on demand."""
         in_stock = self.delivery_type is not DeliveryType.AUTO_KEY or available_keys > 0
         return Availability.IN_STOCK if in_stock else Availability.OUT_OF_STOCK
+
+    def stock_level(self, available_keys: int) -> StockLevel:
+        """AUTO_KEY offers: `out_of_stock` at no AVAILABLE key, `low` at the threshold or
+        below, else `in_stock`. G2A offers are bought on demand and MANUAL ones delivered
+        outside autokey: always `in_stock`."""
+        if self.delivery_type is not DeliveryType.AUTO_KEY:
+            return StockLevel.IN_STOCK
+        if available_keys <= 0:
+            return StockLevel.OUT_OF_STOCK
+        if self.low_stock_threshold is not None and available_keys <= self.low_stock_threshold:
+            return StockLevel.LOW
+        return StockLevel.IN_STOCK
+
+    def record_stock_level(self, available_keys: int) -> StockLevel | None:
+        """Remember the live level; return it when it differs from the one recorded (a
+        crossing to announce), None when nothing changed."""
+        level = self.stock_level(available_keys)
+        if level is self.recorded_stock_level:
+            return None
+        self.recorded_stock_level = level
+        return level
 
     def ensure_purchasable(self) -> PoolId:
         """The pool the order's keys come from (or are recorded in, for G2A);

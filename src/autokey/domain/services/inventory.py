@@ -23,6 +23,7 @@ from autokey.domain.model.keys import (
 from autokey.domain.model.outbound import OutboundEventType
 from autokey.domain.model.pages import MAX_PAGE_SIZE, Page, PageRequest
 from autokey.domain.services.outbound import announce
+from autokey.domain.services.stock import check_pool_offers
 from autokey.ports.crypto import BlindIndex, KeyCipher
 from autokey.ports.store import Store, UnitOfWork
 from autokey.ports.system import Clock, IdGenerator
@@ -145,6 +146,7 @@ class InventoryService:
                     "availableKeys": counts.available,
                 },
             )
+            await check_pool_offers(tx, self._ids, self._clock, pool_id)
         report.errors.sort(key=lambda e: e.line)
         return report, counts
 
@@ -192,6 +194,7 @@ class InventoryService:
             await tx.keys.save(key)
             event = self._event(principal, AuditAction.KEY_INVALIDATED, pool_id)
             await tx.audit.append([attrs.evolve(event, key_ids=(key_id,))])
+            await check_pool_offers(tx, self._ids, self._clock, pool_id)
 
     async def housekeeping(self) -> None:
         """Keep reads and claims cheap as pools age: fold appended count changes into

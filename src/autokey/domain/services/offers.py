@@ -13,8 +13,10 @@ from autokey.domain.model.offers import (
     Money,
     Offer,
     OfferStatus,
+    StockLevel,
 )
 from autokey.domain.model.pages import Page, PageRequest
+from autokey.domain.services.stock import sweep_stock_levels
 from autokey.ports.store import Store, UnitOfWork
 from autokey.ports.system import Clock, IdGenerator
 
@@ -30,6 +32,7 @@ class OfferDraft:
     key_pool_id: PoolId | None
     g2a_product_id: str | None = None
     max_price: Money | None = None
+    low_stock_threshold: int | None = None
 
 
 @attrs.frozen(kw_only=True)
@@ -40,6 +43,10 @@ class OfferView:
     @property
     def availability(self) -> Availability:
         return self.offer.availability(self.available_keys)
+
+    @property
+    def stock_level(self) -> StockLevel:
+        return self.offer.stock_level(self.available_keys)
 
 
 async def _view(tx: UnitOfWork, offer: Offer) -> OfferView:
@@ -80,6 +87,7 @@ class OfferService:
                     key_pool_id=draft.key_pool_id,
                     g2a_product_id=draft.g2a_product_id,
                     max_price=draft.max_price,
+                    low_stock_threshold=draft.low_stock_threshold,
                     status=OfferStatus.DRAFT,
                     created_at=now,
                     updated_at=now,
@@ -95,6 +103,7 @@ class OfferService:
                     key_pool_id=draft.key_pool_id,
                     g2a_product_id=draft.g2a_product_id,
                     max_price=draft.max_price,
+                    low_stock_threshold=draft.low_stock_threshold,
                     updated_at=now,
                 )
                 await tx.offers.save(offer)
@@ -109,6 +118,11 @@ class OfferService:
             offer.set_status(status, self._clock.now())
             await tx.offers.save(offer)
             return await _view(tx, offer)
+
+    async def sweep_stock_levels(self) -> int:
+        """Housekeeping: announce every active AUTO_KEY offer whose stock level crossed
+        since it was last recorded; returns how many crossed."""
+        return await sweep_stock_levels(self._store, self._ids, self._clock)
 
     async def list_for_seller(self, principal: Principal, page: PageRequest) -> Page[OfferView]:
         principal.require(Role.SELLER, action="list_offers")

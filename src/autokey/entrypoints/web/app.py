@@ -86,6 +86,7 @@ async def _housekeeping(container: Container) -> None:
     if expired := await container.orders().sweep_expired():
         log.info("orders.expired_swept", count=expired)
         container.domain_metrics().order_transition("expired", expired)
+    await container.offers().sweep_stock_levels()
     await container.idempotency().purge()
     await container.webhooks().prune_nonces()
     await container.auth().flush_usage()

@@ -101,6 +101,18 @@ class DomainMetrics:
 
 StockSource = Callable[[], Awaitable[Mapping[str, PoolCounts]]]
 """Keys per status for every pool with keys, by pool id (as text)."""
+PoolNames = Callable[[], Mapping[str, str]]
+"""The seller-given name of each known pool, by pool id (as text)."""
+
+MAX_NAME_LABEL = 64
+
+
+def name_label(name: str) -> str:
+    """A seller's pool name as a label value: control characters replaced, at most
+    MAX_NAME_LABEL characters (the exposition format escapes quotes, backslashes, newlines)."""
+    shown = "".join(c if c.isprintable() else "?" for c in name)
+    return shown if len(shown) <= MAX_NAME_LABEL else shown[: MAX_NAME_LABEL - 1] + "…"
+
 
 OTHER_POOLS = "other"
 _STATUS_FIELDS = {
@@ -118,19 +130,23 @@ class KeyStockCollector(Collector):
     Prometheus collectors are synchronous and the store is not, so the /metrics handler awaits
     `refresh()` before rendering; `collect()` then reads the last snapshot. A refresh runs at
     most every `min_interval_s` (scrapes from several Prometheus servers share it) and a failed
-    one keeps the previous snapshot, reported by `autokey_keys_snapshot_age_seconds`."""
+    one keeps the previous snapshot, reported by `autokey_keys_snapshot_age_seconds`.
+
+    Pool names are seller text, so they are not a label of every series: `autokey_pool_info
+    {pool, name} 1` names each pool shown, to join on `pool` in a query."""
 
     def __init__(
         self,
         source: StockSource,
         *,
+        names: PoolNames = dict,
         registry: CollectorRegistry | None = None,
         top: int = 50,
         min_interval_s: float = 10.0,
         timeout_s: float = 5.0,
         monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
-        self._source, self._top = source, top
+        self._source, self._top, self._names = source, top, names
         self._min_interval_s, self._timeout_s = min_interval_s, timeout_s
         self._monotonic = monotonic
         self._snapshot: list[tuple[str, PoolCounts]] = []
@@ -173,6 +189,16 @@ class KeyStockCollector(Collector):
             for status, field in _STATUS_FIELDS.items():
                 keys.add_metric([pool, status.value.lower()], getattr(counts, field))
         yield keys
+        info = GaugeMetricFamily(
+            "autokey_pool_info",
+            "1 per pool in autokey_keys, naming it (join on pool); names cut to 64 characters.",
+            labels=["pool", "name"],
+        )
+        names = self._names()
+        for pool, _ in self._snapshot:
+            if pool in names:
+                info.add_metric([pool, name_label(names[pool])], 1)
+        yield info
         totals = _sum(counts for _, counts in self._snapshot)
         total = GaugeMetricFamily(
             "autokey_keys_total_by_status", "Keys by status over all pools.", labels=["status"]
@@ -220,11 +246,19 @@ class AuditedPoolStock:
         self._store, self._max_events, self._settle = store, max_events, settle
         self._after: UUID | None = None
         self._pools: set[PoolId] = set()
+        self._names: dict[str, str] = {}
 
     async def __call__(self) -> Mapping[str, PoolCounts]:
         async with self._store.transaction() as tx:
             await self._discover(tx)
+            for pool_id in self._pools.difference(PoolId(UUID(p)) for p in self._names):
+                if (pool := await tx.pools.get(pool_id)) is not None:
+                    self._names[str(pool_id)] = pool.name  # names never change: read once
             return {str(pool): await tx.pools.counts(pool) for pool in sorted(self._pools)}
+
+    def names(self) -> Mapping[str, str]:
+        """The names of the pools read so far (a `PoolNames`)."""
+        return self._names
 
     async def _discover(self, tx: UnitOfWork) -> None:
         # Event ids are taken before their transaction commits, so an event may become

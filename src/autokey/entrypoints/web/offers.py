@@ -41,6 +41,7 @@ async def save_draft(request: web.Request) -> web.Response:
         key_pool_id=PoolId(body.key_pool_id) if body.key_pool_id else None,
         g2a_product_id=body.g2a_product_id,
         max_price=body.max_price.to_domain("maxPrice") if body.max_price else None,
+        low_stock_threshold=body.low_stock_threshold,
     )
     view = await container(request).offers().save_draft(who, draft)
     return json_response(request, OfferOut.of(view), status=200 if body.id else 201)

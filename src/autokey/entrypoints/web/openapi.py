@@ -26,7 +26,14 @@ from aiohttp import web
 from autokey.domain.model.audit import AuditAction
 from autokey.domain.model.currencies import MINOR_UNITS
 from autokey.domain.model.keys import KeyStatus, LineProblem
-from autokey.domain.model.offers import MAX_AMOUNT_DIGITS, Availability, DeliveryType, OfferStatus
+from autokey.domain.model.offers import (
+    MAX_AMOUNT_DIGITS,
+    MAX_LOW_STOCK_THRESHOLD,
+    Availability,
+    DeliveryType,
+    OfferStatus,
+    StockLevel,
+)
 from autokey.domain.model.orders import MAX_QUANTITY, OrderStatus
 from autokey.domain.model.pages import MAX_PAGE_SIZE
 from autokey.entrypoints.web import schemas as s
@@ -79,6 +86,16 @@ FIELD_OVERRIDES: dict[tuple[type[Any], str], dict[str, Any]] = {
     (s.OfferOut, "delivery_type"): {"enum": _values(DeliveryType)},
     (s.OfferOut, "status"): {"enum": _values(OfferStatus)},
     (s.OfferOut, "availability"): {"enum": _values(Availability)},
+    (s.OfferOut, "stock_level"): {
+        "enum": _values(StockLevel),
+        "description": "AUTO_KEY: `out_of_stock` at no available key, `low` at "
+        "`lowStockThreshold` or fewer; G2A and MANUAL offers are always `in_stock`.",
+    },
+    (s.OfferDraftIn, "low_stock_threshold"): {
+        "minimum": 0,
+        "maximum": MAX_LOW_STOCK_THRESHOLD,
+        "description": "Stock is `low` at this many available keys or fewer; null: never low.",
+    },
     (s.OrderOut, "status"): {"enum": _values(OrderStatus)},
     (s.AuditEventOut, "action"): {"enum": _values(AuditAction)},
     (s.CreateOrderIn, "quantity"): {"minimum": 1, "maximum": MAX_QUANTITY},

@@ -209,6 +209,7 @@ class OfferDraftIn:
     key_pool_id: UUID | None = None
     g2a_product_id: str | None = None
     max_price: MoneyIO | None = None
+    low_stock_threshold: int | None = None
 
 
 @attrs.frozen(kw_only=True)
@@ -236,6 +237,8 @@ class OfferOut:
     updated_at: datetime
     g2a_product_id: str | None
     max_price: MoneyIO | None
+    low_stock_threshold: int | None
+    stock_level: str
 
     @classmethod
     def of(cls, view: OfferView) -> OfferOut:
@@ -254,6 +257,8 @@ class OfferOut:
             updated_at=o.updated_at,
             g2a_product_id=o.g2a_product_id,
             max_price=MoneyIO.of(o.max_price) if o.max_price else None,
+            low_stock_threshold=o.low_stock_threshold,
+            stock_level=view.stock_level.value,
         )
 
 

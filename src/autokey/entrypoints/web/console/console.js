@@ -4,8 +4,9 @@
 
 const TOKEN_KEY = "autokey.console.token";
 const POOL_KEY = "autokey.console.pool";
-const LOW_STOCK_KEY = "autokey.console.lowStock";
 const KEYS_PAGE = 25;
+const SALES_PAGE = 50;
+const AUDIT_SHOWN = 100;
 const MAX_PAGE = 500;
 const MAX_JSON_KEYS = 10000;
 
@@ -17,24 +18,68 @@ const LINE_REASONS = {
   invalid_length: "Invalid length: a key has 5 to 256 characters",
   invalid_characters: "Invalid characters: no spaces or control characters inside a key",
 };
+// Problems and field errors carry stable codes; the console shows sentences. Unknown codes
+// fall back to the problem's title, which the server writes for people.
+const PROBLEM_MESSAGES = {
+  unauthenticated: "The server refused this token (401): it is unknown, revoked or mistyped.",
+  forbidden: "This token may not do that: use a token created with --role seller.",
+  not_found: "That no longer exists. Refresh the page.",
+  too_many_keys: "Too many keys in one paste.",
+  key_not_available: "That key is reserved or delivered and cannot be invalidated.",
+  illegal_transition: "The offer cannot move to that status.",
+  conflict: "Someone changed this at the same time. Try again.",
+  store_unavailable: "The database is unavailable. Try again in a moment.",
+  payload_too_large: "The upload is too large.",
+};
+const FIELD_LABELS = {
+  name: "The pool name",
+  title: "The title",
+  "price.amount": "The price",
+  "price.currency": "The currency",
+  keyPoolId: "The key pool",
+  lowStockThreshold: "The low-stock threshold",
+  url: "The endpoint URL",
+  eventTypes: "The event selection",
+  status: "The status",
+  body: "The request",
+};
 const FIELD_REASONS = {
   required: "is required",
   invalid_type: "has the wrong type",
   unknown_field: "is not a known field",
   invalid_value: "is not valid",
-  invalid_length: "has an invalid length",
-  not_a_decimal: "is not a plain amount (digits and one point, e.g. 9.99)",
+  invalid_length: "is too short or too long",
+  not_a_decimal: "must be a number such as 9.99",
   too_large: "is too large",
   too_many_decimals: "has more decimals than the currency allows (EUR 2, JPY 0, KWD 3)",
-  invalid_currency: "is not an accepted ISO 4217 currency code (e.g. EUR)",
+  invalid_currency: "must be a 3-letter currency code such as EUR",
   control_character: "contains a control character",
   bidi_control: "contains a bidirectional control character",
   unpaired_surrogate: "contains an invalid character",
-  required_for_auto_key: "is required for AUTO_KEY offers",
+  required_for_auto_key: "is required for an AUTO_KEY offer",
   unknown_key_pool: "is not one of your pools",
   unknown_value: "has an unknown value",
   out_of_range: "is out of range",
   malformed_json: "is not valid JSON",
+  invalid_shape: "has the wrong shape",
+  https_required: "must use https",
+  not_http_url: "must be an http or https address",
+  credentials_in_url: "must not contain a user name or password",
+  private_target: "points to a private or local address, which autokey does not call",
+  too_many_endpoints: "cannot be added: you have the maximum number of endpoints",
+  unknown_event_type: "names an event autokey does not send",
+};
+const EVENT_TYPES = [
+  "order.fulfilled",
+  "upload.completed",
+  "offer.low_stock",
+  "offer.out_of_stock",
+  "offer.back_in_stock",
+];
+const STOCK_LEVELS = {
+  in_stock: ["In stock", "ok"],
+  low: ["Low stock", "warn"],
+  out_of_stock: ["Out of stock", "bad"],
 };
 
 const $ = (id) => document.getElementById(id);
@@ -45,7 +90,10 @@ const state = {
   offers: [],
   selectedPoolId: sessionStorage.getItem(POOL_KEY),
   keys: { poolId: null, status: "", items: [], nextCursor: null, generation: 0 },
-  lowStock: Number(localStorage.getItem(LOW_STOCK_KEY)) || 5,
+  audit: [],
+  sales: [],
+  hooks: [],
+  deliveriesFor: null,
   refreshing: null,
   timer: null,
 };
@@ -75,8 +123,8 @@ const NETWORK_PROBLEM = {
   detail: "The request did not complete. Check that the server is running and try again.",
 };
 
-async function api(method, path, body) {
-  const headers = { Accept: "application/json", Authorization: `Bearer ${state.token}` };
+async function request(method, path, body, accept = "application/json") {
+  const headers = { Accept: accept, Authorization: `Bearer ${state.token}` };
   const init = { method, headers, cache: "no-store", credentials: "omit" };
   if (body !== undefined) {
     headers["Content-Type"] = "application/json";
@@ -88,8 +136,14 @@ async function api(method, path, body) {
   } catch {
     throw new ApiError(0, NETWORK_PROBLEM);
   }
-  const text = await response.text();
-  if (!response.ok) throw new ApiError(response.status, problemFrom(response.status, text));
+  if (!response.ok) {
+    throw new ApiError(response.status, problemFrom(response.status, await response.text()));
+  }
+  return response;
+}
+
+async function api(method, path, body) {
+  const text = await (await request(method, path, body)).text();
   return text ? JSON.parse(text) : null;
 }
 
@@ -181,29 +235,27 @@ const when = (iso) => (iso ? dates.format(new Date(iso)) : "—");
 // UUIDv7s start with a timestamp, so ids made together share a prefix: show the random tail.
 const shortId = (id) => (id ? `…${id.slice(-8)}` : "—");
 
+// "price.amount" + "not_a_decimal" -> "The price must be a number such as 9.99."
+function fieldSentence(item) {
+  const field = String(item.field || "").replace(/^body\./, "");
+  const camel = field.replace(/_([a-z])/g, (_, c) => c.toUpperCase());
+  const label = FIELD_LABELS[camel] || (camel ? `The field “${camel}”` : "The request");
+  return `${label} ${FIELD_REASONS[item.code] || "is not valid"}.`;
+}
+
 function showProblem(el, error) {
   const problem = error instanceof ApiError ? error.problem : { title: String(error.message || error) };
-  const parts = [h("strong", {}, problem.title || "Something went wrong")];
+  const errors = Array.isArray(problem.errors) ? problem.errors : [];
+  const headline =
+    problem.code === "invalid_input" && errors.length
+      ? "Please correct this:"
+      : PROBLEM_MESSAGES[problem.code] || problem.title || "Something went wrong.";
+  const parts = [h("strong", {}, headline)];
   if (problem.detail) parts.push(" ", h("span", {}, problem.detail));
-  if (error instanceof ApiError && error.status === 403) {
-    parts.push(" ", h("span", {}, "Use a token created with --role seller."));
-  }
   if (typeof problem.limit === "number") {
     parts.push(" ", h("span", {}, `The limit is ${fmt(problem.limit)}.`));
   }
-  if (Array.isArray(problem.errors) && problem.errors.length) {
-    parts.push(
-      h(
-        "ul",
-        {},
-        problem.errors.map((item) => {
-          const field = String(item.field || "").replace(/^body\./, "") || "request";
-          const reason = FIELD_REASONS[item.code] || item.code;
-          return h("li", {}, h("code", {}, field), ` ${reason}`);
-        }),
-      ),
-    );
-  }
+  if (errors.length) parts.push(h("ul", {}, errors.map((item) => h("li", {}, fieldSentence(item)))));
   el.replaceChildren(...parts);
   show(el, true);
 }
@@ -265,6 +317,11 @@ function signOut(error) {
   sessionStorage.removeItem(TOKEN_KEY);
   state.pools = [];
   state.offers = [];
+  state.sales = [];
+  state.hooks = [];
+  state.audit = [];
+  state.deliveriesFor = null;
+  hideSecret();
   state.keys = { poolId: null, status: "", items: [], nextCursor: null, generation: state.keys.generation + 1 };
   showSignIn();
   if (error) showProblem($("token-problem"), error);
@@ -324,7 +381,7 @@ async function refreshAll({ quiet = false } = {}) {
   state.refreshing = (async () => {
     try {
       await loadPools();
-      await Promise.all([loadOffers(), loadKeys()]);
+      await Promise.all([loadOffers(), loadKeys(), loadAudit(), loadSales(), loadHooks()]);
       $("refresh-state").textContent = `Updated ${times.format(new Date())}`;
       $("refresh-state").classList.remove("stale");
     } catch (error) {
@@ -343,10 +400,18 @@ async function refreshAll({ quiet = false } = {}) {
 
 // ---- Pools ----------------------------------------------------------------------------
 
-function stockLevel(pool) {
-  if (pool.availableKeys === 0) return { label: "Out of stock", tone: "bad" };
-  if (pool.availableKeys < state.lowStock) return { label: "Low stock", tone: "warn" };
-  return { label: "In stock", tone: "ok" };
+// A pool is low when one of its offers is: the thresholds live on offers, server-side.
+function poolLevel(pool) {
+  if (pool.availableKeys === 0) return "out_of_stock";
+  const low = state.offers.some((o) => o.keyPoolId === pool.id && o.stockLevel === "low");
+  return low ? "low" : "in_stock";
+}
+
+function lowThreshold(pool) {
+  const limits = state.offers
+    .filter((o) => o.keyPoolId === pool.id && o.stockLevel === "low")
+    .map((o) => o.lowStockThreshold);
+  return Math.max(...limits);
 }
 
 function selectedPool() {
@@ -375,11 +440,11 @@ function renderPools() {
   const body = $("pools-body");
   show($("pools-empty"), state.pools.length === 0);
   show($("pools-table").closest(".table-wrap"), state.pools.length > 0);
-  const signature = JSON.stringify([state.pools, state.selectedPoolId, state.lowStock]);
+  const signature = JSON.stringify([state.pools, state.selectedPoolId, state.pools.map(poolLevel)]);
   renderInto(body, signature, () =>
     state.pools.map((pool) => {
       const selected = pool.id === state.selectedPoolId;
-      const level = stockLevel(pool);
+      const [label, tone] = STOCK_LEVELS[poolLevel(pool)];
       return h(
         "tr",
         { class: selected ? "selected" : null, dataset: { poolId: pool.id } },
@@ -402,7 +467,7 @@ function renderPools() {
         h("td", { class: "num opt" }, fmt(pool.reservedKeys)),
         h("td", { class: "num opt" }, fmt(pool.deliveredKeys)),
         h("td", { class: "num opt" }, fmt(pool.invalidKeys)),
-        h("td", {}, h("span", { class: `badge ${level.tone}` }, level.label)),
+        h("td", {}, h("span", { class: `badge ${tone}` }, label)),
       );
     }),
   );
@@ -418,11 +483,11 @@ function renderPoolDetail() {
     dd.textContent = fmt(pool[dd.dataset.count]);
   }
   const out = pool.availableKeys === 0;
-  const low = !out && pool.availableKeys < state.lowStock;
+  const low = poolLevel(pool) === "low";
   show($("out-of-stock"), out);
   show($("low-stock-hint"), low);
   $("low-stock-text").textContent = low
-    ? `Only ${fmt(pool.availableKeys)} key${pool.availableKeys === 1 ? "" : "s"} left (threshold ${fmt(state.lowStock)}).`
+    ? `Only ${fmt(pool.availableKeys)} key${pool.availableKeys === 1 ? "" : "s"} left (an offer's threshold is ${fmt(lowThreshold(pool))}).`
     : "";
   $("pool-counts").classList.toggle("is-out", out);
 }
@@ -446,6 +511,8 @@ function selectPool(poolId, { load = true } = {}) {
   if (poolId) sessionStorage.setItem(POOL_KEY, poolId);
   else sessionStorage.removeItem(POOL_KEY);
   if (changed) {
+    state.audit = [];
+    lastRendered.delete($("audit-body"));
     show($("upload-report"), false);
     clearProblem($("upload-problem"));
     clearProblem($("keys-problem"));
@@ -456,7 +523,10 @@ function selectPool(poolId, { load = true } = {}) {
   }
   renderPools();
   renderPoolDetail();
-  if (load && changed) loadKeys().catch((error) => handleError($("keys-problem"), error));
+  if (load && changed) {
+    loadKeys().catch((error) => handleError($("keys-problem"), error));
+    loadAudit().catch((error) => handleError($("audit-problem"), error));
+  }
 }
 
 async function onCreatePool(event) {
@@ -464,9 +534,14 @@ async function onCreatePool(event) {
   const form = event.currentTarget;
   const problemEl = $("pool-problem");
   const name = $("pool-name").value.trim();
+  if (!name) {
+    showProblem(problemEl, { message: "Give the pool a name, for example “Steam keys · EU”." });
+    $("pool-name").focus();
+    return;
+  }
   await busy(form, async () => {
     try {
-      const pool = await api("POST", "/key-pools", name ? { name } : {});
+      const pool = await api("POST", "/key-pools", { name });
       $("pool-name").value = "";
       clearProblem(problemEl);
       state.pools.push(pool);
@@ -580,8 +655,7 @@ async function onFileUpload(event) {
     try {
       const report = await uploadFile(pool.id, file, setProgress);
       input.value = "";
-      bar.value = 100;
-      label.textContent = `Done · ${formatBytes(file.size)}`;
+      show(line, false); // the report below says how it went
       clearProblem(problemEl);
       applyCounts(pool.id, report);
       renderReport(report, file.name);
@@ -708,9 +782,14 @@ async function loadOffers() {
     return;
   }
   renderOffers();
+  renderSaleOfferOptions();
+  renderPools();
+  renderPoolDetail();
 }
 
 function renderOffers() {
+  // Never re-render under a threshold the seller is typing: it would lose the digits.
+  if (document.activeElement && document.activeElement.matches("input[data-threshold]")) return;
   const poolNames = new Map(state.pools.map((p) => [p.id, p.name]));
   show($("offers-empty"), state.offers.length === 0);
   show($("offers-table").closest(".table-wrap"), state.offers.length > 0);
@@ -728,14 +807,31 @@ function renderOffers() {
         offer.status
       ];
       const statusTone = { draft: "muted", active: "ok", inactive: "warn" }[offer.status] || "muted";
+      const [levelLabel, levelTone] = STOCK_LEVELS[offer.stockLevel] || [offer.stockLevel, "muted"];
+      const threshold =
+        offer.deliveryType === "AUTO_KEY"
+          ? h("input", {
+              type: "number",
+              class: "threshold",
+              min: 0,
+              max: 1000000,
+              inputmode: "numeric",
+              placeholder: "off",
+              value: offer.lowStockThreshold ?? "",
+              "aria-label": `Low-stock threshold of “${offer.title}”`,
+              dataset: { threshold: offer.id, focus: `threshold:${offer.id}` },
+            })
+          : "—";
       return h(
         "tr",
         { dataset: { offerId: offer.id, status: offer.status, availability: offer.availability } },
         h("th", { scope: "row" }, offer.title),
         h("td", { class: "num" }, `${offer.price.amount} ${offer.price.currency}`),
         h("td", { class: "opt" }, offer.keyPoolId ? poolNames.get(offer.keyPoolId) || shortId(offer.keyPoolId) : "—"),
-        h("td", {}, h("span", { class: `badge ${statusTone}` }, offer.status)),
-        h("td", {}, h("span", { class: `badge ${inStock ? "ok" : "bad"}`, dataset: { role: "availability" } }, availability)),
+        h("td", { class: "opt" }, h("span", { class: `badge ${statusTone}` }, offer.status)),
+        h("td", { class: "opt" }, h("span", { class: `badge ${inStock ? "ok" : "bad"}`, dataset: { role: "availability" } }, availability)),
+        h("td", {}, h("span", { class: `badge ${levelTone}`, dataset: { role: "stock-level" } }, levelLabel)),
+        h("td", {}, threshold),
         h(
           "td",
           { class: "actions" },
@@ -764,6 +860,7 @@ async function onCreateOffer(event) {
   const amount = $("offer-amount").value.trim();
   const currency = $("offer-currency").value.trim().toUpperCase();
   const keyPoolId = $("offer-pool").value || null;
+  const threshold = $("offer-threshold").value.trim();
   await busy(event.currentTarget, async () => {
     try {
       const offer = await api("POST", "/offers/draft", {
@@ -771,10 +868,12 @@ async function onCreateOffer(event) {
         price: { amount, currency },
         deliveryType: "AUTO_KEY",
         keyPoolId,
+        lowStockThreshold: threshold === "" ? null : Number(threshold),
       });
       clearProblem(problemEl);
       $("offer-title").value = "";
       $("offer-amount").value = "";
+      $("offer-threshold").value = "";
       await refreshAll();
       announce(`Draft “${offer.title}” saved. Publish it to start selling.`);
     } catch (error) {
@@ -800,6 +899,335 @@ async function offerAction(action, offerId) {
   await refreshAll();
 }
 
+// Saving a draft with an id updates the offer and keeps its status.
+async function onThresholdChange(input) {
+  const offer = state.offers.find((o) => o.id === input.dataset.threshold);
+  if (!offer) return;
+  const raw = input.value.trim();
+  const problemEl = $("offers-problem");
+  try {
+    const saved = await api("POST", "/offers/draft", {
+      id: offer.id,
+      title: offer.title,
+      price: offer.price,
+      deliveryType: offer.deliveryType,
+      keyPoolId: offer.keyPoolId,
+      lowStockThreshold: raw === "" ? null : Number(raw),
+    });
+    clearProblem(problemEl);
+    announce(
+      saved.lowStockThreshold === null
+        ? `“${saved.title}” has no low-stock threshold.`
+        : `“${saved.title}” is low at ${fmt(saved.lowStockThreshold)} keys or fewer.`,
+    );
+  } catch (error) {
+    handleError(problemEl, error);
+  }
+  await refreshAll();
+}
+
+// ---- Audit log ------------------------------------------------------------------------
+
+async function loadAudit() {
+  const poolId = state.selectedPoolId;
+  if (!poolId || !state.pools.some((p) => p.id === poolId)) return;
+  let events;
+  try {
+    events = await allPages(`/key-pools/${encodeURIComponent(poolId)}/events`);
+  } catch (error) {
+    if (!(error instanceof ApiError) || error.status === 401) throw error;
+    showProblem($("audit-problem"), error);
+    return;
+  }
+  if (poolId !== state.selectedPoolId) return;
+  clearProblem($("audit-problem"));
+  state.audit = events.slice(-AUDIT_SHOWN).reverse();
+  renderAudit(events.length);
+}
+
+function eventDetails(event) {
+  const parts = Object.entries(event.details || {}).map(([name, value]) =>
+    /^[0-9a-f-]{36}$/.test(String(value)) ? `${name} ${shortId(String(value))}` : `${name} ${value}`,
+  );
+  if (event.keyIds && event.keyIds.length) {
+    parts.push(`${fmt(event.keyIds.length)} key${event.keyIds.length === 1 ? "" : "s"}`);
+  }
+  if (event.orderId) parts.push(`order ${shortId(event.orderId)}`);
+  return parts.join(" · ") || "—";
+}
+
+function renderAudit(total) {
+  const events = state.audit;
+  show($("audit-empty"), events.length === 0);
+  show($("audit-table").closest(".table-wrap"), events.length > 0);
+  $("audit-shown").textContent =
+    total > events.length ? `Newest ${fmt(events.length)} of ${fmt(total)}` : `${fmt(total)} events`;
+  renderInto($("audit-body"), JSON.stringify(events), () =>
+    events.map((event) =>
+      h(
+        "tr",
+        { dataset: { action: event.action } },
+        h("td", {}, when(event.occurredAt)),
+        h("td", {}, h("code", {}, event.action)),
+        h("td", { class: "wrap" }, eventDetails(event)),
+      ),
+    ),
+  );
+}
+
+// The export needs the bearer token, so it is fetched, then saved from a Blob.
+async function downloadAudit() {
+  const pool = selectedPool();
+  if (!pool) return;
+  const problemEl = $("audit-problem");
+  try {
+    const response = await request("GET", `/key-pools/${encodeURIComponent(pool.id)}/events`, undefined, "text/csv");
+    const url = URL.createObjectURL(await response.blob());
+    const link = h("a", { href: url, download: `autokey-audit-${pool.id}.csv`, hidden: true });
+    document.body.append(link);
+    link.click();
+    link.remove();
+    setTimeout(() => URL.revokeObjectURL(url), 10000);
+    clearProblem(problemEl);
+    announce(`Audit log of “${pool.name}” downloaded.`);
+  } catch (error) {
+    handleError(problemEl, error);
+  }
+}
+
+// ---- Sales ----------------------------------------------------------------------------
+
+async function loadSales() {
+  const query = new URLSearchParams({ limit: String(SALES_PAGE) });
+  if ($("sales-status").value) query.set("status", $("sales-status").value);
+  if ($("sales-offer").value) query.set("offerId", $("sales-offer").value);
+  let page;
+  try {
+    page = await api("GET", `/seller/orders?${query}`);
+  } catch (error) {
+    if (!(error instanceof ApiError) || error.status === 401) throw error;
+    showProblem($("sales-problem"), error);
+    return;
+  }
+  clearProblem($("sales-problem"));
+  state.sales = page.items;
+  show($("sales-more"), Boolean(page.nextCursor));
+  renderSales();
+}
+
+function renderSaleOfferOptions() {
+  const select = $("sales-offer");
+  const current = select.value;
+  const signature = JSON.stringify(state.offers.map((o) => [o.id, o.title]));
+  if (lastRendered.get(select) === signature) return;
+  lastRendered.set(select, signature);
+  select.replaceChildren(
+    h("option", { value: "" }, "All offers"),
+    ...state.offers.map((o) => h("option", { value: o.id }, o.title)),
+  );
+  select.value = state.offers.some((o) => o.id === current) ? current : "";
+}
+
+function renderSales() {
+  const titles = new Map(state.offers.map((o) => [o.id, o.title]));
+  show($("sales-empty"), state.sales.length === 0);
+  show($("sales-table").closest(".table-wrap"), state.sales.length > 0);
+  renderInto($("sales-body"), JSON.stringify([state.sales, [...titles]]), () =>
+    state.sales.map(({ order, deliveredKeyIds }) => {
+      const tone = { FULFILLED: "ok", PAID: "info", PENDING: "warn", CANCELED: "muted" }[order.status] || "muted";
+      return h(
+        "tr",
+        { dataset: { orderId: order.id, status: order.status } },
+        h("td", {}, h("code", { title: order.id }, shortId(order.id))),
+        h("td", { class: "opt" }, when(order.createdAt)),
+        h("td", { class: "wrap" }, titles.get(order.offerId) || shortId(order.offerId)),
+        h("td", { class: "num" }, `${order.total.amount} ${order.total.currency}`),
+        h("td", {}, h("span", { class: `badge ${tone}` }, order.status.toLowerCase())),
+        h(
+          "td",
+          { class: "wrap", dataset: { role: "key-ids" } },
+          deliveredKeyIds.length
+            ? [
+                ...deliveredKeyIds.slice(0, 3).map((id) => h("code", { title: id }, shortId(id))),
+                deliveredKeyIds.length > 3 ? ` +${fmt(deliveredKeyIds.length - 3)} more` : "",
+              ]
+            : "—",
+        ),
+      );
+    }),
+  );
+}
+
+// ---- Webhooks -------------------------------------------------------------------------
+
+async function loadHooks() {
+  let page;
+  try {
+    page = await api("GET", "/seller/webhooks");
+  } catch (error) {
+    if (!(error instanceof ApiError) || error.status === 401) throw error;
+    showProblem($("hooks-problem"), error);
+    return;
+  }
+  clearProblem($("hooks-problem"));
+  state.hooks = page.items;
+  renderHooks();
+  if (state.deliveriesFor) await loadDeliveries(state.deliveriesFor);
+}
+
+function renderHooks() {
+  show($("hooks-empty"), state.hooks.length === 0);
+  show($("hooks-table").closest(".table-wrap"), state.hooks.length > 0);
+  renderInto($("hooks-body"), JSON.stringify([state.hooks, state.deliveriesFor]), () =>
+    state.hooks.map((hook) => {
+      const open = hook.id === state.deliveriesFor;
+      return h(
+        "tr",
+        { class: open ? "selected" : null, dataset: { endpointId: hook.id, status: hook.status } },
+        h("td", { class: "wrap url" }, hook.url),
+        h("td", { class: "opt wrap" }, hook.eventTypes.join(", ")),
+        h(
+          "td",
+          {},
+          h("span", { class: `badge ${hook.status === "active" ? "ok" : "bad"}`, title: hook.disabledReason || null }, hook.status),
+        ),
+        h(
+          "td",
+          { class: "actions" },
+          h(
+            "button",
+            {
+              type: "button",
+              class: "button secondary small",
+              "aria-pressed": open ? "true" : "false",
+              "aria-label": `Deliveries to ${hook.url}`,
+              dataset: { action: "deliveries", id: hook.id, focus: `hook:${hook.id}` },
+            },
+            "Deliveries",
+          ),
+        ),
+      );
+    }),
+  );
+}
+
+async function loadDeliveries(endpointId) {
+  const page = await api("GET", `/seller/webhooks/${encodeURIComponent(endpointId)}/deliveries?limit=50`);
+  if (endpointId !== state.deliveriesFor) return;
+  const items = page.items;
+  show($("deliveries"), true);
+  show($("deliveries-empty"), items.length === 0);
+  show($("deliveries-table").closest(".table-wrap"), items.length > 0);
+  renderInto($("deliveries-body"), JSON.stringify(items), () =>
+    items.map((d) => {
+      const tone = { delivered: "ok", pending: "warn", failed: "bad" }[d.status] || "muted";
+      const result = d.lastStatusCode ? `HTTP ${d.lastStatusCode}` : d.lastError || "not sent yet";
+      return h(
+        "tr",
+        { dataset: { deliveryId: d.id, status: d.status } },
+        h("td", { class: "opt" }, when(d.createdAt)),
+        h("td", {}, h("code", {}, d.eventType)),
+        h("td", {}, h("span", { class: `badge ${tone}` }, d.status)),
+        h("td", { class: "num opt" }, fmt(d.attempts)),
+        h("td", { class: "opt" }, result),
+        h(
+          "td",
+          { class: "actions" },
+          h(
+            "button",
+            {
+              type: "button",
+              class: "button small",
+              "aria-label": `Replay ${d.eventType} delivery ${shortId(d.id)}`,
+              dataset: { action: "replay", id: d.id, focus: `delivery:${d.id}` },
+            },
+            "Replay",
+          ),
+        ),
+      );
+    }),
+  );
+}
+
+async function showDeliveries(endpointId) {
+  state.deliveriesFor = state.deliveriesFor === endpointId ? null : endpointId;
+  lastRendered.delete($("deliveries-body"));
+  renderHooks();
+  show($("deliveries"), false);
+  if (!state.deliveriesFor) return;
+  try {
+    await loadDeliveries(endpointId);
+    clearProblem($("deliveries-problem"));
+  } catch (error) {
+    show($("deliveries"), true);
+    handleError($("deliveries-problem"), error);
+  }
+}
+
+async function replayDelivery(deliveryId) {
+  const endpointId = state.deliveriesFor;
+  if (!endpointId) return;
+  try {
+    await api(
+      "POST",
+      `/seller/webhooks/${encodeURIComponent(endpointId)}/deliveries/${encodeURIComponent(deliveryId)}/replay`,
+    );
+    clearProblem($("deliveries-problem"));
+    announce(`Delivery ${shortId(deliveryId)} will be sent again.`);
+  } catch (error) {
+    handleError($("deliveries-problem"), error);
+  }
+  await loadHooks().catch((error) => handleError($("hooks-problem"), error));
+}
+
+function hideSecret() {
+  $("hook-secret-value").textContent = "";
+  show($("hook-secret"), false);
+}
+
+async function onRegisterHook(event) {
+  event.preventDefault();
+  const problemEl = $("hook-problem");
+  const url = $("hook-url").value.trim();
+  const eventTypes = [...$("hook-events").querySelectorAll("input:checked")].map((box) => box.value);
+  if (!url) {
+    showProblem(problemEl, { message: "Enter the https address of your receiver." });
+    $("hook-url").focus();
+    return;
+  }
+  if (!eventTypes.length) {
+    showProblem(problemEl, { message: "Choose at least one event to send." });
+    return;
+  }
+  await busy(event.currentTarget, async () => {
+    try {
+      const made = await api("POST", "/seller/webhooks", { url, eventTypes });
+      clearProblem(problemEl);
+      $("hook-url").value = "";
+      $("hook-secret-value").textContent = made.secret;
+      show($("hook-secret"), true);
+      $("hook-secret").focus();
+      await loadHooks();
+    } catch (error) {
+      handleError(problemEl, error);
+    }
+  });
+}
+
+function renderEventChoices() {
+  $("hook-events").append(
+    ...EVENT_TYPES.map((type) =>
+      h(
+        "label",
+        { class: "check" },
+        h("input", { type: "checkbox", name: "event", value: type, checked: true }),
+        " ",
+        h("code", {}, type),
+      ),
+    ),
+  );
+}
+
 // ---- Wiring ---------------------------------------------------------------------------
 
 function onClick(event) {
@@ -814,21 +1242,23 @@ function onClick(event) {
     invalidateKey(id);
     return;
   }
+  if (action === "deliveries") {
+    showDeliveries(id);
+    return;
+  }
+  if (action === "replay") {
+    button.disabled = true;
+    replayDelivery(id).finally(() => {
+      button.disabled = false;
+    });
+    return;
+  }
   if (["publish", "activate", "deactivate"].includes(action)) {
     button.disabled = true;
     offerAction(action, id).finally(() => {
       button.disabled = false;
     });
   }
-}
-
-function onLowStockChange() {
-  const value = Number($("low-stock").value);
-  if (!Number.isInteger(value) || value < 1) return;
-  state.lowStock = value;
-  localStorage.setItem(LOW_STOCK_KEY, String(value));
-  renderPools();
-  renderPoolDetail();
 }
 
 function start() {
@@ -841,8 +1271,18 @@ function start() {
   $("keys-more").addEventListener("click", () =>
     loadKeys({ more: true }).catch((error) => handleError($("keys-problem"), error)),
   );
-  $("low-stock").addEventListener("change", onLowStockChange);
-  $("low-stock").value = String(state.lowStock);
+  $("workspace").addEventListener("change", (event) => {
+    if (event.target.matches("input[data-threshold]")) onThresholdChange(event.target);
+  });
+  $("sales-status").addEventListener("change", () => loadSales().catch((e) => handleError($("sales-problem"), e)));
+  $("sales-offer").addEventListener("change", () => loadSales().catch((e) => handleError($("sales-problem"), e)));
+  $("audit-download").addEventListener("click", downloadAudit);
+  $("hook-form").addEventListener("submit", onRegisterHook);
+  $("hook-secret-done").addEventListener("click", () => {
+    hideSecret();
+    $("hook-url").focus();
+  });
+  renderEventChoices();
   $("forget-token").addEventListener("click", () => {
     signOut(null);
     announce("Token forgotten.");

@@ -8,6 +8,7 @@ from autokey.ports.store import (
     AuditLog,
     IdempotencyRepository,
     KeyRepository,
+    MerchantRepository,
     OfferRepository,
     OrderRepository,
     PoolRepository,
@@ -27,3 +28,4 @@ class Repositories(UnitOfWork):
     idempotency: IdempotencyRepository
     audit: AuditLog
     webhooks: WebhookRepository
+    merchant: MerchantRepository

@@ -19,6 +19,14 @@ from autokey.domain.model.auth import ApiToken
 from autokey.domain.model.idempotency import IdempotencyRecord, StoredResponse
 from autokey.domain.model.ids import KeyId, OfferId, OrderId, PoolId, SubjectId, TokenId
 from autokey.domain.model.keys import Key, KeyPool, KeyStatus, PoolCounts
+from autokey.domain.model.merchant import (
+    G2AOfferLink,
+    MerchantAccessToken,
+    MerchantCredential,
+    MerchantNotification,
+    Reservation,
+    ReturnedKey,
+)
 from autokey.domain.model.offers import Offer
 from autokey.domain.model.orders import Order, OrderStatus
 from autokey.domain.model.pages import Page, PageRequest
@@ -204,6 +212,89 @@ class AuditLog(Protocol):
         ...
 
 
+class MerchantRepository(Protocol):
+    """What the G2A merchant API keeps: credentials, access tokens, reservations, returned
+    keys, notifications and the links of offers to G2A offers. Reservation ids are unique
+    across sellers; every lookup takes the seller, so one seller never sees another's."""
+
+    async def add_credential(self, credential: MerchantCredential) -> None:
+        """Store new client credentials. Raises DuplicateResource if the client id exists."""
+        ...
+
+    async def get_credential(self, client_id: str) -> MerchantCredential | None:
+        """The credentials of `client_id`, revoked or not; None if unknown."""
+        ...
+
+    async def revoke_credential(self, client_id: str, at: datetime) -> bool:
+        """Revoke the credentials and every access token issued with them; False if unknown
+        or already revoked (idempotent)."""
+        ...
+
+    async def add_access_token(self, token: MerchantAccessToken) -> None:
+        """Store an access token (its hash); expired ones may be pruned at the same time."""
+        ...
+
+    async def find_access_token(self, token_hash: bytes) -> MerchantAccessToken | None:
+        """The access token with that hash, expired or not; None if unknown."""
+        ...
+
+    async def find_linked_offer(self, seller_id: SubjectId, product_id: str) -> Offer | None:
+        """The seller's ACTIVE AUTO_KEY offer whose g2aProductId is `product_id` (at most one
+        exists), or None."""
+        ...
+
+    async def add_reservation(self, reservation: Reservation) -> None:
+        """Store a new reservation. Raises DuplicateResource if its id exists."""
+        ...
+
+    async def save_reservation(self, reservation: Reservation) -> None:
+        """Persist state, expiry and G2A order id of an existing reservation."""
+        ...
+
+    async def get_reservation(
+        self, seller_id: SubjectId, reservation_id: str, *, for_update: bool = False
+    ) -> Reservation | None:
+        """The seller's reservation; `for_update` locks it until the transaction ends, so an
+        order, a release and a renewal of one reservation run one after the other."""
+        ...
+
+    async def find_ordered(self, seller_id: SubjectId, order_ref: str) -> Reservation | None:
+        """The seller's ORDERED reservation whose id (autokey's order id) or G2A order id is
+        `order_ref`; None if there is none."""
+        ...
+
+    async def add_returned_keys(self, returned: Sequence[ReturnedKey]) -> int:
+        """Record returned keys; a key returned before is skipped. Returns how many were new."""
+        ...
+
+    async def list_returned_keys(
+        self, seller_id: SubjectId, page: PageRequest
+    ) -> Page[ReturnedKey]:
+        """The seller's returned keys in key id order."""
+        ...
+
+    async def add_notification(self, notification: MerchantNotification) -> None:
+        """Store a notification (append only)."""
+        ...
+
+    async def list_notifications(
+        self, seller_id: SubjectId, page: PageRequest
+    ) -> Page[MerchantNotification]:
+        """The seller's notifications in id (arrival) order."""
+        ...
+
+    async def save_link(self, link: G2AOfferLink) -> None:
+        """Create or replace the offer's link. Raises DuplicateResource when the seller has
+        another offer linked to the same G2A offer id."""
+        ...
+
+    async def get_link(self, offer_id: OfferId) -> G2AOfferLink | None: ...
+
+    async def find_link(self, seller_id: SubjectId, g2a_offer_id: str) -> G2AOfferLink | None:
+        """The seller's link to that G2A offer id, or None."""
+        ...
+
+
 class UnitOfWork(Protocol):
     """One transaction. Committed when the `transaction()` block exits normally,
     rolled back when it raises."""
@@ -216,6 +307,7 @@ class UnitOfWork(Protocol):
     idempotency: IdempotencyRepository
     audit: AuditLog
     webhooks: WebhookRepository
+    merchant: MerchantRepository
 
 
 class Store(Protocol):

@@ -15,6 +15,7 @@ from uuid import UUID
 
 import attrs
 
+from autokey.adapters.memory.merchant import MemoryMerchantRepository, MerchantTables
 from autokey.adapters.unit_of_work import Repositories
 from autokey.domain.model.audit import AuditEvent
 from autokey.domain.model.auth import ApiToken
@@ -55,6 +56,7 @@ class _Tables:
     audit: list[AuditEvent] = attrs.Factory(list)
     nonces: dict[str, datetime] = attrs.Factory(dict)
     events: dict[str, WebhookEvent] = attrs.Factory(dict)
+    merchant: MerchantTables = attrs.Factory(MerchantTables)
 
 
 class _Journal:
@@ -416,6 +418,7 @@ class MemoryStore(Store):
                 idempotency=MemoryIdempotencyRepository(t, journal),
                 audit=MemoryAuditLog(t, journal),
                 webhooks=MemoryWebhookRepository(t, journal),
+                merchant=MemoryMerchantRepository(t, journal),
             )
             try:
                 yield uow

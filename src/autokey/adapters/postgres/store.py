@@ -963,6 +963,9 @@ class PostgresAuditLog(_Sql, AuditLog):
 
 
 def _unit_of_work(conn: Conn) -> UnitOfWork:
+    # Imported here: the merchant repository builds on this module's helpers.
+    from autokey.adapters.postgres.merchant import PostgresMerchantRepository
+
     return Repositories(
         tokens=PostgresTokenRepository(conn),
         pools=PostgresPoolRepository(conn),
@@ -972,6 +975,7 @@ def _unit_of_work(conn: Conn) -> UnitOfWork:
         idempotency=PostgresIdempotencyRepository(conn),
         audit=PostgresAuditLog(conn),
         webhooks=PostgresWebhookRepository(conn),
+        merchant=PostgresMerchantRepository(conn),
     )
 
 

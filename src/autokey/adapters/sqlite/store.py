@@ -458,6 +458,9 @@ class SqliteAuditLog(AuditLog):
 
 
 def _unit_of_work(session: _Session) -> UnitOfWork:
+    # Imported here: the merchant repository builds on this module's helpers.
+    from autokey.adapters.sqlite.merchant import SqliteMerchantRepository
+
     return Repositories(
         tokens=SqliteTokenRepository(session),
         pools=SqlitePoolRepository(session),
@@ -467,6 +470,7 @@ def _unit_of_work(session: _Session) -> UnitOfWork:
         idempotency=SqliteIdempotencyRepository(session),
         audit=SqliteAuditLog(session),
         webhooks=SqliteWebhookRepository(session),
+        merchant=SqliteMerchantRepository(session),
     )
 
 

@@ -18,6 +18,7 @@ class AuditAction(enum.StrEnum):
     KEYS_RELEASED = "keys.released"
     KEYS_DELIVERED = "keys.delivered"
     KEYS_REVEALED = "keys.revealed"
+    KEYS_RETURNED = "keys.returned"
     ORDER_CREATED = "order.created"
     ORDER_PAID = "order.paid"
     ORDER_FULFILLED = "order.fulfilled"

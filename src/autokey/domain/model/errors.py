@@ -16,6 +16,7 @@ RFC 9457 problems from a single ordered table.
     │   │   ├── IdempotencyInFlight  same Idempotency-Key still being processed
     │   │   ├── OrderNotPaid         only a PAID (or FULFILLED) order can be fulfilled
     │   │   ├── ReservationExpired   the order's key reservation ran out before payment
+    │   │   ├── OrderExists          G2A ordered this reservation already (never delivers again)
     │   │   └── DuplicateResource    a unique value exists already
     │   ├── IdempotencyKeyReused     same Idempotency-Key, different request
     │   ├── OfferNotAvailable        offer inactive, draft or unknown to the buyer
@@ -122,6 +123,11 @@ class OrderNotPaid(Conflict):
 @attrs.define(kw_only=True)
 class ReservationExpired(Conflict):
     pass
+
+
+@attrs.define(kw_only=True)
+class OrderExists(Conflict):
+    order_id: str
 
 
 @attrs.define(kw_only=True)

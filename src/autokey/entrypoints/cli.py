@@ -1,4 +1,4 @@
-"""`autokey serve | migrate | token create | g2a-sandbox`."""
+"""`autokey serve | migrate | token create | g2a merchant-credentials | g2a-sandbox`."""
 
 from __future__ import annotations
 
@@ -39,6 +39,17 @@ def _parser() -> argparse.ArgumentParser:
     create.add_argument("--name", default="", help="a label for the token")
     revoke = token.add_parser("revoke", help="revoke a token by its id (answers 401 from now on)")
     revoke.add_argument("token_id", type=uuid.UUID)
+    g2a = sub.add_parser("g2a", help="selling on G2A").add_subparsers(
+        dest="g2a_command", required=True
+    )
+    credentials = g2a.add_parser(
+        "merchant-credentials", help="credentials G2A uses to call /g2a/merchant"
+    ).add_subparsers(dest="credentials_command", required=True)
+    issue = credentials.add_parser("create", help="create credentials and print them once")
+    issue.add_argument("--seller", type=uuid.UUID, required=True, help="the seller's subject")
+    issue.add_argument("--name", default="", help="a label for the credentials")
+    withdraw = credentials.add_parser("revoke", help="revoke credentials and their tokens")
+    withdraw.add_argument("client_id")
     smoke = sub.add_parser("smoke", help="run the G2A sandbox smoke test end to end")
     smoke.add_argument("--live", action="store_true", help="allow G2A_ENV=live (real money)")
     sandbox = sub.add_parser("g2a-sandbox", help="run the local G2A simulator")
@@ -65,6 +76,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return asyncio.run(_revoke_token(settings, TokenId(args.token_id)))
     if args.command == "token":
         return asyncio.run(_create_token(settings, Role(args.role), args.subject, args.name))
+    if args.command == "g2a" and args.credentials_command == "create":
+        return asyncio.run(_create_credentials(settings, SubjectId(args.seller), args.name))
+    if args.command == "g2a":
+        return asyncio.run(_revoke_credentials(settings, args.client_id))
     if args.command == "smoke":
         from autokey.entrypoints.smoke import smoke_main
 
@@ -153,4 +168,39 @@ async def _revoke_token(settings: Settings, token_id: TokenId) -> int:
     finally:
         await store.close()
     print(json.dumps({"id": str(token_id), "revoked": revoked}))
+    return 0 if revoked else 1
+
+
+async def _create_credentials(settings: Settings, seller: SubjectId, name: str) -> int:
+    from autokey.entrypoints.web.app import build_container
+
+    store = await bootstrap.open_store(settings)
+    try:
+        await store.migrate()
+        merchant = build_container(settings, store).merchant()
+        secret, credential = await merchant.create_credentials(seller, name)
+    finally:
+        await store.close()
+    print(
+        json.dumps(
+            {
+                "clientId": credential.client_id,
+                "clientSecret": secret,
+                "seller": str(credential.seller_id),
+            }
+        )
+    )
+    return 0
+
+
+async def _revoke_credentials(settings: Settings, client_id: str) -> int:
+    from autokey.entrypoints.web.app import build_container
+
+    store = await bootstrap.open_store(settings)
+    try:
+        await store.migrate()
+        revoked = await build_container(settings, store).merchant().revoke_credentials(client_id)
+    finally:
+        await store.close()
+    print(json.dumps({"clientId": client_id, "revoked": revoked}))
     return 0 if revoked else 1

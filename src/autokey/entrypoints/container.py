@@ -23,6 +23,7 @@ from autokey.adapters.system import SystemClock, Uuid7Ids
 from autokey.domain.services.auth import AuthService
 from autokey.domain.services.idempotency import IdempotencyService
 from autokey.domain.services.inventory import InventoryService
+from autokey.domain.services.merchant import MerchantService
 from autokey.domain.services.offers import OfferService
 from autokey.domain.services.orders import OrderService
 from autokey.domain.services.sourcing import SourcingService
@@ -106,6 +107,25 @@ class Container(containers.DeclarativeContainer):
         reservation_ttl_s=settings.provided.reservation_ttl_s,
     )
     idempotency = providers.Singleton(IdempotencyService, store, clock)
+    # G2A's reservations are orders with their own lifetime (AUTOKEY_G2A_RESERVATION_TTL_S).
+    g2a_orders = providers.Singleton(
+        OrderService,
+        store,
+        cipher,
+        payments,
+        clock,
+        ids,
+        reservation_ttl_s=settings.provided.g2a_reservation_ttl_s,
+    )
+    merchant = providers.Singleton(
+        MerchantService,
+        store,
+        g2a_orders,
+        hasher,
+        clock,
+        ids,
+        reservation_ttl_s=settings.provided.g2a_reservation_ttl_s,
+    )
 
     g2a_metrics = providers.Singleton(G2AMetrics, metrics_registry)
     token_cache = providers.Singleton(_token_cache, redis, g2a_metrics)

@@ -84,6 +84,8 @@ class Settings:
     g2a: G2AConfig | None = None
     """None when no G2A_* variable is set."""
     webhook_secrets: tuple[bytes, ...] = attrs.field(default=(), repr=False)
+    g2a_reservation_ttl_s: int = 1800
+    """How long a reservation G2A makes through the merchant API holds its keys."""
     """G2A_API_HASH (or G2A_API_SECRET), then G2A_API_HASH_PREVIOUS during a rotation."""
 
     @property
@@ -205,6 +207,7 @@ def load_settings(environ: Mapping[str, str]) -> Settings:
         redis_url=r.text("AUTOKEY_REDIS_URL") or None,
         g2a=_g2a(r, production),
         webhook_secrets=_webhook_secrets(r),
+        g2a_reservation_ttl_s=r.integer("AUTOKEY_G2A_RESERVATION_TTL_S", 1800, 10, 24 * 3600),
     )
     if r.problems:
         raise SettingsError(r.problems)

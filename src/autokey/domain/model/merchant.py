@@ -26,6 +26,7 @@ so an order's channel is `g2a` exactly when this is its buyer."""
 
 PRODUCT_ID = re.compile(r"[1-9][0-9]{13}")
 MAX_RESERVATION_ID = 36
+MAX_G2A_OFFER_ID = 64
 
 
 def check_product_id(value: str, field: str = "g2aProductId") -> str:

@@ -11,6 +11,7 @@ import attrs
 
 from autokey.domain.model.errors import IllegalTransition, InvalidInput, OfferNotAvailable
 from autokey.domain.model.ids import OfferId, PoolId, SubjectId
+from autokey.domain.model.merchant import check_product_id
 
 _CURRENCY = re.compile(r"[A-Z]{3}")
 MAX_TITLE_LENGTH = 200
@@ -81,8 +82,11 @@ class Offer:
     def __attrs_post_init__(self) -> None:
         if not 1 <= len(self.title.strip()) <= MAX_TITLE_LENGTH:
             raise InvalidInput.of("title", "invalid_length")
-        if self.delivery_type is DeliveryType.AUTO_KEY and self.key_pool_id is None:
-            raise InvalidInput.of("keyPoolId", "required_for_auto_key")
+        if self.delivery_type is DeliveryType.AUTO_KEY:
+            if self.key_pool_id is None:
+                raise InvalidInput.of("keyPoolId", "required_for_auto_key")
+            if self.g2a_product_id is not None:
+                check_product_id(self.g2a_product_id)
         if self.delivery_type is DeliveryType.G2A:
             if self.key_pool_id is None:
                 raise InvalidInput.of("keyPoolId", "required_for_g2a")
@@ -99,6 +103,14 @@ class Offer:
                 resource="offer", id=str(self.id), current=self.status, target=target
             )
         self.status, self.updated_at = target, now
+
+    @property
+    def sold_on_g2a_as(self) -> str | None:
+        """The G2A product under which G2A's merchant API reserves this offer's keys: set for
+        ACTIVE AUTO_KEY offers with a g2aProductId, unique among a seller's such offers."""
+        if self.status is OfferStatus.ACTIVE and self.delivery_type is DeliveryType.AUTO_KEY:
+            return self.g2a_product_id
+        return None
 
     @property
     def sources_upstream(self) -> bool:

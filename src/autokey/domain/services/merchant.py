@@ -14,9 +14,11 @@ import attrs
 from autokey.domain.model.audit import AuditAction, AuditEvent
 from autokey.domain.model.auth import Principal, Role
 from autokey.domain.model.errors import InvalidInput, NotFound, Unauthenticated
-from autokey.domain.model.ids import EventId, KeyId, OrderId, SubjectId
+from autokey.domain.model.ids import EventId, KeyId, OfferId, OrderId, SubjectId
 from autokey.domain.model.merchant import (
     G2A_CUSTOMER,
+    MAX_G2A_OFFER_ID,
+    G2AOfferLink,
     MerchantAccessToken,
     MerchantCredential,
     MerchantNotification,
@@ -26,7 +28,7 @@ from autokey.domain.model.merchant import (
     ReservationState,
     ReturnedKey,
 )
-from autokey.domain.model.offers import OfferStatus
+from autokey.domain.model.offers import DeliveryType, OfferStatus
 from autokey.domain.model.pages import Page, PageRequest
 from autokey.domain.services.orders import DeliveredKey, OrderService
 from autokey.domain.services.transactions import transact
@@ -152,27 +154,28 @@ class MerchantService:
             raise InvalidInput.of("body", "empty_reservation")
 
         async def step(tx: UnitOfWork) -> ReservationView:
-            lines = []
+            lines, orders = [], []
             for item in items:
                 offer = await tx.merchant.find_linked_offer(seller_id, item.product_id)
                 if offer is None:
                     raise NotFound(resource="product", id=item.product_id)
-                view = await self._orders.create_in(tx, _G2A, offer.id, item.quantity)
+                order = (await self._orders.create_in(tx, _G2A, offer.id, item.quantity)).order
+                orders.append(order)
                 lines.append(
                     ReservationLine(
                         product_id=item.product_id,
                         quantity=item.quantity,
-                        order_id=view.order.id,
-                        pool_id=view.order.pool_id,
+                        order_id=order.id,
+                        pool_id=order.pool_id,
                     )
                 )
             reservation = Reservation(
-                id=str(lines[0].order_id),
+                id=str(orders[0].id),
                 seller_id=seller_id,
                 state=ReservationState.OPEN,
                 lines=tuple(lines),
-                created_at=self._clock.now(),
-                expires_at=self._clock.now() + self._ttl,
+                created_at=orders[0].created_at,
+                expires_at=min(o.reserved_until for o in orders),
             )
             await tx.merchant.add_reservation(reservation)
             return await self._view(tx, reservation)
@@ -308,6 +311,37 @@ class MerchantService:
         principal.require(Role.SELLER, action="list_notifications")
         async with self._store.transaction() as tx:
             return await tx.merchant.list_notifications(principal.subject, page)
+
+    async def link_offer(
+        self, principal: Principal, offer_id: OfferId, g2a_offer_id: str
+    ) -> G2AOfferLink:
+        """List the seller's AUTO_KEY offer on G2A as `g2a_offer_id` (Import API): its stock is
+        pushed there, and G2A's `auction_deactivated` for that id deactivates it."""
+        if not 1 <= len(g2a_offer_id.strip()) <= MAX_G2A_OFFER_ID:
+            raise InvalidInput.of("g2aOfferId", "invalid_length")
+        async with self._store.transaction() as tx:
+            offer = await tx.offers.get(offer_id)
+            principal.require(Role.SELLER, action="manage_offers")
+            if offer is None or not principal.owns(offer.seller_id):
+                raise NotFound(resource="offer", id=str(offer_id))
+            if offer.delivery_type is not DeliveryType.AUTO_KEY:
+                raise InvalidInput.of("deliveryType", "auto_key_only")
+            link = await tx.merchant.get_link(offer_id)
+            if link is None or link.g2a_offer_id != g2a_offer_id.strip():
+                link = G2AOfferLink(
+                    offer_id=offer.id, seller_id=offer.seller_id, g2a_offer_id=g2a_offer_id.strip()
+                )
+                await tx.merchant.save_link(link)
+            return link
+
+    async def offer_link(self, principal: Principal, offer_id: OfferId) -> G2AOfferLink:
+        """The offer's G2A link with the last synced stock and error; NotFound without one."""
+        principal.require(Role.SELLER, action="manage_offers")
+        async with self._store.transaction() as tx:
+            link = await tx.merchant.get_link(offer_id)
+        if link is None or not principal.owns(link.seller_id):
+            raise NotFound(resource="g2a_offer_link", id=str(offer_id))
+        return link
 
     # ---- helpers --------------------------------------------------------------------------
 

@@ -18,7 +18,9 @@ from autokey.entrypoints.settings import Settings, StoreKind
 from autokey.entrypoints.web import (
     console,
     docs,
+    g2a_seller,
     health,
+    merchant,
     observability,
     offers,
     openapi,
@@ -51,7 +53,9 @@ def make_app(container: Container) -> web.Application:
     app.add_routes(offers.routes)
     app.add_routes(orders.routes)
     app.add_routes(webhooks.routes)
+    app.add_routes(g2a_seller.routes)
     app.add_routes(console.routes)
+    app.add_subapp(merchant.PREFIX, merchant.make_merchant_app(container))
     return app
 
 

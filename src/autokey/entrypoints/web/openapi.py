@@ -457,6 +457,42 @@ OPERATIONS: tuple[Operation, ...] = (
             "`event_id` answers 200 with status `duplicate` and changes nothing."
         ),
     ),
+    # selling on G2A (the merchant API itself, /g2a/merchant, follows G2A's own contract)
+    Operation(
+        method="PUT",
+        path="/offers/{offer_id}/g2a-offer",
+        summary="List an AUTO_KEY offer on G2A as a G2A offer id (its stock is kept in sync)",
+        tag="selling on G2A",
+        response=s.G2AOfferLinkOut,
+        request=s.G2AOfferLinkIn,
+        problems=("invalid_input", "not_found", "duplicate"),
+    ),
+    Operation(
+        method="GET",
+        path="/offers/{offer_id}/g2a-offer",
+        summary="The offer's G2A link: last stock G2A accepted and the last sync error",
+        tag="selling on G2A",
+        response=s.G2AOfferLinkOut,
+        problems=("not_found",),
+    ),
+    Operation(
+        method="GET",
+        path="/seller/g2a/returned-keys",
+        summary="Keys G2A returned; they stay delivered and are never resold automatically",
+        tag="selling on G2A",
+        response=PageOf(s.ReturnedKeyOut),
+        query=PAGED,
+        problems=("invalid_input",),
+    ),
+    Operation(
+        method="GET",
+        path="/seller/g2a/notifications",
+        summary="Notifications G2A posted to the merchant API",
+        tag="selling on G2A",
+        response=PageOf(s.NotificationOut),
+        query=PAGED,
+        problems=("invalid_input",),
+    ),
 )
 
 QUERY_PARAMETERS: dict[str, dict[str, Any]] = {

@@ -21,6 +21,7 @@ from autokey.domain.model.errors import (
     StockBusy,
 )
 from autokey.domain.model.ids import EventId, KeyId, OfferId, OrderId
+from autokey.domain.model.merchant import channel_of
 from autokey.domain.model.orders import Order, OrderStatus, check_quantity
 from autokey.domain.model.pages import Page, PageRequest
 from autokey.domain.services.inventory import key_context
@@ -87,7 +88,7 @@ class OrderService:
             pool_id=order.pool_id,
             order_id=order.id,
             key_ids=tuple(key_ids),
-            details=details,
+            details={"channel": channel_of(order.buyer_id), **details},
         )
 
     async def _own_order(

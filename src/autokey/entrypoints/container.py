@@ -14,6 +14,7 @@ from redis.asyncio import Redis
 from autokey.adapters.crypto import AesGcmKeyCipher, HmacBlindIndex, Sha256SecretHasher
 from autokey.adapters.g2a.client import G2AMarketplaceClient
 from autokey.adapters.g2a.config import G2AConfig
+from autokey.adapters.g2a.guard import CallGuard, GuardPolicy
 from autokey.adapters.g2a.metrics import G2AMetrics
 from autokey.adapters.g2a.retry import RetryPolicy
 from autokey.adapters.memory.token_cache import MemoryTokenCache
@@ -27,9 +28,10 @@ from autokey.domain.services.merchant import MerchantService
 from autokey.domain.services.offers import OfferService
 from autokey.domain.services.orders import OrderService
 from autokey.domain.services.sourcing import SourcingService
+from autokey.domain.services.stock_sync import StockSync
 from autokey.domain.services.webhooks import WebhookService
 from autokey.entrypoints.settings import Settings
-from autokey.entrypoints.web.health import Check, ReadinessChecker
+from autokey.entrypoints.web.health import Check, CircuitState, ReadinessChecker
 from autokey.entrypoints.web.metrics import (
     AuditedPoolStock,
     DomainMetrics,
@@ -56,6 +58,7 @@ def _marketplace(
     cache: TokenCache,
     metrics: G2AMetrics,
     clock: Clock,
+    guard: CallGuard,
 ) -> MarketplaceClient | None:
     if config is None or session is None:
         return None
@@ -66,7 +69,14 @@ def _marketplace(
         retry_policy=RetryPolicy(max_retries=config.retry_max),
         metrics=metrics,
         clock=clock.now,
+        guard=guard,
     )
+
+
+def _stock_sync(
+    store: Store, marketplace: MarketplaceClient | None, clock: Clock
+) -> StockSync | None:
+    return None if marketplace is None else StockSync(store, marketplace, clock)
 
 
 class Container(containers.DeclarativeContainer):
@@ -129,9 +139,20 @@ class Container(containers.DeclarativeContainer):
 
     g2a_metrics = providers.Singleton(G2AMetrics, metrics_registry)
     token_cache = providers.Singleton(_token_cache, redis, g2a_metrics)
-    marketplace = providers.Singleton(
-        _marketplace, settings.provided.g2a, http_session, token_cache, g2a_metrics, clock
+    # One guard for every G2A call, buying and selling: rate limit and circuit breaker.
+    g2a_guard = providers.Singleton(
+        CallGuard, providers.Factory(GuardPolicy, rate=settings.provided.g2a_rate_limit)
     )
+    marketplace = providers.Singleton(
+        _marketplace,
+        settings.provided.g2a,
+        http_session,
+        token_cache,
+        g2a_metrics,
+        clock,
+        g2a_guard,
+    )
+    stock_sync = providers.Singleton(_stock_sync, store, marketplace, clock)
     sourcing = providers.Singleton(
         SourcingService, store, marketplace, cipher, blind_index, clock, ids
     )
@@ -149,10 +170,12 @@ class Container(containers.DeclarativeContainer):
     redis_ping: providers.Provider[Check | None] = providers.Object(None)
     g2a_probe: providers.Provider[Check | None] = providers.Object(None)
     g2a_environment: providers.Provider[str | None] = providers.Object(None)
+    g2a_circuit: providers.Provider[CircuitState | None] = providers.Object(None)
     readiness = providers.Singleton(
         ReadinessChecker,
         store,
         g2a_environment=g2a_environment,
         redis_ping=redis_ping,
         g2a_probe=g2a_probe,
+        g2a_circuit=g2a_circuit,
     )

@@ -290,6 +290,10 @@ class MerchantRepository(Protocol):
 
     async def get_link(self, offer_id: OfferId) -> G2AOfferLink | None: ...
 
+    async def list_links(self) -> Sequence[G2AOfferLink]:
+        """Every offer's link, in offer id order (one per offer listed on G2A: a small table)."""
+        ...
+
     async def find_link(self, seller_id: SubjectId, g2a_offer_id: str) -> G2AOfferLink | None:
         """The seller's link to that G2A offer id, or None."""
         ...

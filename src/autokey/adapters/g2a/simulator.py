@@ -98,6 +98,7 @@ class SimulatorState:
     token_fetches: int = 0
     requests: int = 0
     offers: dict[str, int] = attrs.field(factory=dict)
+    offer_updates: int = 0
     jobs: dict[str, str] = attrs.field(factory=dict)
     webhooks_sent: int = 0
     tasks: set[asyncio.Task[None]] = attrs.field(factory=set)
@@ -447,6 +448,7 @@ async def _update_offer(request: web.Request) -> web.Response:
     except (ValueError, KeyError, TypeError):
         return _error(400, "BR01", "Invalid offer")
     state.offers[offer_id] = size
+    state.offer_updates += 1
     return _new_job(state, offer_id)
 
 
@@ -493,6 +495,7 @@ async def _get_state(request: web.Request) -> web.Response:
             "orders": len(state.orders),
             "webhooks_sent": state.webhooks_sent,
             "offers": state.offers,
+            "offer_updates": state.offer_updates,
         }
     )
 

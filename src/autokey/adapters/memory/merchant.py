@@ -128,6 +128,9 @@ class MemoryMerchantRepository(MerchantRepository):
         found = self._m.links.get(offer_id)
         return None if found is None else base._copy(found)
 
+    async def list_links(self) -> Sequence[G2AOfferLink]:
+        return [base._copy(self._m.links[k]) for k in sorted(self._m.links)]
+
     async def find_link(self, seller_id: SubjectId, g2a_offer_id: str) -> G2AOfferLink | None:
         for link in self._m.links.values():
             if link.seller_id == seller_id and link.g2a_offer_id == g2a_offer_id:

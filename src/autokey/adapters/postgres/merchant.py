@@ -110,6 +110,7 @@ ON CONFLICT (offer_id) DO UPDATE SET
     synced_at = excluded.synced_at, sync_error = excluded.sync_error
 """
 _LINK: Final = f"SELECT {_LINK_COLUMNS} FROM g2a_offer_links WHERE offer_id = %s"
+_LINKS: Final = f"SELECT {_LINK_COLUMNS} FROM g2a_offer_links ORDER BY offer_id"
 _LINK_BY_G2A_OFFER: Final = f"""
 SELECT {_LINK_COLUMNS} FROM g2a_offer_links WHERE seller_id = %s AND g2a_offer_id = %s
 """
@@ -318,6 +319,9 @@ class PostgresMerchantRepository(MerchantRepository):
     async def get_link(self, offer_id: OfferId) -> G2AOfferLink | None:
         row = await self._sql._one(_LINK, (offer_id,))
         return None if row is None else _link(row)
+
+    async def list_links(self) -> Sequence[G2AOfferLink]:
+        return [_link(row) for row in await self._sql._all(_LINKS, ())]
 
     async def find_link(self, seller_id: SubjectId, g2a_offer_id: str) -> G2AOfferLink | None:
         row = await self._sql._one(_LINK_BY_G2A_OFFER, (seller_id, g2a_offer_id))

@@ -15,6 +15,7 @@ from redis.exceptions import RedisError
 
 from autokey.adapters.g2a.client import G2AMarketplaceClient
 from autokey.adapters.g2a.config import G2AConfig
+from autokey.adapters.g2a.guard import CallGuard
 from autokey.adapters.g2a.metrics import G2AMetrics
 from autokey.adapters.g2a.retry import RetryPolicy
 from autokey.adapters.g2a.simulator import RunningSimulator, SimulatorConfig, start_simulator
@@ -90,6 +91,7 @@ def make_client(
         cache: TokenCache | None = None,
         policy: RetryPolicy | None = None,
         metrics: G2AMetrics | None = None,
+        guard: CallGuard | None = None,
         **config_kw: object,
     ) -> G2AMarketplaceClient:
         return G2AMarketplaceClient(
@@ -99,6 +101,7 @@ def make_client(
             retry_policy=policy or RetryPolicy.no_wait(),
             metrics=metrics or G2AMetrics(CollectorRegistry()),
             clock=clock,
+            guard=guard,
         )
 
     return build

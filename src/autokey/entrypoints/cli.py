@@ -52,6 +52,9 @@ def _parser() -> argparse.ArgumentParser:
     withdraw.add_argument("client_id")
     smoke = sub.add_parser("smoke", help="run the G2A sandbox smoke test end to end")
     smoke.add_argument("--live", action="store_true", help="allow G2A_ENV=live (real money)")
+    smoke.add_argument(
+        "--merchant", action="store_true", help="run G2A's merchant stock contract journey"
+    )
     sandbox = sub.add_parser("g2a-sandbox", help="run the local G2A simulator")
     sandbox.add_argument("--host", default="127.0.0.1")
     sandbox.add_argument("--port", type=int, default=8099)
@@ -80,6 +83,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return asyncio.run(_create_credentials(settings, SubjectId(args.seller), args.name))
     if args.command == "g2a":
         return asyncio.run(_revoke_credentials(settings, args.client_id))
+    if args.command == "smoke" and args.merchant:
+        from autokey.entrypoints.merchant_smoke import merchant_smoke_main
+
+        return merchant_smoke_main()
     if args.command == "smoke":
         from autokey.entrypoints.smoke import smoke_main
 

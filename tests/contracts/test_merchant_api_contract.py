@@ -4,6 +4,7 @@ happy path and every documented error status (g2a-contract.md, "Merchant stock c
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import AsyncIterator
 from typing import Any
 from uuid import UUID
@@ -15,7 +16,7 @@ from autokey.domain.model.auth import Role
 from autokey.domain.model.ids import SubjectId
 from autokey.ports.store import Store
 from tests.conftest import FakeClock
-from tests.http import Api, running_api
+from tests.http import Api, captured_logs, running_api
 
 M = "/g2a/merchant"
 PRODUCT = "10000068865001"
@@ -447,3 +448,34 @@ async def test_product_id_is_14_digits_and_unique_among_a_sellers_active_offers(
     )
     other = await _seller(api, KEYS[1:2])  # another seller may sell the same product
     assert other.offer != who.offer
+
+
+async def test_g2a_channel_transitions_are_counted(api: Api) -> None:
+    who = await _seller(api, KEYS[:3])
+    kept = (await _reserve(api, who, (PRODUCT, 1)))["reservation_id"]
+    dropped = (await _reserve(api, who, (PRODUCT, 1)))["reservation_id"]
+    await _call(
+        api, "POST", f"{M}/order", who.merchant, {"reservation_id": kept, "g2a_order_id": 1}
+    )
+    await _call(api, "DELETE", f"{M}/reservation/{dropped}", who.merchant, status=204)
+    await _call(api, "DELETE", f"{M}/reservation/{dropped}", who.merchant, status=204)
+    text = await (await api.client.get("/metrics")).text()
+    for transition, value in (("created", 2), ("fulfilled", 1), ("canceled", 1)):
+        assert f'autokey_g2a_order_transitions_total{{transition="{transition}"}} {value}.0' in text
+
+
+async def test_secrets_and_keys_never_reach_the_logs(api: Api) -> None:
+    async with captured_logs() as logs:
+        who = await _seller(api, KEYS[:2])
+        rid = (await _reserve(api, who, (PRODUCT, 2)))["reservation_id"]
+        body = {"reservation_id": rid, "g2a_order_id": 77}
+        order = await _call(api, "POST", f"{M}/order", who.merchant, body)
+        await _call(api, "GET", f"{M}/order/77/inventory", who.merchant)
+        await _call(api, "POST", f"{M}/order", who.merchant, body, status=409)
+    lines = logs.getvalue().splitlines()
+    assert any("/g2a/merchant/order" in line for line in lines)
+    values = [i["value"] for s in order["stock"] for i in s["inventory"]]
+    token = who.merchant["Authorization"].removeprefix("Bearer ")
+    for secret in (who.client_secret, token, *values):
+        assert all(secret not in line for line in lines)
+    assert all(json.loads(line) for line in lines)  # one JSON object per line

@@ -192,14 +192,17 @@ class MerchantService:
             await tx.merchant.save_reservation(reservation)
             return await self._view(tx, reservation)
 
-    async def release(self, seller_id: SubjectId, reservation_id: str) -> None:
-        """Free the reserved keys now (idempotent); IllegalTransition once ordered."""
+    async def release(self, seller_id: SubjectId, reservation_id: str) -> ReservationView | None:
+        """Free the reserved keys now; IllegalTransition once ordered. The released reservation,
+        or None when it was released already (idempotent)."""
         async with self._store.transaction() as tx:
             reservation = await self._reservation(tx, seller_id, reservation_id)
-            if reservation.release():
-                for line in reservation.lines:
-                    await self._orders.cancel_in(tx, _G2A, line.order_id, "released_by_g2a")
-                await tx.merchant.save_reservation(reservation)
+            if not reservation.release():
+                return None
+            for line in reservation.lines:
+                await self._orders.cancel_in(tx, _G2A, line.order_id, "released_by_g2a")
+            await tx.merchant.save_reservation(reservation)
+            return ReservationView(reservation=reservation, stock=())
 
     async def order(
         self, seller_id: SubjectId, reservation_id: str, g2a_order_id: int

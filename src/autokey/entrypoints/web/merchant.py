@@ -77,6 +77,12 @@ async def _seller(request: web.Request) -> SubjectId:
     return await _merchant(request).authenticate(secret.strip())
 
 
+def _count(request: web.Request, transition: str, view: ReservationView) -> None:
+    """After the commit: one order per line of the reservation moved."""
+    metrics = request.app[CONTAINER].domain_metrics()
+    metrics.g2a_transition(transition, len(view.reservation.lines))
+
+
 def _stock(stock: Stock, *, with_keys: bool) -> dict[str, Any]:
     out: dict[str, Any] = {
         "product_id": int(stock.product_id),
@@ -134,6 +140,7 @@ async def reserve(request: web.Request) -> web.Response:
         product_id = check_product_id(str(item.product_id), f"[{i}].product_id")
         items.append(ReserveItem(product_id=product_id, quantity=item.quantity))
     view = await _merchant(request).reserve(seller, items)
+    _count(request, "created", view)
     return web.json_response(_reservation_body(view))
 
 
@@ -147,7 +154,8 @@ async def renew(request: web.Request) -> web.Response:
 @routes.delete("/reservation/{reservation_id}")
 async def release(request: web.Request) -> web.Response:
     seller = await _seller(request)
-    await _merchant(request).release(seller, _reservation_id(request))
+    if released := await _merchant(request).release(seller, _reservation_id(request)):
+        _count(request, "canceled", released)
     return web.Response(status=204)
 
 
@@ -158,6 +166,7 @@ async def create_order(request: web.Request) -> web.Response:
     if not 1 <= len(body.reservation_id) <= MAX_RESERVATION_ID:
         raise InvalidInput.of("reservation_id", "invalid_length")
     view = await _merchant(request).order(seller, body.reservation_id, body.g2a_order_id)
+    _count(request, "fulfilled", view)
     return web.json_response(
         {"order_id": view.reservation.id, "stock": [_stock(s, with_keys=True) for s in view.stock]}
     )

@@ -265,7 +265,7 @@ class MerchantService:
                         actor=G2A_CUSTOMER,
                         pool_id=pool,
                         key_ids=tuple(k for k in key_ids if pools[k] == pool),
-                        details={"reservation": reservation.id},
+                        details={"channel": "g2a", "reservation": reservation.id},
                     )
                     for pool in sorted({pools[k] for k in key_ids})
                 ]

@@ -576,9 +576,9 @@ EXTRA_SCHEMAS: dict[str, dict[str, Any]] = {
                 "type": "object",
                 "properties": {
                     name: {"$ref": "#/components/schemas/ComponentHealth"}
-                    for name in ("database", "idempotencyStore", "redis", "g2a")
+                    for name in ("database", "idempotencyStore", "redis", "g2a", "g2aCircuit")
                 },
-                "required": ["database", "idempotencyStore", "redis", "g2a"],
+                "required": ["database", "idempotencyStore", "redis", "g2a", "g2aCircuit"],
                 "additionalProperties": False,
             },
         },

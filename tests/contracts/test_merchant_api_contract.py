@@ -479,3 +479,23 @@ async def test_secrets_and_keys_never_reach_the_logs(api: Api) -> None:
     for secret in (who.client_secret, token, *values):
         assert all(secret not in line for line in lines)
     assert all(json.loads(line) for line in lines)  # one JSON object per line
+
+
+async def test_reservations_show_in_the_sellers_sales(api: Api) -> None:
+    who, other = await _seller(api, KEYS[:4]), await _seller(api, KEYS[4:6], OTHER_PRODUCT)
+    ordered = (await _reserve(api, who, (PRODUCT, 2)))["reservation_id"]
+    released = (await _reserve(api, who, (PRODUCT, 1)))["reservation_id"]
+    held = (await _reserve(api, who, (PRODUCT, 1)))["reservation_id"]
+    await _reserve(api, other, (OTHER_PRODUCT, 1))
+    body = {"reservation_id": ordered, "g2a_order_id": 31}
+    await _call(api, "POST", f"{M}/order", who.merchant, body)
+    await _call(api, "DELETE", f"{M}/reservation/{released}", who.merchant, status=204)
+    first = await _call(api, "GET", "/seller/g2a/reservations?limit=2", who.headers)
+    rest = await _call(
+        api, "GET", f"/seller/g2a/reservations?cursor={first['nextCursor']}", who.headers
+    )
+    assert rest["nextCursor"] is None
+    seen = [(r["id"], r["state"], r["g2aOrderId"]) for r in first["items"] + rest["items"]]
+    assert seen == [(ordered, "ordered", 31), (released, "released", None), (held, "open", None)]
+    assert [line["quantity"] for line in first["items"][0]["lines"]] == [2]
+    assert first["items"][0]["lines"][0]["productId"] == PRODUCT

@@ -258,6 +258,11 @@ class MerchantRepository(Protocol):
         order, a release and a renewal of one reservation run one after the other."""
         ...
 
+    async def list_reservations(self, seller_id: SubjectId, page: PageRequest) -> Page[Reservation]:
+        """The seller's reservations in id (creation) order; ids are UUID text, so
+        `page.after` is the UUID of the last one seen."""
+        ...
+
     async def find_ordered(self, seller_id: SubjectId, order_ref: str) -> Reservation | None:
         """The seller's ORDERED reservation whose id (autokey's order id) or G2A order id is
         `order_ref`; None if there is none."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
+from uuid import UUID
 
 import attrs
 
@@ -86,6 +87,10 @@ class MemoryMerchantRepository(MerchantRepository):
     ) -> Reservation | None:
         found = self._m.reservations.get(reservation_id)
         return base._copy(found) if found is not None and found.seller_id == seller_id else None
+
+    async def list_reservations(self, seller_id: SubjectId, page: PageRequest) -> Page[Reservation]:
+        mine = [r for r in self._m.reservations.values() if r.seller_id == seller_id]
+        return base._page(mine, page, lambda r: UUID(r.id))
 
     async def find_ordered(self, seller_id: SubjectId, order_ref: str) -> Reservation | None:
         for r in self._m.reservations.values():

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Final
+from uuid import UUID
 
 from psycopg.rows import TupleRow
 from psycopg.types.json import Jsonb
@@ -73,6 +74,11 @@ _RESERVATION: Final = f"""
 SELECT {_RESERVATION_COLUMNS} FROM g2a_reservations WHERE id = %s AND seller_id = %s
 """
 _RESERVATION_FOR_UPDATE: Final = _RESERVATION + " FOR UPDATE"
+_RESERVATIONS_OF_SELLER: Final = f"""
+SELECT {_RESERVATION_COLUMNS} FROM g2a_reservations
+WHERE seller_id = %s AND id > %s
+ORDER BY id LIMIT %s
+"""
 _ORDERED: Final = f"""
 SELECT {_RESERVATION_COLUMNS} FROM g2a_reservations
 WHERE seller_id = %s AND state = 'ordered' AND (id = %s OR g2a_order_id = %s)
@@ -235,6 +241,11 @@ class PostgresMerchantRepository(MerchantRepository):
         query = _RESERVATION_FOR_UPDATE if for_update else _RESERVATION
         row = await self._sql._one(query, (reservation_id, seller_id))
         return None if row is None else _reservation(row)
+
+    async def list_reservations(self, seller_id: SubjectId, page: PageRequest) -> Page[Reservation]:
+        after = str(page.after or base._MIN_UUID)
+        rows = await self._sql._all(_RESERVATIONS_OF_SELLER, (seller_id, after, page.limit + 1))
+        return base._page([_reservation(r) for r in rows], page.limit, lambda r: UUID(r.id))
 
     async def find_ordered(self, seller_id: SubjectId, order_ref: str) -> Reservation | None:
         row = await self._sql._one(

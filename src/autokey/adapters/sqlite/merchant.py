@@ -7,6 +7,7 @@ import sqlite3
 from collections.abc import Sequence
 from datetime import datetime
 from typing import Any, Final
+from uuid import UUID
 
 from autokey.adapters.merchant_rows import lines_from, lines_text
 from autokey.adapters.sqlite import rows
@@ -68,6 +69,11 @@ WHERE id = :id
 """
 _RESERVATION: Final = f"""
 SELECT {_RESERVATION_COLUMNS} FROM g2a_reservations WHERE id = :id AND seller_id = :seller_id
+"""
+_RESERVATIONS_OF_SELLER: Final = f"""
+SELECT {_RESERVATION_COLUMNS} FROM g2a_reservations
+WHERE seller_id = :seller_id AND id > :after
+ORDER BY id LIMIT :limit
 """
 _ORDERED: Final = f"""
 SELECT {_RESERVATION_COLUMNS} FROM g2a_reservations
@@ -244,6 +250,14 @@ class SqliteMerchantRepository(MerchantRepository):
             _RESERVATION, {"id": reservation_id, "seller_id": seller_id.bytes}
         )
         return None if row is None else _reservation(row)
+
+    async def list_reservations(self, seller_id: SubjectId, page: PageRequest) -> Page[Reservation]:
+        params = {
+            **_page_params(seller_id, page),
+            "after": str(page.after) if page.after else "",
+        }
+        found = await self._db.fetchall(_RESERVATIONS_OF_SELLER, params)
+        return base._page([_reservation(r) for r in found], page, lambda r: UUID(r.id))
 
     async def find_ordered(self, seller_id: SubjectId, order_ref: str) -> Reservation | None:
         row = await self._db.fetchone(

@@ -303,6 +303,12 @@ class MerchantService:
 
     # ---- what the seller sees --------------------------------------------------------------
 
+    async def reservations(self, principal: Principal, page: PageRequest) -> Page[Reservation]:
+        """The seller's sales on G2A: every reservation, with its state and G2A order id."""
+        principal.require(Role.SELLER, action="list_reservations")
+        async with self._store.transaction() as tx:
+            return await tx.merchant.list_reservations(principal.subject, page)
+
     async def returned_keys(self, principal: Principal, page: PageRequest) -> Page[ReturnedKey]:
         principal.require(Role.SELLER, action="list_returned_keys")
         async with self._store.transaction() as tx:

@@ -1,5 +1,5 @@
 """What a seller sees of selling on G2A: the link of an offer to its G2A offer (with the last
-synced stock), keys G2A returned, and G2A's notifications."""
+synced stock), the sales (reservations), keys G2A returned, and G2A's notifications."""
 
 from __future__ import annotations
 
@@ -20,6 +20,7 @@ from autokey.entrypoints.web.schemas import (
     G2AOfferLinkIn,
     G2AOfferLinkOut,
     NotificationOut,
+    ReservationOut,
     ReturnedKeyOut,
 )
 
@@ -46,6 +47,15 @@ async def offer_link(request: web.Request) -> web.Response:
     offer_id = OfferId(path_id(request, "offer_id", "offer"))
     link = await _merchant(request).offer_link(who, offer_id)
     return json_response(request, G2AOfferLinkOut.of(link))
+
+
+@routes.get("/seller/g2a/reservations")
+async def reservations(request: web.Request) -> web.Response:
+    who = await principal(request)
+    page = await _merchant(request).reservations(who, page_request(request))
+    return json_response(
+        request, page_body(request, page, [ReservationOut.of(r) for r in page.items])
+    )
 
 
 @routes.get("/seller/g2a/returned-keys")

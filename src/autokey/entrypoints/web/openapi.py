@@ -477,6 +477,15 @@ OPERATIONS: tuple[Operation, ...] = (
     ),
     Operation(
         method="GET",
+        path="/seller/g2a/reservations",
+        summary="The seller's sales on G2A: reservations G2A made, their state and order",
+        tag="selling on G2A",
+        response=PageOf(s.ReservationOut),
+        query=PAGED,
+        problems=("invalid_input",),
+    ),
+    Operation(
+        method="GET",
         path="/seller/g2a/returned-keys",
         summary="Keys G2A returned; they stay delivered and are never resold automatically",
         tag="selling on G2A",

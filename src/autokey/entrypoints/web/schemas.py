@@ -14,7 +14,12 @@ from cattrs.gen import make_dict_structure_fn, make_dict_unstructure_fn, overrid
 
 from autokey.domain.model.audit import AuditEvent
 from autokey.domain.model.keys import Key, PoolCounts, UploadReport
-from autokey.domain.model.merchant import G2AOfferLink, MerchantNotification, ReturnedKey
+from autokey.domain.model.merchant import (
+    G2AOfferLink,
+    MerchantNotification,
+    Reservation,
+    ReturnedKey,
+)
 from autokey.domain.model.offers import Money
 from autokey.domain.model.orders import Order, OrderStatus
 from autokey.domain.services.inventory import PoolView
@@ -374,6 +379,44 @@ class G2AOfferLinkOut:
             synced_size=link.synced_size,
             synced_at=link.synced_at,
             sync_error=link.sync_error,
+        )
+
+
+@attrs.frozen(kw_only=True)
+class ReservationLineOut:
+    product_id: str
+    quantity: int
+    order_id: UUID
+
+
+@attrs.frozen(kw_only=True)
+class ReservationOut:
+    """A sale on G2A: `open` (keys held until `expiresAt`; past it, expired), `released` or
+    `ordered` (with G2A's order id)."""
+
+    id: str
+    state: str
+    lines: list[ReservationLineOut]
+    created_at: datetime
+    expires_at: datetime
+    g2a_order_id: int | None
+    ordered_at: datetime | None
+
+    @classmethod
+    def of(cls, r: Reservation) -> ReservationOut:
+        return cls(
+            id=r.id,
+            state=r.state.value,
+            lines=[
+                ReservationLineOut(
+                    product_id=line.product_id, quantity=line.quantity, order_id=line.order_id
+                )
+                for line in r.lines
+            ],
+            created_at=r.created_at,
+            expires_at=r.expires_at,
+            g2a_order_id=r.g2a_order_id,
+            ordered_at=r.ordered_at,
         )
 
 

@@ -19,7 +19,8 @@ VALUES (':order_id', ':seller', 'open',
         jsonb_build_array(jsonb_build_object('product_id', ':product', 'quantity', 1,
                                              'order_id', ':order_id', 'pool_id', ':pool')),
         now(), now() + interval '30 minutes');
-SELECT count(*) FROM keys WHERE pool_id = ':pool' AND status = 'AVAILABLE';
+SELECT count(*) FROM (SELECT 1 FROM keys WHERE pool_id = ':pool' AND status = 'AVAILABLE'
+                      LIMIT 10000) AS capped;
 COMMIT;
 BEGIN;
 SELECT state, lines FROM g2a_reservations WHERE id = ':order_id' AND seller_id = ':seller'
@@ -33,5 +34,6 @@ WHERE id = ':order_id';
 SELECT id, sealed FROM keys WHERE order_id = ':order_id';
 UPDATE g2a_reservations SET state = 'ordered', g2a_order_id = 1, ordered_at = now()
 WHERE id = ':order_id';
-SELECT count(*) FROM keys WHERE pool_id = ':pool' AND status = 'AVAILABLE';
+SELECT count(*) FROM (SELECT 1 FROM keys WHERE pool_id = ':pool' AND status = 'AVAILABLE'
+                      LIMIT 10000) AS capped;
 COMMIT;

@@ -10,7 +10,8 @@ import attrs
 
 from autokey.adapters.memory import store as base
 from autokey.domain.model.errors import DuplicateResource
-from autokey.domain.model.ids import KeyId, OfferId, SubjectId
+from autokey.domain.model.ids import KeyId, OfferId, PoolId, SubjectId
+from autokey.domain.model.keys import KeyStatus
 from autokey.domain.model.merchant import (
     G2AOfferLink,
     MerchantAccessToken,
@@ -37,7 +38,7 @@ class MerchantTables:
 
 class MemoryMerchantRepository(MerchantRepository):
     def __init__(self, t: base._Tables, j: base._Journal) -> None:
-        self._m, self._offers, self._j = t.merchant, t.offers, j
+        self._m, self._offers, self._keys, self._j = t.merchant, t.offers, t.keys, j
 
     async def add_credential(self, credential: MerchantCredential) -> None:
         if credential.client_id in self._m.credentials:
@@ -73,6 +74,14 @@ class MemoryMerchantRepository(MerchantRepository):
             ):
                 return base._copy(offer)
         return None
+
+    async def available_up_to(self, pool_id: PoolId, cap: int) -> int:
+        available = [
+            k
+            for k in self._keys.values()
+            if k.pool_id == pool_id and k.status is KeyStatus.AVAILABLE
+        ]
+        return min(len(available), cap)
 
     async def add_reservation(self, reservation: Reservation) -> None:
         if reservation.id in self._m.reservations:

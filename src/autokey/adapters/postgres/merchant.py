@@ -13,7 +13,7 @@ from psycopg.types.json import Jsonb
 from autokey.adapters.merchant_rows import lines_from, lines_value
 from autokey.adapters.postgres import store as base
 from autokey.domain.model.errors import DuplicateResource
-from autokey.domain.model.ids import KeyId, OfferId, SubjectId
+from autokey.domain.model.ids import KeyId, OfferId, PoolId, SubjectId
 from autokey.domain.model.merchant import (
     G2AOfferLink,
     MerchantAccessToken,
@@ -57,6 +57,12 @@ SELECT id, seller_id, title, price_amount, price_currency, delivery_type, key_po
        created_at, updated_at, g2a_product_id, max_price_amount, max_price_currency
 FROM offers
 WHERE seller_id = %s AND g2a_product_id = %s AND status = 'active' AND delivery_type = 'AUTO_KEY'
+"""
+# Walks the partial claim index (0003) and stops at the cap.
+_AVAILABLE_UP_TO: Final = """
+SELECT count(*) FROM (
+    SELECT 1 FROM keys WHERE pool_id = %s AND status = 'AVAILABLE' LIMIT %s
+) AS capped
 """
 _RESERVATION_COLUMNS: Final = (
     "id, seller_id, state, lines, created_at, expires_at, g2a_order_id, ordered_at"
@@ -208,6 +214,10 @@ class PostgresMerchantRepository(MerchantRepository):
     async def find_linked_offer(self, seller_id: SubjectId, product_id: str) -> Offer | None:
         row = await self._sql._one(_LINKED_OFFER, (seller_id, product_id))
         return None if row is None else base._offer_from_row(row)
+
+    async def available_up_to(self, pool_id: PoolId, cap: int) -> int:
+        row = await self._sql._one(_AVAILABLE_UP_TO, (pool_id, cap))
+        return 0 if row is None else int(row[0])
 
     async def add_reservation(self, reservation: Reservation) -> None:
         params = (

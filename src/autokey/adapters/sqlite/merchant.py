@@ -12,7 +12,7 @@ from uuid import UUID
 from autokey.adapters.merchant_rows import lines_from, lines_text
 from autokey.adapters.sqlite import rows
 from autokey.adapters.sqlite import store as base
-from autokey.domain.model.ids import KeyId, OfferId, SubjectId
+from autokey.domain.model.ids import KeyId, OfferId, PoolId, SubjectId
 from autokey.domain.model.merchant import (
     G2AOfferLink,
     MerchantAccessToken,
@@ -53,6 +53,11 @@ SELECT id, seller_id, title, price_amount, price_currency, delivery_type, key_po
 FROM offers
 WHERE seller_id = :seller_id AND g2a_product_id = :product_id AND status = 'active'
   AND delivery_type = 'AUTO_KEY'
+"""
+_AVAILABLE_UP_TO: Final = """
+SELECT count(*) FROM (
+    SELECT 1 FROM keys WHERE pool_id = :pool_id AND status = 'AVAILABLE' LIMIT :cap
+)
 """
 _RESERVATION_COLUMNS: Final = (
     "id, seller_id, state, lines, created_at, expires_at, g2a_order_id, ordered_at"
@@ -228,6 +233,10 @@ class SqliteMerchantRepository(MerchantRepository):
             _LINKED_OFFER, {"seller_id": seller_id.bytes, "product_id": product_id}
         )
         return None if row is None else rows.offer_from_row(row)
+
+    async def available_up_to(self, pool_id: PoolId, cap: int) -> int:
+        row = await self._db.fetchone(_AVAILABLE_UP_TO, {"pool_id": pool_id.bytes, "cap": cap})
+        return 0 if row is None else int(row[0])
 
     async def add_reservation(self, reservation: Reservation) -> None:
         await self._db.execute(

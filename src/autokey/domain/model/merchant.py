@@ -27,6 +27,8 @@ so an order's channel is `g2a` exactly when this is its buyer."""
 PRODUCT_ID = re.compile(r"[1-9][0-9]{13}")
 MAX_RESERVATION_ID = 36
 MAX_G2A_OFFER_ID = 64
+MAX_INVENTORY = 10_000
+"""The most stock G2A shows for an offer (Import API `inventory.size`); we count no further."""
 
 
 def check_product_id(value: str, field: str = "g2aProductId") -> str:

@@ -18,6 +18,7 @@ from autokey.domain.model.ids import EventId, KeyId, OfferId, OrderId, SubjectId
 from autokey.domain.model.merchant import (
     G2A_CUSTOMER,
     MAX_G2A_OFFER_ID,
+    MAX_INVENTORY,
     G2AOfferLink,
     MerchantAccessToken,
     MerchantCredential,
@@ -378,7 +379,7 @@ class MerchantService:
     ) -> ReservationView:
         stock = []
         for line in reservation.lines:
-            available = await tx.keys.count_available(line.pool_id)
+            available = await tx.merchant.available_up_to(line.pool_id, MAX_INVENTORY)
             keys = (delivered or {}).get(line.order_id, ())
             stock.append(Stock(product_id=line.product_id, inventory_size=available, keys=keys))
         return ReservationView(reservation=reservation, stock=tuple(stock))

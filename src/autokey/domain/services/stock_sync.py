@@ -17,14 +17,12 @@ import structlog
 
 from autokey.domain.model.errors import UpstreamError
 from autokey.domain.model.ids import PoolId
-from autokey.domain.model.merchant import G2AOfferLink
+from autokey.domain.model.merchant import MAX_INVENTORY, G2AOfferLink
 from autokey.domain.model.offers import Offer, OfferStatus
 from autokey.ports.marketplace import MarketplaceClient
 from autokey.ports.store import Store
 from autokey.ports.system import Clock
 
-MAX_INVENTORY = 10_000
-"""G2A's ceiling for an offer's inventory size."""
 log = structlog.get_logger("autokey.g2a.stock_sync")
 
 

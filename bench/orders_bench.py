@@ -195,10 +195,10 @@ def _call_latencies(report: str) -> list[float]:
 
 
 def pgbench_run(
-    url: str, variables: dict[str, str], clients: int, pids: list[int]
+    url: str, variables: dict[str, str], clients: int, pids: list[int], script: str = SCRIPT
 ) -> dict[str, Any]:
     with tempfile.TemporaryDirectory() as logs:
-        args = [PGBENCH, "-n", "-f", SCRIPT, "-c", str(clients), "-j", str(min(clients, 2))]
+        args = [PGBENCH, "-n", "-f", script, "-c", str(clients), "-j", str(min(clients, 2))]
         args += ["-T", str(round(SECONDS)), "-r", "-l", "--log-prefix", f"{logs}/tx"]
         for name, value in variables.items():
             args += ["-D", f"{name}={value}"]
@@ -327,7 +327,9 @@ def summarise_stacks(lines: list[str]) -> str:
     return f"server CPU samples: {total} (charged to the leaf-most known frame)\n" + "\n".join(rows)
 
 
-async def setup(api: str, seller: str, name: str, stock: int) -> tuple[str, dict[str, Any]]:
+async def setup(
+    api: str, seller: str, name: str, stock: int, **offer_fields: str
+) -> tuple[str, dict[str, Any]]:
     """A pool of `stock` keys (text/plain upload) and its published AUTO_KEY offer."""
     auth = {"Authorization": f"Bearer {seller}"}
     async with aiohttp.ClientSession() as s:
@@ -347,6 +349,7 @@ async def setup(api: str, seller: str, name: str, stock: int) -> tuple[str, dict
             "price": {"amount": "1", "currency": "EUR"},
             "deliveryType": "AUTO_KEY",
             "keyPoolId": pool,
+            **offer_fields,
         }
         async with s.post(f"{api}/offers/draft", headers=auth, json=offer_in) as r:
             offer = await r.json()

@@ -43,8 +43,11 @@ class Api:
         secret, token = await self.container.auth().issue_token(role)
         return {"Authorization": f"Bearer {secret}", "X-Subject": str(token.subject)}
 
-    async def stocked_offer(self, seller: dict[str, str], keys: list[str]) -> tuple[str, str]:
-        """A new pool holding `keys` and a published AUTO_KEY offer on it: (pool, offer) ids."""
+    async def stocked_offer(
+        self, seller: dict[str, str], keys: list[str], g2a_product_id: str | None = None
+    ) -> tuple[str, str]:
+        """A new pool holding `keys` and a published AUTO_KEY offer on it (sold on G2A as
+        `g2a_product_id` when given): (pool, offer) ids."""
         post = self.client.post
         logs.register(*keys)
         pool = (await (await post("/key-pools", json={}, headers=seller)).json())["id"]
@@ -58,6 +61,7 @@ class Api:
             "price": {"amount": "19.99", "currency": "EUR"},
             "deliveryType": "AUTO_KEY",
             "keyPoolId": pool,
+            **({"g2aProductId": g2a_product_id} if g2a_product_id else {}),
         }
         offer = (await (await post("/offers/draft", json=draft, headers=seller)).json())["id"]
         published = await post("/offers/publish", json={"offerId": offer}, headers=seller)

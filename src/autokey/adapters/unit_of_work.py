@@ -11,6 +11,7 @@ from autokey.ports.store import (
     IdempotencyRepository,
     KeyRepository,
     KeyringRepository,
+    MerchantRepository,
     OfferRepository,
     OrderRepository,
     PoolRepository,
@@ -33,3 +34,4 @@ class Repositories(UnitOfWork):
     endpoints: EndpointRepository
     deliveries: DeliveryRepository
     keyring: KeyringRepository
+    merchant: MerchantRepository

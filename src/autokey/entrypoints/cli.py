@@ -100,9 +100,27 @@ def _parser() -> argparse.ArgumentParser:
         help="keys re-sealed per transaction (default: %(default)s)",
     )
     keys.add_parser("ids", help="print the public ids of the configured master keys")
+    g2a = sub.add_parser("g2a", help="selling on G2A").add_subparsers(
+        dest="g2a_command", required=True, metavar="ACTION"
+    )
+    credentials = g2a.add_parser(
+        "merchant-credentials", help="credentials G2A uses to call /g2a/merchant"
+    ).add_subparsers(dest="credentials_command", required=True, metavar="ACTION")
+    issue = credentials.add_parser("create", help="create credentials and print them once")
+    issue.add_argument(
+        "--seller", type=uuid.UUID, required=True, help="the seller id the credentials sell for"
+    )
+    issue.add_argument("--name", default="", help="a label to recognise the credentials by")
+    withdraw = credentials.add_parser("revoke", help="revoke credentials and their tokens")
+    withdraw.add_argument("client_id", help="the clientId printed by `create`")
     smoke = sub.add_parser("smoke", help="run the G2A sandbox journey end to end and print a table")
     smoke.add_argument(
         "--live", action="store_true", help="allow G2A_ENV=live, which moves real money"
+    )
+    smoke.add_argument(
+        "--merchant",
+        action="store_true",
+        help="run G2A's merchant stock contract journey against a local autokey instead",
     )
     smoke.add_argument(
         "-v", "--verbose", action="store_true", help="also print the service's log lines"
@@ -146,6 +164,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _run(args: argparse.Namespace, settings: Settings) -> int:
+    if args.command == "smoke" and args.merchant:
+        from autokey.entrypoints.merchant_smoke import merchant_smoke_main
+
+        return merchant_smoke_main()
     if args.command == "smoke":
         from autokey.entrypoints.smoke import smoke_main
 
@@ -172,6 +194,10 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
         return asyncio.run(_sweep(settings))
     if args.command == "keys":
         return asyncio.run(_reseal(settings, max(1, args.batch)))
+    if args.command == "g2a" and args.credentials_command == "create":
+        return asyncio.run(_create_credentials(settings, SubjectId(args.seller), args.name))
+    if args.command == "g2a":
+        return asyncio.run(_revoke_credentials(settings, args.client_id))
     if args.command == "audit":
         return asyncio.run(_export_audit(settings, PoolId(args.pool), args.since))
     action = args.token_command
@@ -366,3 +392,25 @@ def describe(error: KeyringMismatch) -> str:
         "refusing to start: the database schema predates migration 0004 (key ids); "
         f"run `autokey migrate` first; see {RUNBOOK}#when-autokey-refuses-to-start"
     )
+
+
+async def _create_credentials(settings: Settings, seller: SubjectId, name: str) -> int:
+    async with bootstrap.opened(settings) as container:
+        secret, credential = await container.merchant().create_credentials(seller, name)
+    print(
+        json.dumps(
+            {
+                "clientId": credential.client_id,
+                "clientSecret": secret,
+                "seller": str(credential.seller_id),
+            }
+        )
+    )
+    return 0
+
+
+async def _revoke_credentials(settings: Settings, client_id: str) -> int:
+    async with bootstrap.opened(settings) as container:
+        revoked = await container.merchant().revoke_credentials(client_id)
+    print(json.dumps({"clientId": client_id, "revoked": revoked}))
+    return 0 if revoked else 1

@@ -15,6 +15,7 @@ from redis.asyncio import Redis
 from autokey.adapters.crypto import AesGcmKeyCipher, HmacBlindIndexKeys, Sha256SecretHasher
 from autokey.adapters.g2a.client import G2AMarketplaceClient
 from autokey.adapters.g2a.config import G2AConfig
+from autokey.adapters.g2a.guard import CallGuard, GuardPolicy
 from autokey.adapters.g2a.metrics import G2AMetrics
 from autokey.adapters.g2a.retry import RetryPolicy
 from autokey.adapters.memory.token_cache import MemoryTokenCache
@@ -28,13 +29,15 @@ from autokey.domain.services.auth import AuthService
 from autokey.domain.services.idempotency import IdempotencyService
 from autokey.domain.services.inventory import InventoryService
 from autokey.domain.services.keyring import KeyringService
+from autokey.domain.services.merchant import MerchantService
 from autokey.domain.services.offers import OfferService
 from autokey.domain.services.orders import OrderService
 from autokey.domain.services.outbound import SellerWebhookService
 from autokey.domain.services.sourcing import SourcingService
+from autokey.domain.services.stock_sync import StockSync
 from autokey.domain.services.webhooks import WebhookService
 from autokey.entrypoints.settings import RateLimits, Settings
-from autokey.entrypoints.web.health import Check, ReadinessChecker
+from autokey.entrypoints.web.health import Check, CircuitState, ReadinessChecker
 from autokey.entrypoints.web.metrics import (
     AuditedPoolStock,
     DomainMetrics,
@@ -69,6 +72,7 @@ def _marketplace(
     cache: TokenCache,
     metrics: G2AMetrics,
     clock: Clock,
+    guard: CallGuard,
 ) -> MarketplaceClient | None:
     if config is None or session is None:
         return None
@@ -79,7 +83,14 @@ def _marketplace(
         retry_policy=RetryPolicy(max_retries=config.retry_max),
         metrics=metrics,
         clock=clock.now,
+        guard=guard,
     )
+
+
+def _stock_sync(
+    store: Store, marketplace: MarketplaceClient | None, clock: Clock
+) -> StockSync | None:
+    return None if marketplace is None else StockSync(store, marketplace, clock)
 
 
 class Container(containers.DeclarativeContainer):
@@ -147,12 +158,42 @@ class Container(containers.DeclarativeContainer):
         allow_private=settings.provided.webhook_allow_private,
         lease=settings.provided.webhook_lease,
     )
+    # G2A's reservations are orders with their own lifetime (AUTOKEY_G2A_RESERVATION_TTL_S).
+    g2a_orders = providers.Singleton(
+        OrderService,
+        store,
+        cipher,
+        payments,
+        clock,
+        ids,
+        reservation_ttl_s=settings.provided.g2a_reservation_ttl_s,
+    )
+    merchant = providers.Singleton(
+        MerchantService,
+        store,
+        g2a_orders,
+        hasher,
+        clock,
+        ids,
+        reservation_ttl_s=settings.provided.g2a_reservation_ttl_s,
+    )
 
     g2a_metrics = providers.Singleton(G2AMetrics, metrics_registry)
     token_cache = providers.Singleton(_token_cache, redis, g2a_metrics)
-    marketplace = providers.Singleton(
-        _marketplace, settings.provided.g2a, http_session, token_cache, g2a_metrics, clock
+    # One guard for every G2A call, buying and selling: rate limit and circuit breaker.
+    g2a_guard = providers.Singleton(
+        CallGuard, providers.Factory(GuardPolicy, rate=settings.provided.g2a_rate_limit)
     )
+    marketplace = providers.Singleton(
+        _marketplace,
+        settings.provided.g2a,
+        http_session,
+        token_cache,
+        g2a_metrics,
+        clock,
+        g2a_guard,
+    )
+    stock_sync = providers.Singleton(_stock_sync, store, marketplace, clock)
     sourcing = providers.Singleton(
         SourcingService, store, marketplace, cipher, blind_index, clock, ids
     )
@@ -174,10 +215,12 @@ class Container(containers.DeclarativeContainer):
     redis_ping: providers.Provider[Check | None] = providers.Object(None)
     g2a_probe: providers.Provider[Check | None] = providers.Object(None)
     g2a_environment: providers.Provider[str | None] = providers.Object(None)
+    g2a_circuit: providers.Provider[CircuitState | None] = providers.Object(None)
     readiness = providers.Singleton(
         ReadinessChecker,
         store,
         g2a_environment=g2a_environment,
         redis_ping=redis_ping,
         g2a_probe=g2a_probe,
+        g2a_circuit=g2a_circuit,
     )

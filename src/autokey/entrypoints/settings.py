@@ -7,6 +7,7 @@ every problem at once. No value of a secret variable ever appears in a message.
 from __future__ import annotations
 
 import enum
+import re
 from collections.abc import Mapping
 from datetime import timedelta
 from pathlib import Path
@@ -147,6 +148,12 @@ class Settings:
         return timedelta(seconds=2 * self.webhook_timeout_s + 5)
 
     webhook_secrets: tuple[bytes, ...] = attrs.field(default=(), repr=False)
+    g2a_reservation_ttl_s: int = 1800
+    """How long a reservation G2A makes through the merchant API holds its keys."""
+    g2a_stock_sync_interval_s: float = 30.0
+    """The least time between two pushes of one offer's stock to G2A (Import API)."""
+    g2a_rate_limit: str = "10/second"
+    """Client-side limit on calls to G2A, a `limits` rate string."""
     """G2A_API_HASH (or G2A_API_SECRET), then G2A_API_HASH_PREVIOUS during a rotation."""
 
     @property
@@ -301,6 +308,16 @@ def _webhook_secrets(r: _Reader) -> tuple[bytes, ...]:
     return tuple(s.encode() for s in (current, previous) if s)
 
 
+_RATE = re.compile(r"[1-9][0-9]{0,5}/(second|minute|hour)")
+
+
+def _rate(r: _Reader) -> str:
+    rate = r.text("AUTOKEY_G2A_RATE_LIMIT", "10/second")
+    if not _RATE.fullmatch(rate):
+        r.problems.append("AUTOKEY_G2A_RATE_LIMIT must look like 10/second (second|minute|hour)")
+    return rate
+
+
 def load_settings(environ: Mapping[str, str]) -> Settings:
     """Build Settings from `environ`; raise SettingsError listing every problem."""
     r = _Reader(environ)
@@ -329,6 +346,11 @@ def load_settings(environ: Mapping[str, str]) -> Settings:
         webhook_secrets=_webhook_secrets(r),
         webhook_allow_private=r.flag("AUTOKEY_WEBHOOK_ALLOW_PRIVATE"),
         webhook_timeout_s=float(r.integer("AUTOKEY_WEBHOOK_TIMEOUT_S", 10, 1, 60)),
+        g2a_reservation_ttl_s=r.integer("AUTOKEY_G2A_RESERVATION_TTL_S", 1800, 10, 24 * 3600),
+        g2a_stock_sync_interval_s=float(
+            r.integer("AUTOKEY_G2A_STOCK_SYNC_INTERVAL_S", 30, 1, 3600)
+        ),
+        g2a_rate_limit=_rate(r),
     )
     if r.problems:
         raise SettingsError(r.problems)

@@ -19,6 +19,7 @@ from typing import Protocol
 
 from autokey.domain.model.marketplace import (
     AccessToken,
+    JobOutcome,
     MarketplaceEnvironment,
     MarketplaceOrder,
     MarketplaceOrderDetails,
@@ -74,6 +75,11 @@ class MarketplaceClient(Protocol):
         """Set the stock (inventory size) of our offer `offer_ref` on the marketplace.
         Idempotent (sets an absolute size), so retried. Raises `UpstreamNotFound` for an
         unknown offer, `UpstreamAuthError` when the selling API refuses our token twice."""
+        ...
+
+    async def job_status(self, job_id: str) -> JobOutcome:
+        """Where an asynchronous Import API job (e.g. a stock update) stands. Idempotent
+        (retried). Raises `UpstreamNotFound` for an unknown job."""
         ...
 
     async def probe_token(self) -> TokenProbe:

@@ -40,6 +40,14 @@ from autokey.domain.model.keys import (
     PinnedIndexKey,
     PoolCounts,
 )
+from autokey.domain.model.merchant import (
+    G2AOfferLink,
+    MerchantAccessToken,
+    MerchantCredential,
+    MerchantNotification,
+    Reservation,
+    ReturnedKey,
+)
 from autokey.domain.model.offers import Offer
 from autokey.domain.model.orders import Order, OrderStatus, SalesFilter
 from autokey.domain.model.outbound import Delivery, WebhookEndpoint
@@ -373,6 +381,102 @@ class DeliveryRepository(Protocol):
 
     async def list_for_endpoint(self, endpoint_id: EndpointId, page: PageRequest) -> Page[Delivery]:
         """The endpoint's deliveries, newest first; `page.after` continues below that id."""
+
+
+class MerchantRepository(Protocol):
+    """What the G2A merchant API keeps: credentials, access tokens, reservations, returned
+    keys, notifications and the links of offers to G2A offers. Reservation ids are unique
+    across sellers; every lookup takes the seller, so one seller never sees another's."""
+
+    async def add_credential(self, credential: MerchantCredential) -> None:
+        """Store new client credentials. Raises DuplicateResource if the client id exists."""
+        ...
+
+    async def get_credential(self, client_id: str) -> MerchantCredential | None:
+        """The credentials of `client_id`, revoked or not; None if unknown."""
+        ...
+
+    async def revoke_credential(self, client_id: str, at: datetime) -> bool:
+        """Revoke the credentials and every access token issued with them; False if unknown
+        or already revoked (idempotent)."""
+        ...
+
+    async def add_access_token(self, token: MerchantAccessToken) -> None:
+        """Store an access token (its hash); expired ones may be pruned at the same time."""
+        ...
+
+    async def find_access_token(self, token_hash: bytes) -> MerchantAccessToken | None:
+        """The access token with that hash, expired or not; None if unknown."""
+        ...
+
+    async def find_linked_offer(self, seller_id: SubjectId, product_id: str) -> Offer | None:
+        """The seller's ACTIVE AUTO_KEY offer whose g2aProductId is `product_id` (at most one
+        exists), or None."""
+        ...
+
+    async def available_up_to(self, pool_id: PoolId, cap: int) -> int:
+        """AVAILABLE keys of the pool as this transaction sees them, counting no further than
+        `cap` (G2A shows at most 10,000: a large pool costs no more than that to count)."""
+        ...
+
+    async def add_reservation(self, reservation: Reservation) -> None:
+        """Store a new reservation. Raises DuplicateResource if its id exists."""
+        ...
+
+    async def save_reservation(self, reservation: Reservation) -> None:
+        """Persist state, expiry and G2A order id of an existing reservation."""
+        ...
+
+    async def get_reservation(
+        self, seller_id: SubjectId, reservation_id: str, *, for_update: bool = False
+    ) -> Reservation | None:
+        """The seller's reservation; `for_update` locks it until the transaction ends, so an
+        order, a release and a renewal of one reservation run one after the other."""
+        ...
+
+    async def list_reservations(self, seller_id: SubjectId, page: PageRequest) -> Page[Reservation]:
+        """The seller's reservations in id (creation) order; ids are UUID text, so
+        `page.after` is the UUID of the last one seen."""
+        ...
+
+    async def find_ordered(self, seller_id: SubjectId, order_ref: str) -> Reservation | None:
+        """The seller's ORDERED reservation whose id (autokey's order id) or G2A order id is
+        `order_ref`; None if there is none."""
+        ...
+
+    async def add_returned_keys(self, returned: Sequence[ReturnedKey]) -> int:
+        """Record returned keys; a key returned before is skipped. Returns how many were new."""
+        ...
+
+    async def list_returned_keys(
+        self, seller_id: SubjectId, page: PageRequest
+    ) -> Page[ReturnedKey]:
+        """The seller's returned keys in key id order."""
+        ...
+
+    async def add_notification(self, notification: MerchantNotification) -> None:
+        """Store a notification (append only)."""
+        ...
+
+    async def list_notifications(
+        self, seller_id: SubjectId, page: PageRequest
+    ) -> Page[MerchantNotification]:
+        """The seller's notifications in id (arrival) order."""
+        ...
+
+    async def save_link(self, link: G2AOfferLink) -> None:
+        """Create or replace the offer's link. Raises DuplicateResource when the seller has
+        another offer linked to the same G2A offer id."""
+        ...
+
+    async def get_link(self, offer_id: OfferId) -> G2AOfferLink | None: ...
+
+    async def list_links(self) -> Sequence[G2AOfferLink]:
+        """Every offer's link, in offer id order (one per offer listed on G2A: a small table)."""
+        ...
+
+    async def find_link(self, seller_id: SubjectId, g2a_offer_id: str) -> G2AOfferLink | None:
+        """The seller's link to that G2A offer id, or None."""
         ...
 
 
@@ -391,6 +495,7 @@ class UnitOfWork(Protocol):
     endpoints: EndpointRepository
     deliveries: DeliveryRepository
     keyring: KeyringRepository
+    merchant: MerchantRepository
 
 
 class Store(Protocol):

@@ -13,6 +13,7 @@ from redis.asyncio import Redis
 
 from autokey.adapters.g2a.client import G2AMarketplaceClient
 from autokey.adapters.g2a.config import G2AConfig
+from autokey.adapters.g2a.guard import CallGuard
 from autokey.adapters.g2a.metrics import G2AMetrics
 from autokey.adapters.g2a.retry import RetryPolicy
 from autokey.adapters.g2a.simulator import RunningSimulator, SimulatorConfig, start_simulator
@@ -79,6 +80,7 @@ def make_client(
         cache: TokenCache | None = None,
         policy: RetryPolicy | None = None,
         metrics: G2AMetrics | None = None,
+        guard: CallGuard | None = None,
         **config_kw: object,
     ) -> G2AMarketplaceClient:
         return G2AMarketplaceClient(
@@ -88,6 +90,7 @@ def make_client(
             retry_policy=policy or RetryPolicy.no_wait(),
             metrics=metrics or G2AMetrics(CollectorRegistry()),
             clock=clock,
+            guard=guard,
         )
 
     return build

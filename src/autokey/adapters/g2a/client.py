@@ -32,6 +32,7 @@ from autokey.adapters.g2a.config import G2AConfig, TokenFlow
 from autokey.adapters.g2a.converter import (
     ErrorWire,
     JobAccepted,
+    JobWire,
     KeyWire,
     OrderDetailsWire,
     PaymentWire,
@@ -39,6 +40,7 @@ from autokey.adapters.g2a.converter import (
     decode_json,
     make_g2a_converter,
 )
+from autokey.adapters.g2a.guard import CallGuard
 from autokey.adapters.g2a.metrics import G2AMetrics
 from autokey.adapters.g2a.retry import (
     FailureKind,
@@ -60,6 +62,7 @@ from autokey.domain.model.errors import (
 )
 from autokey.domain.model.marketplace import (
     AccessToken,
+    JobOutcome,
     MarketplaceOrder,
     MarketplaceOrderDetails,
     MarketplaceProduct,
@@ -183,8 +186,10 @@ class G2AMarketplaceClient(MarketplaceClient):
         retry_policy: RetryPolicy,
         metrics: G2AMetrics,
         clock: Callable[[], datetime],
+        guard: CallGuard | None = None,
     ) -> None:
         self._session = session
+        self._guard = guard
         self._config = config
         self._cache = token_cache
         self._policy = retry_policy
@@ -286,6 +291,24 @@ class G2AMarketplaceClient(MarketplaceClient):
         return OfferStockPublication(
             offer_ref=offer_ref, inventory_size=inventory_size, job_id=job_id
         )
+
+    async def job_status(self, job_id: str) -> JobOutcome:
+        path = self._config.paths.job.format(job_id=quote(job_id, safe=""))
+        call = self._call(
+            "job_status",
+            "GET",
+            f"GET {self._config.paths.job}",
+            self._config.import_base_url + path,
+            idempotent=True,
+        )
+        response = await self._bearer_send(call)
+        if response.status != 200:
+            raise self._failed(
+                call, error_for_status(response.status, _error_code(response.body), call.operation)
+            )
+        data = self._structure(self._decode(response, call), JobWire, call.operation).data
+        failed = [e.code or e.status for e in data.elements if e.code or e.status == "failed"]
+        return JobOutcome(job_id=job_id, status=data.status, error_code=(failed or [None])[0])
 
     async def probe_token(self) -> TokenProbe:
         token, cached = await self._token()
@@ -468,6 +491,12 @@ class G2AMarketplaceClient(MarketplaceClient):
         return error
 
     async def _send(self, call: _Call) -> _Response:
+        """One logical call under the guard (rate limit, circuit breaker), if any."""
+        if self._guard is None:
+            return await self._send_with_retries(call)
+        return await self._guard.run(call.operation, lambda: self._send_with_retries(call))
+
+    async def _send_with_retries(self, call: _Call) -> _Response:
         """One logical call: attempts with retries per the policy. Returns any non-transient
         answer; raises UpstreamRateLimited / UpstreamUnavailable after giving up."""
 

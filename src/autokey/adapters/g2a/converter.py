@@ -53,6 +53,23 @@ class JobAccepted:
 
 
 @attrs.frozen(kw_only=True)
+class JobElementWire:
+    status: str | None = None
+    code: str | None = None
+
+
+@attrs.frozen(kw_only=True)
+class JobData:
+    status: str
+    elements: list[JobElementWire] = attrs.Factory(list)
+
+
+@attrs.frozen(kw_only=True)
+class JobWire:
+    data: JobData
+
+
+@attrs.frozen(kw_only=True)
 class ErrorWire:
     status: str | None = None
     code: str | None = None

@@ -4,7 +4,9 @@ catalogue, once-only keys, signed webhooks and fault injection.
 
 Faults are set by `SimulatorConfig.faults` or at runtime by `POST /__admin/faults`
 (JSON with any `FaultConfig` field, plus `token_lifetime_s`); `GET /__admin/state` reports
-counters (token fetches, requests); `POST /__admin/revoke-tokens` forgets issued tokens."""
+counters (token fetches, requests); `POST /__admin/revoke-tokens` forgets issued tokens;
+`POST /__admin/merchant/journey` plays a G2A customer against a merchant server on loopback
+(the merchant stock contract: token, reserve, order, inventory)."""
 
 from __future__ import annotations
 
@@ -19,6 +21,7 @@ from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
+from urllib.parse import urlsplit
 
 import aiohttp
 import attrs
@@ -32,6 +35,8 @@ from autokey.adapters.g2a.auth import (
     export_authorization,
     hash_signature,
 )
+from autokey.adapters.g2a.customer import G2ACustomer
+from autokey.adapters.g2a.urls import is_loopback_host
 from autokey.adapters.g2a.webhook_signing import sign_webhook
 
 log = structlog.get_logger("autokey.adapters.g2a.simulator")
@@ -98,6 +103,7 @@ class SimulatorState:
     token_fetches: int = 0
     requests: int = 0
     offers: dict[str, int] = attrs.field(factory=dict)
+    offer_updates: int = 0
     jobs: dict[str, str] = attrs.field(factory=dict)
     webhooks_sent: int = 0
     tasks: set[asyncio.Task[None]] = attrs.field(factory=set)
@@ -447,6 +453,7 @@ async def _update_offer(request: web.Request) -> web.Response:
     except (ValueError, KeyError, TypeError):
         return _error(400, "BR01", "Invalid offer")
     state.offers[offer_id] = size
+    state.offer_updates += 1
     return _new_job(state, offer_id)
 
 
@@ -493,8 +500,41 @@ async def _get_state(request: web.Request) -> web.Response:
             "orders": len(state.orders),
             "webhooks_sent": state.webhooks_sent,
             "offers": state.offers,
+            "offer_updates": state.offer_updates,
         }
     )
+
+
+async def _merchant_journey(request: web.Request) -> web.Response:
+    """Play a G2A customer against a merchant server on loopback: token, healthcheck,
+    reserve, order, inventory. Body: base_url, client_id, client_secret, product_id,
+    quantity (default 1). Answers each step's status; key values are never echoed."""
+    try:
+        body = await request.json()
+        base_url, product_id = str(body["base_url"]), int(body["product_id"])
+        quantity = int(body.get("quantity", 1))
+        credentials = (str(body["client_id"]), str(body["client_secret"]))
+    except (ValueError, KeyError, TypeError, AttributeError):
+        return _error(400, "BR01", "Invalid journey")
+    if not is_loopback_host(urlsplit(base_url).hostname or ""):
+        return _error(400, "BR01", "The merchant server must be on loopback")
+    steps: list[dict[str, Any]] = []
+    async with aiohttp.ClientSession() as session:
+        customer = G2ACustomer(session, base_url, *credentials)
+        answer = await customer.authorize()
+        steps.append({"step": "token", "status": answer.status})
+        steps.append({"step": "healthcheck", "status": (await customer.healthcheck()).status})
+        reserved = await customer.reserve(product_id, quantity)
+        steps.append({"step": "reserve", "status": reserved.status})
+        if reserved.status == 200:
+            rid = reserved.body["reservation_id"]
+            ordered = await customer.order(rid, _state(request).next_order_id)
+            _state(request).next_order_id += 1
+            steps.append({"step": "order", "status": ordered.status})
+            again = await customer.inventory(rid)
+            keys = sum(len(s["inventory"]) for s in again.body) if again.status == 200 else 0
+            steps.append({"step": "inventory", "status": again.status, "keys": keys})
+    return _json({"steps": steps})
 
 
 async def _revoke_tokens(request: web.Request) -> web.Response:
@@ -617,6 +657,7 @@ def make_simulator_app(config: SimulatorConfig) -> web.Application:
     app.router.add_post(f"{ADMIN_PREFIX}/faults", _set_faults)
     app.router.add_get(f"{ADMIN_PREFIX}/state", _get_state)
     app.router.add_post(f"{ADMIN_PREFIX}/revoke-tokens", _revoke_tokens)
+    app.router.add_post(f"{ADMIN_PREFIX}/merchant/journey", _merchant_journey)
     return app
 
 

@@ -15,6 +15,7 @@ from uuid import UUID
 
 import attrs
 
+from autokey.adapters.memory.merchant import MemoryMerchantRepository, MerchantTables
 from autokey.adapters.unit_of_work import Repositories
 from autokey.domain.model.audit import AuditEvent
 from autokey.domain.model.auth import ApiToken
@@ -82,6 +83,7 @@ class _Tables:
     deliveries: dict[DeliveryId, Delivery] = attrs.Factory(dict)
     index_key: dict[int, PinnedIndexKey] = attrs.Factory(dict)
     """At most one entry, under key 1 (the journal undoes dict writes)."""
+    merchant: MerchantTables = attrs.Factory(MerchantTables)
 
 
 class _Journal:
@@ -621,6 +623,7 @@ class MemoryStore(Store):
                 endpoints=MemoryEndpointRepository(t, journal),
                 deliveries=MemoryDeliveryRepository(t, journal),
                 keyring=MemoryKeyringRepository(t, journal),
+                merchant=MemoryMerchantRepository(t, journal),
             )
             try:
                 yield uow

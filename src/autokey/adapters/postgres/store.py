@@ -1440,6 +1440,9 @@ class PostgresAuditLog(_Sql, AuditLog):
 
 
 def _unit_of_work(conn: Conn, pipeline: psycopg.AsyncPipeline) -> UnitOfWork:
+    # Imported here: the merchant repository builds on this module's helpers.
+    from autokey.adapters.postgres.merchant import PostgresMerchantRepository
+
     return Repositories(
         tokens=PostgresTokenRepository(conn, pipeline),
         pools=PostgresPoolRepository(conn, pipeline),
@@ -1452,6 +1455,7 @@ def _unit_of_work(conn: Conn, pipeline: psycopg.AsyncPipeline) -> UnitOfWork:
         endpoints=PostgresEndpointRepository(conn, pipeline),
         deliveries=PostgresDeliveryRepository(conn, pipeline),
         keyring=PostgresKeyringRepository(conn, pipeline),
+        merchant=PostgresMerchantRepository(conn, pipeline),
     )
 
 

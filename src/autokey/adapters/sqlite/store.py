@@ -697,6 +697,9 @@ class SqliteDeliveryRepository(DeliveryRepository):
 
 
 def _unit_of_work(session: _Session) -> UnitOfWork:
+    # Imported here: the merchant repository builds on this module's helpers.
+    from autokey.adapters.sqlite.merchant import SqliteMerchantRepository
+
     return Repositories(
         tokens=SqliteTokenRepository(session),
         pools=SqlitePoolRepository(session),
@@ -709,6 +712,7 @@ def _unit_of_work(session: _Session) -> UnitOfWork:
         endpoints=SqliteEndpointRepository(session),
         deliveries=SqliteDeliveryRepository(session),
         keyring=SqliteKeyringRepository(session),
+        merchant=SqliteMerchantRepository(session),
     )
 
 

@@ -21,6 +21,7 @@ class AuditAction(enum.StrEnum):
     KEY_DUPLICATE_BOUGHT = "key.duplicate_bought"
     """A key bought upstream whose plaintext was stored already: delivered anyway, for an
     operator to look into (key_ids: the bought key, then the one stored before)."""
+    KEYS_RETURNED = "keys.returned"
     ORDER_CREATED = "order.created"
     ORDER_PAID = "order.paid"
     ORDER_FULFILLED = "order.fulfilled"

@@ -17,6 +17,7 @@ RFC 9457 problems from a single ordered table.
     │   │   ├── OrderNotPaid         only a PAID (or FULFILLED) order can be fulfilled
     │   │   ├── OrderKeysUnreadable  a paid order canceled because its keys cannot be decrypted
     │   │   ├── ReservationExpired   the order's key reservation ran out before payment
+    │   │   ├── OrderExists          G2A ordered this reservation already (never delivers again)
     │   │   └── DuplicateResource    a unique value exists already
     │   ├── UnstorableValue          the database refused a value of the request (NUL, range)
     │   ├── IdempotencyKeyReused     same Idempotency-Key, different request
@@ -142,6 +143,11 @@ class UnstorableValue(DomainError):
     """The database refused a value of the request as data (a NUL character, a number out
     of its range, a character it cannot encode): input the edge should have refused. Names
     no field and echoes no value."""
+
+
+@attrs.define(kw_only=True)
+class OrderExists(Conflict):
+    order_id: str
 
 
 @attrs.define(kw_only=True)

@@ -142,6 +142,22 @@ class OfferStockPublication:
     job_id: str | None
 
 
+JOB_FINISHED = frozenset({"complete", "completed", "done", "finished", "failed", "error"})
+
+
+@attrs.frozen(kw_only=True)
+class JobOutcome:
+    """Where an asynchronous Import API job stands; `error_code` names why it failed."""
+
+    job_id: str
+    status: str
+    error_code: str | None = None
+
+    @property
+    def finished(self) -> bool:
+        return self.status.lower() in JOB_FINISHED
+
+
 @attrs.frozen(kw_only=True)
 class AccessToken:
     """A bearer token for the selling (Import) API. `value` is a secret."""

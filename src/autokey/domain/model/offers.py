@@ -12,6 +12,7 @@ import attrs
 from autokey.domain.model.currencies import MINOR_UNITS
 from autokey.domain.model.errors import IllegalTransition, InvalidInput, OfferNotAvailable
 from autokey.domain.model.ids import OfferId, PoolId, SubjectId
+from autokey.domain.model.merchant import check_product_id
 from autokey.domain.model.text import check_text
 
 _AMOUNT = re.compile(r"([0-9]+)(?:\.([0-9]+))?")
@@ -109,8 +110,11 @@ class Offer:
         check_text("title", self.title, max_length=MAX_TITLE_LENGTH)
         if self.g2a_product_id is not None:
             check_text("g2aProductId", self.g2a_product_id, max_length=MAX_PRODUCT_ID_LENGTH)
-        if self.delivery_type is DeliveryType.AUTO_KEY and self.key_pool_id is None:
-            raise InvalidInput.of("keyPoolId", "required_for_auto_key")
+        if self.delivery_type is DeliveryType.AUTO_KEY:
+            if self.key_pool_id is None:
+                raise InvalidInput.of("keyPoolId", "required_for_auto_key")
+            if self.g2a_product_id is not None:
+                check_product_id(self.g2a_product_id)
         if self.delivery_type is DeliveryType.G2A:
             if self.key_pool_id is None:
                 raise InvalidInput.of("keyPoolId", "required_for_g2a")
@@ -127,6 +131,14 @@ class Offer:
                 resource="offer", id=str(self.id), current=self.status, target=target
             )
         self.status, self.updated_at = target, now
+
+    @property
+    def sold_on_g2a_as(self) -> str | None:
+        """The G2A product under which G2A's merchant API reserves this offer's keys: set for
+        ACTIVE AUTO_KEY offers with a g2aProductId, unique among a seller's such offers."""
+        if self.status is OfferStatus.ACTIVE and self.delivery_type is DeliveryType.AUTO_KEY:
+            return self.g2a_product_id
+        return None
 
     @property
     def sources_upstream(self) -> bool:

@@ -183,5 +183,16 @@ class Order:
         self._move(OrderStatus.CANCELED, now)
         self.canceled_at, self.cancel_reason = now, reason
 
+    def extend(self, until: datetime, now: datetime) -> None:
+        """Hold a PENDING order's keys until `until`; ReservationExpired once it has expired,
+        IllegalTransition when it is no longer PENDING."""
+        if self.status is not OrderStatus.PENDING:
+            raise IllegalTransition(
+                resource="order", id=str(self.id), current=self.status, target=self.status
+            )
+        if self.is_expired(now):
+            raise ReservationExpired(resource="order", id=str(self.id))
+        self.reserved_until, self.updated_at = until, now
+
     def is_expired(self, now: datetime) -> bool:
         return self.status is OrderStatus.PENDING and now >= self.reserved_until

@@ -5,7 +5,7 @@ from __future__ import annotations
 import attrs
 
 from autokey.domain.model.auth import Principal, Role
-from autokey.domain.model.errors import InvalidInput, NotFound
+from autokey.domain.model.errors import DuplicateResource, InvalidInput, NotFound
 from autokey.domain.model.ids import OfferId, PoolId
 from autokey.domain.model.offers import (
     Availability,
@@ -64,6 +64,17 @@ async def _owned_offer(tx: UnitOfWork, principal: Principal, offer_id: OfferId) 
     return offer
 
 
+async def _ensure_listable(tx: UnitOfWork, offer: Offer) -> None:
+    """DuplicateResource when another active AUTO_KEY offer of the seller is sold on G2A
+    as the same product (a G2A reservation names the product, so it must pick one pool)."""
+    product_id = offer.sold_on_g2a_as
+    if product_id is None:
+        return
+    other = await tx.merchant.find_linked_offer(offer.seller_id, product_id)
+    if other is not None and other.id != offer.id:
+        raise DuplicateResource(resource="g2aProductId", id=product_id)
+
+
 class OfferService:
     def __init__(self, store: Store, clock: Clock, ids: IdGenerator) -> None:
         self._store, self._clock, self._ids = store, clock, ids
@@ -106,6 +117,7 @@ class OfferService:
                     low_stock_threshold=draft.low_stock_threshold,
                     updated_at=now,
                 )
+                await _ensure_listable(tx, offer)
                 await tx.offers.save(offer)
             return await _view(tx, offer)
 
@@ -116,6 +128,7 @@ class OfferService:
         async with self._store.transaction() as tx:
             offer = await _owned_offer(tx, principal, offer_id)
             offer.set_status(status, self._clock.now())
+            await _ensure_listable(tx, offer)
             await tx.offers.save(offer)
             return await _view(tx, offer)
 

@@ -7,7 +7,7 @@ inside the same transaction as its idempotency record; `transact` runs it standa
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 import attrs
 
@@ -21,6 +21,7 @@ from autokey.domain.model.errors import (
     StockBusy,
 )
 from autokey.domain.model.ids import EventId, KeyId, OfferId, OrderId
+from autokey.domain.model.merchant import channel_of
 from autokey.domain.model.orders import Order, OrderStatus, SalesFilter, check_quantity
 from autokey.domain.model.outbound import OutboundEventType
 from autokey.domain.model.pages import Page, PageRequest
@@ -97,7 +98,7 @@ class OrderService:
             pool_id=order.pool_id,
             order_id=order.id,
             key_ids=tuple(key_ids),
-            details=details,
+            details={"channel": channel_of(order.buyer_id), **details},
         )
 
     async def _own_order(
@@ -198,6 +199,28 @@ class OrderService:
             )
         return attrs.evolve(await self._reveal(tx, principal, order), moved=moved)
 
+    async def settle_in(
+        self, tx: UnitOfWork, principal: Principal, order_id: OrderId, reference: str
+    ) -> OrderView:
+        """PENDING -> PAID -> FULFILLED for an order paid outside autokey (G2A collected the
+        money; `reference` records where), delivering its reserved keys."""
+        order = await self._own_order(tx, principal, order_id, lock=True)
+        order.pay(self._clock.now())
+        await tx.orders.save(order)
+        await tx.audit.append(
+            [self._event(principal, AuditAction.ORDER_PAID, order, payment=reference)]
+        )
+        return await self.fulfill_in(tx, principal, order_id)
+
+    async def extend_in(
+        self, tx: UnitOfWork, principal: Principal, order_id: OrderId, until: datetime
+    ) -> Order:
+        """Hold a PENDING order's keys until `until` (see `Order.extend`)."""
+        order = await self._own_order(tx, principal, order_id, lock=True)
+        order.extend(until, self._clock.now())
+        await tx.orders.save(order)
+        return order
+
     async def _reveal(self, tx: UnitOfWork, principal: Principal, order: Order) -> OrderView:
         keys = await tx.keys.for_order(order.id)
         revealed = tuple(
@@ -211,14 +234,18 @@ class OrderService:
         )
         return OrderView(order=order, keys=revealed)
 
-    async def cancel_in(self, tx: UnitOfWork, principal: Principal, order_id: OrderId) -> OrderView:
+    async def cancel_in(
+        self,
+        tx: UnitOfWork,
+        principal: Principal,
+        order_id: OrderId,
+        reason: str = "canceled_by_buyer",
+    ) -> OrderView:
         """PENDING -> CANCELED and its keys back to AVAILABLE; canceling twice is a no-op."""
         order = await self._own_order(tx, principal, order_id, lock=True)
         moved = order.status is not OrderStatus.CANCELED
         if moved:
-            await self._cancel(
-                tx, principal, order, "canceled_by_buyer", AuditAction.ORDER_CANCELED
-            )
+            await self._cancel(tx, principal, order, reason, AuditAction.ORDER_CANCELED)
         return OrderView(order=order, moved=moved)
 
     async def _cancel(

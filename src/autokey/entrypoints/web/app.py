@@ -20,7 +20,9 @@ from autokey.entrypoints.settings import Settings, StoreKind
 from autokey.entrypoints.web import (
     console,
     docs,
+    g2a_seller,
     health,
+    merchant,
     observability,
     offers,
     openapi,
@@ -58,7 +60,9 @@ def make_app(container: Container) -> web.Application:
     app.add_routes(orders.routes)
     app.add_routes(webhooks.routes)
     app.add_routes(seller_webhooks.routes)
+    app.add_routes(g2a_seller.routes)
     app.add_routes(console.routes)
+    app.add_subapp(merchant.PREFIX, merchant.make_merchant_app(container))
     return app
 
 
@@ -139,6 +143,9 @@ def serve_app(settings: Settings) -> web.Application:
             marketplace = container.marketplace()
             if marketplace is not None and settings.g2a is not None:
                 container.g2a_probe.override(providers.Object(marketplace.probe_token))
+                container.g2a_circuit.override(
+                    providers.Object(container.g2a_guard().circuit_state)
+                )
                 container.g2a_environment.override(providers.Object(settings.g2a.env.value))
                 if settings.g2a.env is MarketplaceEnvironment.LIVE:
                     await marketplace.probe_token()  # refuse to start on bad live credentials
@@ -149,6 +156,10 @@ def serve_app(settings: Settings) -> web.Application:
             if marketplace is not None:
                 jobs.append(
                     every(settings.sweep_interval_s, "g2a_resume", container.sourcing().resume)
+                )
+            if (sync := container.stock_sync()) is not None:
+                jobs.append(
+                    every(settings.g2a_stock_sync_interval_s, "g2a_stock_sync", sync.run_once)
                 )
             tasks = [asyncio.create_task(job) for job in jobs]
             try:

@@ -91,7 +91,7 @@ async def read_json(request: web.Request, cls: type[T], *, optional: bool = Fals
         raise InvalidInput.of("body", "too_deeply_nested") from None
     try:
         return converter(request).structure(data, cls)
-    except cattrs.ClassValidationError as exc:
+    except cattrs.BaseValidationError as exc:  # a class, or an array of them
         raise InvalidInput(problems=tuple(_field_problems(exc))) from None
     except (TypeError, ValueError, AttributeError):
         raise InvalidInput.of("body", "invalid_shape") from None

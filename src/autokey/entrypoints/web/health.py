@@ -32,6 +32,8 @@ routes = web.RouteTableDef()
 log = structlog.get_logger("autokey.health")
 
 Check = Callable[[], Awaitable[Any]]
+CircuitState = Callable[[], Awaitable[str]]
+"""Where the G2A circuit breaker stands: `closed`, `opened` or `half-opened`."""
 IDEMPOTENCY_PROBE_SCOPE = "autokey:health"
 
 
@@ -115,6 +117,7 @@ class ReadinessChecker:
         g2a_environment: str | None = None,
         redis_ping: Check | None = None,
         g2a_probe: Check | None = None,
+        g2a_circuit: CircuitState | None = None,
         timeout_s: float = 2.0,
         g2a_interval_s: float = 30.0,
         monotonic: Callable[[], float] = time.monotonic,
@@ -122,24 +125,27 @@ class ReadinessChecker:
         self._store = store
         self._g2a_environment = g2a_environment
         self._redis_ping, self._g2a_probe = redis_ping, g2a_probe
+        self._g2a_circuit = g2a_circuit
         self._timeout_s, self._g2a_interval_s = timeout_s, g2a_interval_s
         self._monotonic = monotonic
         self._g2a_lock = asyncio.Lock()
         self._g2a_last: tuple[float, ComponentReport] | None = None
 
     async def check(self) -> ReadinessReport:
-        database, idempotency, schema, redis, g2a = await asyncio.gather(
+        database, idempotency, schema, redis, g2a, circuit = await asyncio.gather(
             self._timed(self._store.ping, required=True),
             self._timed(self._idempotency_query, required=True),
             self._schema_version(),
             self._redis(),
             self._g2a(),
+            self._circuit(),
         )
         components = {
             "database": database,
             "idempotencyStore": idempotency,
             "redis": redis,
             "g2a": g2a,
+            "g2aCircuit": circuit,
         }
         if any(c.required and c.status is ComponentStatus.DOWN for c in components.values()):
             status = Readiness.UNAVAILABLE
@@ -193,6 +199,14 @@ class ReadinessChecker:
         if self._redis_ping is None:
             return ComponentReport(status=ComponentStatus.DISABLED)
         return await self._timed(self._redis_ping, failed=ComponentStatus.DEGRADED)
+
+    async def _circuit(self) -> ComponentReport:
+        """The breaker in front of G2A: degraded while open (calls are refused at once)."""
+        if self._g2a_circuit is None:
+            return ComponentReport(status=ComponentStatus.DISABLED)
+        if await self._g2a_circuit() == "closed":
+            return ComponentReport(status=ComponentStatus.UP)
+        return ComponentReport(status=ComponentStatus.DEGRADED, code="circuit_open")
 
     async def _g2a(self) -> ComponentReport:
         if self._g2a_probe is None:

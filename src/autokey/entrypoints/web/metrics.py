@@ -60,6 +60,9 @@ ORDER_TRANSITIONS = tuple(
 """Label values of `autokey_order_transitions_total`: the state an order moved to
 (`canceled` for a cancel by a person, `expired` for the sweeper) or `created`."""
 
+G2A_TRANSITIONS = ("created", "fulfilled", "canceled")
+"""Label values of `autokey_g2a_order_transitions_total`."""
+
 WEBHOOK_OUTCOMES = (
     *(outcome.value for outcome in WebhookOutcome),
     "duplicate",
@@ -86,14 +89,27 @@ class DomainMetrics:
             ["reason"],
             registry=registry,
         )
+        self.g2a_transitions = Counter(
+            "autokey_g2a_order_transitions_total",
+            "Orders of the g2a channel (G2A's merchant API) moved to a new state: created "
+            "(reserved), fulfilled (ordered), canceled (released). Expiries count as expired "
+            "in autokey_order_transitions_total.",
+            ["transition"],
+            registry=registry,
+        )
         # Series exist at 0 from the start, so rate() and absent() behave before the first event.
         for transition in ORDER_TRANSITIONS:
             self.orders_transitions.labels(transition)
+        for transition in G2A_TRANSITIONS:
+            self.g2a_transitions.labels(transition)
         for reason in WEBHOOK_OUTCOMES:
             self.webhook_outcomes.labels(reason)
 
     def order_transition(self, transition: str, count: int = 1) -> None:
         self.orders_transitions.labels(transition).inc(count)
+
+    def g2a_transition(self, transition: str, count: int) -> None:
+        self.g2a_transitions.labels(transition).inc(count)
 
     def webhook_outcome(self, reason: str) -> None:
         self.webhook_outcomes.labels(reason).inc()

@@ -534,6 +534,51 @@ OPERATIONS: tuple[Operation, ...] = (
             "`event_id` answers 200 with status `duplicate` and changes nothing."
         ),
     ),
+    # selling on G2A (the merchant API itself, /g2a/merchant, follows G2A's own contract)
+    Operation(
+        method="PUT",
+        path="/offers/{offer_id}/g2a-offer",
+        summary="List an AUTO_KEY offer on G2A as a G2A offer id (its stock is kept in sync)",
+        tag="selling on G2A",
+        response=s.G2AOfferLinkOut,
+        request=s.G2AOfferLinkIn,
+        problems=("invalid_input", "not_found", "duplicate"),
+    ),
+    Operation(
+        method="GET",
+        path="/offers/{offer_id}/g2a-offer",
+        summary="The offer's G2A link: last stock G2A accepted and the last sync error",
+        tag="selling on G2A",
+        response=s.G2AOfferLinkOut,
+        problems=("not_found",),
+    ),
+    Operation(
+        method="GET",
+        path="/seller/g2a/reservations",
+        summary="The seller's sales on G2A: reservations G2A made, their state and order",
+        tag="selling on G2A",
+        response=PageOf(s.ReservationOut),
+        query=PAGED,
+        problems=("invalid_input",),
+    ),
+    Operation(
+        method="GET",
+        path="/seller/g2a/returned-keys",
+        summary="Keys G2A returned; they stay delivered and are never resold automatically",
+        tag="selling on G2A",
+        response=PageOf(s.ReturnedKeyOut),
+        query=PAGED,
+        problems=("invalid_input",),
+    ),
+    Operation(
+        method="GET",
+        path="/seller/g2a/notifications",
+        summary="Notifications G2A posted to the merchant API",
+        tag="selling on G2A",
+        response=PageOf(s.NotificationOut),
+        query=PAGED,
+        problems=("invalid_input",),
+    ),
 )
 
 QUERY_PARAMETERS: dict[str, dict[str, Any]] = {
@@ -645,9 +690,9 @@ EXTRA_SCHEMAS: dict[str, dict[str, Any]] = {
                 "type": "object",
                 "properties": {
                     name: {"$ref": "#/components/schemas/ComponentHealth"}
-                    for name in ("database", "idempotencyStore", "redis", "g2a")
+                    for name in ("database", "idempotencyStore", "redis", "g2a", "g2aCircuit")
                 },
-                "required": ["database", "idempotencyStore", "redis", "g2a"],
+                "required": ["database", "idempotencyStore", "redis", "g2a", "g2aCircuit"],
                 "additionalProperties": False,
             },
         },

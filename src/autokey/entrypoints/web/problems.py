@@ -66,6 +66,17 @@ _ROWS: tuple[tuple[type[Exception], int, str, str], ...] = (
     (e.KeyMaterialUnreadable, 500, "key_material_unreadable", "Key material unreadable"),
 )
 ERROR_TABLE = tuple((cls, ProblemKind(status, code, title)) for cls, status, code, title in _ROWS)
+# G2A's merchant contract (/g2a/merchant) answers with its own statuses where they differ;
+# every other error keeps its row above.
+_MERCHANT_ROWS: tuple[tuple[type[Exception], int, str, str], ...] = (
+    (e.OutOfStock, 400, "insufficient_stock", "Not enough keys in stock; nothing was reserved"),
+    (e.OrderExists, 409, "order_exists", "An order already exists for this reservation"),
+    (e.ReservationExpired, 410, "reservation_expired", "The reservation has expired"),
+    (e.IllegalTransition, 400, "illegal_transition", "The reservation's state forbids this"),
+)
+MERCHANT_TABLE = tuple(
+    (cls, ProblemKind(status, code, title)) for cls, status, code, title in _MERCHANT_ROWS
+)
 INTERNAL = ProblemKind(500, "internal_error", "Internal server error")
 UNREADABLE_BODY = ProblemKind(400, "unreadable_body", "The request body cannot be decoded")
 UNAVAILABLE_RETRY_AFTER_S = 1
@@ -89,10 +100,10 @@ _HTTP_CODES = {
 }
 
 
-def classify(error: Exception) -> ProblemKind:
+def classify(error: Exception, *, merchant: bool = False) -> ProblemKind:
     if isinstance(error, e.WebhookRejected):
         return WEBHOOK_REJECTIONS[error.reason]
-    for cls, kind in ERROR_TABLE:
+    for cls, kind in (*MERCHANT_TABLE, *ERROR_TABLE) if merchant else ERROR_TABLE:
         if isinstance(error, cls):
             return kind
     return INTERNAL
@@ -153,30 +164,46 @@ def problem_response(
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
-@web.middleware
-async def problem_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    try:
-        return await handler(request)
-    except e.AutokeyError as error:
-        kind = classify(error)
-        if kind.status >= 500:
-            log.error("http.request_failed", code=kind.code, error=type(error).__name__)
-        return problem_response(kind, extra=_details(error), headers=_headers(error, kind))
-    except web.HTTPException as exc:
-        if exc.status < 400:
-            raise
-        code = _HTTP_CODES.get(exc.status, "http_error")
-        return problem_response(
-            ProblemKind(exc.status, code, exc.reason),
-            headers={k: v for k, v in exc.headers.items() if k.lower() == "allow"},
-        )
-    except web.RequestPayloadError:  # corrupt Content-Encoding or framing, found while reading
-        # Nothing more of this body can be read: end it here (else aiohttp's lingering read
-        # meets the same error again and logs it as unhandled) and close the connection.
-        request.content.feed_eof()
-        response = problem_response(UNREADABLE_BODY)
-        response.force_close()
-        return response
-    except Exception:
-        log.exception("http.unhandled_error", path=request.path)
-        return problem_response(INTERNAL)
+def _problem_middleware(*, merchant: bool) -> Callable[..., Awaitable[web.StreamResponse]]:
+    """Errors to problems. The merchant API's use its table and add the contract's
+    `message` (G2A reads `{"code", "message"}`)."""
+
+    def respond(kind: ProblemKind, extra: dict[str, Any], **kw: Any) -> web.Response:
+        if merchant:
+            extra = {**extra, "message": kind.title}
+        return problem_response(kind, extra=extra, **kw)
+
+    @web.middleware
+    async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+        try:
+            return await handler(request)
+        except e.AutokeyError as error:
+            kind = classify(error, merchant=merchant)
+            if kind.status >= 500:
+                log.error("http.request_failed", code=kind.code, error=type(error).__name__)
+            return respond(kind, _details(error), headers=_headers(error, kind))
+        except web.HTTPException as exc:
+            if exc.status < 400:
+                raise
+            code = _HTTP_CODES.get(exc.status, "http_error")
+            return respond(
+                ProblemKind(exc.status, code, exc.reason),
+                {},
+                headers={k: v for k, v in exc.headers.items() if k.lower() == "allow"},
+            )
+        except web.RequestPayloadError:  # corrupt Content-Encoding or framing, while reading
+            # Nothing more of this body can be read: end it here (else aiohttp's lingering
+            # read meets the same error again and logs it as unhandled) and close.
+            request.content.feed_eof()
+            response = respond(UNREADABLE_BODY, {})
+            response.force_close()
+            return response
+        except Exception:
+            log.exception("http.unhandled_error", path=request.path)
+            return respond(INTERNAL, {})
+
+    return middleware
+
+
+problem_middleware = _problem_middleware(merchant=False)
+merchant_problem_middleware = _problem_middleware(merchant=True)

@@ -14,6 +14,12 @@ from cattrs.gen import make_dict_structure_fn, make_dict_unstructure_fn, overrid
 
 from autokey.domain.model.audit import AuditEvent
 from autokey.domain.model.keys import Key, PoolCounts, UploadReport
+from autokey.domain.model.merchant import (
+    G2AOfferLink,
+    MerchantNotification,
+    Reservation,
+    ReturnedKey,
+)
 from autokey.domain.model.offers import Money
 from autokey.domain.model.orders import Order, OrderStatus
 from autokey.domain.model.outbound import Delivery, WebhookEndpoint
@@ -59,6 +65,16 @@ def parse_uuid(value: Any) -> UUID:
     if not (isinstance(value, str) and value.isascii()):
         raise ValueError("expected an ASCII UUID")
     return UUID(value)
+
+
+def make_merchant_converter() -> cattrs.Converter:
+    """G2A's merchant contract: snake_case keys as G2A sends them and strict JSON types;
+    unknown fields are ignored (G2A adds fields without notice)."""
+    conv = cattrs.Converter()
+    for scalar in (str, int, bool):
+        conv.register_structure_hook(scalar, _strict(scalar))
+    conv.register_structure_hook_factory(is_sequence, lambda t: _strict_list(t, conv))
+    return conv
 
 
 def _strict(kind: type[Any]) -> Any:
@@ -394,6 +410,35 @@ class WebhookEndpointOut:
         )
 
 
+# --- selling on G2A (what the seller sees of the merchant API) ----------------------------
+
+
+@attrs.frozen(kw_only=True)
+class G2AOfferLinkIn:
+    g2a_offer_id: str
+
+
+@attrs.frozen(kw_only=True)
+class G2AOfferLinkOut:
+    offer_id: UUID
+    g2a_offer_id: str
+    synced_size: int | None
+    """The inventory size G2A last accepted for the offer."""
+    synced_at: datetime | None
+    sync_error: str | None
+    """Why the last push failed (an error code), None after a success."""
+
+    @classmethod
+    def of(cls, link: G2AOfferLink) -> G2AOfferLinkOut:
+        return cls(
+            offer_id=link.offer_id,
+            g2a_offer_id=link.g2a_offer_id,
+            synced_size=link.synced_size,
+            synced_at=link.synced_at,
+            sync_error=link.sync_error,
+        )
+
+
 @attrs.frozen(kw_only=True)
 class RegisteredWebhookOut:
     """The endpoint, and its signing secret: shown in this response only."""
@@ -428,4 +473,80 @@ class DeliveryOut:
             last_status_code=d.last_status_code,
             last_error=d.last_error,
             delivered_at=d.delivered_at,
+        )
+
+
+@attrs.frozen(kw_only=True)
+class ReservationLineOut:
+    product_id: str
+    quantity: int
+    order_id: UUID
+
+
+@attrs.frozen(kw_only=True)
+class ReservationOut:
+    """A sale on G2A: `open` (keys held until `expiresAt`; past it, expired), `released` or
+    `ordered` (with G2A's order id)."""
+
+    id: str
+    state: str
+    lines: list[ReservationLineOut]
+    created_at: datetime
+    expires_at: datetime
+    g2a_order_id: int | None
+    ordered_at: datetime | None
+
+    @classmethod
+    def of(cls, r: Reservation) -> ReservationOut:
+        return cls(
+            id=r.id,
+            state=r.state.value,
+            lines=[
+                ReservationLineOut(
+                    product_id=line.product_id, quantity=line.quantity, order_id=line.order_id
+                )
+                for line in r.lines
+            ],
+            created_at=r.created_at,
+            expires_at=r.expires_at,
+            g2a_order_id=r.g2a_order_id,
+            ordered_at=r.ordered_at,
+        )
+
+
+@attrs.frozen(kw_only=True)
+class ReturnedKeyOut:
+    key_id: UUID
+    reservation_id: str
+    returned_at: datetime
+
+    @classmethod
+    def of(cls, returned: ReturnedKey) -> ReturnedKeyOut:
+        return cls(
+            key_id=returned.key_id,
+            reservation_id=returned.reservation_id,
+            returned_at=returned.returned_at,
+        )
+
+
+@attrs.frozen(kw_only=True)
+class NotificationOut:
+    id: UUID
+    type: str
+    date: str
+    message: str
+    auction_id: int | None
+    g2a_offer_id: str | None
+    received_at: datetime
+
+    @classmethod
+    def of(cls, n: MerchantNotification) -> NotificationOut:
+        return cls(
+            id=n.id,
+            type=n.type,
+            date=n.date,
+            message=n.message,
+            auction_id=n.auction_id,
+            g2a_offer_id=n.g2a_offer_id,
+            received_at=n.received_at,
         )

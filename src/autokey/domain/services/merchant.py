@@ -1,0 +1,385 @@
+"""The G2A merchant stock contract: G2A reserves keys of a seller's pool, orders them, reads
+them again, returns some, and notifies. Reservations are ordinary orders (one per line)
+bought by `G2A_CUSTOMER`, so claiming, expiry sweeping and the audit log are the order
+machinery's own."""
+
+from __future__ import annotations
+
+import hmac
+from collections.abc import Sequence
+from datetime import timedelta
+
+import attrs
+
+from autokey.domain.model.audit import AuditAction, AuditEvent
+from autokey.domain.model.auth import Principal, Role
+from autokey.domain.model.errors import InvalidInput, NotFound, Unauthenticated
+from autokey.domain.model.ids import EventId, KeyId, OfferId, OrderId, SubjectId
+from autokey.domain.model.merchant import (
+    G2A_CUSTOMER,
+    MAX_G2A_OFFER_ID,
+    MAX_INVENTORY,
+    G2AOfferLink,
+    MerchantAccessToken,
+    MerchantCredential,
+    MerchantNotification,
+    NotificationType,
+    Reservation,
+    ReservationLine,
+    ReservationState,
+    ReturnedKey,
+)
+from autokey.domain.model.offers import DeliveryType, OfferStatus
+from autokey.domain.model.pages import Page, PageRequest
+from autokey.domain.services.orders import DeliveredKey, OrderService
+from autokey.domain.services.transactions import transact
+from autokey.ports.crypto import SecretHasher
+from autokey.ports.store import Store, UnitOfWork
+from autokey.ports.system import Clock, IdGenerator
+
+ACCESS_TOKEN_LIFETIME_S = 3600
+_G2A = Principal(subject=G2A_CUSTOMER, role=Role.BUYER)
+
+
+@attrs.frozen(kw_only=True)
+class ReserveItem:
+    product_id: str
+    quantity: int
+
+
+@attrs.frozen(kw_only=True)
+class Stock:
+    """One product of a reservation or order: keys still available, and delivered keys."""
+
+    product_id: str
+    inventory_size: int
+    keys: tuple[DeliveredKey, ...] = ()
+
+
+@attrs.frozen(kw_only=True)
+class ReservationView:
+    reservation: Reservation
+    stock: tuple[Stock, ...]
+
+
+@attrs.frozen(kw_only=True)
+class IssuedToken:
+    access_token: str = attrs.field(repr=False)
+    expires_in: int
+
+
+@attrs.frozen(kw_only=True)
+class NotificationIn:
+    type: str
+    date: str
+    message: str
+    auction_id: int | None
+    g2a_offer_id: str | None
+
+
+class MerchantService:
+    def __init__(
+        self,
+        store: Store,
+        orders: OrderService,
+        hasher: SecretHasher,
+        clock: Clock,
+        ids: IdGenerator,
+        reservation_ttl_s: int,
+    ) -> None:
+        self._store, self._orders, self._hasher = store, orders, hasher
+        self._clock, self._ids = clock, ids
+        self._ttl = timedelta(seconds=reservation_ttl_s)
+
+    # ---- credentials and tokens ----------------------------------------------------------
+
+    async def create_credentials(
+        self, seller_id: SubjectId, name: str = ""
+    ) -> tuple[str, MerchantCredential]:
+        """New client credentials for `seller_id`: the secret (shown once) and the record."""
+        secret = self._hasher.new_secret()
+        credential = MerchantCredential(
+            client_id=str(self._ids.new_id()),
+            seller_id=seller_id,
+            name=name,
+            secret_hash=self._hasher.digest(secret),
+            created_at=self._clock.now(),
+        )
+        async with self._store.transaction() as tx:
+            await tx.merchant.add_credential(credential)
+        return secret, credential
+
+    async def revoke_credentials(self, client_id: str) -> bool:
+        """Revoke credentials and their tokens now; False if unknown or already revoked."""
+        async with self._store.transaction() as tx:
+            return await tx.merchant.revoke_credential(client_id, self._clock.now())
+
+    async def issue_token(self, client_id: str, client_secret: str) -> IssuedToken:
+        """OAuth2 client credentials grant. Unauthenticated for unknown, revoked or wrong ones."""
+        async with self._store.transaction() as tx:
+            credential = await tx.merchant.get_credential(client_id)
+            if (
+                credential is None
+                or credential.revoked_at is not None
+                or not hmac.compare_digest(
+                    credential.secret_hash, self._hasher.digest(client_secret)
+                )
+            ):
+                raise Unauthenticated(reason="invalid_client")
+            secret = self._hasher.new_secret()
+            await tx.merchant.add_access_token(
+                MerchantAccessToken(
+                    token_hash=self._hasher.digest(secret),
+                    client_id=client_id,
+                    seller_id=credential.seller_id,
+                    expires_at=self._clock.now() + timedelta(seconds=ACCESS_TOKEN_LIFETIME_S),
+                )
+            )
+        return IssuedToken(access_token=secret, expires_in=ACCESS_TOKEN_LIFETIME_S)
+
+    async def authenticate(self, access_token: str) -> SubjectId:
+        """The seller a merchant access token speaks for; Unauthenticated if unknown or expired."""
+        async with self._store.transaction() as tx:
+            token = await tx.merchant.find_access_token(self._hasher.digest(access_token))
+        seller = None if token is None else token.caller(self._clock.now())
+        if seller is None:
+            raise Unauthenticated(reason="unknown_token")
+        return seller
+
+    # ---- reservations and orders ----------------------------------------------------------
+
+    async def reserve(self, seller_id: SubjectId, items: Sequence[ReserveItem]) -> ReservationView:
+        """Hold keys for every item or for none: NotFound for a product the seller does not
+        sell (active AUTO_KEY offer with that g2aProductId), OutOfStock when one falls short."""
+        if not items:
+            raise InvalidInput.of("body", "empty_reservation")
+
+        async def step(tx: UnitOfWork) -> ReservationView:
+            lines, orders = [], []
+            for item in items:
+                offer = await tx.merchant.find_linked_offer(seller_id, item.product_id)
+                if offer is None:
+                    raise NotFound(resource="product", id=item.product_id)
+                order = (await self._orders.create_in(tx, _G2A, offer.id, item.quantity)).order
+                orders.append(order)
+                lines.append(
+                    ReservationLine(
+                        product_id=item.product_id,
+                        quantity=item.quantity,
+                        order_id=order.id,
+                        pool_id=order.pool_id,
+                    )
+                )
+            reservation = Reservation(
+                id=str(orders[0].id),
+                seller_id=seller_id,
+                state=ReservationState.OPEN,
+                lines=tuple(lines),
+                created_at=orders[0].created_at,
+                expires_at=min(o.reserved_until for o in orders),
+            )
+            await tx.merchant.add_reservation(reservation)
+            return await self._view(tx, reservation)
+
+        return await transact(self._store, step)
+
+    async def renew(self, seller_id: SubjectId, reservation_id: str) -> ReservationView:
+        """Hold the keys for another TTL from now. NotFound once expired or released."""
+        async with self._store.transaction() as tx:
+            reservation = await self._reservation(tx, seller_id, reservation_id)
+            until = reservation.renew(self._clock.now(), self._ttl)
+            for line in reservation.lines:
+                await self._orders.extend_in(tx, _G2A, line.order_id, until)
+            await tx.merchant.save_reservation(reservation)
+            return await self._view(tx, reservation)
+
+    async def release(self, seller_id: SubjectId, reservation_id: str) -> ReservationView | None:
+        """Free the reserved keys now; IllegalTransition once ordered. The released reservation,
+        or None when it was released already (idempotent)."""
+        async with self._store.transaction() as tx:
+            reservation = await self._reservation(tx, seller_id, reservation_id)
+            if not reservation.release():
+                return None
+            for line in reservation.lines:
+                await self._orders.cancel_in(tx, _G2A, line.order_id, "released_by_g2a")
+            await tx.merchant.save_reservation(reservation)
+            return ReservationView(reservation=reservation, stock=())
+
+    async def order(
+        self, seller_id: SubjectId, reservation_id: str, g2a_order_id: int
+    ) -> ReservationView:
+        """Deliver exactly the reserved keys. OrderExists on a repeat (nothing is allocated
+        again), ReservationExpired after expiry, NotFound for an unknown or released one."""
+        async with self._store.transaction() as tx:
+            reservation = await self._reservation(tx, seller_id, reservation_id)
+            reservation.order(g2a_order_id, self._clock.now())
+            delivered = {}
+            for line in reservation.lines:
+                view = await self._orders.settle_in(tx, _G2A, line.order_id, f"g2a:{g2a_order_id}")
+                delivered[line.order_id] = view.keys
+            await tx.merchant.save_reservation(reservation)
+            return await self._view(tx, reservation, delivered)
+
+    async def inventory(self, seller_id: SubjectId, order_ref: str) -> ReservationView:
+        """The keys of an order again (each reveal audited); `order_ref` is autokey's order id
+        or G2A's. NotFound if the seller has no such order."""
+        async with self._store.transaction() as tx:
+            reservation = await self._ordered(tx, seller_id, order_ref)
+            delivered = {}
+            for line in reservation.lines:
+                view = await self._orders.fulfill_in(tx, _G2A, line.order_id)
+                delivered[line.order_id] = view.keys
+            return await self._view(tx, reservation, delivered)
+
+    async def return_keys(
+        self, seller_id: SubjectId, order_ref: str, key_ids: Sequence[KeyId]
+    ) -> None:
+        """Record keys of an order as returned. They stay DELIVERED (never resold); the
+        seller sees them. NotFound for a key that is not part of the order."""
+        if not key_ids:
+            raise InvalidInput.of("id[]", "required")
+        async with self._store.transaction() as tx:
+            reservation = await self._ordered(tx, seller_id, order_ref)
+            pools, now = {}, self._clock.now()
+            for line in reservation.lines:
+                pools.update({k.id: k.pool_id for k in await tx.keys.for_order(line.order_id)})
+            for key_id in key_ids:
+                if key_id not in pools:
+                    raise NotFound(resource="inventory", id=str(key_id))
+            await tx.merchant.add_returned_keys(
+                [
+                    ReturnedKey(
+                        key_id=k,
+                        seller_id=seller_id,
+                        reservation_id=reservation.id,
+                        returned_at=now,
+                    )
+                    for k in key_ids
+                ]
+            )
+            await tx.audit.append(
+                [
+                    AuditEvent(
+                        id=EventId(self._ids.new_id()),
+                        occurred_at=now,
+                        action=AuditAction.KEYS_RETURNED,
+                        actor=G2A_CUSTOMER,
+                        pool_id=pool,
+                        key_ids=tuple(k for k in key_ids if pools[k] == pool),
+                        details={"channel": "g2a", "reservation": reservation.id},
+                    )
+                    for pool in sorted({pools[k] for k in key_ids})
+                ]
+            )
+
+    async def notify(self, seller_id: SubjectId, notifications: Sequence[NotificationIn]) -> None:
+        """Store each notification; `auction_deactivated` moves the linked offer to inactive."""
+        async with self._store.transaction() as tx:
+            for n in notifications:
+                await tx.merchant.add_notification(
+                    MerchantNotification(
+                        id=self._ids.new_id(),
+                        seller_id=seller_id,
+                        type=n.type,
+                        date=n.date,
+                        message=n.message,
+                        auction_id=n.auction_id,
+                        g2a_offer_id=n.g2a_offer_id,
+                        received_at=self._clock.now(),
+                    )
+                )
+                if n.type == NotificationType.AUCTION_DEACTIVATED and n.g2a_offer_id:
+                    await self._deactivate(tx, seller_id, n.g2a_offer_id)
+
+    async def _deactivate(self, tx: UnitOfWork, seller_id: SubjectId, g2a_offer_id: str) -> None:
+        link = await tx.merchant.find_link(seller_id, g2a_offer_id)
+        offer = None if link is None else await tx.offers.get(link.offer_id)
+        if offer is not None and offer.status is OfferStatus.ACTIVE:
+            offer.set_status(OfferStatus.INACTIVE, self._clock.now())
+            await tx.offers.save(offer)
+
+    async def ping(self) -> None:
+        """Raises StoreUnavailable when the store does not answer."""
+        await self._store.ping()
+
+    # ---- what the seller sees --------------------------------------------------------------
+
+    async def reservations(self, principal: Principal, page: PageRequest) -> Page[Reservation]:
+        """The seller's sales on G2A: every reservation, with its state and G2A order id."""
+        principal.require(Role.SELLER, action="list_reservations")
+        async with self._store.transaction() as tx:
+            return await tx.merchant.list_reservations(principal.subject, page)
+
+    async def returned_keys(self, principal: Principal, page: PageRequest) -> Page[ReturnedKey]:
+        principal.require(Role.SELLER, action="list_returned_keys")
+        async with self._store.transaction() as tx:
+            return await tx.merchant.list_returned_keys(principal.subject, page)
+
+    async def notifications(
+        self, principal: Principal, page: PageRequest
+    ) -> Page[MerchantNotification]:
+        principal.require(Role.SELLER, action="list_notifications")
+        async with self._store.transaction() as tx:
+            return await tx.merchant.list_notifications(principal.subject, page)
+
+    async def link_offer(
+        self, principal: Principal, offer_id: OfferId, g2a_offer_id: str
+    ) -> G2AOfferLink:
+        """List the seller's AUTO_KEY offer on G2A as `g2a_offer_id` (Import API): its stock is
+        pushed there, and G2A's `auction_deactivated` for that id deactivates it."""
+        if not 1 <= len(g2a_offer_id.strip()) <= MAX_G2A_OFFER_ID:
+            raise InvalidInput.of("g2aOfferId", "invalid_length")
+        async with self._store.transaction() as tx:
+            offer = await tx.offers.get(offer_id)
+            principal.require(Role.SELLER, action="manage_offers")
+            if offer is None or not principal.owns(offer.seller_id):
+                raise NotFound(resource="offer", id=str(offer_id))
+            if offer.delivery_type is not DeliveryType.AUTO_KEY:
+                raise InvalidInput.of("deliveryType", "auto_key_only")
+            link = await tx.merchant.get_link(offer_id)
+            if link is None or link.g2a_offer_id != g2a_offer_id.strip():
+                link = G2AOfferLink(
+                    offer_id=offer.id, seller_id=offer.seller_id, g2a_offer_id=g2a_offer_id.strip()
+                )
+                await tx.merchant.save_link(link)
+            return link
+
+    async def offer_link(self, principal: Principal, offer_id: OfferId) -> G2AOfferLink:
+        """The offer's G2A link with the last synced stock and error; NotFound without one."""
+        principal.require(Role.SELLER, action="manage_offers")
+        async with self._store.transaction() as tx:
+            link = await tx.merchant.get_link(offer_id)
+        if link is None or not principal.owns(link.seller_id):
+            raise NotFound(resource="g2a_offer_link", id=str(offer_id))
+        return link
+
+    # ---- helpers --------------------------------------------------------------------------
+
+    @staticmethod
+    async def _reservation(
+        tx: UnitOfWork, seller_id: SubjectId, reservation_id: str
+    ) -> Reservation:
+        found = await tx.merchant.get_reservation(seller_id, reservation_id, for_update=True)
+        if found is None:
+            raise NotFound(resource="reservation", id=reservation_id[:64])
+        return found
+
+    @staticmethod
+    async def _ordered(tx: UnitOfWork, seller_id: SubjectId, order_ref: str) -> Reservation:
+        found = await tx.merchant.find_ordered(seller_id, order_ref)
+        if found is None:
+            raise NotFound(resource="order", id=order_ref[:64])
+        return found
+
+    async def _view(
+        self,
+        tx: UnitOfWork,
+        reservation: Reservation,
+        delivered: dict[OrderId, tuple[DeliveredKey, ...]] | None = None,
+    ) -> ReservationView:
+        stock = []
+        for line in reservation.lines:
+            available = await tx.merchant.available_up_to(line.pool_id, MAX_INVENTORY)
+            keys = (delivered or {}).get(line.order_id, ())
+            stock.append(Stock(product_id=line.product_id, inventory_size=available, keys=keys))
+        return ReservationView(reservation=reservation, stock=tuple(stock))

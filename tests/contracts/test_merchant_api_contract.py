@@ -459,7 +459,7 @@ async def test_g2a_channel_transitions_are_counted(api: Api) -> None:
     )
     await _call(api, "DELETE", f"{M}/reservation/{dropped}", who.merchant, status=204)
     await _call(api, "DELETE", f"{M}/reservation/{dropped}", who.merchant, status=204)
-    text = await (await api.client.get("/metrics")).text()
+    text = await (await api.metrics.get("/metrics")).text()
     for transition, value in (("created", 2), ("fulfilled", 1), ("canceled", 1)):
         assert f'autokey_g2a_order_transitions_total{{transition="{transition}"}} {value}.0' in text
 

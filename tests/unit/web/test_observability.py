@@ -214,7 +214,7 @@ async def test_keys_by_status_per_pool_at_scrape_time(api: Api) -> None:
 
 async def test_pool_names_join_on_pool_escaped_and_bounded(api: Api) -> None:
     seller = await api.token()
-    name = 'Steam "EU"\\ keys\t' + "x" * 100
+    name = 'Steam "EU"\\ keys ' + "x" * 100  # control characters are refused at the edge
     created = await api.client.post("/key-pools", json={"name": name}, headers=seller)
     pool = (await created.json())["id"]
     keys = {"keys": ["AAAAA-BBBBB-CCCCC"]}
@@ -223,7 +223,7 @@ async def test_pool_names_join_on_pool_escaped_and_bounded(api: Api) -> None:
     ((labels, value),) = _samples(families["autokey_pool_info"], "autokey_pool_info")
     assert labels["pool"] == pool
     assert value == 1
-    assert labels["name"].startswith('Steam "EU"\\ keys?xx')
+    assert labels["name"].startswith('Steam "EU"\\ keys xx')
     assert len(labels["name"]) == 64
 
 

@@ -53,9 +53,8 @@ _TOKEN: Final = """
 SELECT token_hash, client_id, seller_id, expires_at FROM g2a_merchant_tokens
 WHERE token_hash = %s
 """
-_LINKED_OFFER: Final = """
-SELECT id, seller_id, title, price_amount, price_currency, delivery_type, key_pool_id, status,
-       created_at, updated_at, g2a_product_id, max_price_amount, max_price_currency
+_LINKED_OFFER: Final = f"""
+SELECT {base.OFFER_COLUMNS}
 FROM offers
 WHERE seller_id = %s AND g2a_product_id = %s AND status = 'active' AND delivery_type = 'AUTO_KEY'
 """

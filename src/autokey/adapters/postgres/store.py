@@ -776,13 +776,13 @@ class PostgresKeyringRepository(_Sql, KeyringRepository):
 # Offers
 # ---------------------------------------------------------------------------------------
 
-_OFFER_COLUMNS: Final = """
+OFFER_COLUMNS: Final = """
 id, seller_id, title, price_amount, price_currency, delivery_type, key_pool_id, status,
 created_at, updated_at, g2a_product_id, max_price_amount, max_price_currency,
 low_stock_threshold, stock_level
 """
 _INSERT_OFFER: Final = f"""
-INSERT INTO offers ({_OFFER_COLUMNS})
+INSERT INTO offers ({OFFER_COLUMNS})
 VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)
 ON CONFLICT DO NOTHING
 """
@@ -792,16 +792,16 @@ UPDATE offers SET title = %s, price_amount = %s, price_currency = %s, delivery_t
     max_price_currency = %s, low_stock_threshold = %s, stock_level = %s
 WHERE id = %s
 """
-_OFFER_BY_ID: Final = f"SELECT {_OFFER_COLUMNS} FROM offers WHERE id = %s"
+_OFFER_BY_ID: Final = f"SELECT {OFFER_COLUMNS} FROM offers WHERE id = %s"
 _OFFERS_OF_SELLER: Final = f"""
-SELECT {_OFFER_COLUMNS} FROM offers
+SELECT {OFFER_COLUMNS} FROM offers
 WHERE seller_id = %s AND id > %s
 ORDER BY id LIMIT %s
 """
 # NO KEY UPDATE: sweeps exclude each other, but an order inserted meanwhile (its foreign key
 # takes KEY SHARE on the offer) never waits for a sweep.
 _OFFERS_STOCKED: Final = f"""
-SELECT {_OFFER_COLUMNS} FROM offers
+SELECT {OFFER_COLUMNS} FROM offers
 WHERE status = 'active' AND delivery_type = 'AUTO_KEY'
     AND (%(pool)s::uuid IS NULL OR key_pool_id = %(pool)s) AND id > %(after)s
 ORDER BY id LIMIT %(limit)s

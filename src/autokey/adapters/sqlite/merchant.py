@@ -10,7 +10,7 @@ from typing import Any, Final
 from uuid import UUID
 
 from autokey.adapters.merchant_rows import lines_from, lines_text
-from autokey.adapters.sqlite import rows
+from autokey.adapters.sqlite import rows, sql
 from autokey.adapters.sqlite import store as base
 from autokey.domain.model.ids import KeyId, OfferId, PoolId, SubjectId
 from autokey.domain.model.merchant import (
@@ -47,9 +47,8 @@ _TOKEN: Final = """
 SELECT token_hash, client_id, seller_id, expires_at FROM g2a_merchant_tokens
 WHERE token_hash = :token_hash
 """
-_LINKED_OFFER: Final = """
-SELECT id, seller_id, title, price_amount, price_currency, delivery_type, key_pool_id, status,
-       created_at, updated_at, g2a_product_id, max_price_amount, max_price_currency
+_LINKED_OFFER: Final = f"""
+SELECT {sql.OFFER_COLUMNS}
 FROM offers
 WHERE seller_id = :seller_id AND g2a_product_id = :product_id AND status = 'active'
   AND delivery_type = 'AUTO_KEY'

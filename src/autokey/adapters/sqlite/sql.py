@@ -185,13 +185,13 @@ RETURNING id
 
 # --- offers -------------------------------------------------------------------------------
 
-_OFFER_COLUMNS = """
+OFFER_COLUMNS = """
 id, seller_id, title, price_amount, price_currency, delivery_type, key_pool_id, status,
 created_at, updated_at, g2a_product_id, max_price_amount, max_price_currency,
 low_stock_threshold, stock_level
 """
 OFFER_INSERT = f"""
-INSERT INTO offers ({_OFFER_COLUMNS})
+INSERT INTO offers ({OFFER_COLUMNS})
 VALUES (
     :id, :seller_id, :title, :price_amount, :price_currency, :delivery_type, :key_pool_id,
     :status, :created_at, :updated_at, :g2a_product_id, :max_price_amount, :max_price_currency,
@@ -207,15 +207,15 @@ SET title = :title, price_amount = :price_amount, price_currency = :price_curren
     low_stock_threshold = :low_stock_threshold, stock_level = :stock_level
 WHERE id = :id
 """
-OFFER_GET = f"SELECT {_OFFER_COLUMNS} FROM offers WHERE id = :id"
+OFFER_GET = f"SELECT {OFFER_COLUMNS} FROM offers WHERE id = :id"
 OFFERS_OF_SELLER = f"""
-SELECT {_OFFER_COLUMNS} FROM offers
+SELECT {OFFER_COLUMNS} FROM offers
 WHERE seller_id = :seller_id AND id > :after
 ORDER BY id LIMIT :limit
 """
 # The writer lock this transaction holds keeps other sweeps out: nothing to skip.
 OFFERS_STOCKED = f"""
-SELECT {_OFFER_COLUMNS} FROM offers
+SELECT {OFFER_COLUMNS} FROM offers
 WHERE status = 'active' AND delivery_type = 'AUTO_KEY'
     AND (:pool_id IS NULL OR key_pool_id = :pool_id) AND id > :after
 ORDER BY id LIMIT :limit

@@ -13,7 +13,7 @@ import pytest
 
 from autokey.adapters.postgres.store import PostgresStore
 from autokey.domain.model.audit import AuditAction, AuditEvent
-from autokey.domain.model.errors import DuplicateResource, NotFound, StoreUnavailable
+from autokey.domain.model.errors import DuplicateResource, NotFound, StoreFault
 from autokey.domain.model.ids import EventId, KeyId, OrderId
 from autokey.domain.model.keys import PoolCounts
 from autokey.domain.model.offers import Money
@@ -229,7 +229,7 @@ async def test_a_queued_write_that_fails_at_commit_rolls_everything_back(
         async with store.transaction() as tx:
             await tx.pools.add(pool)
             await tx.keys.add_new([key])
-        with pytest.raises(StoreUnavailable) as caught:
+        with pytest.raises(StoreFault) as caught:
             async with store.transaction() as tx:
                 await tx.keys.claim(pool.id, OrderId(b.new_uuid()), 1, b.T0)
                 # Audit rows are queued without waiting (ADR 0016): the second append's

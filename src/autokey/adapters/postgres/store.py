@@ -157,6 +157,10 @@ def _classified(exc: psycopg.Error) -> AutokeyError:
         # Lost connection, pool or statement timeout, admin shutdown, deadlock, serialization
         # failure: the request may succeed later.
         return StoreUnavailable(store=STORE_NAME)
+    if isinstance(exc, pg_errors.UniqueViolation):
+        # Repositories turn the duplicates they expect into DuplicateResource; one that
+        # surfaces elsewhere (a queued write failing at COMMIT) is a bug, not bad input.
+        return failed_statement(STORE_NAME, exc, exc.sqlstate)
     if isinstance(exc, psycopg.DataError | psycopg.IntegrityError):
         return refused_value(STORE_NAME, exc, exc.sqlstate)
     return failed_statement(STORE_NAME, exc, exc.sqlstate)

@@ -11,6 +11,7 @@ import pytest
 from autokey.domain.model.audit import AuditAction, AuditEvent
 from autokey.domain.model.idempotency import IdempotencyRecord, IdempotencyState, StoredResponse
 from autokey.domain.model.ids import EventId, OrderId
+from autokey.domain.model.merchant import G2A_CUSTOMER, Channel
 from autokey.domain.model.offers import MAX_AMOUNT_DIGITS, Money, OfferStatus
 from autokey.domain.model.orders import MAX_QUANTITY, OrderStatus, SalesFilter
 from autokey.domain.model.pages import PageRequest
@@ -103,6 +104,32 @@ async def test_sales_list_a_sellers_orders_newest_first_with_every_filter(store:
         page = await tx.orders.list_for_seller(owner, SalesFilter(), PageRequest(limit=3))
     assert [o.id for o in page.items] == newest_first[:3]
     assert await ids(SalesFilter(), PageRequest(after=page.next_after)) == newest_first[3:]
+
+
+G2A_ONLY, API_ONLY = SalesFilter(channel=Channel.G2A), SalesFilter(channel=Channel.API)
+
+
+async def test_sales_filter_by_channel(store: Store) -> None:
+    owner = b.seller()
+    pool = b.pool(owner)
+    offer = b.offer(owner, pool.id)
+    by_api, by_g2a = b.order(offer, b.seller()), b.order(offer, G2A_CUSTOMER)
+    async with store.transaction() as tx:
+        await tx.pools.add(pool)
+        await tx.offers.add(offer)
+        await tx.orders.add(by_api)
+        await tx.orders.add(by_g2a)
+    async with store.transaction() as tx:
+        g2a = await tx.orders.list_for_seller(
+            owner, SalesFilter(channel=Channel.G2A), PageRequest()
+        )
+        api = await tx.orders.list_for_seller(
+            owner, SalesFilter(channel=Channel.API), PageRequest()
+        )
+    assert [o.id for o in g2a.items] == [by_g2a.id]
+    assert [o.id for o in api.items] == [by_api.id]
+    assert G2A_ONLY.matches(by_g2a)
+    assert not G2A_ONLY.matches(by_api)
 
 
 async def test_delivered_to_names_only_delivered_keys_per_order(store: Store) -> None:

@@ -295,6 +295,11 @@ async def test_a_seller_sees_its_sales_with_key_ids_but_never_plaintext(api: Api
     assert by_offer["items"] == []
     future = await _call(api, "GET", "/seller/orders?since=2999-01-01T00:00:00Z", seller)
     assert future["items"] == []
+    by_api = await _call(api, "GET", "/seller/orders?channel=api", seller)
+    assert len(by_api["items"]) == 2
+    assert (await _call(api, "GET", "/seller/orders?channel=g2a", seller))["items"] == []
+    unknown = await _call(api, "GET", "/seller/orders?channel=ebay", seller, status=400)
+    assert unknown["errors"][0] == {"field": "channel", "code": "unknown_value"}
     problem = await _call(api, "GET", "/seller/orders?offerId=nope", seller, status=400)
     assert problem["errors"][0] == {"field": "offerId", "code": "not_an_id"}
     assert (await _call(api, "GET", "/seller/orders", buyer, status=403))["code"] == "forbidden"

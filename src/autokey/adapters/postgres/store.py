@@ -71,6 +71,7 @@ from autokey.domain.model.keys import (
     PinnedIndexKey,
     PoolCounts,
 )
+from autokey.domain.model.merchant import G2A_CUSTOMER, Channel
 from autokey.domain.model.offers import DeliveryType, Money, Offer, OfferStatus, StockLevel
 from autokey.domain.model.orders import (
     UPSTREAM_ORDER,
@@ -928,6 +929,7 @@ _ORDERS_OF_SELLER: Final = f"""
 SELECT {_ORDER_COLUMNS}
 FROM orders
 WHERE seller_id = %(seller)s AND id < %(before)s
+    AND (%(g2a)s::boolean IS NULL OR (buyer_id = %(g2a_customer)s) = %(g2a)s)
     AND (%(status)s::text IS NULL OR status = %(status)s)
     AND (%(offer)s::uuid IS NULL OR offer_id = %(offer)s)
     AND (%(since)s::timestamptz IS NULL OR created_at >= %(since)s)
@@ -1046,6 +1048,8 @@ class PostgresOrderRepository(_Sql, OrderRepository):
                 "seller": seller_id,
                 "before": page.after or _MAX_UUID,
                 "status": which.status.value if which.status else None,
+                "g2a": None if which.channel is None else which.channel is Channel.G2A,
+                "g2a_customer": G2A_CUSTOMER,
                 "offer": which.offer_id,
                 "since": which.since,
                 "until": which.until,

@@ -268,6 +268,7 @@ ORDERS_OF_SELLER = f"""
 SELECT {ORDER_COLUMNS}
 FROM orders
 WHERE seller_id = :seller_id AND id < :after
+    AND (:g2a IS NULL OR (buyer_id = :g2a_customer) = :g2a)
     AND (:status IS NULL OR status = :status)
     AND (:offer_id IS NULL OR offer_id = :offer_id)
     AND (:since IS NULL OR created_at >= :since)

@@ -62,6 +62,7 @@ from autokey.domain.model.keys import (
     PoolCounts,
     sealed_with,
 )
+from autokey.domain.model.merchant import G2A_CUSTOMER, Channel
 from autokey.domain.model.offers import Offer
 from autokey.domain.model.orders import UPSTREAM_ORDER, Order, OrderStatus, SalesFilter
 from autokey.domain.model.outbound import Delivery, WebhookEndpoint
@@ -517,6 +518,8 @@ class SqliteOrderRepository(OrderRepository):
                 "seller_id": seller_id.bytes,
                 "after": rows.cursor_after(page.after, descending=True),
                 "status": which.status.value if which.status else None,
+                "g2a": None if which.channel is None else which.channel is Channel.G2A,
+                "g2a_customer": G2A_CUSTOMER.bytes,
                 "offer_id": which.offer_id.bytes if which.offer_id else None,
                 "since": rows.opt_time_col(which.since),
                 "until": rows.opt_time_col(which.until),

@@ -38,9 +38,18 @@ def check_product_id(value: str, field: str = "g2aProductId") -> str:
     return value
 
 
-def channel_of(buyer_id: SubjectId) -> str:
+class Channel(enum.StrEnum):
+    """Where an order came from."""
+
+    API = "api"
+    """autokey's own buyer API."""
+    G2A = "g2a"
+    """G2A, through the merchant API."""
+
+
+def channel_of(buyer_id: SubjectId) -> Channel:
     """`g2a` for orders G2A placed through the merchant API, `api` for the buyer API."""
-    return "g2a" if buyer_id == G2A_CUSTOMER else "api"
+    return Channel.G2A if buyer_id == G2A_CUSTOMER else Channel.API
 
 
 @attrs.frozen(kw_only=True)

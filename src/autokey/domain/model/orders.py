@@ -16,6 +16,7 @@ from autokey.domain.model.errors import (
     ReservationExpired,
 )
 from autokey.domain.model.ids import OfferId, OrderId, PoolId, SubjectId
+from autokey.domain.model.merchant import Channel, channel_of
 from autokey.domain.model.offers import Money
 
 MAX_QUANTITY = 100
@@ -45,10 +46,12 @@ class SalesFilter:
     """Created at or after."""
     until: datetime | None = None
     """Created before."""
+    channel: Channel | None = None
 
     def matches(self, order: Order) -> bool:
         return (
-            (self.status is None or order.status is self.status)
+            (self.channel is None or channel_of(order.buyer_id) is self.channel)
+            and (self.status is None or order.status is self.status)
             and (self.offer_id is None or order.offer_id == self.offer_id)
             and (self.since is None or order.created_at >= self.since)
             and (self.until is None or order.created_at < self.until)

@@ -158,6 +158,20 @@ def uuid_param(request: web.Request, name: str) -> UUID | None:
         raise InvalidInput.of(name, "not_an_id") from None
 
 
+E = TypeVar("E", bound=enum.Enum)
+
+
+def enum_param(request: web.Request, name: str, kind: type[E]) -> E | None:
+    """An optional enum value in the query, exactly as spelled; InvalidInput otherwise."""
+    raw = request.query.get(name)
+    if not raw:
+        return None
+    try:
+        return kind(raw)
+    except ValueError:
+        raise InvalidInput.of(name, "unknown_value") from None
+
+
 def time_param(request: web.Request, name: str) -> datetime | None:
     """An optional ISO 8601 instant in the query (`2026-11-29T12:00:00Z`); naive ones are UTC."""
     raw = request.query.get(name)
@@ -168,9 +182,6 @@ def time_param(request: web.Request, name: str) -> datetime | None:
     except ValueError:
         raise InvalidInput.of(name, "not_an_iso8601_time") from None
     return value if value.tzinfo else value.replace(tzinfo=UTC)
-
-
-E = TypeVar("E", bound=enum.Enum)
 
 
 def status_filter(request: web.Request, kind: type[E]) -> E | None:

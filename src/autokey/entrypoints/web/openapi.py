@@ -26,6 +26,7 @@ from aiohttp import web
 from autokey.domain.model.audit import AuditAction
 from autokey.domain.model.currencies import MINOR_UNITS
 from autokey.domain.model.keys import KeyStatus, LineProblem
+from autokey.domain.model.merchant import Channel
 from autokey.domain.model.offers import (
     MAX_AMOUNT_DIGITS,
     MAX_LOW_STOCK_THRESHOLD,
@@ -459,7 +460,7 @@ OPERATIONS: tuple[Operation, ...] = (
         summary="The seller's sales across offers, newest first (key ids, never plaintext)",
         tag="orders",
         response=PageOf(s.SaleOut),
-        query=("status_order", "offerId", "since_order", "until_order", *PAGED),
+        query=("status_order", "offerId", "channel", "since_order", "until_order", *PAGED),
         problems=("invalid_input", "forbidden"),
     ),
     Operation(
@@ -616,6 +617,13 @@ QUERY_PARAMETERS: dict[str, dict[str, Any]] = {
         "required": False,
         "description": "Only orders of this offer.",
         "schema": {"type": "string", "format": "uuid"},
+    },
+    "channel": {
+        "name": "channel",
+        "in": "query",
+        "required": False,
+        "description": "Only orders from autokey's buyer API (`api`) or from G2A (`g2a`).",
+        "schema": {"type": "string", "enum": _values(Channel)},
     },
     "since_order": {
         "name": "since",

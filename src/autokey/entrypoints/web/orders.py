@@ -12,12 +12,14 @@ from autokey.domain.model.auth import Principal
 from autokey.domain.model.errors import KeyMaterialUnreadable
 from autokey.domain.model.idempotency import StoredResponse
 from autokey.domain.model.ids import OfferId, OrderId
+from autokey.domain.model.merchant import Channel
 from autokey.domain.model.orders import OrderStatus, SalesFilter
 from autokey.domain.services.orders import OrderView, SourcingRequired
 from autokey.domain.services.transactions import transact
 from autokey.entrypoints.web.context import (
     container,
     converter,
+    enum_param,
     json_response,
     page_body,
     page_request,
@@ -143,6 +145,7 @@ async def seller_orders(request: web.Request) -> web.Response:
         offer_id=OfferId(offer) if (offer := uuid_param(request, "offerId")) else None,
         since=time_param(request, "since"),
         until=time_param(request, "until"),
+        channel=enum_param(request, "channel", Channel),
     )
     page = await container(request).orders().list_sales(who, which, page_request(request))
     return json_response(request, page_body(request, page, [SaleOut.of(s) for s in page.items]))

@@ -245,8 +245,8 @@ async def test_an_unreadable_reserved_key_is_set_aside_and_replaced_from_stock(
     assert set_aside is not None
     assert set_aside.status is KeyStatus.INVALID
     assert [(e.action, e.key_ids, e.details) for e in events] == [
-        (AuditAction.KEY_INVALIDATED, (bad,), {"reason": KEYS_UNREADABLE}),
-        (AuditAction.KEYS_RESERVED, (spare,), {"reason": KEYS_UNREADABLE}),
+        (AuditAction.KEY_INVALIDATED, (bad,), {"channel": "api", "reason": KEYS_UNREADABLE}),
+        (AuditAction.KEYS_RESERVED, (spare,), {"channel": "api", "reason": KEYS_UNREADABLE}),
     ]
 
 

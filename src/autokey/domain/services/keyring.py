@@ -16,10 +16,11 @@ import structlog
 
 from autokey.domain.model.audit import AuditAction, AuditEvent
 from autokey.domain.model.errors import KeyMaterialUnreadable, KeyringMismatch, KeyringProblem
-from autokey.domain.model.ids import EventId, KeyId, OrderId
+from autokey.domain.model.ids import KeyId, OrderId
 from autokey.domain.model.keys import Key, MasterKeyId, PinnedIndexKey, sealed_with
 from autokey.domain.model.orders import KEYS_UNREADABLE, Order, OrderStatus
 from autokey.domain.model.outbound import secret_context
+from autokey.domain.services.audit import order_event
 from autokey.domain.services.inventory import key_context
 from autokey.ports.crypto import BlindIndex, BlindIndexKeys, KeyCipher
 from autokey.ports.store import Store, UnitOfWork
@@ -30,6 +31,7 @@ log = structlog.get_logger("autokey.keyring")
 INDEX_KEY_CONTEXT = b"autokey/index-key"
 """Associated data of the sealed index key: it opens nowhere else."""
 RESEAL_BATCH = 500
+UNREADABLE = {"reason": KEYS_UNREADABLE}
 RESEAL_PASSES = 5
 """Walks over the store: a later one catches keys that order traffic held (skipped) before."""
 
@@ -242,13 +244,7 @@ class KeyringService:
         return needed, set_aside, replaced
 
     def _event(self, action: AuditAction, order: Order, key_ids: Sequence[KeyId]) -> AuditEvent:
-        return AuditEvent(
-            id=EventId(self._ids.new_id()),
-            occurred_at=self._clock.now(),
-            action=action,
-            actor=None,
-            pool_id=order.pool_id,
-            order_id=order.id,
-            key_ids=tuple(key_ids),
-            details={"reason": KEYS_UNREADABLE},
+        """An event about keys set aside as unreadable (the reason is among its details)."""
+        return order_event(
+            self._ids, self._clock, action, order, key_ids=key_ids, details=UNREADABLE
         )

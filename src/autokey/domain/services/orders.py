@@ -20,11 +20,11 @@ from autokey.domain.model.errors import (
     OutOfStock,
     StockBusy,
 )
-from autokey.domain.model.ids import EventId, KeyId, OfferId, OrderId
-from autokey.domain.model.merchant import channel_of
+from autokey.domain.model.ids import KeyId, OfferId, OrderId
 from autokey.domain.model.orders import Order, OrderStatus, SalesFilter, check_quantity
 from autokey.domain.model.outbound import OutboundEventType
 from autokey.domain.model.pages import Page, PageRequest
+from autokey.domain.services.audit import order_event
 from autokey.domain.services.inventory import key_context
 from autokey.domain.services.outbound import announce
 from autokey.domain.services.transactions import transact
@@ -90,15 +90,8 @@ class OrderService:
         key_ids: Sequence[KeyId] = (),
         **details: str | int,
     ) -> AuditEvent:
-        return AuditEvent(
-            id=EventId(self._ids.new_id()),
-            occurred_at=self._clock.now(),
-            action=action,
-            actor=actor.subject if actor else None,
-            pool_id=order.pool_id,
-            order_id=order.id,
-            key_ids=tuple(key_ids),
-            details={"channel": channel_of(order.buyer_id), **details},
+        return order_event(
+            self._ids, self._clock, action, order, actor=actor, key_ids=key_ids, details=details
         )
 
     async def _own_order(

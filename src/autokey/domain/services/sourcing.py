@@ -20,11 +20,12 @@ import structlog
 
 from autokey.domain.model.audit import AuditAction, AuditEvent
 from autokey.domain.model.errors import NotFound, UpstreamNotFound, UpstreamRejected
-from autokey.domain.model.ids import EventId, KeyId, OrderId
+from autokey.domain.model.ids import KeyId, OrderId
 from autokey.domain.model.keys import Key, KeyStatus
 from autokey.domain.model.marketplace import MarketplaceErrorCode, MarketplaceOrderStatus
 from autokey.domain.model.offers import Offer
 from autokey.domain.model.orders import Order, OrderStatus, UpstreamState
+from autokey.domain.services.audit import order_event
 from autokey.domain.services.inventory import key_context
 from autokey.ports.crypto import BlindIndex, KeyCipher
 from autokey.ports.marketplace import MarketplaceClient
@@ -169,16 +170,7 @@ class SourcingService:
     def _event(
         self, action: AuditAction, order: Order, key_ids: tuple[KeyId, ...], **details: str
     ) -> AuditEvent:
-        return AuditEvent(
-            id=EventId(self._ids.new_id()),
-            occurred_at=self._clock.now(),
-            action=action,
-            actor=None,
-            pool_id=order.pool_id,
-            order_id=order.id,
-            key_ids=key_ids,
-            details=details,
-        )
+        return order_event(self._ids, self._clock, action, order, key_ids=key_ids, details=details)
 
     async def _locked(self, tx: UnitOfWork, order_id: OrderId) -> Order:
         order = await tx.orders.get(order_id, for_update=True)

@@ -17,6 +17,8 @@ from autokey.adapters.crypto import parse_master_key
 from autokey.adapters.g2a.config import G2AConfig, InvalidG2AConfig, g2a_config_from_env
 
 DEFAULT_SQLITE_PATH = "./autokey.db"
+DEFAULT_UPLOAD_MAX_BYTES = 128 * 1024 * 1024
+DEFAULT_UPLOAD_MAX_LINES = 2_000_000
 
 
 class Environment(enum.StrEnum):
@@ -69,6 +71,15 @@ class CryptoSettings:
 
 
 @attrs.frozen(kw_only=True)
+class UploadLimits:
+    """Caps on one text/plain key upload, counted after any Content-Encoding is undone."""
+
+    max_bytes: int = DEFAULT_UPLOAD_MAX_BYTES
+    max_lines: int = DEFAULT_UPLOAD_MAX_LINES
+    """Every line counts, blank ones included."""
+
+
+@attrs.frozen(kw_only=True)
 class Settings:
     env: Environment
     host: str
@@ -80,6 +91,9 @@ class Settings:
     reservation_ttl_s: int
     sweep_interval_s: float
     payments: Payments
+    workers: int
+    """`serve` processes; 0: one per CPU on PostgreSQL, one otherwise."""
+    uploads: UploadLimits = UploadLimits()
     redis_url: str | None = attrs.field(repr=False)
     g2a: G2AConfig | None = None
     """None when no G2A_* variable is set."""
@@ -202,6 +216,11 @@ def load_settings(environ: Mapping[str, str]) -> Settings:
         reservation_ttl_s=r.integer("AUTOKEY_RESERVATION_TTL_S", 900, 10, 7 * 24 * 3600),
         sweep_interval_s=float(r.integer("AUTOKEY_SWEEP_INTERVAL_S", 15, 1, 3600)),
         payments=Payments(r.choice("AUTOKEY_PAYMENTS", Payments, payments_default)),
+        workers=r.integer("AUTOKEY_WORKERS", 0, 0, 256),
+        uploads=UploadLimits(
+            max_bytes=r.integer("AUTOKEY_UPLOAD_MAX_BYTES", DEFAULT_UPLOAD_MAX_BYTES, 1, 1 << 40),
+            max_lines=r.integer("AUTOKEY_UPLOAD_MAX_LINES", DEFAULT_UPLOAD_MAX_LINES, 1, 1 << 32),
+        ),
         redis_url=r.text("AUTOKEY_REDIS_URL") or None,
         g2a=_g2a(r, production),
         webhook_secrets=_webhook_secrets(r),

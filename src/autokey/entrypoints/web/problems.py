@@ -26,7 +26,10 @@ class ProblemKind:
 
 # Most specific first: the first row whose class matches wins.
 _ROWS: tuple[tuple[type[Exception], int, str, str], ...] = (
+    (e.TooManyLines, 413, "too_many_lines", "Too many lines in one upload"),
+    (e.BodyTooLarge, 413, "upload_too_large", "The upload is over its size cap"),
     (e.UploadTooLarge, 413, "too_many_keys", "Too many keys in one JSON upload"),
+    (e.CorruptBody, 400, "corrupt_body", "The body does not decode as its Content-Encoding"),
     (e.InvalidInput, 400, "invalid_input", "The request is not valid"),
     (e.Unauthenticated, 401, "unauthenticated", "Authentication required"),
     (e.Forbidden, 403, "forbidden", "Not allowed for this role"),

@@ -10,7 +10,7 @@ RFC 9457 problems from a single ordered table.
     │   │   ├── UploadTooLarge       an upload over one of its caps (JSON: keys per request)
     │   │   │   ├── TooManyLines     a text upload over its line cap (blank lines count)
     │   │   │   └── BodyTooLarge     a text upload over its byte cap (after decompression)
-    │   │   └── CorruptBody          a body that its Content-Encoding cannot decode
+    │   │   └── CorruptBody          a body that does not decode (Content-Encoding, chunks)
     │   ├── Unauthenticated          no or unknown credentials
     │   ├── Forbidden                authenticated, but the role may not do this
     │   ├── Conflict                 the resource's state forbids the change

@@ -29,7 +29,7 @@ _ROWS: tuple[tuple[type[Exception], int, str, str], ...] = (
     (e.TooManyLines, 413, "too_many_lines", "Too many lines in one upload"),
     (e.BodyTooLarge, 413, "upload_too_large", "The upload is over its size cap"),
     (e.UploadTooLarge, 413, "too_many_keys", "Too many keys in one JSON upload"),
-    (e.CorruptBody, 400, "corrupt_body", "The body does not decode as its Content-Encoding"),
+    (e.CorruptBody, 400, "corrupt_body", "The body cannot be decoded"),
     (e.InvalidInput, 400, "invalid_input", "The request is not valid"),
     (e.Unauthenticated, 401, "unauthenticated", "Authentication required"),
     (e.Forbidden, 403, "forbidden", "Not allowed for this role"),
@@ -132,7 +132,10 @@ async def problem_middleware(request: web.Request, handler: Handler) -> web.Stre
             log.error("http.request_failed", code=kind.code, error=type(error).__name__)
         bearer = kind.status == 401 and not isinstance(error, e.WebhookRejected)
         headers = {"WWW-Authenticate": "Bearer"} if bearer else None
-        return problem_response(kind, extra=_details(error), headers=headers)
+        response = problem_response(kind, extra=_details(error), headers=headers)
+        if isinstance(error, e.CorruptBody):
+            response.force_close()  # the rest of the stream cannot be parsed: no keep-alive
+        return response
     except web.HTTPException as exc:
         if exc.status < 400:
             raise

@@ -9,7 +9,6 @@ from collections.abc import Iterator
 from typing import IO
 
 from aiohttp import web
-from aiohttp.http_exceptions import ContentEncodingError
 
 from autokey.domain.model.errors import BodyTooLarge, CorruptBody, FieldProblem, TooManyLines
 from autokey.domain.model.keys import MAX_KEY_LENGTH
@@ -24,7 +23,7 @@ async def spool_body(request: web.Request, limits: UploadLimits) -> IO[bytes]:
     """The body in a temporary file positioned at its start. aiohttp has undone any
     Content-Encoding (gzip, deflate...) already, inflating a bounded piece at a time, so the
     caps count decoded bytes and lines: BodyTooLarge or TooManyLines as soon as one is passed,
-    before the rest is inflated; CorruptBody when the encoding does not decode."""
+    before the rest is inflated; CorruptBody when the body does not decode."""
     spool: IO[bytes] = tempfile.TemporaryFile()  # noqa: SIM115 - the caller closes it
     try:
         size = newlines = 0
@@ -33,13 +32,16 @@ async def spool_body(request: web.Request, limits: UploadLimits) -> IO[bytes]:
             async for piece in request.content.iter_chunked(CHUNK_BYTES):
                 size += len(piece)
                 newlines += piece.count(b"\n")
-                if size > limits.max_bytes:
-                    raise BodyTooLarge(problems=(_TOO_LARGE,), limit=limits.max_bytes)
                 if newlines > limits.max_lines:
                     raise TooManyLines(problems=(_TOO_LARGE,), limit=limits.max_lines)
+                if size > limits.max_bytes:
+                    raise BodyTooLarge(problems=(_TOO_LARGE,), limit=limits.max_bytes)
                 spool.write(piece)
                 last = piece[-1:]
-        except ContentEncodingError as exc:
+        except web.RequestPayloadError as exc:  # caused by aiohttp's ContentEncodingError
+            # The stream stays broken: without EOF, aiohttp would try to drain it after our
+            # answer, fail again and drop the connection before the client reads the 400.
+            request.content.feed_eof()
             encoding = request.headers.get("Content-Encoding", "")
             raise CorruptBody(problems=(_CORRUPT,), encoding=encoding) from exc
         if last != b"\n" and newlines + 1 > limits.max_lines:  # an unterminated last line

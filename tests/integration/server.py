@@ -103,3 +103,30 @@ async def serve_process(
             except TimeoutError:
                 process.kill()
                 await process.wait()
+
+
+async def stocked_offer(
+    session: aiohttp.ClientSession, api: str, seller: str, keys: list[str]
+) -> tuple[str, str]:
+    """A new pool holding `keys` (one text/plain upload) and a published offer on it:
+    (pool id, offer id)."""
+    auth = {"Authorization": f"Bearer {seller}"}
+    async with session.post(f"{api}/key-pools", json={}, headers=auth) as r:
+        pool = str((await r.json())["id"])
+    async with session.post(
+        f"{api}/key-pools/{pool}/keys/upload",
+        data="\n".join(keys),
+        headers={**auth, "Content-Type": "text/plain"},
+    ) as r:
+        assert (await r.json())["added"] == len(keys)
+    draft = {
+        "title": "Hot game",
+        "price": {"amount": "1.00", "currency": "EUR"},
+        "deliveryType": "AUTO_KEY",
+        "keyPoolId": pool,
+    }
+    async with session.post(f"{api}/offers/draft", headers=auth, json=draft) as r:
+        offer = str((await r.json())["id"])
+    async with session.post(f"{api}/offers/publish", headers=auth, json={"offerId": offer}) as r:
+        assert r.status == 200
+    return pool, offer

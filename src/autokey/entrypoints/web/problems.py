@@ -133,8 +133,8 @@ async def problem_middleware(request: web.Request, handler: Handler) -> web.Stre
         bearer = kind.status == 401 and not isinstance(error, e.WebhookRejected)
         headers = {"WWW-Authenticate": "Bearer"} if bearer else None
         response = problem_response(kind, extra=_details(error), headers=headers)
-        if isinstance(error, e.CorruptBody):
-            response.force_close()  # the rest of the stream cannot be parsed: no keep-alive
+        if isinstance(error, e.CorruptBody | e.UploadTooLarge):
+            response.force_close()  # the body may be unread or unreadable: no keep-alive
         return response
     except web.HTTPException as exc:
         if exc.status < 400:

@@ -4,13 +4,20 @@ lines in a worker thread."""
 
 from __future__ import annotations
 
+import asyncio
 import tempfile
 from collections.abc import Iterator
 from typing import IO
 
 from aiohttp import web
 
-from autokey.domain.model.errors import BodyTooLarge, CorruptBody, FieldProblem, TooManyLines
+from autokey.domain.model.errors import (
+    BodyTooLarge,
+    CorruptBody,
+    FieldProblem,
+    TooManyLines,
+    UploadTooLarge,
+)
 from autokey.domain.model.keys import MAX_KEY_LENGTH
 from autokey.entrypoints.settings import UploadLimits
 
@@ -38,12 +45,15 @@ async def spool_body(request: web.Request, limits: UploadLimits) -> IO[bytes]:
                     raise BodyTooLarge(problems=(_TOO_LARGE,), limit=limits.max_bytes)
                 spool.write(piece)
                 last = piece[-1:]
+                # Buffered pieces are handed over without suspending: let others run.
+                await asyncio.sleep(0)
         except web.RequestPayloadError as exc:  # caused by aiohttp's ContentEncodingError
-            # The stream stays broken: without EOF, aiohttp would try to drain it after our
-            # answer, fail again and drop the connection before the client reads the 400.
-            request.content.feed_eof()
+            _abandon(request)
             encoding = request.headers.get("Content-Encoding", "")
             raise CorruptBody(problems=(_CORRUPT,), encoding=encoding) from exc
+        except UploadTooLarge:
+            _abandon(request)
+            raise
         if last != b"\n" and newlines + 1 > limits.max_lines:  # an unterminated last line
             raise TooManyLines(problems=(_TOO_LARGE,), limit=limits.max_lines)
         spool.seek(0)
@@ -51,6 +61,14 @@ async def spool_body(request: web.Request, limits: UploadLimits) -> IO[bytes]:
         spool.close()
         raise
     return spool
+
+
+def _abandon(request: web.Request) -> None:
+    """Read no more of the body. At EOF, aiohttp does not drain (and inflate) the rest after
+    our answer: it would, without yielding, for as long as a flood lasts, or fail again on a
+    corrupt stream. The answer closes the connection (problems.py), so the unread bytes are
+    never parsed as a next request."""
+    request.content.feed_eof()
 
 
 _TOO_LARGE = FieldProblem(field="body", code="too_large")

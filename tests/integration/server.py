@@ -53,15 +53,15 @@ def token(role: str, env: Mapping[str, str]) -> str:
 
 
 @asynccontextmanager
-async def serve(env: Mapping[str, str]) -> AsyncIterator[str]:
-    """Start `autokey serve` on a free loopback port; yield its base URL; stop it after."""
-    async with serve_process(env) as (base, _process):
+async def serve(env: Mapping[str, str], *args: str) -> AsyncIterator[str]:
+    """Start `autokey serve [args]` on a free loopback port; yield its base URL; stop it after."""
+    async with serve_process(env, *args) as (base, _process):
         yield base
 
 
 @asynccontextmanager
 async def serve_process(
-    env: Mapping[str, str],
+    env: Mapping[str, str], *args: str
 ) -> AsyncIterator[tuple[str, asyncio.subprocess.Process]]:
     """Like `serve`, also yielding the process (a test may kill it)."""
     port = free_port()
@@ -74,6 +74,7 @@ async def serve_process(
         "127.0.0.1",
         "--port",
         str(port),
+        *args,
         env=dict(env),
         stdout=asyncio.subprocess.DEVNULL,
         stderr=asyncio.subprocess.PIPE,

@@ -31,11 +31,11 @@ async def _flow(session: aiohttp.ClientSession, api: str, buyer: str, offer: str
     return ("fulfilled", result["keys"][0]["key"])
 
 
-async def _run(env: dict[str, str], processes: int) -> None:
+async def _run(env: dict[str, str], processes: int, *serve_args: str) -> None:
     autokey("migrate", env=env)
     seller, buyer = token("seller", env), token("buyer", env)
     async with AsyncExitStack() as stack:
-        apis = [await stack.enter_async_context(serve(env)) for _ in range(processes)]
+        apis = [await stack.enter_async_context(serve(env, *serve_args)) for _ in range(processes)]
         session = await stack.enter_async_context(
             aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=FLOWS))
         )
@@ -69,6 +69,12 @@ async def _run(env: dict[str, str], processes: int) -> None:
 async def test_concurrent_flows_on_postgres(processes: int) -> None:
     async with scratch_postgres() as url:
         await _run(server_env(url), processes)
+
+
+@pytest.mark.postgres
+async def test_concurrent_flows_on_postgres_with_two_workers() -> None:
+    async with scratch_postgres() as url:
+        await _run(server_env(url), 1, "--workers", "2")
 
 
 async def test_concurrent_flows_on_sqlite_one_process(tmp_path: Path) -> None:

@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import json
 import os
+import socket
 import sys
 import uuid
 from collections.abc import Sequence
@@ -17,7 +18,13 @@ from autokey.domain.model.auth import Role
 from autokey.domain.model.ids import SubjectId, TokenId
 from autokey.entrypoints import bootstrap
 from autokey.entrypoints.logging import configure_logging
-from autokey.entrypoints.settings import Settings, SettingsError, load_settings
+from autokey.entrypoints.settings import Settings, SettingsError, StoreKind, load_settings
+from autokey.entrypoints.workers import (
+    default_workers,
+    listening_socket,
+    serve_worker,
+    supervise,
+)
 
 log = structlog.get_logger("autokey.cli")
 
@@ -28,6 +35,12 @@ def _parser() -> argparse.ArgumentParser:
     serve = sub.add_parser("serve", help="run the HTTP service")
     serve.add_argument("--host", help="bind address (default AUTOKEY_HOST or 127.0.0.1)")
     serve.add_argument("--port", type=int, help="port (default AUTOKEY_PORT or 8080)")
+    serve.add_argument(
+        "--workers",
+        type=int,
+        help="processes sharing the port (default AUTOKEY_WORKERS, else one per CPU on"
+        " PostgreSQL and 1 on SQLite)",
+    )
     sub.add_parser("migrate", help="apply pending database migrations")
     sub.add_parser("sweep", help="cancel expired reservations once (for cron)")
     token = sub.add_parser("token", help="manage API tokens").add_subparsers(
@@ -56,7 +69,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     configure_logging(settings.log_level, settings.log_format.value)
     if args.command == "serve":
-        return _serve(settings, args.host, args.port)
+        return _serve(settings, args.host, args.port, args.workers)
     if args.command == "migrate":
         return asyncio.run(_migrate(settings))
     if args.command == "sweep":
@@ -76,19 +89,33 @@ def main(argv: Sequence[str] | None = None) -> int:
     return 2
 
 
-def _serve(settings: Settings, host: str | None, port: int | None) -> int:
+def _serve(settings: Settings, host: str | None, port: int | None, workers: int | None) -> int:
     from autokey.entrypoints.web.app import serve_app
 
     host, port = host or settings.host, settings.port if port is None else port
+    store = settings.database.kind
+    count = workers or settings.workers or default_workers(store is StoreKind.POSTGRES)
+    if count < 1 or (count > 1 and store is StoreKind.MEMORY):
+        print("autokey: --workers must be 1 or more, and 1 on memory://", file=sys.stderr)
+        return 2
     log.info(
         "http.starting",
         host=host,
         port=port,
-        store=settings.database.kind.value,
+        store=store.value,
         env=settings.env.value,
+        workers=count,
     )
-    web.run_app(serve_app(settings), host=host, port=port, print=None, access_log=None)
-    return 0
+    if count == 1:
+        web.run_app(serve_app(settings), host=host, port=port, print=None, access_log=None)
+        return 0
+
+    def worker(sock: socket.socket, index: int) -> None:
+        # Only the first worker runs the background jobs: one sweeper and one G2A poller per
+        # machine, however many workers (they are safe, just wasteful, in parallel).
+        serve_worker(serve_app(settings, background_jobs=index == 0), sock)
+
+    return supervise(listening_socket(host, port), count, worker)
 
 
 async def _migrate(settings: Settings) -> int:

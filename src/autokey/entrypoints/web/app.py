@@ -77,9 +77,10 @@ def build_container(settings: Settings, store: object) -> Container:
     return Container(settings=settings, store=store, master_keys=bootstrap.master_keys(settings))
 
 
-def serve_app(settings: Settings) -> web.Application:
+def serve_app(settings: Settings, *, background_jobs: bool = True) -> web.Application:
     """The production app: opens (and on the embedded default, migrates) the store on start,
-    the outbound G2A session and Redis when configured, and runs the background jobs."""
+    the outbound G2A session and Redis when configured, and runs the background jobs (unless
+    told not to: `serve --workers` runs them in one worker)."""
     container = Container(settings=settings)
     app = make_app(container)
 
@@ -102,14 +103,15 @@ def serve_app(settings: Settings) -> web.Application:
                 container.g2a_environment.override(providers.Object(settings.g2a.env.value))
                 if settings.g2a.env is MarketplaceEnvironment.LIVE:
                     await marketplace.probe_token()  # refuse to start on bad live credentials
-            jobs = [
-                every(settings.sweep_interval_s, "housekeeping", lambda: _housekeeping(container))
+            jobs: list[tuple[str, Callable[[], Awaitable[object]]]] = [
+                ("housekeeping", lambda: _housekeeping(container))
             ]
             if marketplace is not None:
-                jobs.append(
-                    every(settings.sweep_interval_s, "g2a_resume", container.sourcing().resume)
-                )
-            tasks = [asyncio.create_task(job) for job in jobs]
+                jobs.append(("g2a_resume", container.sourcing().resume))
+            tasks = [
+                asyncio.create_task(every(settings.sweep_interval_s, name, job))
+                for name, job in (jobs if background_jobs else [])
+            ]
             try:
                 yield
             finally:

@@ -31,6 +31,7 @@ sys.path.insert(0, os.path.dirname(__file__))
 from _harness import cli, environment, peak_rss_mib, rss_mib, scratch_database, server, token
 
 from autokey.adapters.postgres.store import PostgresKeyStage
+from autokey.adapters.system import Uuid7Ids
 from autokey.domain.model.ids import KeyId, PoolId
 from autokey.domain.model.keys import Key, KeyStatus
 
@@ -130,14 +131,18 @@ async def insert_select(url: str, count: int, tag: str) -> float:
 
 
 def presealed_rows(count: int, tag: str) -> tuple[PoolId, PostgresKeyStage]:
-    """`count` rows shaped like autokey's (random sealed bytes of the real length, distinct
-    fingerprints) in a new pool, spooled in COPY's binary format before any timing."""
+    """`count` rows shaped like autokey's (UUIDv7 ids, random sealed bytes of the real length,
+    distinct fingerprints) in a new pool, spooled in COPY's binary format before any timing
+    by the same encoder the store uses."""
+    # Ids from autokey's own UUIDv7 generator: time-ordered, like an upload's, so both append
+    # to the primary key (random ids would land all over it and make COPY look slow).
+    ids = Uuid7Ids()
     pool, now, stage = PoolId(uuid.uuid4()), datetime.now(UTC), PostgresKeyStage()
     for start in range(0, count, LINES_PER_CHUNK):
         stage.put(
             [
                 Key(
-                    id=KeyId(uuid.uuid4()),
+                    id=KeyId(ids.new_id()),
                     pool_id=pool,
                     status=KeyStatus.AVAILABLE,
                     sealed=os.urandom(SEALED_LEN),

@@ -219,7 +219,9 @@ def load_settings(environ: Mapping[str, str]) -> Settings:
         workers=r.integer("AUTOKEY_WORKERS", 0, 0, 256),
         uploads=UploadLimits(
             max_bytes=r.integer("AUTOKEY_UPLOAD_MAX_BYTES", DEFAULT_UPLOAD_MAX_BYTES, 1, 1 << 40),
-            max_lines=r.integer("AUTOKEY_UPLOAD_MAX_LINES", DEFAULT_UPLOAD_MAX_LINES, 1, 1 << 32),
+            max_lines=r.integer(
+                "AUTOKEY_UPLOAD_MAX_LINES", DEFAULT_UPLOAD_MAX_LINES, 1, (1 << 32) - 1
+            ),
         ),
         redis_url=r.text("AUTOKEY_REDIS_URL") or None,
         g2a=_g2a(r, production),

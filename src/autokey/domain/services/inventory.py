@@ -114,7 +114,7 @@ class InventoryService:
         """
         async with self._store.transaction() as tx:
             await owned_pool(tx, principal, pool_id)
-        report, numbers = UploadReport(), array("L")
+        report, numbers = UploadReport(), array("I")  # 4 bytes a key: line numbers
         stage = self._store.stage_keys()
         try:
             while await asyncio.to_thread(
@@ -124,15 +124,10 @@ class InventoryService:
             async with self._store.transaction() as tx:
                 for position in await tx.keys.add_staged(stage):
                     report.reject(numbers[position], LineProblem.DUPLICATE)
-                report.added = len(numbers) - report.duplicates
-                if report.added:
-                    await tx.audit.append(
-                        [
-                            self._event(
-                                principal, AuditAction.KEYS_UPLOADED, pool_id, count=report.added
-                            )
-                        ]
-                    )
+                report.added = added = len(numbers) - report.duplicates
+                if added:
+                    event = self._event(principal, AuditAction.KEYS_UPLOADED, pool_id, count=added)
+                    await tx.audit.append([event])
                 counts = await tx.pools.counts(pool_id)
         finally:
             stage.close()

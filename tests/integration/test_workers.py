@@ -6,6 +6,8 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import subprocess
+import sys
 from pathlib import Path
 
 import aiohttp
@@ -13,8 +15,6 @@ import pytest
 
 from tests.integration.server import autokey, serve_process, server_env
 from tests.services import scratch_postgres
-
-pytestmark = pytest.mark.postgres
 
 
 def _children(pid: int) -> set[int]:
@@ -38,6 +38,20 @@ async def _until(check: object, timeout_s: float = 30.0) -> None:
     raise AssertionError("the awaited state never came")
 
 
+def test_several_workers_on_memory_are_refused() -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "autokey", "serve", "--workers", "2"],
+        env=server_env("memory://"),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 2
+    assert "--workers must be 1 or more, and 1 on memory://" in done.stderr
+
+
+@pytest.mark.postgres
 async def test_a_killed_worker_is_restarted_and_sigterm_stops_all_with_exit_0() -> None:
     async with scratch_postgres() as url:
         env = server_env(url)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import pytest
 
-from autokey.entrypoints.cli import main
 from autokey.entrypoints.settings import SettingsError, UploadLimits, load_settings
 
 
@@ -37,11 +36,3 @@ def test_bad_workers_and_caps_are_all_listed() -> None:
         "AUTOKEY_UPLOAD_MAX_BYTES",
         "AUTOKEY_UPLOAD_MAX_LINES",
     ]
-
-
-def test_several_workers_on_memory_are_refused(
-    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
-) -> None:
-    monkeypatch.setenv("AUTOKEY_DATABASE_URL", "memory://")
-    assert main(["serve", "--workers", "2"]) == 2
-    assert "--workers" in capsys.readouterr().err

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import unicodedata
 from decimal import Decimal
 from itertools import product
 
@@ -210,3 +211,9 @@ def test_an_upstream_failure_cancels_a_fulfilling_order_but_never_a_fulfilled_on
 def test_a_buyer_cannot_cancel_an_order_being_sourced() -> None:
     with pytest.raises(IllegalTransition):
         _order_in(OrderStatus.FULFILLING).cancel(b.T0, "changed my mind")
+
+
+@given(st.text(alphabet=st.characters(max_codepoint=0x7F), min_size=5, max_size=256))
+def test_the_ascii_fast_path_judges_characters_as_the_general_rule(text: str) -> None:
+    general = any(ch.isspace() or unicodedata.category(ch)[0] in "CZ" for ch in text)
+    assert (check_key_text(text) is LineProblem.INVALID_CHARACTERS) is general

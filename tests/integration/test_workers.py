@@ -74,3 +74,16 @@ async def test_a_killed_worker_is_restarted_and_sigterm_stops_all_with_exit_0() 
             process.send_signal(signal.SIGTERM)
             assert await asyncio.wait_for(process.wait(), timeout=40) == 0
     assert not [pid for pid in workers if _alive(pid)], "a worker outlived its supervisor"
+
+
+@pytest.mark.postgres
+async def test_a_kill_9_of_the_supervisor_leaves_no_worker() -> None:
+    async with scratch_postgres() as url:
+        env = server_env(url)
+        autokey("migrate", env=env)
+        async with serve_process(env, "--workers", "2") as (_api, process):
+            await _until(lambda: len(_children(process.pid)) == 2)
+            workers = _children(process.pid)
+            process.kill()
+            await process.wait()
+            await _until(lambda: not [pid for pid in workers if _alive(pid)])

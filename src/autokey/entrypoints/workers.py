@@ -9,6 +9,7 @@ them gracefully, then exits 0. See ADR 0020.
 from __future__ import annotations
 
 import asyncio
+import ctypes
 import os
 import signal
 import socket
@@ -55,6 +56,7 @@ def supervise(sock: socket.socket, workers: int, run: Worker) -> int:
 def _start(
     sock: socket.socket, index: int, run: Worker, running: dict[int, tuple[int, float]]
 ) -> None:
+    supervisor = os.getpid()
     pid = os.fork()
     if pid == 0:  # the worker: never returns into the supervisor's code
         code = 1
@@ -66,6 +68,7 @@ def _start(
             signal.signal(signal.SIGINT, signal.SIG_IGN)
             signal.signal(signal.SIGTERM, signal.SIG_DFL)
             signal.pthread_sigmask(signal.SIG_UNBLOCK, _SIGNALS)
+            _die_with(supervisor)
             run(sock, index)
             code = 0
         except BaseException:  # anything: logged, and it ends this worker only
@@ -74,6 +77,19 @@ def _start(
             os._exit(code)
     running[pid] = (index, time.monotonic())
     log.info("workers.started", worker=index, pid=pid)
+
+
+def _die_with(supervisor: int) -> None:
+    """SIGKILL this worker when the supervisor dies, however it dies (kill -9 included), so
+    no worker outlives it (Linux prctl PR_SET_PDEATHSIG)."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0) != 0:
+        raise OSError(ctypes.get_errno(), "prctl(PR_SET_PDEATHSIG)")
+    if os.getppid() != supervisor:  # it died before prctl took effect
+        os._exit(1)
+
+
+_PR_SET_PDEATHSIG = 1
 
 
 def _reap() -> list[tuple[int, int]]:

@@ -72,9 +72,15 @@ def token(role: str, env: dict[str, str]) -> str:
     return str(json.loads(cli("token", "create", "--role", role, env=env))["token"])
 
 
+WORKERS = os.environ.get("BENCH_WORKERS", "")
+"""`autokey serve --workers`: a count such as 1, or unset for autokey's default (one worker
+per CPU on PostgreSQL)."""
+
+
 @asynccontextmanager
-async def server(env: dict[str, str]) -> AsyncIterator[tuple[str, int]]:
-    """`autokey serve` on a free loopback port; yields (base URL, pid)."""
+async def server(env: dict[str, str], workers: str = WORKERS) -> AsyncIterator[tuple[str, int]]:
+    """`autokey serve [--workers N]` on a free loopback port; yields (base URL, pid). With
+    several workers the pid is their supervisor's: see `process_tree`."""
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
@@ -87,6 +93,7 @@ async def server(env: dict[str, str]) -> AsyncIterator[tuple[str, int]]:
         "127.0.0.1",
         "--port",
         str(port),
+        *(["--workers", workers] if workers else []),
         env=env,
         stdout=asyncio.subprocess.DEVNULL,
     )
@@ -110,6 +117,12 @@ async def server(env: dict[str, str]) -> AsyncIterator[tuple[str, int]]:
         if process.returncode is None:
             process.terminate()
             await process.wait()
+
+
+def process_tree(pid: int) -> list[int]:
+    """`pid` and its child processes (the workers of `autokey serve --workers N`)."""
+    with open(f"/proc/{pid}/task/{pid}/children") as children:
+        return [pid, *map(int, children.read().split())]
 
 
 def _status_kib(pid: int, field: str) -> int:

@@ -8,6 +8,8 @@ Settings (environment):
   BENCH_SECONDS=20       measured seconds per level and side (after BENCH_WARMUP=3 s)
   BENCH_POOL_SIZE        AUTOKEY_DB_POOL_SIZE for the server (default: autokey's, 10)
   BENCH_SERVERS=1        autokey serve processes on the same database (clients alternate)
+  BENCH_WORKERS          `autokey serve --workers` of each: e.g. 1; unset: autokey's default
+                         (one worker per CPU on PostgreSQL)
   BENCH_PROFILE=1        afterwards, one more run at the highest concurrency under py-spy
                          (if on PATH), summarised by where the server spends CPU; 0 skips it
   BENCH_PROFILE_OUT=path keep py-spy's raw collapsed stacks there
@@ -38,10 +40,12 @@ import psycopg
 
 sys.path.insert(0, os.path.dirname(__file__))
 from _harness import (
+    WORKERS,
     CpuMeter,
     cli,
     count_round_trips,
     environment,
+    process_tree,
     scratch_database,
     server,
     strace_command,
@@ -243,7 +247,8 @@ async def stock_check(url: str, pools: dict[str, str]) -> dict[str, tuple[int, i
 async def profile_run(
     apis: list[str], pids: list[int], buyer: str, offer: str, clients: int
 ) -> str:
-    """The same load under py-spy (sampling the first server): where its CPU goes."""
+    """The same load under py-spy (sampling the first server and its workers): where its CPU
+    goes."""
     spy = shutil.which("py-spy")
     if spy is None:
         return "py-spy not found: no profile"
@@ -252,7 +257,7 @@ async def profile_run(
         duration = round(WARMUP + SECONDS)
         recorder = await asyncio.create_subprocess_exec(
             spy, "record", "-r", "100", "-f", "raw", "-o", out,
-            "-d", str(duration), "-p", str(pids[0]),
+            "-d", str(duration), "-p", str(pids[0]), "--subprocesses",
             stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL,
         )  # fmt: skip
         result = await autokey_run(apis, pids, buyer, offer, clients, SECONDS)
@@ -372,7 +377,8 @@ async def main() -> None:
         seller, buyer = token("seller", env), token("buyer", env)
         async with contextlib.AsyncExitStack() as stack:
             started = [await stack.enter_async_context(server(env)) for _ in range(SERVERS)]
-            apis, pids = [a for a, _ in started], [p for _, p in started]
+            apis = [a for a, _ in started]
+            pids = [worker for _, p in started for worker in process_tree(p)]
             stock = STOCK_PER_LEVEL * (len(CLIENTS) + int(PROFILE)) + ROUND_TRIP_ORDERS
             app_pool, app_offer = await setup(apis[0], seller, "autokey", stock)
             pg_pool, pg_offer = await setup(apis[0], seller, "pgbench", stock)
@@ -397,8 +403,12 @@ async def main() -> None:
             profile = ""
             if PROFILE:
                 profile = await profile_run(apis, pids, buyer, app_offer["id"], max(CLIENTS))
+    per_server = len(pids) // SERVERS  # a supervisor and its workers, or one process
+    workers = per_server - 1 if per_server > 1 else 1
     print(
-        f"{SERVERS} autokey serve process(es), AUTOKEY_DB_POOL_SIZE={POOL_SIZE or 'default (10)'},"
+        f"{SERVERS} autokey serve process(es) of {workers} worker(s)"
+        f" (BENCH_WORKERS={WORKERS or 'unset: autokey default'}),"
+        f" AUTOKEY_DB_POOL_SIZE={POOL_SIZE or 'default (10)'},"
         f" {SECONDS:.0f} s per level after {WARMUP:.0f} s warm-up"
     )
     print(

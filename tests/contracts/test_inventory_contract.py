@@ -289,3 +289,69 @@ async def test_released_keys_are_claimed_first_after_housekeeping_moved_on(store
     async with store.transaction() as tx:
         claimed = await tx.keys.claim(pool.id, OrderId(b.new_uuid()), 3, b.T0)
     assert list(claimed) == [k.id for k in keys[:3]]
+
+
+async def test_a_stage_stores_its_new_keys_and_names_the_positions_it_skips(
+    store: Store,
+) -> None:
+    p1, p2 = b.pool(), b.pool()
+    stored_before = b.key(p1.id, "STAGE-OLD")
+    async with store.transaction() as tx:
+        await tx.pools.add(p1)
+        await tx.pools.add(p2)
+        await tx.keys.add_new([stored_before])
+    staged = [
+        b.key(p2.id, "STAGE-1"),
+        b.key(p2.id, "STAGE-OLD"),  # stored before, in another pool
+        b.key(p2.id, "STAGE-2"),
+        b.key(p2.id, "STAGE-1"),  # repeats position 0: the earlier one wins
+    ]
+    stage = store.stage_keys()
+    try:
+        stage.put(staged[:2])
+        stage.put(staged[2:])
+        assert len(stage) == 4
+        async with store.transaction() as tx:
+            assert list(await tx.keys.add_staged(stage)) == [1, 3]
+    finally:
+        stage.close()
+    async with store.transaction() as tx:
+        assert await tx.pools.counts(p2.id) == PoolCounts(available=2)
+        for key in (staged[0], staged[2]):
+            assert await tx.keys.get(key.id) == key
+        assert await tx.keys.get(staged[3].id) is None
+
+
+async def test_a_stage_of_only_new_keys_skips_none(store: Store) -> None:
+    pool = b.pool()
+    keys = [b.key(pool.id) for _ in range(50)]
+    stage = store.stage_keys()
+    try:
+        stage.put(keys)
+        async with store.transaction() as tx:
+            await tx.pools.add(pool)
+            assert list(await tx.keys.add_staged(stage)) == []
+    finally:
+        stage.close()
+    async with store.transaction() as tx:
+        assert await tx.pools.counts(pool.id) == PoolCounts(available=50)
+        assert await tx.keys.get(keys[-1].id) == keys[-1]
+
+
+@pytest.mark.parametrize("with_repeat", [False, True], ids=["copy", "merge"])
+async def test_a_rolled_back_stage_leaves_nothing(store: Store, with_repeat: bool) -> None:
+    pool = b.pool()
+    async with store.transaction() as tx:
+        await tx.pools.add(pool)
+    keys = [b.key(pool.id, f"ROLLED-BACK-{i}") for i in range(20)]
+    stage = store.stage_keys()
+    try:
+        stage.put([*keys, b.key(pool.id, "ROLLED-BACK-0")] if with_repeat else keys)
+        with pytest.raises(_Boom):
+            async with store.transaction() as tx:
+                await tx.keys.add_staged(stage)
+                raise _Boom
+    finally:
+        stage.close()
+    async with store.transaction() as tx:
+        assert await tx.pools.counts(pool.id) == PoolCounts()

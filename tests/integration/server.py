@@ -74,15 +74,15 @@ def token(role: str, env: Mapping[str, str]) -> str:
 
 
 @asynccontextmanager
-async def serve(env: Mapping[str, str]) -> AsyncIterator[str]:
-    """Start `autokey serve` on a free loopback port; yield its base URL; stop it after."""
-    async with serve_process(env) as (base, _process):
+async def serve(env: Mapping[str, str], *args: str) -> AsyncIterator[str]:
+    """Start `autokey serve [args]` on a free loopback port; yield its base URL; stop it after."""
+    async with serve_process(env, *args) as (base, _process):
         yield base
 
 
 @asynccontextmanager
 async def serve_process(
-    env: Mapping[str, str],
+    env: Mapping[str, str], *args: str
 ) -> AsyncIterator[tuple[str, asyncio.subprocess.Process]]:
     """Like `serve`, also yielding the process (a test may kill it)."""
     port = free_port()
@@ -97,6 +97,7 @@ async def serve_process(
             "127.0.0.1",
             "--port",
             str(port),
+            *args,
             env=dict(env),
             stdout=asyncio.subprocess.DEVNULL,
             stderr=stderr,
@@ -125,3 +126,30 @@ async def serve_process(
             except TimeoutError:
                 process.kill()
                 await process.wait()
+
+
+async def stocked_offer(
+    session: aiohttp.ClientSession, api: str, seller: str, keys: list[str]
+) -> tuple[str, str]:
+    """A new pool holding `keys` (one text/plain upload) and a published offer on it:
+    (pool id, offer id)."""
+    auth = {"Authorization": f"Bearer {seller}"}
+    async with session.post(f"{api}/key-pools", json={}, headers=auth) as r:
+        pool = str((await r.json())["id"])
+    async with session.post(
+        f"{api}/key-pools/{pool}/keys/upload",
+        data="\n".join(keys),
+        headers={**auth, "Content-Type": "text/plain"},
+    ) as r:
+        assert (await r.json())["added"] == len(keys)
+    draft = {
+        "title": "Hot game",
+        "price": {"amount": "1.00", "currency": "EUR"},
+        "deliveryType": "AUTO_KEY",
+        "keyPoolId": pool,
+    }
+    async with session.post(f"{api}/offers/draft", headers=auth, json=draft) as r:
+        offer = str((await r.json())["id"])
+    async with session.post(f"{api}/offers/publish", headers=auth, json={"offerId": offer}) as r:
+        assert r.status == 200
+    return pool, offer

@@ -12,7 +12,7 @@ from typing import Any
 import aiohttp
 import pytest
 
-from tests.integration.server import autokey, serve, server_env, token
+from tests.integration.server import autokey, serve, server_env, stocked_offer, token
 from tests.services import scratch_postgres
 
 FLOWS, KEYS = 200, 150
@@ -31,39 +31,16 @@ async def _flow(session: aiohttp.ClientSession, api: str, buyer: str, offer: str
     return ("fulfilled", result["keys"][0]["key"])
 
 
-async def _run(env: dict[str, str], processes: int) -> None:
+async def _run(env: dict[str, str], processes: int, *serve_args: str) -> None:
     autokey("migrate", env=env)
     seller, buyer = token("seller", env), token("buyer", env)
     async with AsyncExitStack() as stack:
-        apis = [await stack.enter_async_context(serve(env)) for _ in range(processes)]
+        apis = [await stack.enter_async_context(serve(env, *serve_args)) for _ in range(processes)]
         session = await stack.enter_async_context(
             aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=FLOWS))
         )
-        auth = {"Authorization": f"Bearer {seller}"}
-        async with session.post(f"{apis[0]}/key-pools", json={}, headers=auth) as r:
-            pool = (await r.json())["id"]
-        keys = "\n".join(f"CONC-{i:05d}-KEY" for i in range(KEYS))
-        async with session.post(
-            f"{apis[0]}/key-pools/{pool}/keys/upload",
-            data=keys,
-            headers={**auth, "Content-Type": "text/plain"},
-        ) as r:
-            assert (await r.json())["added"] == KEYS
-        async with session.post(
-            f"{apis[0]}/offers/draft",
-            headers=auth,
-            json={
-                "title": "Hot game",
-                "price": {"amount": "1.00", "currency": "EUR"},
-                "deliveryType": "AUTO_KEY",
-                "keyPoolId": pool,
-            },
-        ) as r:
-            offer = (await r.json())["id"]
-        async with session.post(
-            f"{apis[0]}/offers/publish", headers=auth, json={"offerId": offer}
-        ) as r:
-            assert r.status == 200
+        keys = [f"CONC-{i:05d}-KEY" for i in range(KEYS)]
+        pool, offer = await stocked_offer(session, apis[0], seller, keys)
 
         results = await asyncio.gather(
             *(_flow(session, apis[i % processes], buyer, offer) for i in range(FLOWS))
@@ -74,6 +51,7 @@ async def _run(env: dict[str, str], processes: int) -> None:
         assert {code for kind, code in results if kind == "refused"} == {"out_of_stock"}
         delivered = [key for kind, key in results if kind == "fulfilled"]
         assert len(set(delivered)) == KEYS
+        auth = {"Authorization": f"Bearer {seller}"}
         async with session.get(f"{apis[-1]}/key-pools/{pool}", headers=auth) as r:
             counts = await r.json()
         assert (counts["deliveredKeys"], counts["availableKeys"], counts["reservedKeys"]) == (
@@ -91,6 +69,12 @@ async def _run(env: dict[str, str], processes: int) -> None:
 async def test_concurrent_flows_on_postgres(processes: int) -> None:
     async with scratch_postgres() as url:
         await _run(server_env(url), processes)
+
+
+@pytest.mark.postgres
+async def test_concurrent_flows_on_postgres_with_two_workers() -> None:
+    async with scratch_postgres() as url:
+        await _run(server_env(url), 1, "--workers", "2")
 
 
 async def test_concurrent_flows_on_sqlite_one_process(tmp_path: Path) -> None:

@@ -112,13 +112,9 @@ class _Machine(RuleBasedStateMachine):
         self.made += 1
         return f"{self.prefix}-KEY-{self.made:05d}"
 
-    async def _lines(self, texts: list[str]) -> AsyncIterator[tuple[int, str]]:
-        for number, text in enumerate(texts, 1):
-            yield number, text
-
     def upload(self, texts: list[str]) -> Any:
         report, counts = self.run(
-            self.inventory.upload(self.seller, self.pool_id, self._lines(texts))
+            self.inventory.upload(self.seller, self.pool_id, enumerate(texts, 1))
         )
         return report, counts
 

@@ -12,12 +12,15 @@ import argparse
 import asyncio
 import json
 import os
+import signal
+import socket
 import sys
 import uuid
 from collections.abc import Sequence
 from datetime import UTC, datetime
 
 import structlog
+from aiohttp import web
 
 from autokey import __version__
 from autokey.adapters.crypto import AesGcmKeyCipher
@@ -34,6 +37,7 @@ from autokey.entrypoints import bootstrap
 from autokey.entrypoints.bootstrap import EXIT_ADDRESS_IN_USE, EXIT_CONFIG, StartupRefused
 from autokey.entrypoints.logging import configure_logging
 from autokey.entrypoints.settings import Settings, SettingsError, StoreKind, load_settings
+from autokey.entrypoints.workers import default_workers, supervise
 
 log = structlog.get_logger("autokey.cli")
 
@@ -54,6 +58,12 @@ def _parser() -> argparse.ArgumentParser:
     )
     serve.add_argument(
         "--port", type=int, help="port to listen on (default: AUTOKEY_PORT, else 8080)"
+    )
+    serve.add_argument(
+        "--workers",
+        type=int,
+        help="processes sharing the port (default: AUTOKEY_WORKERS, else one per CPU on"
+        " PostgreSQL and 1 on SQLite and memory)",
     )
     sub.add_parser(
         "migrate",
@@ -182,7 +192,7 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
         return 0
     log.info("cli.database", command=args.command, database=settings.database.describe())
     if args.command == "serve":
-        return _serve(settings, args.host, args.port)
+        return _serve(settings, args.host, args.port, args.workers)
     if args.command == "migrate":
         return asyncio.run(_migrate(settings))
     if settings.database.kind is StoreKind.MEMORY:
@@ -208,7 +218,7 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
     return asyncio.run(_revoke_token(settings, TokenId(args.token_id)))
 
 
-def _serve(settings: Settings, host: str | None, port: int | None) -> int:
+def _serve(settings: Settings, host: str | None, port: int | None, workers: int | None) -> int:
     from autokey.entrypoints.web import runner
     from autokey.entrypoints.web.app import make_metrics_app, serve_app
     from autokey.entrypoints.web.context import CONTAINER
@@ -217,20 +227,32 @@ def _serve(settings: Settings, host: str | None, port: int | None) -> int:
         asyncio.run(_preflight(settings))
     host, port = host or settings.host, settings.port if port is None else port
     metrics = settings.metrics_addr
+    store = settings.database.kind
+    count = workers or settings.workers or default_workers(store is StoreKind.POSTGRES)
+    if count < 1 or (count > 1 and store is StoreKind.MEMORY):
+        raise StartupRefused("--workers must be 1 or more, and 1 on memory://", EXIT_CONFIG)
     log.info(
         "http.starting",
         host=host,
         port=port,
         metrics=None if metrics is None else f"{metrics[0]}:{metrics[1]}",
-        store=settings.database.kind.value,
+        store=store.value,
         env=settings.env.value,
+        workers=count,
     )
-    app = serve_app(settings)
-    listeners = [(app, host, port)]
-    if metrics is not None:
-        listeners.append((make_metrics_app(app[CONTAINER]), *metrics))
+    keepalive_s = settings.http.keepalive_timeout_s
+
+    def metrics_listeners(app: web.Application, first: bool) -> list[runner.Listener]:
+        # With several workers only the first serves /metrics (and runs background jobs).
+        return [(make_metrics_app(app[CONTAINER]), *metrics)] if metrics and first else []
+
     try:
-        asyncio.run(runner.serve(listeners, keepalive_timeout=settings.http.keepalive_timeout_s))
+        if count == 1:
+            app = serve_app(settings)
+            everything = [(app, host, port), *metrics_listeners(app, True)]
+            asyncio.run(runner.serve(everything, keepalive_timeout=keepalive_s))
+            return 0
+        sock = runner.listening_socket(host, port)  # bound once, shared by every worker
     except (StartupRefused, KeyringMismatch, StoreUnavailable):
         raise  # one line for a person, from main()
     except runner.AddressInUse as taken:
@@ -242,7 +264,16 @@ def _serve(settings: Settings, host: str | None, port: int | None) -> int:
     except Exception:  # any other start-up failure: one JSON line, not a traceback
         log.exception("http.start_failed")
         return 1
-    return 0
+
+    def worker(shared: socket.socket, index: int) -> None:
+        app = serve_app(settings, background_jobs=index == 0)
+        everything = [(app, shared), *metrics_listeners(app, index == 0)]
+        # SIGINT (Ctrl-C) is the supervisor's to answer; SIGTERM stops a worker gracefully.
+        asyncio.run(
+            runner.serve(everything, stop_on=(signal.SIGTERM,), keepalive_timeout=keepalive_s)
+        )
+
+    return supervise(sock, count, worker)
 
 
 async def _preflight(settings: Settings) -> None:

@@ -24,6 +24,8 @@ DEFAULT_SQLITE_PATH = "./autokey.db"
 DEV_KEY_FILE = "./autokey.key"
 """The development master key with PostgreSQL (with SQLite it sits beside the database)."""
 DEFAULT_METRICS_ADDR = "127.0.0.1:9464"
+DEFAULT_UPLOAD_MAX_BYTES = 128 * 1024 * 1024
+DEFAULT_UPLOAD_MAX_LINES = 2_000_000
 
 
 class Environment(enum.StrEnum):
@@ -118,6 +120,15 @@ class CryptoSettings:
 
 
 @attrs.frozen(kw_only=True)
+class UploadLimits:
+    """Caps on one text/plain key upload, counted after any Content-Encoding is undone."""
+
+    max_bytes: int = DEFAULT_UPLOAD_MAX_BYTES
+    max_lines: int = DEFAULT_UPLOAD_MAX_LINES
+    """Every line counts, blank ones included."""
+
+
+@attrs.frozen(kw_only=True)
 class Settings:
     env: Environment
     host: str
@@ -131,6 +142,9 @@ class Settings:
     payments: Payments
     metrics_addr: tuple[str, int] | None
     """(host, port) of the /metrics listener; None when AUTOKEY_METRICS_ADDR is set empty."""
+    workers: int
+    """`serve` processes; 0: one per CPU on PostgreSQL, one otherwise."""
+    uploads: UploadLimits = UploadLimits()
     redis_url: str | None = attrs.field(repr=False)
     http: HttpSettings = HttpSettings()
     rate_limits: RateLimits = RateLimits()
@@ -338,6 +352,13 @@ def load_settings(environ: Mapping[str, str]) -> Settings:
         sweep_interval_s=float(r.integer("AUTOKEY_SWEEP_INTERVAL_S", 15, 1, 3600)),
         payments=Payments(r.choice("AUTOKEY_PAYMENTS", Payments, payments_default)),
         metrics_addr=_metrics_addr(r),
+        workers=r.integer("AUTOKEY_WORKERS", 0, 0, 256),
+        uploads=UploadLimits(
+            max_bytes=r.integer("AUTOKEY_UPLOAD_MAX_BYTES", DEFAULT_UPLOAD_MAX_BYTES, 1, 1 << 40),
+            max_lines=r.integer(
+                "AUTOKEY_UPLOAD_MAX_LINES", DEFAULT_UPLOAD_MAX_LINES, 1, (1 << 32) - 1
+            ),
+        ),
         redis_url=r.text("AUTOKEY_REDIS_URL") or None,
         http=_http(r),
         rate_limits=_rate_limits(r),

@@ -116,7 +116,33 @@ class PoolRepository(Protocol):
         ...
 
 
+class KeyStage(Protocol):
+    """The keys of one bulk upload, spooled outside any transaction (memory stays bounded,
+    no connection is held), then stored at once by `KeyRepository.add_staged`. A stage is
+    used by one task at a time and only with the store that made it."""
+
+    def put(self, keys: Sequence[Key]) -> None:
+        """Append keys, in order. Synchronous and CPU-bound (encoding, file writes): call it
+        from a worker thread, never on the event loop. Fingerprints may repeat."""
+        ...
+
+    def __len__(self) -> int:
+        """How many keys were put."""
+        ...
+
+    def close(self) -> None:
+        """Discard the spool. Idempotent; the stage is unusable afterwards."""
+        ...
+
+
 class KeyRepository(Protocol):
+    async def add_staged(self, stage: KeyStage) -> Sequence[int]:
+        """Insert every staged key whose fingerprint is stored nowhere yet (in any pool) and
+        was not staged at an earlier position; return the 0-based positions, ascending, of
+        the keys skipped. All or nothing with the rest of the transaction; fast on large
+        stages (one bulk load, not one statement per key)."""
+        ...
+
     async def add_new(self, keys: Sequence[Key]) -> frozenset[KeyId]:
         """Insert every key whose fingerprint is stored nowhere yet (in any pool) and return
         the ids inserted; the others are skipped silently. The fingerprints within `keys`
@@ -503,6 +529,11 @@ class Store(Protocol):
 
     name: str
     """`memory`, `sqlite` or `postgres`, for health reports and logs."""
+
+    def stage_keys(self) -> KeyStage:
+        """A new, empty stage for this store's `KeyRepository.add_staged`; opens nothing
+        that the database holds. Close it when done."""
+        ...
 
     def transaction(self) -> AbstractAsyncContextManager[UnitOfWork]:
         """Begin a transaction. Raises StoreUnavailable if the database cannot be reached."""

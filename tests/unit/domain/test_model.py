@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import unicodedata
 from decimal import Decimal
 from itertools import product
 
@@ -237,3 +238,9 @@ def test_a_crossing_is_reported_once_and_a_threshold_is_bounded() -> None:
     assert offer.record_stock_level(9) is StockLevel.IN_STOCK
     with pytest.raises(InvalidInput):
         attrs.evolve(offer, low_stock_threshold=-1)
+
+
+@given(st.text(alphabet=st.characters(max_codepoint=0x7F), min_size=5, max_size=256))
+def test_the_ascii_fast_path_judges_characters_as_the_general_rule(text: str) -> None:
+    general = any(ch.isspace() or unicodedata.category(ch)[0] in "CZ" for ch in text)
+    assert (check_key_text(text) is LineProblem.INVALID_CHARACTERS) is general

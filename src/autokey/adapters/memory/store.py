@@ -15,6 +15,7 @@ from uuid import UUID
 
 import attrs
 
+from autokey.adapters.key_spool import SpooledKeys, add_staged_in_batches
 from autokey.adapters.memory.merchant import MemoryMerchantRepository, MerchantTables
 from autokey.adapters.unit_of_work import Repositories
 from autokey.domain.model.audit import AuditEvent
@@ -52,6 +53,7 @@ from autokey.ports.store import (
     IdempotencyRepository,
     KeyRepository,
     KeyringRepository,
+    KeyStage,
     OfferRepository,
     OrderRepository,
     PoolRepository,
@@ -210,6 +212,9 @@ class MemoryPoolRepository(PoolRepository):
 class MemoryKeyRepository(KeyRepository):
     def __init__(self, t: _Tables, j: _Journal) -> None:
         self._t, self._j = t, j
+
+    async def add_staged(self, stage: KeyStage) -> Sequence[int]:
+        return await add_staged_in_batches(stage, self.add_new)
 
     async def add_new(self, keys: Sequence[Key]) -> frozenset[KeyId]:
         stored = []
@@ -606,6 +611,9 @@ class MemoryStore(Store):
     def __init__(self) -> None:
         self._tables = _Tables()
         self._lock = asyncio.Lock()
+
+    def stage_keys(self) -> KeyStage:
+        return SpooledKeys()
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[UnitOfWork]:

@@ -25,11 +25,13 @@ from __future__ import annotations
 import contextlib
 import functools
 import re
+import struct
+import tempfile
 from collections.abc import AsyncIterator, Callable, Collection, Iterator, Mapping, Sequence
 from contextlib import asynccontextmanager, contextmanager
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from importlib import resources
-from typing import Any, Final, TypeVar
+from typing import IO, Any, Final, TypeVar
 from uuid import UUID
 
 import attrs
@@ -96,6 +98,7 @@ from autokey.ports.store import (
     IdempotencyRepository,
     KeyRepository,
     KeyringRepository,
+    KeyStage,
     OfferRepository,
     OrderRepository,
     PoolRepository,
@@ -614,11 +617,131 @@ RETURNING id
 """
 
 
+# Bulk uploads (`add_staged`). The fast path COPYs the staged rows straight into `keys`
+# (COPY batches heap inserts; INSERT ... SELECT inserts row by row and ran at 0.74x COPY
+# here). COPY knows no ON CONFLICT, so a repeated fingerprint fails it; the savepoint then
+# rolls back and the same rows are COPYed into a temporary table and merged with
+# ON CONFLICT DO NOTHING, earliest position first. Uploads serialise on an advisory lock
+# held until commit, so two of them never wait on each other's fingerprints in opposite
+# orders (a deadlock).
+_UPLOAD_LOCK: Final = 0x6175746F6B6575  # "autokeu"
+_LOCK_UPLOADS: Final = "SELECT pg_advisory_xact_lock(%s)"
+_COPY_KEYS: Final = """
+COPY keys (id, pool_id, status, sealed, fingerprint, created_at) FROM STDIN (FORMAT BINARY)
+"""
+_CREATE_UPLOAD_STAGE: Final = """
+CREATE TEMPORARY TABLE upload_stage (
+    position    bigint GENERATED ALWAYS AS IDENTITY (MINVALUE 0 START WITH 0),
+    id          uuid        NOT NULL,
+    pool_id     uuid        NOT NULL,
+    status      text        NOT NULL,
+    sealed      bytea       NOT NULL,
+    fingerprint bytea       NOT NULL,
+    created_at  timestamptz NOT NULL
+) ON COMMIT DROP
+"""
+_COPY_UPLOAD_STAGE: Final = """
+COPY upload_stage (id, pool_id, status, sealed, fingerprint, created_at)
+FROM STDIN (FORMAT BINARY)
+"""
+_MERGE_UPLOAD_STAGE: Final = """
+WITH stored AS (
+    INSERT INTO keys (id, pool_id, status, sealed, fingerprint, created_at)
+    SELECT id, pool_id, status, sealed, fingerprint, created_at
+    FROM upload_stage ORDER BY position
+    ON CONFLICT (fingerprint) DO NOTHING
+    RETURNING id
+)
+SELECT s.position FROM upload_stage AS s
+WHERE NOT EXISTS (SELECT FROM stored WHERE stored.id = s.id)
+ORDER BY s.position
+"""
+_COPY_SIGNATURE: Final = b"PGCOPY\n\xff\r\n\x00" + bytes(8)  # no flags, no header extension
+_COPY_TRAILER: Final = b"\xff\xff"
+_PG_EPOCH: Final = datetime(2000, 1, 1, tzinfo=UTC)
+_MICROSECOND: Final = timedelta(microseconds=1)
+_COPY_BLOCK: Final = 1024 * 1024
+
+
+class PostgresKeyStage(KeyStage):
+    """Keys as rows of PostgreSQL's binary COPY format in an anonymous temporary file
+    (unlinked at creation: a kill -9 leaves nothing behind)."""
+
+    def __init__(self) -> None:
+        self._file: IO[bytes] = tempfile.TemporaryFile()  # noqa: SIM115 - closed by close()
+        self._file.write(_COPY_SIGNATURE)
+        self._count = 0
+
+    def put(self, keys: Sequence[Key]) -> None:
+        self._file.write(b"".join(map(_copy_row, keys)))
+        self._count += len(keys)
+
+    def __len__(self) -> int:
+        return self._count
+
+    def close(self) -> None:
+        self._file.close()
+
+    def blocks(self) -> Iterator[bytes]:
+        """The whole COPY stream, trailer included, in blocks of bounded size."""
+        self._file.flush()
+        self._file.seek(0)
+        while block := self._file.read(_COPY_BLOCK):
+            yield block
+        yield _COPY_TRAILER
+
+
+def _copy_row(key: Key) -> bytes:
+    """One tuple of the binary COPY format: a field count, then each field's length and bytes
+    (uuid: 16 bytes; text and bytea: raw; timestamptz: int64 microseconds since 2000)."""
+    status, sealed, fingerprint = key.status.value.encode(), key.sealed, key.fingerprint
+    micros = (key.created_at - _PG_EPOCH) // _MICROSECOND
+    return struct.pack(
+        f">hi16si16si{len(status)}si{len(sealed)}si{len(fingerprint)}siq",
+        6,
+        16,
+        key.id.bytes,
+        16,
+        key.pool_id.bytes,
+        len(status),
+        status,
+        len(sealed),
+        sealed,
+        len(fingerprint),
+        fingerprint,
+        8,
+        micros,
+    )
+
+
 def _sorted_ids(rows: list[TupleRow]) -> list[KeyId]:
     return sorted(KeyId(r[0]) for r in rows)
 
 
 class PostgresKeyRepository(_Sql, KeyRepository):
+    async def add_staged(self, stage: KeyStage) -> Sequence[int]:
+        if not isinstance(stage, PostgresKeyStage):
+            raise TypeError(f"a stage of another store: {type(stage).__name__}")
+        if not len(stage):
+            return []
+        with _translated("key"):
+            await self._conn.execute(_LOCK_UPLOADS, (_UPLOAD_LOCK,))
+            try:
+                async with self._conn.transaction():  # a savepoint
+                    await self._copy(_COPY_KEYS, stage)
+                return []
+            except pg_errors.UniqueViolation:
+                pass  # a fingerprint stored already, or repeated in the stage: merge instead
+            await self._conn.execute(_CREATE_UPLOAD_STAGE)
+            await self._copy(_COPY_UPLOAD_STAGE, stage)
+            cur = await self._conn.execute(_MERGE_UPLOAD_STAGE)
+            return [row[0] for row in await cur.fetchall()]
+
+    async def _copy(self, statement: str, stage: PostgresKeyStage) -> None:
+        async with self._conn.cursor() as cur, cur.copy(statement) as copy:
+            for block in stage.blocks():
+                await copy.write(block)
+
     async def add_new(self, keys: Sequence[Key]) -> frozenset[KeyId]:
         if not keys:
             return frozenset()
@@ -1695,6 +1818,9 @@ class PostgresStore(Store):
             await pool.close()
             raise StoreUnavailable(store=STORE_NAME) from exc
         return cls(pool)
+
+    def stage_keys(self) -> KeyStage:
+        return PostgresKeyStage()
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[UnitOfWork]:

@@ -31,6 +31,7 @@ from uuid import UUID
 import aiosqlite
 import attrs
 
+from autokey.adapters.key_spool import SpooledKeys, add_staged_in_batches
 from autokey.adapters.sqlite import rows, sql
 from autokey.adapters.store_errors import failed_statement, refused_value, require_saved
 from autokey.adapters.unit_of_work import Repositories
@@ -75,6 +76,7 @@ from autokey.ports.store import (
     IdempotencyRepository,
     KeyRepository,
     KeyringRepository,
+    KeyStage,
     OfferRepository,
     OrderRepository,
     PoolRepository,
@@ -274,6 +276,9 @@ class SqlitePoolRepository(PoolRepository):
 class SqliteKeyRepository(KeyRepository):
     def __init__(self, session: _Session) -> None:
         self._db = session
+
+    async def add_staged(self, stage: KeyStage) -> Sequence[int]:
+        return await add_staged_in_batches(stage, self.add_new)
 
     async def add_new(self, keys: Sequence[Key]) -> frozenset[KeyId]:
         if not keys:
@@ -820,6 +825,9 @@ class SqliteStore(Store):
         if self._conn is None:
             raise StoreUnavailable(store=STORE_NAME)
         return self._conn
+
+    def stage_keys(self) -> KeyStage:
+        return SpooledKeys()
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[UnitOfWork]:

@@ -7,7 +7,10 @@ RFC 9457 problems from a single ordered table.
     ├── DomainError                  a request the rules refuse
     │   ├── NotFound                 resource absent, or not visible to the caller
     │   ├── InvalidInput             a field or body fails validation
-    │   │   └── UploadTooLarge       a JSON upload over its per-request cap
+    │   │   ├── UploadTooLarge       an upload over one of its caps (JSON: keys per request)
+    │   │   │   ├── TooManyLines     a text upload over its line cap (blank lines count)
+    │   │   │   └── BodyTooLarge     a text upload over its byte cap (after decompression)
+    │   │   └── CorruptBody          a body that does not decode (Content-Encoding, chunks)
     │   ├── Unauthenticated          no or unknown credentials
     │   ├── Forbidden                authenticated, but the role may not do this
     │   ├── Conflict                 the resource's state forbids the change
@@ -83,6 +86,21 @@ class InvalidInput(DomainError):
 @attrs.define(kw_only=True)
 class UploadTooLarge(InvalidInput):
     limit: int
+
+
+@attrs.define(kw_only=True)
+class TooManyLines(UploadTooLarge):
+    pass
+
+
+@attrs.define(kw_only=True)
+class BodyTooLarge(UploadTooLarge):
+    pass
+
+
+@attrs.define(kw_only=True)
+class CorruptBody(InvalidInput):
+    encoding: str
 
 
 @attrs.define(kw_only=True)

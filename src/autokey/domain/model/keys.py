@@ -72,6 +72,11 @@ def check_key_text(text: str) -> LineProblem | None:
     """Validate an already trimmed key: 5..256 characters, no whitespace or control characters."""
     if not MIN_KEY_LENGTH <= len(text) <= MAX_KEY_LENGTH:
         return LineProblem.INVALID_LENGTH
+    if text.isascii():
+        # The usual key, checked in C: printable ASCII is every category but C (controls)
+        # and Z, of which ASCII has only the space.
+        ok = text.isprintable() and " " not in text
+        return None if ok else LineProblem.INVALID_CHARACTERS
     if any(ch.isspace() or unicodedata.category(ch)[0] in "CZ" for ch in text):
         return LineProblem.INVALID_CHARACTERS
     return None

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterable, AsyncIterator
+import asyncio
+import itertools
+from array import array
+from collections.abc import AsyncIterator, Iterator
 from datetime import datetime
 
 import attrs
@@ -25,7 +28,7 @@ from autokey.domain.model.pages import MAX_PAGE_SIZE, Page, PageRequest
 from autokey.domain.services.outbound import announce
 from autokey.domain.services.stock import check_pool_offers
 from autokey.ports.crypto import BlindIndex, KeyCipher
-from autokey.ports.store import Store, UnitOfWork
+from autokey.ports.store import KeyStage, Store, UnitOfWork
 from autokey.ports.system import Clock, IdGenerator
 
 
@@ -100,55 +103,76 @@ class InventoryService:
         return Page(items=views, next_after=pools.next_after)
 
     async def upload(
-        self, principal: Principal, pool_id: PoolId, lines: AsyncIterable[tuple[int, str]]
+        self, principal: Principal, pool_id: PoolId, lines: Iterator[tuple[int, str]]
     ) -> tuple[UploadReport, PoolCounts]:
         """Store every valid, new key of `lines` ((line number, raw text) pairs) or none.
 
-        Lines are trimmed; blank ones are ignored. Memory stays flat: keys are sealed and
-        written in batches inside one transaction.
+        Lines are trimmed; blank ones are ignored. Keys are validated and sealed in a worker
+        thread, `batch_size` lines at a time (`lines` is read there, so it may block), into a
+        stage spooled outside any transaction; one short transaction then stores the stage.
+        Memory stays flat but for the line number of each key (4 bytes).
         """
-        report = UploadReport()
         async with self._store.transaction() as tx:
             pool = await owned_pool(tx, principal, pool_id)
-            batch: dict[bytes, tuple[int, Key]] = {}
-            async for number, raw in lines:
-                text = raw.strip()
-                if not text:
-                    continue
-                problem = check_key_text(text)
-                if problem is not None:
-                    report.reject(number, problem)
-                    continue
-                fingerprint = self._index.fingerprint(text)
-                if fingerprint in batch:
-                    report.reject(number, LineProblem.DUPLICATE)
-                    continue
-                batch[fingerprint] = (number, self._seal(pool_id, text, fingerprint))
-                if len(batch) >= self._batch_size:
-                    await self._store_batch(tx, batch, report)
-            await self._store_batch(tx, batch, report)
-            if report.added:
-                await tx.audit.append(
-                    [self._event(principal, AuditAction.KEYS_UPLOADED, pool_id, count=report.added)]
+        report, numbers = UploadReport(), array("I")  # 4 bytes a key: line numbers
+        stage = self._store.stage_keys()
+        try:
+            while await asyncio.to_thread(
+                self._stage_batch, pool_id, lines, stage, report, numbers
+            ):
+                pass
+            async with self._store.transaction() as tx:
+                for position in await tx.keys.add_staged(stage):
+                    report.reject(numbers[position], LineProblem.DUPLICATE)
+                report.added = added = len(numbers) - report.duplicates
+                if added:
+                    event = self._event(principal, AuditAction.KEYS_UPLOADED, pool_id, count=added)
+                    await tx.audit.append([event])
+                counts = await tx.pools.counts(pool_id)
+                await announce(
+                    tx,
+                    self._ids,
+                    self._clock,
+                    pool.seller_id,
+                    OutboundEventType.UPLOAD_COMPLETED,
+                    {
+                        "poolId": pool_id,
+                        "added": report.added,
+                        "duplicates": report.duplicates,
+                        "invalid": report.invalid,
+                        "availableKeys": counts.available,
+                    },
                 )
-            counts = await tx.pools.counts(pool_id)
-            await announce(
-                tx,
-                self._ids,
-                self._clock,
-                pool.seller_id,
-                OutboundEventType.UPLOAD_COMPLETED,
-                {
-                    "poolId": pool_id,
-                    "added": report.added,
-                    "duplicates": report.duplicates,
-                    "invalid": report.invalid,
-                    "availableKeys": counts.available,
-                },
-            )
-            await check_pool_offers(tx, self._ids, self._clock, pool_id)
+                await check_pool_offers(tx, self._ids, self._clock, pool_id)
+        finally:
+            stage.close()
         report.errors.sort(key=lambda e: e.line)
         return report, counts
+
+    def _stage_batch(
+        self,
+        pool_id: PoolId,
+        lines: Iterator[tuple[int, str]],
+        stage: KeyStage,
+        report: UploadReport,
+        numbers: array[int],
+    ) -> bool:
+        """Validate and seal up to `batch_size` lines into `stage`; False once `lines` ends."""
+        keys: list[Key] = []
+        read = 0
+        for number, raw in itertools.islice(lines, self._batch_size):
+            read += 1
+            text = raw.strip()
+            if not text:
+                continue
+            problem = check_key_text(text)
+            if problem is not None:
+                report.reject(number, problem)
+                continue
+            keys.append(self._seal(pool_id, text, self._index.fingerprint(text)))
+            numbers.append(number)
+        stage.put(keys)
+        return read == self._batch_size
 
     def _seal(self, pool_id: PoolId, text: str, fingerprint: bytes) -> Key:
         key_id = KeyId(self._ids.new_id())
@@ -160,19 +184,6 @@ class InventoryService:
             fingerprint=fingerprint,
             created_at=self._clock.now(),
         )
-
-    @staticmethod
-    async def _store_batch(
-        tx: UnitOfWork, batch: dict[bytes, tuple[int, Key]], report: UploadReport
-    ) -> None:
-        if not batch:
-            return
-        stored = await tx.keys.add_new([key for _, key in batch.values()])
-        report.added += len(stored)
-        for number, key in batch.values():
-            if key.id not in stored:
-                report.reject(number, LineProblem.DUPLICATE)
-        batch.clear()
 
     async def list_keys(
         self, principal: Principal, pool_id: PoolId, status: KeyStatus | None, page: PageRequest

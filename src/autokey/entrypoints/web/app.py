@@ -110,9 +110,10 @@ async def _print_demo_tokens(container: Container) -> None:
     )
 
 
-def serve_app(settings: Settings) -> web.Application:
+def serve_app(settings: Settings, *, background_jobs: bool = True) -> web.Application:
     """The production app: opens (and on the embedded default, migrates) the store on start,
-    the outbound G2A session and Redis when configured, and runs the background jobs."""
+    the outbound G2A session and Redis when configured, and runs the background jobs (unless
+    told not to: `serve --workers` runs them in one worker)."""
     container = Container(settings=settings)
     app = make_app(container)
 
@@ -149,19 +150,18 @@ def serve_app(settings: Settings) -> web.Application:
                 container.g2a_environment.override(providers.Object(settings.g2a.env.value))
                 if settings.g2a.env is MarketplaceEnvironment.LIVE:
                     await marketplace.probe_token()  # refuse to start on bad live credentials
-            jobs = [
-                every(settings.sweep_interval_s, "housekeeping", lambda: _housekeeping(container)),
-                every(DISPATCH_INTERVAL_S, "webhooks", container.seller_webhooks().dispatch_once),
+            jobs: list[tuple[str, float, Callable[[], Awaitable[object]]]] = [
+                ("housekeeping", settings.sweep_interval_s, lambda: _housekeeping(container)),
+                ("webhooks", DISPATCH_INTERVAL_S, container.seller_webhooks().dispatch_once),
             ]
             if marketplace is not None:
-                jobs.append(
-                    every(settings.sweep_interval_s, "g2a_resume", container.sourcing().resume)
-                )
+                jobs.append(("g2a_resume", settings.sweep_interval_s, container.sourcing().resume))
             if (sync := container.stock_sync()) is not None:
-                jobs.append(
-                    every(settings.g2a_stock_sync_interval_s, "g2a_stock_sync", sync.run_once)
-                )
-            tasks = [asyncio.create_task(job) for job in jobs]
+                jobs.append(("g2a_stock_sync", settings.g2a_stock_sync_interval_s, sync.run_once))
+            tasks = [
+                asyncio.create_task(every(interval_s, name, job))
+                for name, interval_s, job in (jobs if background_jobs else [])
+            ]
             try:
                 yield
             finally:

@@ -294,7 +294,15 @@ OPERATIONS: tuple[Operation, ...] = (
         response=s.UploadReportOut,
         request=s.UploadJsonIn,
         text_upload=True,
-        problems=(*JSON_BODY, "too_many_keys", "unsupported_media_type", "not_found"),
+        problems=(
+            *JSON_BODY,
+            "too_many_keys",
+            "too_many_lines",
+            "upload_too_large",
+            "corrupt_body",
+            "unsupported_media_type",
+            "not_found",
+        ),
     ),
     Operation(
         method="GET",
@@ -815,7 +823,11 @@ def _operation(op: Operation, builder: SchemaBuilder) -> dict[str, Any]:
         content = {"application/json": {"schema": builder.ref(op.request, request=True)}}
         if op.text_upload:
             content["text/plain"] = {
-                "schema": {"type": "string", "description": "One key per line."}
+                "schema": {
+                    "type": "string",
+                    "description": "One key per line; Content-Encoding gzip or deflate"
+                    " accepted. Capped in bytes and lines (blank lines count) after decoding.",
+                }
             }
         body["requestBody"] = {"required": op.request_required, "content": content}
     elif op.path == "/webhooks/g2a":

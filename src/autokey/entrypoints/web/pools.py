@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-
 from aiohttp import web
 
 from autokey.domain.model.errors import UploadTooLarge
@@ -29,7 +27,7 @@ from autokey.entrypoints.web.schemas import (
     UploadJsonIn,
     UploadReportOut,
 )
-from autokey.entrypoints.web.uploads import numbered_lines
+from autokey.entrypoints.web.uploads import numbered_lines, spool_body
 
 MAX_JSON_KEYS = 10_000
 routes = web.RouteTableDef()
@@ -67,22 +65,18 @@ async def get_pool(request: web.Request) -> web.Response:
 async def upload_keys(request: web.Request) -> web.Response:
     who = await principal(request)
     pool_id = _pool_id(request)
+    inventory = container(request).inventory()
     if request.content_type == "text/plain":
-        lines = numbered_lines(request.content)
+        with await spool_body(request, container(request).settings().uploads) as body:
+            report, counts = await inventory.upload(who, pool_id, numbered_lines(body))
     elif request.content_type == "application/json":
-        body = await read_json(request, UploadJsonIn)
-        if len(body.keys) > MAX_JSON_KEYS:
+        keys = (await read_json(request, UploadJsonIn)).keys
+        if len(keys) > MAX_JSON_KEYS:
             raise UploadTooLarge(problems=(), limit=MAX_JSON_KEYS)
-        lines = _enumerate(body.keys)
+        report, counts = await inventory.upload(who, pool_id, enumerate(keys, start=1))
     else:
         raise web.HTTPUnsupportedMediaType(reason="Send application/json or text/plain")
-    report, counts = await container(request).inventory().upload(who, pool_id, lines)
     return json_response(request, UploadReportOut.from_report(report, counts))
-
-
-async def _enumerate(keys: list[str]) -> AsyncIterator[tuple[int, str]]:
-    for number, text in enumerate(keys, start=1):
-        yield number, text
 
 
 @routes.get("/key-pools/{pool_id}/keys")

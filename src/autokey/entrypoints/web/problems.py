@@ -26,7 +26,10 @@ class ProblemKind:
 
 # Most specific first: the first row whose class matches wins.
 _ROWS: tuple[tuple[type[Exception], int, str, str], ...] = (
+    (e.TooManyLines, 413, "too_many_lines", "Too many lines in one upload"),
+    (e.BodyTooLarge, 413, "upload_too_large", "The upload is over its size cap"),
     (e.UploadTooLarge, 413, "too_many_keys", "Too many keys in one JSON upload"),
+    (e.CorruptBody, 400, "corrupt_body", "The body cannot be decoded"),
     (e.InvalidInput, 400, "invalid_input", "The request is not valid"),
     (e.Unauthenticated, 401, "unauthenticated", "Authentication required"),
     (e.Forbidden, 403, "forbidden", "Not allowed for this role"),
@@ -181,7 +184,10 @@ def _problem_middleware(*, merchant: bool) -> Callable[..., Awaitable[web.Stream
             kind = classify(error, merchant=merchant)
             if kind.status >= 500:
                 log.error("http.request_failed", code=kind.code, error=type(error).__name__)
-            return respond(kind, _details(error), headers=_headers(error, kind))
+            response = respond(kind, _details(error), headers=_headers(error, kind))
+            if isinstance(error, e.CorruptBody | e.UploadTooLarge):
+                response.force_close()  # the body may be unread or unreadable: no keep-alive
+            return response
         except web.HTTPException as exc:
             if exc.status < 400:
                 raise

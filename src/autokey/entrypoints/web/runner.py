@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import errno
 import signal
+import socket
 from collections.abc import Sequence
 from typing import Any
 
@@ -82,7 +83,9 @@ class ProblemAppRunner(web.AppRunner):
         )
 
 
-Listener = tuple[web.Application, str, int]
+Listener = tuple[web.Application, str, int] | tuple[web.Application, socket.socket]
+"""An app and where it listens: a (host, port) to bind, or a socket bound already (the one
+`serve --workers` shares between its processes)."""
 
 
 class AddressInUse(Exception):
@@ -93,27 +96,53 @@ class AddressInUse(Exception):
         self.host, self.port = host, port
 
 
-async def serve(listeners: Sequence[Listener], **runner_args: Any) -> None:
-    """Serve each (app, host, port) until SIGINT or SIGTERM. Apps start in order and stop in
-    reverse: the first app's cleanup_ctx may open resources the later ones use."""
+def listening_socket(host: str, port: int) -> socket.socket:
+    """A socket bound to (host, port) for several processes to accept on."""
+    try:
+        return socket.create_server((host, port), backlog=1024)
+    except OSError as exc:
+        if exc.errno == errno.EADDRINUSE:
+            raise AddressInUse(host, port) from exc
+        raise
+
+
+async def serve(
+    listeners: Sequence[Listener],
+    *,
+    stop_on: Sequence[signal.Signals] = (signal.SIGINT, signal.SIGTERM),
+    **runner_args: Any,
+) -> None:
+    """Serve each listener's app until one of `stop_on` arrives. Apps start in order and stop
+    in reverse: the first app's cleanup_ctx may open resources the later ones use."""
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
-    for signum in (signal.SIGINT, signal.SIGTERM):
+    for signum in stop_on:
         loop.add_signal_handler(signum, stop.set)
     runners: list[web.AppRunner] = []
     try:
-        for app, host, port in listeners:
-            runner = ProblemAppRunner(app, access_log=None, **runner_args)
+        for listener in listeners:
+            runner = ProblemAppRunner(listener[0], access_log=None, **runner_args)
             await runner.setup()
             runners.append(runner)
-            try:
-                await web.TCPSite(runner, host, port).start()
-            except OSError as exc:
-                if exc.errno == errno.EADDRINUSE:
-                    raise AddressInUse(host, port) from exc
-                raise
-            log.info("http.listening", host=host, port=port)
+            site = await _start_site(runner, listener)
+            log.info("http.listening", at=site.name)
         await stop.wait()
     finally:
         for started in reversed(runners):
             await started.cleanup()
+
+
+async def _start_site(runner: web.AppRunner, listener: Listener) -> web.BaseSite:
+    if len(listener) == 2:
+        shared = web.SockSite(runner, listener[1])
+        await shared.start()
+        return shared
+    _app, host, port = listener
+    site = web.TCPSite(runner, host, port)
+    try:
+        await site.start()
+    except OSError as exc:
+        if exc.errno == errno.EADDRINUSE:
+            raise AddressInUse(host, port) from exc
+        raise
+    return site

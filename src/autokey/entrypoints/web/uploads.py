@@ -1,19 +1,81 @@
-"""Streaming a text/plain upload as numbered lines with bounded memory."""
+"""A text/plain upload: spooled to an anonymous temporary file under its caps (memory stays
+bounded and no database connection waits on a slow client), then read back as numbered
+lines in a worker thread."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import asyncio
+import tempfile
+from collections.abc import Iterator
+from typing import IO
 
-from aiohttp import StreamReader
+from aiohttp import web
 
+from autokey.domain.model.errors import (
+    BodyTooLarge,
+    CorruptBody,
+    FieldProblem,
+    TooManyLines,
+    UploadTooLarge,
+)
 from autokey.domain.model.keys import MAX_KEY_LENGTH
+from autokey.entrypoints.settings import UploadLimits
 
 MAX_LINE_BYTES = 4 * MAX_KEY_LENGTH + 4
 """Keep at most this much of one line: anything longer is invalid anyway (too long)."""
 CHUNK_BYTES = 256 * 1024
 
 
-async def numbered_lines(stream: StreamReader) -> AsyncIterator[tuple[int, str]]:
+async def spool_body(request: web.Request, limits: UploadLimits) -> IO[bytes]:
+    """The body in a temporary file positioned at its start. aiohttp has undone any
+    Content-Encoding (gzip, deflate...) already, inflating a bounded piece at a time, so the
+    caps count decoded bytes and lines: BodyTooLarge or TooManyLines as soon as one is passed,
+    before the rest is inflated; CorruptBody when the body does not decode."""
+    spool: IO[bytes] = tempfile.TemporaryFile()  # noqa: SIM115 - the caller closes it
+    try:
+        size = newlines = 0
+        last = b"\n"
+        try:
+            async for piece in request.content.iter_chunked(CHUNK_BYTES):
+                size += len(piece)
+                newlines += piece.count(b"\n")
+                if newlines > limits.max_lines:
+                    raise TooManyLines(problems=(_TOO_LARGE,), limit=limits.max_lines)
+                if size > limits.max_bytes:
+                    raise BodyTooLarge(problems=(_TOO_LARGE,), limit=limits.max_bytes)
+                spool.write(piece)
+                last = piece[-1:]
+                # Buffered pieces are handed over without suspending: let others run.
+                await asyncio.sleep(0)
+        except web.RequestPayloadError as exc:  # caused by aiohttp's ContentEncodingError
+            _abandon(request)
+            encoding = request.headers.get("Content-Encoding", "")
+            raise CorruptBody(problems=(_CORRUPT,), encoding=encoding) from exc
+        except UploadTooLarge:
+            _abandon(request)
+            raise
+        if last != b"\n" and newlines + 1 > limits.max_lines:  # an unterminated last line
+            raise TooManyLines(problems=(_TOO_LARGE,), limit=limits.max_lines)
+        spool.seek(0)
+    except BaseException:
+        spool.close()
+        raise
+    return spool
+
+
+def _abandon(request: web.Request) -> None:
+    """Read no more of the body. At EOF, aiohttp does not drain (and inflate) the rest after
+    our answer: it would, without yielding, for as long as a flood lasts, or fail again on a
+    corrupt stream. The answer closes the connection (problems.py), so the unread bytes are
+    never parsed as a next request."""
+    request.content.feed_eof()
+
+
+_TOO_LARGE = FieldProblem(field="body", code="too_large")
+_CORRUPT = FieldProblem(field="body", code="corrupt_encoding")
+
+
+def numbered_lines(body: IO[bytes]) -> Iterator[tuple[int, str]]:
     """Yield (1-based line number, text) for every line, blank ones included.
 
     Invalid UTF-8 is kept as lone surrogates, which key validation rejects as invalid
@@ -22,7 +84,7 @@ async def numbered_lines(stream: StreamReader) -> AsyncIterator[tuple[int, str]]
     number = 0
     pending = bytearray()
     overflow = False
-    async for chunk in stream.iter_chunked(CHUNK_BYTES):
+    while chunk := body.read(CHUNK_BYTES):
         start = 0
         while (end := chunk.find(b"\n", start)) != -1:
             if not overflow:

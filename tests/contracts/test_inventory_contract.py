@@ -311,7 +311,7 @@ async def test_a_stage_stores_its_new_keys_and_names_the_positions_it_skips(
         stage.put(staged[:2])
         stage.put(staged[2:])
         assert len(stage) == 4
-        async with store.transaction() as tx:
+        async with store.bulk_transaction() as tx:
             assert list(await tx.keys.add_staged(stage)) == [1, 3]
     finally:
         stage.close()
@@ -328,7 +328,7 @@ async def test_a_stage_of_only_new_keys_skips_none(store: Store) -> None:
     stage = store.stage_keys()
     try:
         stage.put(keys)
-        async with store.transaction() as tx:
+        async with store.bulk_transaction() as tx:
             await tx.pools.add(pool)
             assert list(await tx.keys.add_staged(stage)) == []
     finally:
@@ -348,7 +348,7 @@ async def test_a_rolled_back_stage_leaves_nothing(store: Store, with_repeat: boo
     try:
         stage.put([*keys, b.key(pool.id, "ROLLED-BACK-0")] if with_repeat else keys)
         with pytest.raises(_Boom):
-            async with store.transaction() as tx:
+            async with store.bulk_transaction() as tx:
                 await tx.keys.add_staged(stage)
                 raise _Boom
     finally:

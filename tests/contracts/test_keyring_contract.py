@@ -4,7 +4,6 @@ PostgreSQL must all report the master keys their rows need and keep one pinned i
 from __future__ import annotations
 
 import os
-from collections.abc import AsyncIterator
 
 import attrs
 import pytest
@@ -41,11 +40,8 @@ async def _upload(store: Store, masters: tuple[bytes, ...], pool_id: PoolId, tex
         store, AesGcmKeyCipher(masters), await keyring.unlock(), FakeClock(), Uuid7Ids()
     )
 
-    async def lines() -> AsyncIterator[tuple[int, str]]:
-        yield 1, text
-
     seller = Principal(subject=SELLER, role=Role.SELLER)
-    report, _ = await inventory.upload(seller, pool_id, lines())
+    report, _ = await inventory.upload(seller, pool_id, iter([(1, text)]))
     return report.added
 
 

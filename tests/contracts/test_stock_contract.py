@@ -4,7 +4,7 @@ offers, and one audit event plus one outbox delivery per crossing (never per swe
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import Iterator, Sequence
 
 import attrs
 
@@ -81,9 +81,8 @@ def _shop(store: Store) -> Shop:
     )
 
 
-async def _lines(texts: Sequence[str]) -> AsyncIterator[tuple[int, str]]:
-    for number, text in enumerate(texts, 1):
-        yield number, text
+def _lines(texts: Sequence[str]) -> Iterator[tuple[int, str]]:
+    return enumerate(texts, 1)
 
 
 async def _signals(shop: Shop, pool_id: object) -> tuple[list[AuditAction], list[str]]:

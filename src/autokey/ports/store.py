@@ -539,6 +539,11 @@ class Store(Protocol):
         """Begin a transaction. Raises StoreUnavailable if the database cannot be reached."""
         ...
 
+    def bulk_transaction(self) -> AbstractAsyncContextManager[UnitOfWork]:
+        """A transaction like `transaction()` for bulk loads (`KeyRepository.add_staged`): a
+        store may give up its per-statement shortcuts there for its bulk path."""
+        ...
+
     async def ping(self) -> None:
         """Round-trip to the database; raises StoreUnavailable when it does not answer."""
         ...

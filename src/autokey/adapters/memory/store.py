@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Callable, Collection, Mapping, Sequence
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from datetime import datetime
 from typing import Any, TypeVar
 from uuid import UUID
@@ -638,6 +638,9 @@ class MemoryStore(Store):
             except BaseException:
                 journal.rollback()
                 raise
+
+    def bulk_transaction(self) -> AbstractAsyncContextManager[UnitOfWork]:
+        return self.transaction()
 
     async def ping(self) -> None:
         return None

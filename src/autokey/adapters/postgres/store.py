@@ -1570,7 +1570,7 @@ class PostgresAuditLog(_Sql, AuditLog):
 # ---------------------------------------------------------------------------------------
 
 
-def _unit_of_work(conn: Conn, pipeline: psycopg.AsyncPipeline) -> UnitOfWork:
+def _unit_of_work(conn: Conn, pipeline: psycopg.AsyncPipeline | None) -> UnitOfWork:
     # Imported here: the merchant repository builds on this module's helpers.
     from autokey.adapters.postgres.merchant import PostgresMerchantRepository
 
@@ -1831,6 +1831,15 @@ class PostgresStore(Store):
                 yield _unit_of_work(conn, pipe)
         except psycopg.Error as exc:
             # Checkout, BEGIN or COMMIT failed (repositories translate their own errors).
+            raise _classified(exc) from exc
+
+    @asynccontextmanager
+    async def bulk_transaction(self) -> AsyncIterator[UnitOfWork]:
+        # COPY cannot run in pipeline mode: a classic transaction, a round trip a statement.
+        try:
+            async with self._pool.connection() as conn, conn.transaction():
+                yield _unit_of_work(conn, None)
+        except psycopg.Error as exc:
             raise _classified(exc) from exc
 
     async def ping(self) -> None:

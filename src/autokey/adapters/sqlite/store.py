@@ -21,7 +21,7 @@ import json
 import re
 import sqlite3
 from collections.abc import AsyncIterator, Collection, Iterable, Iterator, Mapping, Sequence
-from contextlib import asynccontextmanager, contextmanager, suppress
+from contextlib import AbstractAsyncContextManager, asynccontextmanager, contextmanager, suppress
 from datetime import UTC, datetime
 from importlib import resources
 from pathlib import Path
@@ -867,6 +867,9 @@ class SqliteStore(Store):
                 await conn.execute(sql.ROLLBACK)
         except (sqlite3.Error, ValueError):
             pass
+
+    def bulk_transaction(self) -> AbstractAsyncContextManager[UnitOfWork]:
+        return self.transaction()
 
     async def ping(self) -> None:
         conn = self._connection()

@@ -121,7 +121,7 @@ class InventoryService:
                 self._stage_batch, pool_id, lines, stage, report, numbers
             ):
                 pass
-            async with self._store.transaction() as tx:
+            async with self._store.bulk_transaction() as tx:
                 for position in await tx.keys.add_staged(stage):
                     report.reject(numbers[position], LineProblem.DUPLICATE)
                 report.added = added = len(numbers) - report.duplicates

@@ -122,13 +122,15 @@ async def _idle_in_transaction(url: str, until: asyncio.Future[object]) -> list[
 
 async def test_twenty_slow_uploads_hold_no_connection_and_slow_no_order() -> None:
     async with scratch_postgres() as url:
-        env = server_env(url)  # a pool of 10 connections: fewer than the slow uploads
+        # A pool of 10 connections: fewer than the slow uploads. The order flows come from one
+        # buyer, faster than its default allowance.
+        env = server_env(url, AUTOKEY_RATE_LIMIT_ORDERS="off", AUTOKEY_RATE_LIMIT_WRITES="off")
         autokey("migrate", env=env)
         seller, buyer = token("seller", env), token("buyer", env)
         auth, paying = {"Authorization": f"Bearer {seller}"}, {"Authorization": f"Bearer {buyer}"}
         async with serve(env) as api, aiohttp.ClientSession() as session:
             _, offer = await stocked_offer(
-                session, api, seller, [f"ORDER-{i:04d}-KEY" for i in range(1000)]
+                session, api, seller, [f"ORDER-{i:04d}-KEY" for i in range(5000)]
             )
             for _ in range(5):  # warm-up: connections, prepared statements
                 await _timed_flow(session, api, paying, offer, [])

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-from collections.abc import AsyncIterator
 
 import psycopg
 import pytest
@@ -64,11 +63,7 @@ async def _stocked(store: PostgresStore, texts: list[str]) -> OfferId:
         Uuid7Ids(),
     )
 
-    async def lines() -> AsyncIterator[tuple[int, str]]:
-        for n, text in enumerate(texts, 1):
-            yield n, text
-
-    report, _ = await inventory.upload(seller, pool.id, lines())
+    report, _ = await inventory.upload(seller, pool.id, iter(enumerate(texts, 1)))
     assert report.added == len(texts)
     return offer.id
 

@@ -1836,9 +1836,14 @@ class PostgresStore(Store):
     @asynccontextmanager
     async def bulk_transaction(self) -> AsyncIterator[UnitOfWork]:
         # COPY cannot run in pipeline mode: a classic transaction, a round trip a statement.
+        # A COPY of 10^6 rows takes tens of seconds, so like a migration it runs without the
+        # statement timeout; TCP keepalives and tcp_user_timeout still end a dead connection.
         try:
-            async with self._pool.connection() as conn, conn.transaction():
-                yield _unit_of_work(conn, None)
+            async with self._pool.connection() as conn:
+                with _without_deadline(conn):
+                    async with conn.transaction():
+                        await conn.execute(_NO_STATEMENT_TIMEOUT)
+                        yield _unit_of_work(conn, None)
         except psycopg.Error as exc:
             raise _classified(exc) from exc
 

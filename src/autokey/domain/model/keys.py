@@ -51,11 +51,28 @@ class KeyStatus(enum.StrEnum):
     INVALID = "INVALID"
 
 
+class KeyTransition(enum.Enum):
+    """The named moves of the key state machine, as (source, target).
+
+    The model's methods perform them by name, and each SQL statement that changes a key's
+    status is built from the one it performs, so the two can be checked against each other."""
+
+    RESERVE = (KeyStatus.AVAILABLE, KeyStatus.RESERVED)
+    RELEASE = (KeyStatus.RESERVED, KeyStatus.AVAILABLE)
+    DELIVER = (KeyStatus.RESERVED, KeyStatus.DELIVERED)
+    INVALIDATE = (KeyStatus.AVAILABLE, KeyStatus.INVALID)
+
+    @property
+    def source(self) -> KeyStatus:
+        return self.value[0]
+
+    @property
+    def target(self) -> KeyStatus:
+        return self.value[1]
+
+
 KEY_TRANSITIONS: Mapping[KeyStatus, frozenset[KeyStatus]] = {
-    KeyStatus.AVAILABLE: frozenset({KeyStatus.RESERVED, KeyStatus.INVALID}),
-    KeyStatus.RESERVED: frozenset({KeyStatus.AVAILABLE, KeyStatus.DELIVERED}),
-    KeyStatus.DELIVERED: frozenset(),
-    KeyStatus.INVALID: frozenset(),
+    status: frozenset(t.target for t in KeyTransition if t.source is status) for status in KeyStatus
 }
 """Every legal key transition. DELIVERED and INVALID are terminal."""
 
@@ -142,18 +159,18 @@ class Key:
         de-duplicating uploads."""
         self.fingerprint = _DUPLICATE_MARK + self.id.bytes
 
-    def _move(self, target: KeyStatus) -> None:
-        if target not in KEY_TRANSITIONS[self.status]:
+    def _move(self, transition: KeyTransition) -> None:
+        if self.status is not transition.source:
             raise IllegalTransition(
-                resource="key", id=str(self.id), current=self.status, target=target
+                resource="key", id=str(self.id), current=self.status, target=transition.target
             )
-        self.status = target
+        self.status = transition.target
 
     def invalidate(self) -> None:
         """AVAILABLE -> INVALID; any other status raises KeyNotAvailable."""
         if self.status is not KeyStatus.AVAILABLE:
             raise KeyNotAvailable(resource="key", id=str(self.id), status=self.status)
-        self._move(KeyStatus.INVALID)
+        self._move(KeyTransition.INVALIDATE)
 
     def set_aside(self) -> None:
         """AVAILABLE or RESERVED -> INVALID (releasing it first): its material cannot be
@@ -165,17 +182,17 @@ class Key:
     def reserve(self, order_id: OrderId, now: datetime) -> None:
         if self.status is not KeyStatus.AVAILABLE:
             raise KeyNotAvailable(resource="key", id=str(self.id), status=self.status)
-        self._move(KeyStatus.RESERVED)
+        self._move(KeyTransition.RESERVE)
         self.order_id, self.reserved_at = order_id, now
 
     def release(self) -> None:
         """RESERVED -> AVAILABLE, forgetting the order."""
-        self._move(KeyStatus.AVAILABLE)
+        self._move(KeyTransition.RELEASE)
         self.order_id, self.reserved_at = None, None
 
     def deliver(self, now: datetime) -> None:
         """RESERVED -> DELIVERED to the order that reserved it."""
-        self._move(KeyStatus.DELIVERED)
+        self._move(KeyTransition.DELIVER)
         self.delivered_at = now
 
 

@@ -58,14 +58,32 @@ class SalesFilter:
         )
 
 
+class OrderTransition(enum.Enum):
+    """The named moves of the order state machine, as (sources, target).
+
+    The model's methods perform them by name, and each SQL statement that changes an
+    order's status is built from the one it performs."""
+
+    PAY = (frozenset({OrderStatus.PENDING}), OrderStatus.PAID)
+    START_SOURCING = (frozenset({OrderStatus.PAID}), OrderStatus.FULFILLING)
+    FULFILL = (frozenset({OrderStatus.PAID, OrderStatus.FULFILLING}), OrderStatus.FULFILLED)
+    CANCEL = (frozenset({OrderStatus.PENDING}), OrderStatus.CANCELED)
+    """A reservation given up: by the buyer, or by expiry."""
+    ABANDON = (frozenset({OrderStatus.PAID, OrderStatus.FULFILLING}), OrderStatus.CANCELED)
+    """A paid order whose key will never come; the buyer is owed a refund."""
+
+    @property
+    def sources(self) -> frozenset[OrderStatus]:
+        return self.value[0]
+
+    @property
+    def target(self) -> OrderStatus:
+        return self.value[1]
+
+
 ORDER_TRANSITIONS: Mapping[OrderStatus, frozenset[OrderStatus]] = {
-    OrderStatus.PENDING: frozenset({OrderStatus.PAID, OrderStatus.CANCELED}),
-    OrderStatus.PAID: frozenset(
-        {OrderStatus.FULFILLING, OrderStatus.FULFILLED, OrderStatus.CANCELED}
-    ),
-    OrderStatus.FULFILLING: frozenset({OrderStatus.FULFILLED, OrderStatus.CANCELED}),
-    OrderStatus.FULFILLED: frozenset(),
-    OrderStatus.CANCELED: frozenset(),
+    status: frozenset(t.target for t in OrderTransition if status in t.sources)
+    for status in OrderStatus
 }
 """Every legal order transition. FULFILLED and CANCELED are terminal."""
 
@@ -118,18 +136,18 @@ class Order:
     def total(self) -> Money:
         return self.unit_price.times(self.quantity)
 
-    def _move(self, target: OrderStatus, now: datetime) -> None:
-        if target not in ORDER_TRANSITIONS[self.status]:
+    def _move(self, transition: OrderTransition, now: datetime) -> None:
+        if self.status not in transition.sources:
             raise IllegalTransition(
-                resource="order", id=str(self.id), current=self.status, target=target
+                resource="order", id=str(self.id), current=self.status, target=transition.target
             )
-        self.status, self.updated_at = target, now
+        self.status, self.updated_at = transition.target, now
 
     def pay(self, now: datetime) -> None:
         """PENDING -> PAID. A reservation that has expired cannot be paid."""
         if self.is_expired(now):
             raise ReservationExpired(resource="order", id=str(self.id))
-        self._move(OrderStatus.PAID, now)
+        self._move(OrderTransition.PAY, now)
         self.paid_at = now
 
     def fulfill(self, now: datetime) -> None:
@@ -139,14 +157,14 @@ class Order:
             raise OrderKeysUnreadable(resource="order", id=str(self.id))
         if self.status not in (OrderStatus.PAID, OrderStatus.FULFILLING):
             raise OrderNotPaid(resource="order", id=str(self.id), status=self.status)
-        self._move(OrderStatus.FULFILLED, now)
+        self._move(OrderTransition.FULFILL, now)
         self.fulfilled_at = now
 
     def start_sourcing(self, now: datetime) -> None:
         """PAID -> FULFILLING, recording the intent to create the upstream order."""
         if self.status is not OrderStatus.PAID:
             raise OrderNotPaid(resource="order", id=str(self.id), status=self.status)
-        self._move(OrderStatus.FULFILLING, now)
+        self._move(OrderTransition.START_SOURCING, now)
         self.upstream_state = UpstreamState.REQUESTED
 
     def record_upstream(
@@ -172,7 +190,7 @@ class Order:
             raise IllegalTransition(
                 resource="order", id=str(self.id), current=self.status, target=OrderStatus.CANCELED
             )
-        self._move(OrderStatus.CANCELED, now)
+        self._move(OrderTransition.CANCEL, now)
         self.canceled_at, self.cancel_reason = now, reason
 
     def abandon(self, now: datetime, reason: str) -> None:
@@ -183,7 +201,7 @@ class Order:
             raise IllegalTransition(
                 resource="order", id=str(self.id), current=self.status, target=OrderStatus.CANCELED
             )
-        self._move(OrderStatus.CANCELED, now)
+        self._move(OrderTransition.ABANDON, now)
         self.canceled_at, self.cancel_reason = now, reason
 
     def extend(self, until: datetime, now: datetime) -> None:

@@ -16,7 +16,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from datetime import datetime
 from decimal import Decimal
-from typing import Any, TypeVar
+from typing import Any, NewType, TypeVar
 from uuid import UUID
 
 import cattrs
@@ -26,63 +26,34 @@ from psycopg.rows import AsyncRowFactory, RowMaker
 from psycopg.types.json import Jsonb
 
 from autokey.adapters.merchant_rows import lines_from, lines_value
+from autokey.domain.model import ids
 from autokey.domain.model.audit import AuditEvent
+from autokey.domain.model.auth import ApiToken
 from autokey.domain.model.idempotency import IdempotencyRecord, StoredResponse
-from autokey.domain.model.ids import (
-    DeliveryId,
-    EndpointId,
-    EventId,
-    KeyId,
-    OfferId,
-    OrderId,
-    PoolId,
-    SubjectId,
-    TokenId,
+from autokey.domain.model.keys import Key, KeyPool, PinnedIndexKey
+from autokey.domain.model.merchant import (
+    G2AOfferLink,
+    MerchantAccessToken,
+    MerchantCredential,
+    MerchantNotification,
+    Reservation,
+    ReturnedKey,
 )
-from autokey.domain.model.keys import PinnedIndexKey
-from autokey.domain.model.merchant import Reservation
 from autokey.domain.model.offers import Money, Offer
 from autokey.domain.model.orders import Order
-from autokey.domain.model.outbound import WebhookEndpoint
+from autokey.domain.model.outbound import Delivery, WebhookEndpoint
+from autokey.domain.model.webhooks import WebhookEvent
 
 E = TypeVar("E")
 Params = dict[str, Any]
 Row = dict[str, Any]
 
+_IDS: list[Any] = [kind for kind in vars(ids).values() if isinstance(kind, NewType)]
 _AS_LOADED: frozenset[Any] = frozenset(
-    kind | None
-    for kind in (
-        UUID,
-        datetime,
-        Decimal,
-        str,
-        int,
-        DeliveryId,
-        EndpointId,
-        EventId,
-        KeyId,
-        OfferId,
-        OrderId,
-        PoolId,
-        SubjectId,
-        TokenId,
-    )
-) | {
-    UUID,
-    datetime,
-    Decimal,
-    str,
-    int,
-    DeliveryId,
-    EndpointId,
-    EventId,
-    KeyId,
-    OfferId,
-    OrderId,
-    PoolId,
-    SubjectId,
-    TokenId,
-}
+    kind
+    for loaded in (UUID, datetime, Decimal, str, int, *_IDS)
+    for kind in (loaded, loaded | None)
+)
 """Types psycopg loads as the model holds them, structured as they come: matched exactly, so
 an enum (a `str` subclass) still gets its member."""
 
@@ -119,6 +90,22 @@ def _response_params(response: StoredResponse | None) -> Params:
     return {"response_status": response.status, "response_body": response.body}
 
 
+_ONE_COLUMN_PER_ATTRIBUTE: tuple[type[Any], ...] = (
+    ApiToken,
+    KeyPool,
+    Key,
+    WebhookEvent,
+    WebhookEndpoint,
+    Delivery,
+    MerchantCredential,
+    MerchantAccessToken,
+    ReturnedKey,
+    MerchantNotification,
+    G2AOfferLink,
+)
+"""Entities stored one attribute per column of the same name (the others are below)."""
+
+
 def make_row_converter() -> cattrs.Converter:
     """The converter between PostgreSQL rows (column name -> loaded value) and entities."""
     c = cattrs.Converter(detailed_validation=False)
@@ -127,6 +114,9 @@ def make_row_converter() -> cattrs.Converter:
         return value
 
     c.register_structure_hook_func(_AS_LOADED.__contains__, passthrough)
+    # Generated once, here, rather than on a first row.
+    for plain in _ONE_COLUMN_PER_ATTRIBUTE:
+        c.register_structure_hook(plain, make_dict_structure_fn(plain, c))
 
     def spanning(
         cls: type[E],
@@ -135,6 +125,9 @@ def make_row_converter() -> cattrs.Converter:
     ) -> None:
         """Structure `cls` after building its multi-column attributes from their columns."""
         generated = make_dict_structure_fn(cls, c, **overrides)
+        if not spans:
+            c.register_structure_hook(cls, generated)
+            return
 
         def structure(row: Row, _: Any) -> E:
             for attribute, read in spans.items():

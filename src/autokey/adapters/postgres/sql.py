@@ -20,6 +20,15 @@ from autokey.domain.model.orders import OrderStatus
 from autokey.domain.model.outbound import DeliveryStatus
 
 
+def _seller_page(columns: str, table: str, *, by: str = "id") -> str:
+    """One keyset page of a seller's rows, ascending by `by`: parameters seller, after, limit."""
+    return f"""
+SELECT {columns} FROM {table}
+WHERE seller_id = %s AND {by} > %s
+ORDER BY {by} LIMIT %s
+"""
+
+
 @cache
 def locked(query: str) -> str:
     """`query` taking a row lock on what it reads (`SELECT … FOR UPDATE`); one text per query,
@@ -79,10 +88,7 @@ VALUES (%(id)s, %(seller_id)s, %(name)s, %(created_at)s)
 ON CONFLICT DO NOTHING
 """
 POOL_BY_ID = "SELECT id, seller_id, name, created_at FROM key_pools WHERE id = %s"
-POOLS_OF_SELLER = """
-SELECT id, seller_id, name, created_at FROM key_pools
-WHERE seller_id = %s AND id > %s ORDER BY id LIMIT %s
-"""
+POOLS_OF_SELLER = _seller_page("id, seller_id, name, created_at", "key_pools")
 # Counts are the folded totals plus the deltas appended since (migration 0007's triggers).
 POOL_COUNTS = """
 SELECT status, sum(n)::bigint FROM (
@@ -347,11 +353,7 @@ UPDATE offers SET title = %(title)s, price_amount = %(price_amount)s,
 WHERE id = %(id)s
 """
 OFFER_BY_ID = f"SELECT {OFFER_COLUMNS} FROM offers WHERE id = %s"
-OFFERS_OF_SELLER = f"""
-SELECT {OFFER_COLUMNS} FROM offers
-WHERE seller_id = %s AND id > %s
-ORDER BY id LIMIT %s
-"""
+OFFERS_OF_SELLER = _seller_page(OFFER_COLUMNS, "offers")
 # NO KEY UPDATE: sweeps exclude each other, but an order inserted meanwhile (its foreign key
 # takes KEY SHARE on the offer) never waits for a sweep.
 OFFERS_STOCKED = f"""
@@ -652,11 +654,7 @@ WHERE id = %(id)s
 RESERVATION = f"""
 SELECT {RESERVATION_COLUMNS} FROM g2a_reservations WHERE id = %s AND seller_id = %s
 """
-RESERVATIONS_OF_SELLER = f"""
-SELECT {RESERVATION_COLUMNS} FROM g2a_reservations
-WHERE seller_id = %s AND id > %s
-ORDER BY id LIMIT %s
-"""
+RESERVATIONS_OF_SELLER = _seller_page(RESERVATION_COLUMNS, "g2a_reservations")
 ORDERED_RESERVATION = f"""
 SELECT {RESERVATION_COLUMNS} FROM g2a_reservations
 WHERE seller_id = %s AND state = {literal(ReservationState.ORDERED)}
@@ -669,11 +667,9 @@ INSERT INTO g2a_returned_keys (key_id, seller_id, reservation_id, returned_at)
 VALUES (%(key_id)s, %(seller_id)s, %(reservation_id)s, %(returned_at)s)
 ON CONFLICT (key_id) DO NOTHING
 """
-RETURNED_OF_SELLER = """
-SELECT key_id, seller_id, reservation_id, returned_at FROM g2a_returned_keys
-WHERE seller_id = %s AND key_id > %s
-ORDER BY key_id LIMIT %s
-"""
+RETURNED_OF_SELLER = _seller_page(
+    "key_id, seller_id, reservation_id, returned_at", "g2a_returned_keys", by="key_id"
+)
 INSERT_NOTIFICATION = """
 INSERT INTO g2a_notifications (
     id, seller_id, type, date, message, auction_id, g2a_offer_id, received_at
@@ -681,12 +677,10 @@ INSERT INTO g2a_notifications (
 VALUES (%(id)s, %(seller_id)s, %(type)s, %(date)s, %(message)s, %(auction_id)s,
         %(g2a_offer_id)s, %(received_at)s)
 """
-NOTIFICATIONS_OF_SELLER = """
-SELECT id, seller_id, type, date, message, auction_id, g2a_offer_id, received_at
-FROM g2a_notifications
-WHERE seller_id = %s AND id > %s
-ORDER BY id LIMIT %s
-"""
+NOTIFICATIONS_OF_SELLER = _seller_page(
+    "id, seller_id, type, date, message, auction_id, g2a_offer_id, received_at",
+    "g2a_notifications",
+)
 OFFER_LINK_COLUMNS = "offer_id, seller_id, g2a_offer_id, synced_size, synced_at, sync_error"
 SAVE_OFFER_LINK = f"""
 INSERT INTO g2a_offer_links ({OFFER_LINK_COLUMNS})

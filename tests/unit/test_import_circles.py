@@ -11,7 +11,6 @@ KNOWN_CIRCLES = {
     # as the circles go.
     frozenset({"autokey.adapters.memory.store", "autokey.adapters.memory.merchant"}),
     frozenset({"autokey.adapters.sqlite.store", "autokey.adapters.sqlite.merchant"}),
-    frozenset({"autokey.adapters.postgres.store", "autokey.adapters.postgres.merchant"}),
 }
 
 

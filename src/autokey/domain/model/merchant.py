@@ -189,3 +189,7 @@ class G2AOfferLink:
     synced_size: int | None = None
     synced_at: datetime | None = None
     sync_error: str | None = None
+
+    @property
+    def owner_id(self) -> SubjectId:
+        return self.seller_id

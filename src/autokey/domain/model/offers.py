@@ -123,6 +123,10 @@ class Offer:
             if self.max_price is None:
                 raise InvalidInput.of("maxPrice", "required_for_g2a")
 
+    @property
+    def owner_id(self) -> SubjectId:
+        return self.seller_id
+
     def set_status(self, target: OfferStatus, now: datetime) -> None:
         """Publish (draft -> active) or move between active and inactive; nothing goes back
         to draft. Setting the current status again is a no-op."""

@@ -133,6 +133,11 @@ class Order:
     upstream_state: UpstreamState | None = None
 
     @property
+    def owner_id(self) -> SubjectId:
+        """The buyer: only they (and admins) manage the order."""
+        return self.buyer_id
+
+    @property
     def total(self) -> Money:
         return self.unit_price.times(self.quantity)
 

@@ -46,10 +46,7 @@ class PoolView:
 async def owned_pool(tx: UnitOfWork, principal: Principal, pool_id: PoolId) -> KeyPool:
     """The pool if the principal may manage it; NotFound otherwise (existence is not revealed)."""
     principal.require(Role.SELLER, action="manage_key_pools")
-    pool = await tx.pools.get(pool_id)
-    if pool is None or not principal.owns(pool.seller_id):
-        raise NotFound(resource="key_pool", id=str(pool_id))
-    return pool
+    return principal.must_own(await tx.pools.get(pool_id), "key_pool", pool_id)
 
 
 class InventoryService:

@@ -332,8 +332,7 @@ class MerchantService:
         async with self._store.transaction() as tx:
             offer = await tx.offers.get(offer_id)
             principal.require(Role.SELLER, action="manage_offers")
-            if offer is None or not principal.owns(offer.seller_id):
-                raise NotFound(resource="offer", id=str(offer_id))
+            offer = principal.must_own(offer, "offer", offer_id)
             if offer.delivery_type is not DeliveryType.AUTO_KEY:
                 raise InvalidInput.of("deliveryType", "auto_key_only")
             link = await tx.merchant.get_link(offer_id)
@@ -349,9 +348,7 @@ class MerchantService:
         principal.require(Role.SELLER, action="manage_offers")
         async with self._store.transaction() as tx:
             link = await tx.merchant.get_link(offer_id)
-        if link is None or not principal.owns(link.seller_id):
-            raise NotFound(resource="g2a_offer_link", id=str(offer_id))
-        return link
+        return principal.must_own(link, "g2a_offer_link", offer_id)
 
     # ---- helpers --------------------------------------------------------------------------
 

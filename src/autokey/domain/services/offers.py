@@ -5,7 +5,7 @@ from __future__ import annotations
 import attrs
 
 from autokey.domain.model.auth import Principal, Role
-from autokey.domain.model.errors import DuplicateResource, InvalidInput, NotFound
+from autokey.domain.model.errors import DuplicateResource, InvalidInput
 from autokey.domain.model.ids import OfferId, PoolId
 from autokey.domain.model.offers import (
     Availability,
@@ -58,10 +58,7 @@ async def _view(tx: UnitOfWork, offer: Offer) -> OfferView:
 
 async def _owned_offer(tx: UnitOfWork, principal: Principal, offer_id: OfferId) -> Offer:
     principal.require(Role.SELLER, action="manage_offers")
-    offer = await tx.offers.get(offer_id)
-    if offer is None or not principal.owns(offer.seller_id):
-        raise NotFound(resource="offer", id=str(offer_id))
-    return offer
+    return principal.must_own(await tx.offers.get(offer_id), "offer", offer_id)
 
 
 async def _ensure_listable(tx: UnitOfWork, offer: Offer) -> None:
@@ -153,8 +150,6 @@ class OfferService:
         """Anyone authenticated reads an active offer; drafts and inactive ones only their owner."""
         async with self._store.transaction() as tx:
             offer = await tx.offers.get(offer_id)
-            if offer is None or (
-                offer.status is not OfferStatus.ACTIVE and not principal.owns(offer.seller_id)
-            ):
-                raise NotFound(resource="offer", id=str(offer_id))
+            if offer is None or offer.status is not OfferStatus.ACTIVE:
+                offer = principal.must_own(offer, "offer", offer_id)
             return await _view(tx, offer)

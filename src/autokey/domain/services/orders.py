@@ -15,7 +15,6 @@ from autokey.domain.model.audit import AuditAction, AuditEvent
 from autokey.domain.model.auth import Principal, Role
 from autokey.domain.model.errors import (
     InvalidInput,
-    NotFound,
     OfferNotAvailable,
     OutOfStock,
     StockBusy,
@@ -98,10 +97,7 @@ class OrderService:
         self, tx: UnitOfWork, principal: Principal, order_id: OrderId, *, lock: bool = False
     ) -> Order:
         principal.require(Role.BUYER, action="manage_orders")
-        order = await tx.orders.get(order_id, for_update=lock)
-        if order is None or not principal.owns(order.buyer_id):
-            raise NotFound(resource="order", id=str(order_id))
-        return order
+        return principal.must_own(await tx.orders.get(order_id, for_update=lock), "order", order_id)
 
     async def create_in(
         self, tx: UnitOfWork, principal: Principal, offer_id: OfferId, quantity: int

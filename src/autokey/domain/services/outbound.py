@@ -151,10 +151,9 @@ class SellerWebhookService:
         self, tx: UnitOfWork, principal: Principal, endpoint_id: EndpointId
     ) -> WebhookEndpoint:
         principal.require(Role.SELLER, action="manage_webhooks")
-        endpoint = await tx.endpoints.get(endpoint_id)
-        if endpoint is None or not principal.owns(endpoint.seller_id):
-            raise NotFound(resource="webhook_endpoint", id=str(endpoint_id))
-        return endpoint
+        return principal.must_own(
+            await tx.endpoints.get(endpoint_id), "webhook_endpoint", endpoint_id
+        )
 
     async def dispatch_once(self) -> int:
         """Lease the deliveries that are due, send each once, record every outcome; returns

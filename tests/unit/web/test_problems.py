@@ -47,3 +47,20 @@ async def test_an_unauthenticated_caller_is_challenged_and_told_why() -> None:
     answer, headers, body = await _answer(e.Unauthenticated(reason="unknown_token"))
     assert (answer, body["code"], body["reason"]) == (401, "unauthenticated", "unknown_token")
     assert headers["WWW-Authenticate"] == "Bearer"
+
+
+@pytest.mark.parametrize(
+    ("domain", "wire"),
+    [
+        ("key_pool_id", "keyPoolId"),
+        ("g2a_product_id", "g2aProductId"),
+        ("low_stock_threshold", "lowStockThreshold"),
+        ("quantity", "quantity"),
+        ("idempotency_key", "Idempotency-Key"),
+        ("body.low_stock_threshold", "body.low_stock_threshold"),  # a path cattrs wrote
+        ("price.amount", "price.amount"),
+    ],
+)
+async def test_the_edge_names_each_invalid_field_as_the_wire_does(domain: str, wire: str) -> None:
+    answer, _, body = await _answer(e.InvalidInput.of(domain, "some_problem"))
+    assert (answer, body["errors"]) == (400, [{"field": wire, "code": "some_problem"}])

@@ -106,22 +106,22 @@ class Offer:
         if self.low_stock_threshold is not None and not (
             0 <= self.low_stock_threshold <= MAX_LOW_STOCK_THRESHOLD
         ):
-            raise InvalidInput.of("lowStockThreshold", "out_of_range")
+            raise InvalidInput.of("low_stock_threshold", "out_of_range")
         check_text("title", self.title, max_length=MAX_TITLE_LENGTH)
         if self.g2a_product_id is not None:
-            check_text("g2aProductId", self.g2a_product_id, max_length=MAX_PRODUCT_ID_LENGTH)
+            check_text("g2a_product_id", self.g2a_product_id, max_length=MAX_PRODUCT_ID_LENGTH)
         if self.delivery_type is DeliveryType.AUTO_KEY:
             if self.key_pool_id is None:
-                raise InvalidInput.of("keyPoolId", "required_for_auto_key")
+                raise InvalidInput.of("key_pool_id", "required_for_auto_key")
             if self.g2a_product_id is not None:
                 check_product_id(self.g2a_product_id)
         if self.delivery_type is DeliveryType.G2A:
             if self.key_pool_id is None:
-                raise InvalidInput.of("keyPoolId", "required_for_g2a")
+                raise InvalidInput.of("key_pool_id", "required_for_g2a")
             if not self.g2a_product_id:
-                raise InvalidInput.of("g2aProductId", "required_for_g2a")
+                raise InvalidInput.of("g2a_product_id", "required_for_g2a")
             if self.max_price is None:
-                raise InvalidInput.of("maxPrice", "required_for_g2a")
+                raise InvalidInput.of("max_price", "required_for_g2a")
 
     @property
     def owner_id(self) -> SubjectId:

@@ -55,7 +55,7 @@ class IdempotencyService:
         the effect happens once. If the effect raises or returns None, the key is freed for
         a retry."""
         if not 1 <= len(key) <= MAX_KEY_LENGTH or not key.isprintable():
-            raise InvalidInput.of("Idempotency-Key", "invalid_idempotency_key")
+            raise InvalidInput.of("idempotency_key", "invalid_idempotency_key")
         claim, stored = await self._claim(scope, key, fingerprint)
         if stored is not None:
             return Outcome(response=stored, replayed=True)

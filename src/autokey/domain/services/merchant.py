@@ -328,13 +328,13 @@ class MerchantService:
         """List the seller's AUTO_KEY offer on G2A as `g2a_offer_id` (Import API): its stock is
         pushed there, and G2A's `auction_deactivated` for that id deactivates it."""
         if not 1 <= len(g2a_offer_id.strip()) <= MAX_G2A_OFFER_ID:
-            raise InvalidInput.of("g2aOfferId", "invalid_length")
+            raise InvalidInput.of("g2a_offer_id", "invalid_length")
         async with self._store.transaction() as tx:
             offer = await tx.offers.get(offer_id)
             principal.require(Role.SELLER, action="manage_offers")
             offer = principal.must_own(offer, "offer", offer_id)
             if offer.delivery_type is not DeliveryType.AUTO_KEY:
-                raise InvalidInput.of("deliveryType", "auto_key_only")
+                raise InvalidInput.of("delivery_type", "auto_key_only")
             link = await tx.merchant.get_link(offer_id)
             if link is None or link.g2a_offer_id != g2a_offer_id.strip():
                 link = G2AOfferLink(

@@ -84,7 +84,7 @@ class OfferService:
             if draft.key_pool_id is not None:
                 pool = await tx.pools.get(draft.key_pool_id)
                 if pool is None or not principal.owns(pool.seller_id):
-                    raise InvalidInput.of("keyPoolId", "unknown_key_pool")
+                    raise InvalidInput.of("key_pool_id", "unknown_key_pool")
             if draft.id is None:
                 offer = Offer(
                     id=OfferId(self._ids.new_id()),

@@ -95,7 +95,7 @@ class SellerWebhookService:
         """A new endpoint and its signing secret, which is returned only this once."""
         principal.require(Role.SELLER, action="manage_webhooks")
         if not event_types:
-            raise InvalidInput.of("eventTypes", "required")
+            raise InvalidInput.of("event_types", "required")
         target = check_target(
             url, require_https=self._require_https, allow_private=self._allow_private
         )

@@ -12,6 +12,7 @@ from aiohttp import web
 
 from autokey.domain.model import errors as e
 from autokey.domain.model.webhooks import Rejection
+from autokey.entrypoints.web.schemas import to_camel
 
 PROBLEM_TYPE_BASE = "https://autokey.dev/problems/"
 PROBLEM_CONTENT_TYPE = "application/problem+json"
@@ -141,6 +142,8 @@ UNAVAILABLE_RETRY_AFTER_S = 1
 that comes too early is answered quickly (the database bounds every wait)."""
 MALFORMED_REQUEST = ProblemKind(400, "malformed_request", "The HTTP request could not be parsed")
 """What aiohttp's HTTP parser rejects (entrypoints/web/runner.py); nothing of it is echoed."""
+HEADER_FIELDS = {"idempotency_key": "Idempotency-Key"}
+"""Fields the domain validates that come in a request header."""
 _HTTP_CODES = {
     400: "bad_request",
     404: "not_found",
@@ -157,14 +160,28 @@ def classify(error: Exception, *, merchant: bool = False) -> ProblemKind:
     return INTERNAL
 
 
-def _details(error: Exception, kind: ProblemKind) -> dict[str, Any]:
-    """Public fields of a domain error, camelCased; nothing for infrastructure errors."""
+def wire_field(name: str) -> str:
+    """The wire name of a field the domain names: its camelCase (`key_pool_id` ->
+    `keyPoolId`), or the header it is. A path the edge wrote (`body.items[0]`, `price.amount`)
+    passes unchanged."""
+    if name in HEADER_FIELDS:
+        return HEADER_FIELDS[name]
+    return to_camel(name) if name.isidentifier() else name
+
+
+def _details(
+    error: Exception, kind: ProblemKind, field_name: Callable[[str], str]
+) -> dict[str, Any]:
+    """Public fields of a domain error, camelCased, each invalid field under its wire name
+    (`field_name`); nothing for infrastructure errors."""
     if not isinstance(error, e.DomainError) or not kind.echo:
         return {}
     fields = attrs.asdict(error, recurse=True)
     if isinstance(error, e.InvalidInput):
-        fields["errors"] = fields.pop("problems")
-    return {_camel(k): v for k, v in fields.items()}
+        fields["errors"] = [
+            {**problem, "field": field_name(problem["field"])} for problem in fields.pop("problems")
+        ]
+    return {to_camel(k): v for k, v in fields.items()}
 
 
 def _headers(error: e.AutokeyError, kind: ProblemKind) -> dict[str, str]:
@@ -177,11 +194,6 @@ def _headers(error: e.AutokeyError, kind: ProblemKind) -> dict[str, str]:
     if retry_after is not None:
         headers["Retry-After"] = str(retry_after)
     return headers
-
-
-def _camel(name: str) -> str:
-    head, *rest = name.split("_")
-    return head + "".join(p.title() for p in rest)
 
 
 def problem_response(
@@ -207,12 +219,18 @@ def problem_response(
     )
 
 
+def _same(name: str) -> str:
+    return name
+
+
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
 def _problem_middleware(*, merchant: bool) -> Callable[..., Awaitable[web.StreamResponse]]:
-    """Errors to problems. The merchant API's use its table and add the contract's
-    `message` (G2A reads `{"code", "message"}`)."""
+    """Errors to problems. The merchant API's use its table, add the contract's `message`
+    (G2A reads `{"code", "message"}`) and name fields as the domain does (the contract's
+    names are snake_case too)."""
+    field_name = _same if merchant else wire_field
 
     def respond(kind: ProblemKind, extra: dict[str, Any], **kw: Any) -> web.Response:
         if merchant:
@@ -227,7 +245,9 @@ def _problem_middleware(*, merchant: bool) -> Callable[..., Awaitable[web.Stream
             kind = classify(error, merchant=merchant)
             if kind.status >= 500:
                 log.error("http.request_failed", code=kind.code, error=type(error).__name__)
-            response = respond(kind, _details(error, kind), headers=_headers(error, kind))
+            response = respond(
+                kind, _details(error, kind, field_name), headers=_headers(error, kind)
+            )
             if isinstance(error, e.CorruptBody | e.UploadTooLarge):
                 response.force_close()  # the body may be unread or unreadable: no keep-alive
             return response

@@ -6,6 +6,7 @@ import enum
 import re
 from datetime import datetime
 from decimal import Context, Decimal, Inexact, Rounded
+from typing import Any
 
 import attrs
 
@@ -81,6 +82,25 @@ class Money:
         return Money(amount=exact.multiply(self.amount, quantity), currency=self.currency)
 
 
+@attrs.frozen(kw_only=True)
+class OfferDraft:
+    """A seller's create-or-update request; `id` set means update."""
+
+    id: OfferId | None
+    title: str
+    price: Money
+    delivery_type: DeliveryType
+    key_pool_id: PoolId | None
+    g2a_product_id: str | None = None
+    max_price: Money | None = None
+    low_stock_threshold: int | None = None
+
+    def terms(self) -> dict[str, Any]:
+        """The offer fields the draft sets."""
+        fields = attrs.asdict(self, recurse=False, filter=lambda a, _: a.name != "id")
+        return {**fields, "title": self.title.strip()}
+
+
 @attrs.define(kw_only=True)
 class Offer:
     """A seller's listing. `status` is the seller's choice; availability is computed from stock."""
@@ -122,6 +142,24 @@ class Offer:
                 raise InvalidInput.of("g2a_product_id", "required_for_g2a")
             if self.max_price is None:
                 raise InvalidInput.of("max_price", "required_for_g2a")
+
+    @classmethod
+    def from_draft(
+        cls, draft: OfferDraft, *, id: OfferId, seller_id: SubjectId, now: datetime
+    ) -> Offer:
+        """A new offer, in DRAFT, on the draft's terms."""
+        return cls(
+            id=id,
+            seller_id=seller_id,
+            status=OfferStatus.DRAFT,
+            created_at=now,
+            updated_at=now,
+            **draft.terms(),
+        )
+
+    def revised(self, draft: OfferDraft, now: datetime) -> Offer:
+        """This offer on the draft's terms, checked as a new one is; its status is kept."""
+        return attrs.evolve(self, updated_at=now, **draft.terms())
 
     @property
     def owner_id(self) -> SubjectId:

@@ -6,12 +6,11 @@ import attrs
 
 from autokey.domain.model.auth import Principal, Role
 from autokey.domain.model.errors import DuplicateResource, InvalidInput
-from autokey.domain.model.ids import OfferId, PoolId
+from autokey.domain.model.ids import OfferId
 from autokey.domain.model.offers import (
     Availability,
-    DeliveryType,
-    Money,
     Offer,
+    OfferDraft,
     OfferStatus,
     StockLevel,
 )
@@ -19,20 +18,6 @@ from autokey.domain.model.pages import Page, PageRequest
 from autokey.domain.services.stock import sweep_stock_levels
 from autokey.ports.store import Store, UnitOfWork
 from autokey.ports.system import Clock, IdGenerator
-
-
-@attrs.frozen(kw_only=True)
-class OfferDraft:
-    """A seller's create-or-update request; `id` set means update."""
-
-    id: OfferId | None
-    title: str
-    price: Money
-    delivery_type: DeliveryType
-    key_pool_id: PoolId | None
-    g2a_product_id: str | None = None
-    max_price: Money | None = None
-    low_stock_threshold: int | None = None
 
 
 @attrs.frozen(kw_only=True)
@@ -86,34 +71,11 @@ class OfferService:
                 if pool is None or not principal.owns(pool.seller_id):
                     raise InvalidInput.of("key_pool_id", "unknown_key_pool")
             if draft.id is None:
-                offer = Offer(
-                    id=OfferId(self._ids.new_id()),
-                    seller_id=principal.subject,
-                    title=draft.title.strip(),
-                    price=draft.price,
-                    delivery_type=draft.delivery_type,
-                    key_pool_id=draft.key_pool_id,
-                    g2a_product_id=draft.g2a_product_id,
-                    max_price=draft.max_price,
-                    low_stock_threshold=draft.low_stock_threshold,
-                    status=OfferStatus.DRAFT,
-                    created_at=now,
-                    updated_at=now,
-                )
+                offer_id, seller_id = OfferId(self._ids.new_id()), principal.subject
+                offer = Offer.from_draft(draft, id=offer_id, seller_id=seller_id, now=now)
                 await tx.offers.add(offer)
             else:
-                current = await _owned_offer(tx, principal, draft.id)
-                offer = attrs.evolve(
-                    current,
-                    title=draft.title.strip(),
-                    price=draft.price,
-                    delivery_type=draft.delivery_type,
-                    key_pool_id=draft.key_pool_id,
-                    g2a_product_id=draft.g2a_product_id,
-                    max_price=draft.max_price,
-                    low_stock_threshold=draft.low_stock_threshold,
-                    updated_at=now,
-                )
+                offer = (await _owned_offer(tx, principal, draft.id)).revised(draft, now)
                 await _ensure_listable(tx, offer)
                 await tx.offers.save(offer)
             return await _view(tx, offer)

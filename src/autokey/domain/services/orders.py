@@ -13,9 +13,7 @@ import attrs
 
 from autokey.domain.model.audit import AuditAction, AuditEvent
 from autokey.domain.model.auth import Principal, Role
-from autokey.domain.model.errors import (
-    OfferNotAvailable,
-)
+from autokey.domain.model.errors import OfferNotAvailable
 from autokey.domain.model.ids import KeyId, OfferId, OrderId
 from autokey.domain.model.orders import (
     Fulfillment,

@@ -1,4 +1,5 @@
-"""RFC 9457 problem responses: one ordered table maps every error to status, code and title."""
+"""RFC 9457 problem responses: one ordered table maps every error to status, code, title
+and headers."""
 
 from __future__ import annotations
 
@@ -142,7 +143,7 @@ UNAVAILABLE_RETRY_AFTER_S = 1
 that comes too early is answered quickly (the database bounds every wait)."""
 MALFORMED_REQUEST = ProblemKind(400, "malformed_request", "The HTTP request could not be parsed")
 """What aiohttp's HTTP parser rejects (entrypoints/web/runner.py); nothing of it is echoed."""
-HEADER_FIELDS = {"idempotency_key": "Idempotency-Key"}
+_HEADER_FIELDS = {"idempotency_key": "Idempotency-Key"}
 """Fields the domain validates that come in a request header."""
 _HTTP_CODES = {
     400: "bad_request",
@@ -160,12 +161,12 @@ def classify(error: Exception, *, merchant: bool = False) -> ProblemKind:
     return INTERNAL
 
 
-def wire_field(name: str) -> str:
+def _wire_field(name: str) -> str:
     """The wire name of a field the domain names: its camelCase (`key_pool_id` ->
     `keyPoolId`), or the header it is. A path the edge wrote (`body.items[0]`, `price.amount`)
     passes unchanged."""
-    if name in HEADER_FIELDS:
-        return HEADER_FIELDS[name]
+    if name in _HEADER_FIELDS:
+        return _HEADER_FIELDS[name]
     return to_camel(name) if name.isidentifier() else name
 
 
@@ -230,7 +231,7 @@ def _problem_middleware(*, merchant: bool) -> Callable[..., Awaitable[web.Stream
     """Errors to problems. The merchant API's use its table, add the contract's `message`
     (G2A reads `{"code", "message"}`) and name fields as the domain does (the contract's
     names are snake_case too)."""
-    field_name = _same if merchant else wire_field
+    field_name = _same if merchant else _wire_field
 
     def respond(kind: ProblemKind, extra: dict[str, Any], **kw: Any) -> web.Response:
         if merchant:

@@ -19,19 +19,12 @@ from contextlib import AbstractAsyncContextManager
 from datetime import datetime
 from typing import Protocol
 
+import attrs
+
+from autokey.domain.model import ids
 from autokey.domain.model.audit import AuditEvent
 from autokey.domain.model.auth import ApiToken
 from autokey.domain.model.idempotency import IdempotencyRecord, StoredResponse
-from autokey.domain.model.ids import (
-    DeliveryId,
-    EndpointId,
-    KeyId,
-    OfferId,
-    OrderId,
-    PoolId,
-    SubjectId,
-    TokenId,
-)
 from autokey.domain.model.keys import (
     Key,
     KeyPool,
@@ -64,7 +57,7 @@ class TokenRepository(Protocol):
         """The token whose secret hashes to `secret_hash`, revoked or not; None if unknown."""
         ...
 
-    async def revoke(self, token_id: TokenId, at: datetime) -> bool:
+    async def revoke(self, token_id: ids.TokenId, at: datetime) -> bool:
         """Mark the token revoked at `at`; False if unknown or already revoked (idempotent)."""
         ...
 
@@ -72,7 +65,7 @@ class TokenRepository(Protocol):
         """Every token, revoked ones included, in id (creation) order."""
         ...
 
-    async def record_use(self, used: Mapping[TokenId, datetime]) -> None:
+    async def record_use(self, used: Mapping[ids.TokenId, datetime]) -> None:
         """Move each token's `last_used_at` forward to the time given (never backwards);
         unknown ids are ignored. Idempotent."""
         ...
@@ -94,17 +87,17 @@ class PoolRepository(Protocol):
         """Store a new pool."""
         ...
 
-    async def get(self, pool_id: PoolId) -> KeyPool | None: ...
+    async def get(self, pool_id: ids.PoolId) -> KeyPool | None: ...
 
-    async def list_for_seller(self, seller_id: SubjectId, page: PageRequest) -> Page[KeyPool]:
+    async def list_for_seller(self, seller_id: ids.SubjectId, page: PageRequest) -> Page[KeyPool]:
         """The seller's pools in id (creation) order."""
         ...
 
-    async def counts(self, pool_id: PoolId) -> PoolCounts:
+    async def counts(self, pool_id: ids.PoolId) -> PoolCounts:
         """Keys per status; all zero for an empty or unknown pool."""
         ...
 
-    async def available_counts(self, pool_ids: Collection[PoolId]) -> Mapping[PoolId, int]:
+    async def available_counts(self, pool_ids: Collection[ids.PoolId]) -> Mapping[ids.PoolId, int]:
         """AVAILABLE keys per pool, for every pool asked (0 where none)."""
         ...
 
@@ -143,13 +136,13 @@ class KeyRepository(Protocol):
         stages (one bulk load, not one statement per key)."""
         ...
 
-    async def add_new(self, keys: Sequence[Key]) -> frozenset[KeyId]:
+    async def add_new(self, keys: Sequence[Key]) -> frozenset[ids.KeyId]:
         """Insert every key whose fingerprint is stored nowhere yet (in any pool) and return
         the ids inserted; the others are skipped silently. The fingerprints within `keys`
         must be distinct (the caller de-duplicates a batch)."""
         ...
 
-    async def get(self, key_id: KeyId, *, for_update: bool = False) -> Key | None:
+    async def get(self, key_id: ids.KeyId, *, for_update: bool = False) -> Key | None:
         """One key; `for_update` locks it until the transaction ends."""
         ...
 
@@ -163,14 +156,14 @@ class KeyRepository(Protocol):
         ...
 
     async def list_in_pool(
-        self, pool_id: PoolId, status: KeyStatus | None, page: PageRequest
+        self, pool_id: ids.PoolId, status: KeyStatus | None, page: PageRequest
     ) -> Page[Key]:
         """A pool's keys in id order, optionally of one status."""
         ...
 
     async def claim(
-        self, pool_id: PoolId, order_id: OrderId, quantity: int, now: datetime
-    ) -> Sequence[KeyId]:
+        self, pool_id: ids.PoolId, order_id: ids.OrderId, quantity: int, now: datetime
+    ) -> Sequence[ids.KeyId]:
         """Reserve up to `quantity` AVAILABLE keys of the pool for `order_id`, oldest first
         by `(created_at, id)`, skipping keys another open transaction holds. May return fewer
         than asked: the caller decides (with `count_available`) whether the pool is empty or
@@ -184,26 +177,26 @@ class KeyRepository(Protocol):
         is still claimed, at the latest when the keys above the mark run out."""
         ...
 
-    async def count_available(self, pool_id: PoolId) -> int:
+    async def count_available(self, pool_id: ids.PoolId) -> int:
         """AVAILABLE keys of the pool as this transaction sees them, locked ones included."""
         ...
 
-    async def for_order(self, order_id: OrderId) -> Sequence[Key]:
+    async def for_order(self, order_id: ids.OrderId) -> Sequence[Key]:
         """The keys reserved for or delivered to an order, in id order."""
         ...
 
     async def delivered_to(
-        self, order_ids: Collection[OrderId]
-    ) -> Mapping[OrderId, Sequence[KeyId]]:
+        self, order_ids: Collection[ids.OrderId]
+    ) -> Mapping[ids.OrderId, Sequence[ids.KeyId]]:
         """The ids of the DELIVERED keys of each order asked, in id order (orders without
         one are absent). Key material is not read."""
         ...
 
-    async def release_order(self, order_id: OrderId) -> Sequence[KeyId]:
+    async def release_order(self, order_id: ids.OrderId) -> Sequence[ids.KeyId]:
         """RESERVED -> AVAILABLE for every key of the order; returns the ids released."""
         ...
 
-    async def deliver_order(self, order_id: OrderId, now: datetime) -> Sequence[KeyId]:
+    async def deliver_order(self, order_id: ids.OrderId, now: datetime) -> Sequence[ids.KeyId]:
         """RESERVED -> DELIVERED for every key of the order; returns the ids delivered."""
         ...
 
@@ -230,14 +223,14 @@ class KeyringRepository(Protocol):
         ...
 
     async def sealed_under(
-        self, master_key_ids: Collection[MasterKeyId], after: KeyId | None, limit: int
+        self, master_key_ids: Collection[MasterKeyId], after: ids.KeyId | None, limit: int
     ) -> Sequence[Key]:
         """Up to `limit` keys with ids above `after`, in id order, whose sealed value names one
         of `master_key_ids`, locked until the transaction ends; keys another transaction
         holds are skipped (so a re-seal never waits for, or blocks on, order traffic)."""
         ...
 
-    async def reseal_key(self, key_id: KeyId, sealed: bytes) -> None:
+    async def reseal_key(self, key_id: ids.KeyId, sealed: bytes) -> None:
         """Replace a key's sealed value (the same plaintext, sealed anew); nothing else."""
         ...
 
@@ -249,13 +242,13 @@ class OfferRepository(Protocol):
         """Persist every mutable field of an existing offer; NotFound if it is not stored."""
         ...
 
-    async def get(self, offer_id: OfferId) -> Offer | None: ...
+    async def get(self, offer_id: ids.OfferId) -> Offer | None: ...
 
-    async def list_for_seller(self, seller_id: SubjectId, page: PageRequest) -> Page[Offer]:
+    async def list_for_seller(self, seller_id: ids.SubjectId, page: PageRequest) -> Page[Offer]:
         """The seller's offers in id (creation) order."""
         ...
 
-    async def lock_stocked(self, pool_id: PoolId | None, page: PageRequest) -> Page[Offer]:
+    async def lock_stocked(self, pool_id: ids.PoolId | None, page: PageRequest) -> Page[Offer]:
         """ACTIVE AUTO_KEY offers of the pool (of every pool when None) in id order, locked
         for this transaction; offers another transaction holds are skipped, so concurrent
         stock sweeps never record the same crossing twice."""
@@ -276,18 +269,18 @@ class OrderRepository(Protocol):
         order holds its upstream order id (nothing written, the transaction stays usable)."""
         ...
 
-    async def get(self, order_id: OrderId, *, for_update: bool = False) -> Order | None:
+    async def get(self, order_id: ids.OrderId, *, for_update: bool = False) -> Order | None:
         """One order; `for_update` locks it until the transaction ends."""
         ...
 
     async def list_for_buyer(
-        self, buyer_id: SubjectId, status: OrderStatus | None, page: PageRequest
+        self, buyer_id: ids.SubjectId, status: OrderStatus | None, page: PageRequest
     ) -> Page[Order]:
         """The buyer's orders, newest first; `page.after` continues below that id."""
         ...
 
     async def list_for_seller(
-        self, seller_id: SubjectId, which: SalesFilter, page: PageRequest
+        self, seller_id: ids.SubjectId, which: SalesFilter, page: PageRequest
     ) -> Page[Order]:
         """The seller's orders matching `which`, newest first; `page.after` continues below
         that id."""
@@ -361,7 +354,7 @@ class AuditLog(Protocol):
         """Append events; nothing is ever updated or deleted."""
         ...
 
-    async def list_events(self, pool_id: PoolId | None, page: PageRequest) -> Page[AuditEvent]:
+    async def list_events(self, pool_id: ids.PoolId | None, page: PageRequest) -> Page[AuditEvent]:
         """Events of one pool (or all, for admins) in id order."""
         ...
 
@@ -369,13 +362,13 @@ class AuditLog(Protocol):
 class EndpointRepository(Protocol):
     async def add(self, endpoint: WebhookEndpoint) -> None: ...
 
-    async def get(self, endpoint_id: EndpointId) -> WebhookEndpoint | None: ...
+    async def get(self, endpoint_id: ids.EndpointId) -> WebhookEndpoint | None: ...
 
     async def save(self, endpoint: WebhookEndpoint) -> None:
         """Persist status, failure and disabling fields of an existing endpoint."""
         ...
 
-    async def list_for_seller(self, seller_id: SubjectId) -> Sequence[WebhookEndpoint]:
+    async def list_for_seller(self, seller_id: ids.SubjectId) -> Sequence[WebhookEndpoint]:
         """Every endpoint of the seller, disabled ones included, in id (creation) order."""
         ...
 
@@ -385,7 +378,7 @@ class EndpointRepository(Protocol):
         """Every endpoint whose signing secret is sealed under one of `master_key_ids`."""
         ...
 
-    async def reseal(self, endpoint_id: EndpointId, sealed_secret: bytes) -> None:
+    async def reseal(self, endpoint_id: ids.EndpointId, sealed_secret: bytes) -> None:
         """Replace an endpoint's sealed secret (the same secret, sealed anew); nothing else."""
         ...
 
@@ -393,7 +386,7 @@ class EndpointRepository(Protocol):
 class DeliveryRepository(Protocol):
     async def add(self, deliveries: Sequence[Delivery]) -> None: ...
 
-    async def get(self, delivery_id: DeliveryId) -> Delivery | None: ...
+    async def get(self, delivery_id: ids.DeliveryId) -> Delivery | None: ...
 
     async def save(self, delivery: Delivery) -> None:
         """Persist every mutable field of an existing delivery."""
@@ -405,7 +398,9 @@ class DeliveryRepository(Protocol):
         never get the same delivery while its lease runs."""
         ...
 
-    async def list_for_endpoint(self, endpoint_id: EndpointId, page: PageRequest) -> Page[Delivery]:
+    async def list_for_endpoint(
+        self, endpoint_id: ids.EndpointId, page: PageRequest
+    ) -> Page[Delivery]:
         """The endpoint's deliveries, newest first; `page.after` continues below that id."""
 
 
@@ -435,12 +430,12 @@ class MerchantRepository(Protocol):
         """The access token with that hash, expired or not; None if unknown."""
         ...
 
-    async def find_linked_offer(self, seller_id: SubjectId, product_id: str) -> Offer | None:
+    async def find_linked_offer(self, seller_id: ids.SubjectId, product_id: str) -> Offer | None:
         """The seller's ACTIVE AUTO_KEY offer whose g2aProductId is `product_id` (at most one
         exists), or None."""
         ...
 
-    async def available_up_to(self, pool_id: PoolId, cap: int) -> int:
+    async def available_up_to(self, pool_id: ids.PoolId, cap: int) -> int:
         """AVAILABLE keys of the pool as this transaction sees them, counting no further than
         `cap` (G2A shows at most 10,000: a large pool costs no more than that to count)."""
         ...
@@ -454,18 +449,20 @@ class MerchantRepository(Protocol):
         ...
 
     async def get_reservation(
-        self, seller_id: SubjectId, reservation_id: str, *, for_update: bool = False
+        self, seller_id: ids.SubjectId, reservation_id: str, *, for_update: bool = False
     ) -> Reservation | None:
         """The seller's reservation; `for_update` locks it until the transaction ends, so an
         order, a release and a renewal of one reservation run one after the other."""
         ...
 
-    async def list_reservations(self, seller_id: SubjectId, page: PageRequest) -> Page[Reservation]:
+    async def list_reservations(
+        self, seller_id: ids.SubjectId, page: PageRequest
+    ) -> Page[Reservation]:
         """The seller's reservations in id (creation) order; ids are UUID text, so
         `page.after` is the UUID of the last one seen."""
         ...
 
-    async def find_ordered(self, seller_id: SubjectId, order_ref: str) -> Reservation | None:
+    async def find_ordered(self, seller_id: ids.SubjectId, order_ref: str) -> Reservation | None:
         """The seller's ORDERED reservation whose id (autokey's order id) or G2A order id is
         `order_ref`; None if there is none."""
         ...
@@ -475,7 +472,7 @@ class MerchantRepository(Protocol):
         ...
 
     async def list_returned_keys(
-        self, seller_id: SubjectId, page: PageRequest
+        self, seller_id: ids.SubjectId, page: PageRequest
     ) -> Page[ReturnedKey]:
         """The seller's returned keys in key id order."""
         ...
@@ -485,7 +482,7 @@ class MerchantRepository(Protocol):
         ...
 
     async def list_notifications(
-        self, seller_id: SubjectId, page: PageRequest
+        self, seller_id: ids.SubjectId, page: PageRequest
     ) -> Page[MerchantNotification]:
         """The seller's notifications in id (arrival) order."""
         ...
@@ -495,20 +492,22 @@ class MerchantRepository(Protocol):
         another offer linked to the same G2A offer id."""
         ...
 
-    async def get_link(self, offer_id: OfferId) -> G2AOfferLink | None: ...
+    async def get_link(self, offer_id: ids.OfferId) -> G2AOfferLink | None: ...
 
     async def list_links(self) -> Sequence[G2AOfferLink]:
         """Every offer's link, in offer id order (one per offer listed on G2A: a small table)."""
         ...
 
-    async def find_link(self, seller_id: SubjectId, g2a_offer_id: str) -> G2AOfferLink | None:
+    async def find_link(self, seller_id: ids.SubjectId, g2a_offer_id: str) -> G2AOfferLink | None:
         """The seller's link to that G2A offer id, or None."""
         ...
 
 
-class UnitOfWork(Protocol):
-    """One transaction. Committed when the `transaction()` block exits normally,
-    rolled back when it raises."""
+@attrs.frozen(kw_only=True)
+class UnitOfWork:
+    """One transaction: the repositories a store hands out for it, all sharing the one
+    transaction. Committed when the `transaction()` block exits normally, rolled back when
+    it raises. A store builds one per transaction from its own repository classes."""
 
     tokens: TokenRepository
     pools: PoolRepository

@@ -44,7 +44,6 @@ from psycopg.types.json import Jsonb
 from psycopg_pool import AsyncConnectionPool
 
 from autokey.adapters.store_errors import failed_statement, refused_value, require_saved
-from autokey.adapters.unit_of_work import Repositories
 from autokey.domain.model.audit import AuditAction, AuditEvent
 from autokey.domain.model.auth import ApiToken, Role
 from autokey.domain.model.errors import (
@@ -1574,7 +1573,7 @@ def _unit_of_work(conn: Conn, pipeline: psycopg.AsyncPipeline | None) -> UnitOfW
     # Imported here: the merchant repository builds on this module's helpers.
     from autokey.adapters.postgres.merchant import PostgresMerchantRepository
 
-    return Repositories(
+    return UnitOfWork(
         tokens=PostgresTokenRepository(conn, pipeline),
         pools=PostgresPoolRepository(conn, pipeline),
         keys=PostgresKeyRepository(conn, pipeline),

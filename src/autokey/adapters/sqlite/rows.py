@@ -18,20 +18,10 @@ from decimal import Decimal
 from typing import Any
 from uuid import UUID
 
+from autokey.domain.model import ids
 from autokey.domain.model.audit import AuditAction, AuditEvent
 from autokey.domain.model.auth import ApiToken, Role
 from autokey.domain.model.idempotency import IdempotencyRecord, IdempotencyState, StoredResponse
-from autokey.domain.model.ids import (
-    DeliveryId,
-    EndpointId,
-    EventId,
-    KeyId,
-    OfferId,
-    OrderId,
-    PoolId,
-    SubjectId,
-    TokenId,
-)
 from autokey.domain.model.keys import Key, KeyPool, KeyStatus
 from autokey.domain.model.offers import DeliveryType, Money, Offer, OfferStatus, StockLevel
 from autokey.domain.model.orders import Order, OrderStatus, UpstreamState
@@ -122,8 +112,8 @@ def token_params(token: ApiToken) -> Params:
 
 def token_from_row(row: sqlite3.Row) -> ApiToken:
     return ApiToken(
-        id=TokenId(uuid_val(row["id"])),
-        subject=SubjectId(uuid_val(row["subject"])),
+        id=ids.TokenId(uuid_val(row["id"])),
+        subject=ids.SubjectId(uuid_val(row["subject"])),
         role=Role(row["role"]),
         name=row["name"],
         secret_hash=row["secret_hash"],
@@ -147,8 +137,8 @@ def pool_params(pool: KeyPool) -> Params:
 
 def pool_from_row(row: sqlite3.Row) -> KeyPool:
     return KeyPool(
-        id=PoolId(uuid_val(row["id"])),
-        seller_id=SubjectId(uuid_val(row["seller_id"])),
+        id=ids.PoolId(uuid_val(row["id"])),
+        seller_id=ids.SubjectId(uuid_val(row["seller_id"])),
         name=row["name"],
         created_at=time_val(row["created_at"]),
     )
@@ -197,13 +187,13 @@ def key_state_params(key: Key) -> Params:
 def key_from_row(row: sqlite3.Row) -> Key:
     order_id = opt_uuid_val(row["order_id"])
     return Key(
-        id=KeyId(uuid_val(row["id"])),
-        pool_id=PoolId(uuid_val(row["pool_id"])),
+        id=ids.KeyId(uuid_val(row["id"])),
+        pool_id=ids.PoolId(uuid_val(row["pool_id"])),
         status=KeyStatus(row["status"]),
         sealed=row["sealed"],
         fingerprint=row["fingerprint"],
         created_at=time_val(row["created_at"]),
-        order_id=None if order_id is None else OrderId(order_id),
+        order_id=None if order_id is None else ids.OrderId(order_id),
         reserved_at=opt_time_val(row["reserved_at"]),
         delivered_at=opt_time_val(row["delivered_at"]),
     )
@@ -237,12 +227,12 @@ def offer_params(offer: Offer) -> Params:
 def offer_from_row(row: sqlite3.Row) -> Offer:
     pool_id = opt_uuid_val(row["key_pool_id"])
     return Offer(
-        id=OfferId(uuid_val(row["id"])),
-        seller_id=SubjectId(uuid_val(row["seller_id"])),
+        id=ids.OfferId(uuid_val(row["id"])),
+        seller_id=ids.SubjectId(uuid_val(row["seller_id"])),
         title=row["title"],
         price=Money(amount=decimal_val(row["price_amount"]), currency=row["price_currency"]),
         delivery_type=DeliveryType(row["delivery_type"]),
-        key_pool_id=None if pool_id is None else PoolId(pool_id),
+        key_pool_id=None if pool_id is None else ids.PoolId(pool_id),
         status=OfferStatus(row["status"]),
         created_at=time_val(row["created_at"]),
         updated_at=time_val(row["updated_at"]),
@@ -283,11 +273,11 @@ def order_params(order: Order) -> Params:
 
 def order_from_row(row: sqlite3.Row) -> Order:
     return Order(
-        id=OrderId(uuid_val(row["id"])),
-        buyer_id=SubjectId(uuid_val(row["buyer_id"])),
-        seller_id=SubjectId(uuid_val(row["seller_id"])),
-        offer_id=OfferId(uuid_val(row["offer_id"])),
-        pool_id=PoolId(uuid_val(row["pool_id"])),
+        id=ids.OrderId(uuid_val(row["id"])),
+        buyer_id=ids.SubjectId(uuid_val(row["buyer_id"])),
+        seller_id=ids.SubjectId(uuid_val(row["seller_id"])),
+        offer_id=ids.OfferId(uuid_val(row["offer_id"])),
+        pool_id=ids.PoolId(uuid_val(row["pool_id"])),
         quantity=row["quantity"],
         unit_price=Money(
             amount=decimal_val(row["unit_price_amount"]), currency=row["unit_price_currency"]
@@ -402,13 +392,13 @@ def audit_from_row(row: sqlite3.Row) -> AuditEvent:
     pool_id = opt_uuid_val(row["pool_id"])
     order_id = opt_uuid_val(row["order_id"])
     return AuditEvent(
-        id=EventId(uuid_val(row["id"])),
+        id=ids.EventId(uuid_val(row["id"])),
         occurred_at=time_val(row["occurred_at"]),
         action=AuditAction(row["action"]),
-        actor=None if actor is None else SubjectId(actor),
-        pool_id=None if pool_id is None else PoolId(pool_id),
-        order_id=None if order_id is None else OrderId(order_id),
-        key_ids=tuple(KeyId(UUID(k)) for k in json.loads(row["key_ids"])),
+        actor=None if actor is None else ids.SubjectId(actor),
+        pool_id=None if pool_id is None else ids.PoolId(pool_id),
+        order_id=None if order_id is None else ids.OrderId(order_id),
+        key_ids=tuple(ids.KeyId(UUID(k)) for k in json.loads(row["key_ids"])),
         details=json.loads(row["details"]),
     )
 
@@ -433,8 +423,8 @@ def endpoint_params(e: WebhookEndpoint) -> Params:
 
 def endpoint_from_row(row: sqlite3.Row) -> WebhookEndpoint:
     return WebhookEndpoint(
-        id=EndpointId(uuid_val(row["id"])),
-        seller_id=SubjectId(uuid_val(row["seller_id"])),
+        id=ids.EndpointId(uuid_val(row["id"])),
+        seller_id=ids.SubjectId(uuid_val(row["seller_id"])),
         url=row["url"],
         event_types=frozenset(OutboundEventType(t) for t in row["event_types"].split()),
         sealed_secret=row["sealed_secret"],
@@ -467,9 +457,9 @@ def delivery_params(d: Delivery) -> Params:
 
 def delivery_from_row(row: sqlite3.Row) -> Delivery:
     return Delivery(
-        id=DeliveryId(uuid_val(row["id"])),
-        endpoint_id=EndpointId(uuid_val(row["endpoint_id"])),
-        seller_id=SubjectId(uuid_val(row["seller_id"])),
+        id=ids.DeliveryId(uuid_val(row["id"])),
+        endpoint_id=ids.EndpointId(uuid_val(row["endpoint_id"])),
+        seller_id=ids.SubjectId(uuid_val(row["seller_id"])),
         event_type=OutboundEventType(row["event_type"]),
         body=row["body"],
         status=DeliveryStatus(row["status"]),

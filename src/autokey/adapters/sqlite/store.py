@@ -34,7 +34,7 @@ import attrs
 from autokey.adapters.key_spool import SpooledKeys, add_staged_in_batches
 from autokey.adapters.sqlite import rows, sql
 from autokey.adapters.store_errors import failed_statement, refused_value, require_saved
-from autokey.adapters.unit_of_work import Repositories
+from autokey.domain.model import ids
 from autokey.domain.model.audit import AuditEvent
 from autokey.domain.model.auth import ApiToken
 from autokey.domain.model.errors import (
@@ -44,16 +44,6 @@ from autokey.domain.model.errors import (
     StoreUnavailable,
 )
 from autokey.domain.model.idempotency import IdempotencyRecord, StoredResponse
-from autokey.domain.model.ids import (
-    DeliveryId,
-    EndpointId,
-    KeyId,
-    OfferId,
-    OrderId,
-    PoolId,
-    SubjectId,
-    TokenId,
-)
 from autokey.domain.model.keys import (
     Key,
     KeyPool,
@@ -69,22 +59,7 @@ from autokey.domain.model.orders import UPSTREAM_ORDER, Order, OrderStatus, Sale
 from autokey.domain.model.outbound import Delivery, WebhookEndpoint
 from autokey.domain.model.pages import Page, PageRequest
 from autokey.domain.model.webhooks import WebhookEvent
-from autokey.ports.store import (
-    AuditLog,
-    DeliveryRepository,
-    EndpointRepository,
-    IdempotencyRepository,
-    KeyRepository,
-    KeyringRepository,
-    KeyStage,
-    OfferRepository,
-    OrderRepository,
-    PoolRepository,
-    Store,
-    TokenRepository,
-    UnitOfWork,
-    WebhookRepository,
-)
+from autokey.ports import store as port
 
 T = TypeVar("T")
 
@@ -204,7 +179,7 @@ def _sorted_ids(found: list[sqlite3.Row]) -> list[UUID]:
 # --- repositories -------------------------------------------------------------------------
 
 
-class SqliteTokenRepository(TokenRepository):
+class SqliteTokenRepository(port.TokenRepository):
     def __init__(self, session: _Session) -> None:
         self._db = session
 
@@ -217,7 +192,7 @@ class SqliteTokenRepository(TokenRepository):
         row = await self._db.fetchone(sql.TOKEN_BY_SECRET_HASH, {"secret_hash": secret_hash})
         return None if row is None else rows.token_from_row(row)
 
-    async def revoke(self, token_id: TokenId, at: datetime) -> bool:
+    async def revoke(self, token_id: ids.TokenId, at: datetime) -> bool:
         changed = await self._db.execute(
             sql.TOKEN_REVOKE, {"at": rows.time_col(at), "id": token_id.bytes}
         )
@@ -226,14 +201,14 @@ class SqliteTokenRepository(TokenRepository):
     async def list_all(self) -> Sequence[ApiToken]:
         return [rows.token_from_row(row) for row in await self._db.fetchall(sql.TOKENS_ALL, {})]
 
-    async def record_use(self, used: Mapping[TokenId, datetime]) -> None:
+    async def record_use(self, used: Mapping[ids.TokenId, datetime]) -> None:
         for token_id, at in used.items():
             await self._db.execute(
                 sql.TOKEN_RECORD_USE, {"at": rows.time_col(at), "id": token_id.bytes}
             )
 
 
-class SqlitePoolRepository(PoolRepository):
+class SqlitePoolRepository(port.PoolRepository):
     def __init__(self, session: _Session) -> None:
         self._db = session
 
@@ -242,11 +217,11 @@ class SqlitePoolRepository(PoolRepository):
             sql.POOL_INSERT, rows.pool_params(pool), resource="pool", resource_id=str(pool.id)
         )
 
-    async def get(self, pool_id: PoolId) -> KeyPool | None:
+    async def get(self, pool_id: ids.PoolId) -> KeyPool | None:
         row = await self._db.fetchone(sql.POOL_GET, {"id": pool_id.bytes})
         return None if row is None else rows.pool_from_row(row)
 
-    async def list_for_seller(self, seller_id: SubjectId, page: PageRequest) -> Page[KeyPool]:
+    async def list_for_seller(self, seller_id: ids.SubjectId, page: PageRequest) -> Page[KeyPool]:
         found = await self._db.fetchall(
             sql.POOLS_OF_SELLER,
             {
@@ -257,13 +232,13 @@ class SqlitePoolRepository(PoolRepository):
         )
         return _page([rows.pool_from_row(r) for r in found], page, lambda p: p.id)
 
-    async def counts(self, pool_id: PoolId) -> PoolCounts:
+    async def counts(self, pool_id: ids.PoolId) -> PoolCounts:
         found = await self._db.fetchall(sql.POOL_COUNTS, {"pool_id": pool_id.bytes})
         return PoolCounts.from_mapping({KeyStatus(r["status"]): r["n"] for r in found})
 
-    async def available_counts(self, pool_ids: Collection[PoolId]) -> Mapping[PoolId, int]:
+    async def available_counts(self, pool_ids: Collection[ids.PoolId]) -> Mapping[ids.PoolId, int]:
         # One counter row per pool: callers ask for a page of offers' pools at most.
-        result: dict[PoolId, int] = {}
+        result: dict[ids.PoolId, int] = {}
         for pool_id in set(pool_ids):
             row = await self._db.fetchone(sql.AVAILABLE_IN_POOL, {"pool_id": pool_id.bytes})
             result[pool_id] = 0 if row is None else row["n"]
@@ -273,14 +248,14 @@ class SqlitePoolRepository(PoolRepository):
         return 0  # the triggers keep exact totals: nothing to fold
 
 
-class SqliteKeyRepository(KeyRepository):
+class SqliteKeyRepository(port.KeyRepository):
     def __init__(self, session: _Session) -> None:
         self._db = session
 
-    async def add_staged(self, stage: KeyStage) -> Sequence[int]:
+    async def add_staged(self, stage: port.KeyStage) -> Sequence[int]:
         return await add_staged_in_batches(stage, self.add_new)
 
-    async def add_new(self, keys: Sequence[Key]) -> frozenset[KeyId]:
+    async def add_new(self, keys: Sequence[Key]) -> frozenset[ids.KeyId]:
         if not keys:
             return frozenset()
         inserted = await self._db.executemany(
@@ -296,9 +271,9 @@ class SqliteKeyRepository(KeyRepository):
         await self._db.executemany(sql.STAGE_KEY_ID, [(k.id.bytes,) for k in keys])
         landed = await self._db.fetchall(sql.STAGED_KEY_IDS_STORED)
         await self._db.execute(sql.CLEAR_STAGED_KEY_IDS)
-        return frozenset(KeyId(rows.uuid_val(r[0])) for r in landed)
+        return frozenset(ids.KeyId(rows.uuid_val(r[0])) for r in landed)
 
-    async def get(self, key_id: KeyId, *, for_update: bool = False) -> Key | None:
+    async def get(self, key_id: ids.KeyId, *, for_update: bool = False) -> Key | None:
         # for_update: the transaction already holds the database's only writer lock.
         row = await self._db.fetchone(sql.KEY_GET, {"id": key_id.bytes})
         return None if row is None else rows.key_from_row(row)
@@ -314,7 +289,7 @@ class SqliteKeyRepository(KeyRepository):
         require_saved(changed, "key", key.id)
 
     async def list_in_pool(
-        self, pool_id: PoolId, status: KeyStatus | None, page: PageRequest
+        self, pool_id: ids.PoolId, status: KeyStatus | None, page: PageRequest
     ) -> Page[Key]:
         params: dict[str, Any] = {
             "pool_id": pool_id.bytes,
@@ -330,8 +305,8 @@ class SqliteKeyRepository(KeyRepository):
         return _page([rows.key_from_row(r) for r in found], page, lambda k: k.id)
 
     async def claim(
-        self, pool_id: PoolId, order_id: OrderId, quantity: int, now: datetime
-    ) -> Sequence[KeyId]:
+        self, pool_id: ids.PoolId, order_id: ids.OrderId, quantity: int, now: datetime
+    ) -> Sequence[ids.KeyId]:
         if quantity <= 0:  # LIMIT of a negative number means "no limit" in SQLite
             return []
         found = await self._db.fetchall(
@@ -343,41 +318,43 @@ class SqliteKeyRepository(KeyRepository):
                 "quantity": quantity,
             },
         )
-        return [KeyId(i) for i in _sorted_ids(found)]
+        return [ids.KeyId(i) for i in _sorted_ids(found)]
 
     async def advance_claim_marks(self) -> int:
         return 0  # claims walk no dead entries here: no mark
 
-    async def count_available(self, pool_id: PoolId) -> int:
+    async def count_available(self, pool_id: ids.PoolId) -> int:
         row = await self._db.fetchone(sql.AVAILABLE_IN_POOL, {"pool_id": pool_id.bytes})
         return 0 if row is None else int(row["n"])
 
-    async def for_order(self, order_id: OrderId) -> Sequence[Key]:
+    async def for_order(self, order_id: ids.OrderId) -> Sequence[Key]:
         found = await self._db.fetchall(sql.KEYS_OF_ORDER, {"order_id": order_id.bytes})
         return [rows.key_from_row(r) for r in found]
 
     async def delivered_to(
-        self, order_ids: Collection[OrderId]
-    ) -> Mapping[OrderId, Sequence[KeyId]]:
-        found: dict[OrderId, Sequence[KeyId]] = {}
+        self, order_ids: Collection[ids.OrderId]
+    ) -> Mapping[ids.OrderId, Sequence[ids.KeyId]]:
+        found: dict[ids.OrderId, Sequence[ids.KeyId]] = {}
         for order_id in set(order_ids):
-            ids = await self._db.fetchall(sql.KEYS_DELIVERED_TO_ORDER, {"order_id": order_id.bytes})
-            if ids:
-                found[order_id] = [KeyId(rows.uuid_val(r["id"])) for r in ids]
+            keys = await self._db.fetchall(
+                sql.KEYS_DELIVERED_TO_ORDER, {"order_id": order_id.bytes}
+            )
+            if keys:
+                found[order_id] = [ids.KeyId(rows.uuid_val(r["id"])) for r in keys]
         return found
 
-    async def release_order(self, order_id: OrderId) -> Sequence[KeyId]:
+    async def release_order(self, order_id: ids.OrderId) -> Sequence[ids.KeyId]:
         found = await self._db.fetchall(sql.KEYS_RELEASE_ORDER, {"order_id": order_id.bytes})
-        return [KeyId(i) for i in _sorted_ids(found)]
+        return [ids.KeyId(i) for i in _sorted_ids(found)]
 
-    async def deliver_order(self, order_id: OrderId, now: datetime) -> Sequence[KeyId]:
+    async def deliver_order(self, order_id: ids.OrderId, now: datetime) -> Sequence[ids.KeyId]:
         found = await self._db.fetchall(
             sql.KEYS_DELIVER_ORDER, {"order_id": order_id.bytes, "now": rows.time_col(now)}
         )
-        return [KeyId(i) for i in _sorted_ids(found)]
+        return [ids.KeyId(i) for i in _sorted_ids(found)]
 
 
-class SqliteKeyringRepository(KeyringRepository):
+class SqliteKeyringRepository(port.KeyringRepository):
     def __init__(self, session: _Session) -> None:
         self._db = session
 
@@ -399,7 +376,7 @@ class SqliteKeyringRepository(KeyringRepository):
         await self._db.execute(sql.INDEX_KEY_RESEAL, {"sealed": sealed})
 
     async def sealed_under(
-        self, master_key_ids: Collection[MasterKeyId], after: KeyId | None, limit: int
+        self, master_key_ids: Collection[MasterKeyId], after: ids.KeyId | None, limit: int
     ) -> Sequence[Key]:
         # Locking: this transaction holds the database's only writer lock.
         params = {
@@ -411,11 +388,11 @@ class SqliteKeyringRepository(KeyringRepository):
             rows.key_from_row(r) for r in await self._db.fetchall(sql.KEYS_SEALED_UNDER, params)
         ]
 
-    async def reseal_key(self, key_id: KeyId, sealed: bytes) -> None:
+    async def reseal_key(self, key_id: ids.KeyId, sealed: bytes) -> None:
         await self._db.execute(sql.KEY_RESEAL, {"id": key_id.bytes, "sealed": sealed})
 
 
-class SqliteOfferRepository(OfferRepository):
+class SqliteOfferRepository(port.OfferRepository):
     def __init__(self, session: _Session) -> None:
         self._db = session
 
@@ -432,11 +409,11 @@ class SqliteOfferRepository(OfferRepository):
         )
         require_saved(changed, "offer", offer.id)
 
-    async def get(self, offer_id: OfferId) -> Offer | None:
+    async def get(self, offer_id: ids.OfferId) -> Offer | None:
         row = await self._db.fetchone(sql.OFFER_GET, {"id": offer_id.bytes})
         return None if row is None else rows.offer_from_row(row)
 
-    async def list_for_seller(self, seller_id: SubjectId, page: PageRequest) -> Page[Offer]:
+    async def list_for_seller(self, seller_id: ids.SubjectId, page: PageRequest) -> Page[Offer]:
         found = await self._db.fetchall(
             sql.OFFERS_OF_SELLER,
             {
@@ -447,7 +424,7 @@ class SqliteOfferRepository(OfferRepository):
         )
         return _page([rows.offer_from_row(r) for r in found], page, lambda o: o.id)
 
-    async def lock_stocked(self, pool_id: PoolId | None, page: PageRequest) -> Page[Offer]:
+    async def lock_stocked(self, pool_id: ids.PoolId | None, page: PageRequest) -> Page[Offer]:
         found = await self._db.fetchall(
             sql.OFFERS_STOCKED,
             {
@@ -459,7 +436,7 @@ class SqliteOfferRepository(OfferRepository):
         return _page([rows.offer_from_row(r) for r in found], page, lambda o: o.id)
 
 
-class SqliteOrderRepository(OrderRepository):
+class SqliteOrderRepository(port.OrderRepository):
     def __init__(self, session: _Session) -> None:
         self._db = session
 
@@ -493,13 +470,13 @@ class SqliteOrderRepository(OrderRepository):
         if holder is not None and rows.uuid_val(holder["id"]) != order.id:
             raise DuplicateResource(resource=UPSTREAM_ORDER, id=upstream_id)
 
-    async def get(self, order_id: OrderId, *, for_update: bool = False) -> Order | None:
+    async def get(self, order_id: ids.OrderId, *, for_update: bool = False) -> Order | None:
         # for_update: the transaction already holds the database's only writer lock.
         row = await self._db.fetchone(sql.ORDER_GET, {"id": order_id.bytes})
         return None if row is None else rows.order_from_row(row)
 
     async def list_for_buyer(
-        self, buyer_id: SubjectId, status: OrderStatus | None, page: PageRequest
+        self, buyer_id: ids.SubjectId, status: OrderStatus | None, page: PageRequest
     ) -> Page[Order]:
         params: dict[str, Any] = {
             "buyer_id": buyer_id.bytes,
@@ -515,7 +492,7 @@ class SqliteOrderRepository(OrderRepository):
         return _page([rows.order_from_row(r) for r in found], page, lambda o: o.id)
 
     async def list_for_seller(
-        self, seller_id: SubjectId, which: SalesFilter, page: PageRequest
+        self, seller_id: ids.SubjectId, which: SalesFilter, page: PageRequest
     ) -> Page[Order]:
         found = await self._db.fetchall(
             sql.ORDERS_OF_SELLER,
@@ -555,7 +532,7 @@ class SqliteOrderRepository(OrderRepository):
         return [rows.order_from_row(r) for r in found]
 
 
-class SqliteWebhookRepository(WebhookRepository):
+class SqliteWebhookRepository(port.WebhookRepository):
     def __init__(self, session: _Session) -> None:
         self._db = session
 
@@ -576,7 +553,7 @@ class SqliteWebhookRepository(WebhookRepository):
         return None if row is None else rows.event_from_row(row)
 
 
-class SqliteIdempotencyRepository(IdempotencyRepository):
+class SqliteIdempotencyRepository(port.IdempotencyRepository):
     def __init__(self, session: _Session) -> None:
         self._db = session
 
@@ -614,7 +591,7 @@ class SqliteIdempotencyRepository(IdempotencyRepository):
         return await self._db.execute(sql.IDEMPOTENCY_PURGE, {"now": rows.time_col(now)})
 
 
-class SqliteAuditLog(AuditLog):
+class SqliteAuditLog(port.AuditLog):
     def __init__(self, session: _Session) -> None:
         self._db = session
 
@@ -624,7 +601,7 @@ class SqliteAuditLog(AuditLog):
                 sql.AUDIT_INSERT, [rows.audit_params(e) for e in events], resource="audit_event"
             )
 
-    async def list_events(self, pool_id: PoolId | None, page: PageRequest) -> Page[AuditEvent]:
+    async def list_events(self, pool_id: ids.PoolId | None, page: PageRequest) -> Page[AuditEvent]:
         params: dict[str, Any] = {"after": rows.cursor_after(page.after), "limit": _limit(page)}
         if pool_id is None:
             found = await self._db.fetchall(sql.AUDIT_ALL, params)
@@ -633,14 +610,14 @@ class SqliteAuditLog(AuditLog):
         return _page([rows.audit_from_row(r) for r in found], page, lambda e: e.id)
 
 
-class SqliteEndpointRepository(EndpointRepository):
+class SqliteEndpointRepository(port.EndpointRepository):
     def __init__(self, session: _Session) -> None:
         self._db = session
 
     async def add(self, endpoint: WebhookEndpoint) -> None:
         await self._db.execute(sql.ENDPOINT_INSERT, rows.endpoint_params(endpoint))
 
-    async def get(self, endpoint_id: EndpointId) -> WebhookEndpoint | None:
+    async def get(self, endpoint_id: ids.EndpointId) -> WebhookEndpoint | None:
         row = await self._db.fetchone(sql.ENDPOINT_GET, {"id": endpoint_id.bytes})
         return None if row is None else rows.endpoint_from_row(row)
 
@@ -648,7 +625,7 @@ class SqliteEndpointRepository(EndpointRepository):
         changed = await self._db.execute(sql.ENDPOINT_SAVE, rows.endpoint_params(endpoint))
         require_saved(changed, "webhook_endpoint", endpoint.id)
 
-    async def list_for_seller(self, seller_id: SubjectId) -> Sequence[WebhookEndpoint]:
+    async def list_for_seller(self, seller_id: ids.SubjectId) -> Sequence[WebhookEndpoint]:
         found = await self._db.fetchall(sql.ENDPOINTS_OF_SELLER, {"seller_id": seller_id.bytes})
         return [rows.endpoint_from_row(r) for r in found]
 
@@ -658,14 +635,14 @@ class SqliteEndpointRepository(EndpointRepository):
         found = map(rows.endpoint_from_row, await self._db.fetchall(sql.ENDPOINTS_ALL))
         return [e for e in found if sealed_with(e.sealed_secret) in master_key_ids]
 
-    async def reseal(self, endpoint_id: EndpointId, sealed_secret: bytes) -> None:
+    async def reseal(self, endpoint_id: ids.EndpointId, sealed_secret: bytes) -> None:
         changed = await self._db.execute(
             sql.ENDPOINT_RESEAL, {"sealed": sealed_secret, "id": endpoint_id.bytes}
         )
         require_saved(changed, "webhook_endpoint", endpoint_id)
 
 
-class SqliteDeliveryRepository(DeliveryRepository):
+class SqliteDeliveryRepository(port.DeliveryRepository):
     def __init__(self, session: _Session) -> None:
         self._db = session
 
@@ -673,7 +650,7 @@ class SqliteDeliveryRepository(DeliveryRepository):
         for delivery in deliveries:
             await self._db.execute(sql.DELIVERY_INSERT, rows.delivery_params(delivery))
 
-    async def get(self, delivery_id: DeliveryId) -> Delivery | None:
+    async def get(self, delivery_id: ids.DeliveryId) -> Delivery | None:
         row = await self._db.fetchone(sql.DELIVERY_GET, {"id": delivery_id.bytes})
         return None if row is None else rows.delivery_from_row(row)
 
@@ -692,7 +669,9 @@ class SqliteDeliveryRepository(DeliveryRepository):
             await self.save(delivery)
         return leased
 
-    async def list_for_endpoint(self, endpoint_id: EndpointId, page: PageRequest) -> Page[Delivery]:
+    async def list_for_endpoint(
+        self, endpoint_id: ids.EndpointId, page: PageRequest
+    ) -> Page[Delivery]:
         found = await self._db.fetchall(
             sql.DELIVERIES_OF_ENDPOINT,
             {
@@ -704,11 +683,11 @@ class SqliteDeliveryRepository(DeliveryRepository):
         return _page([rows.delivery_from_row(r) for r in found], page, lambda d: d.id)
 
 
-def _unit_of_work(session: _Session) -> UnitOfWork:
+def _unit_of_work(session: _Session) -> port.UnitOfWork:
     # Imported here: the merchant repository builds on this module's helpers.
     from autokey.adapters.sqlite.merchant import SqliteMerchantRepository
 
-    return Repositories(
+    return port.UnitOfWork(
         tokens=SqliteTokenRepository(session),
         pools=SqlitePoolRepository(session),
         keys=SqliteKeyRepository(session),
@@ -776,7 +755,7 @@ def load_migrations() -> tuple[Migration, ...]:
 # --- the store ----------------------------------------------------------------------------
 
 
-class SqliteStore(Store):
+class SqliteStore(port.Store):
     """`open()` a file (created if absent), `migrate()`, then `transaction()` per unit of work.
 
     Transactions of one store are serialised (one connection); do not open a transaction
@@ -826,11 +805,11 @@ class SqliteStore(Store):
             raise StoreUnavailable(store=STORE_NAME)
         return self._conn
 
-    def stage_keys(self) -> KeyStage:
+    def stage_keys(self) -> port.KeyStage:
         return SpooledKeys()
 
     @asynccontextmanager
-    async def transaction(self) -> AsyncIterator[UnitOfWork]:
+    async def transaction(self) -> AsyncIterator[port.UnitOfWork]:
         async with self._lock:
             conn = self._connection()
             await self._begin(conn)
@@ -868,7 +847,7 @@ class SqliteStore(Store):
         except (sqlite3.Error, ValueError):
             pass
 
-    def bulk_transaction(self) -> AbstractAsyncContextManager[UnitOfWork]:
+    def bulk_transaction(self) -> AbstractAsyncContextManager[port.UnitOfWork]:
         return self.transaction()
 
     async def ping(self) -> None:

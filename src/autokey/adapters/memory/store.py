@@ -26,6 +26,7 @@ from autokey.domain.model.keys import (
     Key,
     KeyPool,
     KeyStatus,
+    KeyTransition,
     MasterKeyId,
     PinnedIndexKey,
     PoolCounts,
@@ -242,7 +243,7 @@ class MemoryKeyRepository(port.KeyRepository):
             (
                 k
                 for k in self._t.keys.values()
-                if k.pool_id == pool_id and k.status is KeyStatus.AVAILABLE
+                if k.pool_id == pool_id and k.status is KeyTransition.RESERVE.source
             ),
             key=lambda k: (k.created_at, k.id),
         )[:quantity]
@@ -274,7 +275,7 @@ class MemoryKeyRepository(port.KeyRepository):
 
     async def release_order(self, order_id: ids.OrderId) -> Sequence[ids.KeyId]:
         released = []
-        for key in self._of_order(order_id, KeyStatus.RESERVED):
+        for key in self._of_order(order_id, KeyTransition.RELEASE.source):
             free = _copy(key)
             free.release()
             self._j.put_key(self._t, free)
@@ -283,7 +284,7 @@ class MemoryKeyRepository(port.KeyRepository):
 
     async def deliver_order(self, order_id: ids.OrderId, now: datetime) -> Sequence[ids.KeyId]:
         delivered = []
-        for key in self._of_order(order_id, KeyStatus.RESERVED):
+        for key in self._of_order(order_id, KeyTransition.DELIVER.source):
             done = _copy(key)
             done.deliver(now)
             self._j.put_key(self._t, done)

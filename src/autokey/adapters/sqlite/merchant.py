@@ -10,11 +10,13 @@ from typing import Any, Final
 from uuid import UUID
 
 from autokey.adapters.merchant_rows import lines_from, lines_text
+from autokey.adapters.sql_literals import literal
 from autokey.adapters.sqlite import rows, sql
 from autokey.adapters.sqlite import store as base
 from autokey.domain.model import merchant
 from autokey.domain.model.ids import KeyId, OfferId, PoolId, SubjectId
-from autokey.domain.model.offers import Offer
+from autokey.domain.model.keys import KeyStatus
+from autokey.domain.model.offers import DeliveryType, Offer, OfferStatus
 from autokey.domain.model.pages import Page, PageRequest
 from autokey.ports.store import MerchantRepository
 
@@ -42,12 +44,13 @@ WHERE token_hash = :token_hash
 _LINKED_OFFER: Final = f"""
 SELECT {sql.OFFER_COLUMNS}
 FROM offers
-WHERE seller_id = :seller_id AND g2a_product_id = :product_id AND status = 'active'
-  AND delivery_type = 'AUTO_KEY'
+WHERE seller_id = :seller_id AND g2a_product_id = :product_id
+  AND status = {literal(OfferStatus.ACTIVE)} AND delivery_type = {literal(DeliveryType.AUTO_KEY)}
 """
-_AVAILABLE_UP_TO: Final = """
+_AVAILABLE_UP_TO: Final = f"""
 SELECT count(*) FROM (
-    SELECT 1 FROM keys WHERE pool_id = :pool_id AND status = 'AVAILABLE' LIMIT :cap
+    SELECT 1 FROM keys
+    WHERE pool_id = :pool_id AND status = {literal(KeyStatus.AVAILABLE)} LIMIT :cap
 )
 """
 _RESERVATION_COLUMNS: Final = (
@@ -73,7 +76,8 @@ ORDER BY id LIMIT :limit
 """
 _ORDERED: Final = f"""
 SELECT {_RESERVATION_COLUMNS} FROM g2a_reservations
-WHERE seller_id = :seller_id AND state = 'ordered' AND (id = :ref OR g2a_order_id = :g2a_ref)
+WHERE seller_id = :seller_id AND state = {literal(merchant.ReservationState.ORDERED)}
+    AND (id = :ref OR g2a_order_id = :g2a_ref)
 ORDER BY id = :ref DESC
 LIMIT 1
 """

@@ -310,7 +310,7 @@ class SqliteKeyRepository(port.KeyRepository):
         if quantity <= 0:  # LIMIT of a negative number means "no limit" in SQLite
             return []
         found = await self._db.fetchall(
-            sql.KEYS_CLAIM,
+            sql.KEY_RESERVE,
             {
                 "pool_id": pool_id.bytes,
                 "order_id": order_id.bytes,
@@ -344,12 +344,12 @@ class SqliteKeyRepository(port.KeyRepository):
         return found
 
     async def release_order(self, order_id: ids.OrderId) -> Sequence[ids.KeyId]:
-        found = await self._db.fetchall(sql.KEYS_RELEASE_ORDER, {"order_id": order_id.bytes})
+        found = await self._db.fetchall(sql.KEY_RELEASE, {"order_id": order_id.bytes})
         return [ids.KeyId(i) for i in _sorted_ids(found)]
 
     async def deliver_order(self, order_id: ids.OrderId, now: datetime) -> Sequence[ids.KeyId]:
         found = await self._db.fetchall(
-            sql.KEYS_DELIVER_ORDER, {"order_id": order_id.bytes, "now": rows.time_col(now)}
+            sql.KEY_DELIVER, {"order_id": order_id.bytes, "now": rows.time_col(now)}
         )
         return [ids.KeyId(i) for i in _sorted_ids(found)]
 

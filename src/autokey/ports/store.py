@@ -6,6 +6,11 @@ Conventions for every repository:
 - writes that violate a uniqueness rule raise `DuplicateResource`;
 - `save` overwrites an entity that is stored; saving one that is not stored raises
   `NotFound` (naming it) and writes nothing, so a lost update is never silent;
+- `for_update` on a read makes the entity this transaction's until it ends: another
+  transaction asking for it with `for_update` waits, so a read followed by a save loses
+  no update. Methods that "pass over" entities another transaction is claiming or changing
+  return without waiting for it, and return fewer;
+- a transaction sees its own writes, and other transactions' only once they commit;
 - driver errors never cross the port: a value the database refuses as data (a NUL
   character, a number out of its range) raises `UnstorableValue`; a statement it refuses as
   wrong (a bug, a schema out of step) raises `StoreFault`; only an unreachable, timed-out
@@ -84,10 +89,12 @@ class RevocationWatch(Protocol):
 
 class PoolRepository(Protocol):
     async def add(self, pool: KeyPool) -> None:
-        """Store a new pool."""
+        """Store a new pool. Raises DuplicateResource if its id is stored."""
         ...
 
-    async def get(self, pool_id: ids.PoolId) -> KeyPool | None: ...
+    async def get(self, pool_id: ids.PoolId) -> KeyPool | None:
+        """The pool with that id, of any seller; None if unknown."""
+        ...
 
     async def list_for_seller(self, seller_id: ids.SubjectId, page: PageRequest) -> Page[KeyPool]:
         """The seller's pools in id (creation) order."""
@@ -143,7 +150,8 @@ class KeyRepository(Protocol):
         ...
 
     async def get(self, key_id: ids.KeyId, *, for_update: bool = False) -> Key | None:
-        """One key; `for_update` locks it until the transaction ends."""
+        """The key with that id (material included), or None if unknown. `for_update` makes
+        it this transaction's until it ends (see the module docstring)."""
         ...
 
     async def find_by_fingerprint(self, fingerprint: bytes) -> Key | None:
@@ -164,10 +172,12 @@ class KeyRepository(Protocol):
     async def claim(
         self, pool_id: ids.PoolId, order_id: ids.OrderId, quantity: int, now: datetime
     ) -> Sequence[ids.KeyId]:
-        """Reserve up to `quantity` AVAILABLE keys of the pool for `order_id`, oldest first
-        by `(created_at, id)`, skipping keys another open transaction holds. May return fewer
-        than asked: the caller decides (with `count_available`) whether the pool is empty or
-        merely busy."""
+        """Reserve up to `quantity` AVAILABLE keys of the pool for `order_id` (the model's
+        `KeyTransition.RESERVE`), oldest first by `(created_at, id)`; returns their ids.
+        Keys another transaction is claiming or changing are passed over, not waited for, so
+        it may return fewer than asked (none for an unknown pool): the caller decides (with
+        `count_available`) whether the pool is empty or merely busy. Not idempotent: each
+        call reserves more keys."""
         ...
 
     async def advance_claim_marks(self) -> int:
@@ -178,11 +188,13 @@ class KeyRepository(Protocol):
         ...
 
     async def count_available(self, pool_id: ids.PoolId) -> int:
-        """AVAILABLE keys of the pool as this transaction sees them, locked ones included."""
+        """AVAILABLE keys of the pool as this transaction sees them, counting those another
+        transaction is claiming but has not committed; 0 for an unknown pool."""
         ...
 
     async def for_order(self, order_id: ids.OrderId) -> Sequence[Key]:
-        """The keys reserved for or delivered to an order, in id order."""
+        """The keys reserved for or delivered to an order, in id order; empty for an order
+        without keys or an unknown one."""
         ...
 
     async def delivered_to(
@@ -193,11 +205,15 @@ class KeyRepository(Protocol):
         ...
 
     async def release_order(self, order_id: ids.OrderId) -> Sequence[ids.KeyId]:
-        """RESERVED -> AVAILABLE for every key of the order; returns the ids released."""
+        """RESERVED -> AVAILABLE (`KeyTransition.RELEASE`) for every key of the order; returns
+        the ids released. Idempotent: a second call finds none and returns
+        nothing."""
         ...
 
     async def deliver_order(self, order_id: ids.OrderId, now: datetime) -> Sequence[ids.KeyId]:
-        """RESERVED -> DELIVERED for every key of the order; returns the ids delivered."""
+        """RESERVED -> DELIVERED (`KeyTransition.DELIVER`) at `now` for every key of the
+        order; returns the ids delivered. Idempotent: a second call finds none
+        and returns nothing (`delivered_to` lists what was delivered)."""
         ...
 
 
@@ -226,8 +242,9 @@ class KeyringRepository(Protocol):
         self, master_key_ids: Collection[MasterKeyId], after: ids.KeyId | None, limit: int
     ) -> Sequence[Key]:
         """Up to `limit` keys with ids above `after`, in id order, whose sealed value names one
-        of `master_key_ids`, locked until the transaction ends; keys another transaction
-        holds are skipped (so a re-seal never waits for, or blocks on, order traffic)."""
+        of `master_key_ids`, made this transaction's until it ends; keys another transaction
+        is claiming or changing are passed over, so a re-seal never waits for order traffic
+        (a later pass picks them up)."""
         ...
 
     async def reseal_key(self, key_id: ids.KeyId, sealed: bytes) -> None:
@@ -236,22 +253,26 @@ class KeyringRepository(Protocol):
 
 
 class OfferRepository(Protocol):
-    async def add(self, offer: Offer) -> None: ...
+    async def add(self, offer: Offer) -> None:
+        """Store a new offer. Raises DuplicateResource if its id is stored."""
+        ...
 
     async def save(self, offer: Offer) -> None:
         """Persist every mutable field of an existing offer; NotFound if it is not stored."""
         ...
 
-    async def get(self, offer_id: ids.OfferId) -> Offer | None: ...
+    async def get(self, offer_id: ids.OfferId) -> Offer | None:
+        """The offer with that id, of any seller; None if unknown."""
+        ...
 
     async def list_for_seller(self, seller_id: ids.SubjectId, page: PageRequest) -> Page[Offer]:
         """The seller's offers in id (creation) order."""
         ...
 
     async def lock_stocked(self, pool_id: ids.PoolId | None, page: PageRequest) -> Page[Offer]:
-        """ACTIVE AUTO_KEY offers of the pool (of every pool when None) in id order, locked
-        for this transaction; offers another transaction holds are skipped, so concurrent
-        stock sweeps never record the same crossing twice."""
+        """ACTIVE AUTO_KEY offers of the pool (of every pool when None) in id order, made
+        this transaction's until it ends; offers another transaction is sweeping or changing
+        are passed over, so concurrent stock sweeps never record the same crossing twice."""
         ...
 
 
@@ -270,7 +291,8 @@ class OrderRepository(Protocol):
         ...
 
     async def get(self, order_id: ids.OrderId, *, for_update: bool = False) -> Order | None:
-        """One order; `for_update` locks it until the transaction ends."""
+        """The order with that id, of any buyer; None if unknown. `for_update` makes it this
+        transaction's until it ends (see the module docstring)."""
         ...
 
     async def list_for_buyer(
@@ -288,14 +310,16 @@ class OrderRepository(Protocol):
 
     async def lock_expired(self, now: datetime, limit: int) -> Sequence[Order]:
         """Up to `limit` PENDING orders whose reservation has ended at `now`
-        (`reserved_until <= now`, as `Order.is_expired` says), oldest first, locked for this
-        transaction; orders another transaction holds are skipped, so sweepers never collide."""
+        (`reserved_until <= now`, as `Order.is_expired` says), oldest first, made this
+        transaction's until it ends; orders another transaction is sweeping or changing are
+        passed over, so sweepers never collide."""
         ...
 
     async def find_by_upstream_id(
         self, upstream_order_id: str, *, for_update: bool = False
     ) -> Order | None:
-        """The order whose marketplace order id is `upstream_order_id` (unique), or None."""
+        """The order whose marketplace order id is `upstream_order_id` (unique), or None.
+        `for_update` makes it this transaction's until it ends (see the module docstring)."""
         ...
 
     async def list_fulfilling(self, limit: int) -> Sequence[Order]:
@@ -318,20 +342,25 @@ class WebhookRepository(Protocol):
         callers with the same event_id: exactly one gets True."""
         ...
 
-    async def get_event(self, event_id: str) -> WebhookEvent | None: ...
+    async def get_event(self, event_id: str) -> WebhookEvent | None:
+        """The event stored under `event_id`; None if unknown."""
+        ...
 
 
 class IdempotencyRepository(Protocol):
     async def get(
         self, scope: str, key: str, *, for_update: bool = False
-    ) -> IdempotencyRecord | None: ...
+    ) -> IdempotencyRecord | None:
+        """The record of `key` in `scope`, expired or not; None if there is none.
+        `for_update` makes it this transaction's until it ends (see the module docstring)."""
+        ...
 
     async def insert(self, record: IdempotencyRecord) -> bool:
         """Insert unless a record with the same scope and key exists; True if inserted."""
         ...
 
     async def replace(self, record: IdempotencyRecord) -> None:
-        """Overwrite the record with the same scope and key."""
+        """Store the record, replacing any with the same scope and key (idempotent)."""
         ...
 
     async def complete(self, claim: IdempotencyRecord, response: StoredResponse) -> bool:
@@ -360,12 +389,17 @@ class AuditLog(Protocol):
 
 
 class EndpointRepository(Protocol):
-    async def add(self, endpoint: WebhookEndpoint) -> None: ...
+    async def add(self, endpoint: WebhookEndpoint) -> None:
+        """Store a new endpoint; its id must not be stored yet."""
+        ...
 
-    async def get(self, endpoint_id: ids.EndpointId) -> WebhookEndpoint | None: ...
+    async def get(self, endpoint_id: ids.EndpointId) -> WebhookEndpoint | None:
+        """The endpoint with that id, of any seller, disabled or not; None if unknown."""
+        ...
 
     async def save(self, endpoint: WebhookEndpoint) -> None:
-        """Persist status, failure and disabling fields of an existing endpoint."""
+        """Persist status, failure and disabling fields of an existing endpoint; NotFound if
+        it is not stored."""
         ...
 
     async def list_for_seller(self, seller_id: ids.SubjectId) -> Sequence[WebhookEndpoint]:
@@ -375,7 +409,8 @@ class EndpointRepository(Protocol):
     async def sealed_under(
         self, master_key_ids: Collection[MasterKeyId]
     ) -> Sequence[WebhookEndpoint]:
-        """Every endpoint whose signing secret is sealed under one of `master_key_ids`."""
+        """Every endpoint whose signing secret is sealed under one of `master_key_ids`; empty
+        when there is none."""
         ...
 
     async def reseal(self, endpoint_id: ids.EndpointId, sealed_secret: bytes) -> None:
@@ -384,12 +419,18 @@ class EndpointRepository(Protocol):
 
 
 class DeliveryRepository(Protocol):
-    async def add(self, deliveries: Sequence[Delivery]) -> None: ...
+    async def add(self, deliveries: Sequence[Delivery]) -> None:
+        """Store new deliveries (none for an empty sequence); their ids must not be stored
+        yet."""
+        ...
 
-    async def get(self, delivery_id: ids.DeliveryId) -> Delivery | None: ...
+    async def get(self, delivery_id: ids.DeliveryId) -> Delivery | None:
+        """The delivery with that id, in any state; None if unknown."""
+        ...
 
     async def save(self, delivery: Delivery) -> None:
-        """Persist every mutable field of an existing delivery."""
+        """Persist every mutable field of an existing delivery; NotFound if it is not
+        stored."""
         ...
 
     async def lease_due(self, now: datetime, until: datetime, limit: int) -> Sequence[Delivery]:
@@ -401,7 +442,9 @@ class DeliveryRepository(Protocol):
     async def list_for_endpoint(
         self, endpoint_id: ids.EndpointId, page: PageRequest
     ) -> Page[Delivery]:
-        """The endpoint's deliveries, newest first; `page.after` continues below that id."""
+        """The endpoint's deliveries, newest first; `page.after` continues below that id.
+        Empty for an endpoint without deliveries or an unknown one."""
+        ...
 
 
 class MerchantRepository(Protocol):
@@ -445,14 +488,16 @@ class MerchantRepository(Protocol):
         ...
 
     async def save_reservation(self, reservation: Reservation) -> None:
-        """Persist state, expiry and G2A order id of an existing reservation."""
+        """Persist state, expiry and G2A order id of an existing reservation (a reservation
+        read in this transaction)."""
         ...
 
     async def get_reservation(
         self, seller_id: ids.SubjectId, reservation_id: str, *, for_update: bool = False
     ) -> Reservation | None:
-        """The seller's reservation; `for_update` locks it until the transaction ends, so an
-        order, a release and a renewal of one reservation run one after the other."""
+        """The seller's reservation; None if unknown or another seller's. `for_update` makes
+        it this transaction's until it ends, so an order, a release and a renewal of one
+        reservation run one after the other."""
         ...
 
     async def list_reservations(
@@ -492,7 +537,9 @@ class MerchantRepository(Protocol):
         another offer linked to the same G2A offer id."""
         ...
 
-    async def get_link(self, offer_id: ids.OfferId) -> G2AOfferLink | None: ...
+    async def get_link(self, offer_id: ids.OfferId) -> G2AOfferLink | None:
+        """The offer's link to its G2A offer; None if the offer is not listed on G2A."""
+        ...
 
     async def list_links(self) -> Sequence[G2AOfferLink]:
         """Every offer's link, in offer id order (one per offer listed on G2A: a small table)."""

@@ -227,7 +227,7 @@ class SqliteMerchantRepository(MerchantRepository):
         row = await self._db.fetchone(
             _LINKED_OFFER, {"seller_id": seller_id.bytes, "product_id": product_id}
         )
-        return None if row is None else rows.offer_from_row(row)
+        return None if row is None else rows.entity_of(row, Offer)
 
     async def available_up_to(self, pool_id: PoolId, cap: int) -> int:
         row = await self._db.fetchone(_AVAILABLE_UP_TO, {"pool_id": pool_id.bytes, "cap": cap})

@@ -185,12 +185,12 @@ class SqliteTokenRepository(port.TokenRepository):
 
     async def add(self, token: ApiToken) -> None:
         await self._db.execute(
-            sql.TOKEN_INSERT, rows.token_params(token), resource="token", resource_id=str(token.id)
+            sql.TOKEN_INSERT, rows.params(token), resource="token", resource_id=str(token.id)
         )
 
     async def find_by_secret_hash(self, secret_hash: bytes) -> ApiToken | None:
         row = await self._db.fetchone(sql.TOKEN_BY_SECRET_HASH, {"secret_hash": secret_hash})
-        return None if row is None else rows.token_from_row(row)
+        return None if row is None else rows.entity_of(row, ApiToken)
 
     async def revoke(self, token_id: ids.TokenId, at: datetime) -> bool:
         changed = await self._db.execute(
@@ -199,7 +199,7 @@ class SqliteTokenRepository(port.TokenRepository):
         return changed == 1
 
     async def list_all(self) -> Sequence[ApiToken]:
-        return [rows.token_from_row(row) for row in await self._db.fetchall(sql.TOKENS_ALL, {})]
+        return rows.entities_of(await self._db.fetchall(sql.TOKENS_ALL, {}), ApiToken)
 
     async def record_use(self, used: Mapping[ids.TokenId, datetime]) -> None:
         for token_id, at in used.items():
@@ -214,12 +214,12 @@ class SqlitePoolRepository(port.PoolRepository):
 
     async def add(self, pool: KeyPool) -> None:
         await self._db.execute(
-            sql.POOL_INSERT, rows.pool_params(pool), resource="pool", resource_id=str(pool.id)
+            sql.POOL_INSERT, rows.params(pool), resource="pool", resource_id=str(pool.id)
         )
 
     async def get(self, pool_id: ids.PoolId) -> KeyPool | None:
         row = await self._db.fetchone(sql.POOL_GET, {"id": pool_id.bytes})
-        return None if row is None else rows.pool_from_row(row)
+        return None if row is None else rows.entity_of(row, KeyPool)
 
     async def list_for_seller(self, seller_id: ids.SubjectId, page: PageRequest) -> Page[KeyPool]:
         found = await self._db.fetchall(
@@ -230,7 +230,7 @@ class SqlitePoolRepository(port.PoolRepository):
                 "limit": _limit(page),
             },
         )
-        return _page([rows.pool_from_row(r) for r in found], page, lambda p: p.id)
+        return _page(rows.entities_of(found, KeyPool), page, lambda p: p.id)
 
     async def counts(self, pool_id: ids.PoolId) -> PoolCounts:
         found = await self._db.fetchall(sql.POOL_COUNTS, {"pool_id": pool_id.bytes})
@@ -276,15 +276,15 @@ class SqliteKeyRepository(port.KeyRepository):
     async def get(self, key_id: ids.KeyId, *, for_update: bool = False) -> Key | None:
         # for_update: the transaction already holds the database's only writer lock.
         row = await self._db.fetchone(sql.KEY_GET, {"id": key_id.bytes})
-        return None if row is None else rows.key_from_row(row)
+        return None if row is None else rows.entity_of(row, Key)
 
     async def find_by_fingerprint(self, fingerprint: bytes) -> Key | None:
         row = await self._db.fetchone(sql.KEY_BY_FINGERPRINT, {"fingerprint": fingerprint})
-        return None if row is None else rows.key_from_row(row)
+        return None if row is None else rows.entity_of(row, Key)
 
     async def save(self, key: Key) -> None:
         changed = await self._db.execute(
-            sql.KEY_SAVE, rows.key_state_params(key), resource="key", resource_id=str(key.id)
+            sql.KEY_SAVE, rows.params(key), resource="key", resource_id=str(key.id)
         )
         require_saved(changed, "key", key.id)
 
@@ -302,7 +302,7 @@ class SqliteKeyRepository(port.KeyRepository):
             found = await self._db.fetchall(
                 sql.KEYS_IN_POOL_WITH_STATUS, {**params, "status": status.value}
             )
-        return _page([rows.key_from_row(r) for r in found], page, lambda k: k.id)
+        return _page(rows.entities_of(found, Key), page, lambda k: k.id)
 
     async def claim(
         self, pool_id: ids.PoolId, order_id: ids.OrderId, quantity: int, now: datetime
@@ -329,7 +329,7 @@ class SqliteKeyRepository(port.KeyRepository):
 
     async def for_order(self, order_id: ids.OrderId) -> Sequence[Key]:
         found = await self._db.fetchall(sql.KEYS_OF_ORDER, {"order_id": order_id.bytes})
-        return [rows.key_from_row(r) for r in found]
+        return rows.entities_of(found, Key)
 
     async def delivered_to(
         self, order_ids: Collection[ids.OrderId]
@@ -384,9 +384,7 @@ class SqliteKeyringRepository(port.KeyringRepository):
             "ids": json.dumps(sorted(master_key_ids)),
             "limit": limit,
         }
-        return [
-            rows.key_from_row(r) for r in await self._db.fetchall(sql.KEYS_SEALED_UNDER, params)
-        ]
+        return rows.entities_of(await self._db.fetchall(sql.KEYS_SEALED_UNDER, params), Key)
 
     async def reseal_key(self, key_id: ids.KeyId, sealed: bytes) -> None:
         await self._db.execute(sql.KEY_RESEAL, {"id": key_id.bytes, "sealed": sealed})
@@ -398,11 +396,11 @@ class SqliteOfferRepository(port.OfferRepository):
 
     async def add(self, offer: Offer) -> None:
         await self._db.execute(
-            sql.OFFER_INSERT, rows.offer_params(offer), resource="offer", resource_id=str(offer.id)
+            sql.OFFER_INSERT, rows.params(offer), resource="offer", resource_id=str(offer.id)
         )
 
     async def save(self, offer: Offer) -> None:
-        params = rows.offer_params(offer)
+        params = rows.params(offer)
         del params["seller_id"], params["created_at"]
         changed = await self._db.execute(
             sql.OFFER_SAVE, params, resource="offer", resource_id=str(offer.id)
@@ -411,7 +409,7 @@ class SqliteOfferRepository(port.OfferRepository):
 
     async def get(self, offer_id: ids.OfferId) -> Offer | None:
         row = await self._db.fetchone(sql.OFFER_GET, {"id": offer_id.bytes})
-        return None if row is None else rows.offer_from_row(row)
+        return None if row is None else rows.entity_of(row, Offer)
 
     async def list_for_seller(self, seller_id: ids.SubjectId, page: PageRequest) -> Page[Offer]:
         found = await self._db.fetchall(
@@ -422,7 +420,7 @@ class SqliteOfferRepository(port.OfferRepository):
                 "limit": _limit(page),
             },
         )
-        return _page([rows.offer_from_row(r) for r in found], page, lambda o: o.id)
+        return _page(rows.entities_of(found, Offer), page, lambda o: o.id)
 
     async def lock_stocked(self, pool_id: ids.PoolId | None, page: PageRequest) -> Page[Offer]:
         found = await self._db.fetchall(
@@ -433,7 +431,7 @@ class SqliteOfferRepository(port.OfferRepository):
                 "limit": _limit(page),
             },
         )
-        return _page([rows.offer_from_row(r) for r in found], page, lambda o: o.id)
+        return _page(rows.entities_of(found, Offer), page, lambda o: o.id)
 
 
 class SqliteOrderRepository(port.OrderRepository):
@@ -443,12 +441,12 @@ class SqliteOrderRepository(port.OrderRepository):
     async def add(self, order: Order) -> None:
         await self._check_upstream_id(order)
         await self._db.execute(
-            sql.ORDER_INSERT, rows.order_params(order), resource="order", resource_id=str(order.id)
+            sql.ORDER_INSERT, rows.params(order), resource="order", resource_id=str(order.id)
         )
 
     async def save(self, order: Order) -> None:
         await self._check_upstream_id(order)
-        params = rows.order_params(order)
+        params = rows.params(order)
         for immutable in ("buyer_id", "seller_id", "offer_id", "pool_id", "quantity"):
             del params[immutable]
         for immutable in ("unit_price_amount", "unit_price_currency", "created_at"):
@@ -473,7 +471,7 @@ class SqliteOrderRepository(port.OrderRepository):
     async def get(self, order_id: ids.OrderId, *, for_update: bool = False) -> Order | None:
         # for_update: the transaction already holds the database's only writer lock.
         row = await self._db.fetchone(sql.ORDER_GET, {"id": order_id.bytes})
-        return None if row is None else rows.order_from_row(row)
+        return None if row is None else rows.entity_of(row, Order)
 
     async def list_for_buyer(
         self, buyer_id: ids.SubjectId, status: OrderStatus | None, page: PageRequest
@@ -489,7 +487,7 @@ class SqliteOrderRepository(port.OrderRepository):
             found = await self._db.fetchall(
                 sql.ORDERS_OF_BUYER_WITH_STATUS, {**params, "status": status.value}
             )
-        return _page([rows.order_from_row(r) for r in found], page, lambda o: o.id)
+        return _page(rows.entities_of(found, Order), page, lambda o: o.id)
 
     async def list_for_seller(
         self, seller_id: ids.SubjectId, which: SalesFilter, page: PageRequest
@@ -508,7 +506,7 @@ class SqliteOrderRepository(port.OrderRepository):
                 "limit": _limit(page),
             },
         )
-        return _page([rows.order_from_row(r) for r in found], page, lambda o: o.id)
+        return _page(rows.entities_of(found, Order), page, lambda o: o.id)
 
     async def lock_expired(self, now: datetime, limit: int) -> Sequence[Order]:
         # Rows are "locked" by the writer lock this transaction holds: no sweeper collides.
@@ -517,7 +515,7 @@ class SqliteOrderRepository(port.OrderRepository):
         found = await self._db.fetchall(
             sql.ORDERS_EXPIRED, {"now": rows.time_col(now), "limit": limit}
         )
-        return [rows.order_from_row(r) for r in found]
+        return rows.entities_of(found, Order)
 
     async def find_by_upstream_id(
         self, upstream_order_id: str, *, for_update: bool = False
@@ -525,11 +523,11 @@ class SqliteOrderRepository(port.OrderRepository):
         row = await self._db.fetchone(
             sql.ORDER_BY_UPSTREAM_ID, {"upstream_order_id": upstream_order_id}
         )
-        return None if row is None else rows.order_from_row(row)
+        return None if row is None else rows.entity_of(row, Order)
 
     async def list_fulfilling(self, limit: int) -> Sequence[Order]:
         found = await self._db.fetchall(sql.ORDERS_FULFILLING, {"limit": max(limit, 0)})
-        return [rows.order_from_row(r) for r in found]
+        return rows.entities_of(found, Order)
 
 
 class SqliteWebhookRepository(port.WebhookRepository):
@@ -546,11 +544,11 @@ class SqliteWebhookRepository(port.WebhookRepository):
         return await self._db.execute(sql.NONCES_PRUNE, {"before": rows.time_col(seen_before)})
 
     async def add_event(self, event: WebhookEvent) -> bool:
-        return await self._db.execute(sql.EVENT_ADD, rows.event_params(event)) == 1
+        return await self._db.execute(sql.EVENT_ADD, rows.params(event)) == 1
 
     async def get_event(self, event_id: str) -> WebhookEvent | None:
         row = await self._db.fetchone(sql.EVENT_GET, {"event_id": event_id})
-        return None if row is None else rows.event_from_row(row)
+        return None if row is None else rows.entity_of(row, WebhookEvent)
 
 
 class SqliteIdempotencyRepository(port.IdempotencyRepository):
@@ -561,12 +559,12 @@ class SqliteIdempotencyRepository(port.IdempotencyRepository):
         self, scope: str, key: str, *, for_update: bool = False
     ) -> IdempotencyRecord | None:
         row = await self._db.fetchone(sql.IDEMPOTENCY_GET, {"scope": scope, "key": key})
-        return None if row is None else rows.idempotency_from_row(row)
+        return None if row is None else rows.entity_of(row, IdempotencyRecord)
 
     async def insert(self, record: IdempotencyRecord) -> bool:
         changed = await self._db.execute(
             sql.IDEMPOTENCY_INSERT,
-            rows.idempotency_params(record),
+            rows.params(record),
             resource="idempotency_record",
             resource_id=record.key,
         )
@@ -575,17 +573,17 @@ class SqliteIdempotencyRepository(port.IdempotencyRepository):
     async def replace(self, record: IdempotencyRecord) -> None:
         await self._db.execute(
             sql.IDEMPOTENCY_REPLACE,
-            rows.idempotency_params(record),
+            rows.params(record),
             resource="idempotency_record",
             resource_id=record.key,
         )
 
     async def complete(self, claim: IdempotencyRecord, response: StoredResponse) -> bool:
-        params = {**rows.claim_params(claim), **rows.response_params(response)}
+        params = rows.params(attrs.evolve(claim, response=response))
         return await self._db.execute(sql.IDEMPOTENCY_COMPLETE, params) == 1
 
     async def release(self, claim: IdempotencyRecord) -> None:
-        await self._db.execute(sql.IDEMPOTENCY_RELEASE, rows.claim_params(claim))
+        await self._db.execute(sql.IDEMPOTENCY_RELEASE, rows.params(claim))
 
     async def purge_expired(self, now: datetime) -> int:
         return await self._db.execute(sql.IDEMPOTENCY_PURGE, {"now": rows.time_col(now)})
@@ -598,7 +596,7 @@ class SqliteAuditLog(port.AuditLog):
     async def append(self, events: Sequence[AuditEvent]) -> None:
         if events:
             await self._db.executemany(
-                sql.AUDIT_INSERT, [rows.audit_params(e) for e in events], resource="audit_event"
+                sql.AUDIT_INSERT, [rows.params(e) for e in events], resource="audit_event"
             )
 
     async def list_events(self, pool_id: ids.PoolId | None, page: PageRequest) -> Page[AuditEvent]:
@@ -607,7 +605,7 @@ class SqliteAuditLog(port.AuditLog):
             found = await self._db.fetchall(sql.AUDIT_ALL, params)
         else:
             found = await self._db.fetchall(sql.AUDIT_OF_POOL, {**params, "pool_id": pool_id.bytes})
-        return _page([rows.audit_from_row(r) for r in found], page, lambda e: e.id)
+        return _page(rows.entities_of(found, AuditEvent), page, lambda e: e.id)
 
 
 class SqliteEndpointRepository(port.EndpointRepository):
@@ -615,24 +613,24 @@ class SqliteEndpointRepository(port.EndpointRepository):
         self._db = session
 
     async def add(self, endpoint: WebhookEndpoint) -> None:
-        await self._db.execute(sql.ENDPOINT_INSERT, rows.endpoint_params(endpoint))
+        await self._db.execute(sql.ENDPOINT_INSERT, rows.params(endpoint))
 
     async def get(self, endpoint_id: ids.EndpointId) -> WebhookEndpoint | None:
         row = await self._db.fetchone(sql.ENDPOINT_GET, {"id": endpoint_id.bytes})
-        return None if row is None else rows.endpoint_from_row(row)
+        return None if row is None else rows.entity_of(row, WebhookEndpoint)
 
     async def save(self, endpoint: WebhookEndpoint) -> None:
-        changed = await self._db.execute(sql.ENDPOINT_SAVE, rows.endpoint_params(endpoint))
+        changed = await self._db.execute(sql.ENDPOINT_SAVE, rows.params(endpoint))
         require_saved(changed, "webhook_endpoint", endpoint.id)
 
     async def list_for_seller(self, seller_id: ids.SubjectId) -> Sequence[WebhookEndpoint]:
         found = await self._db.fetchall(sql.ENDPOINTS_OF_SELLER, {"seller_id": seller_id.bytes})
-        return [rows.endpoint_from_row(r) for r in found]
+        return rows.entities_of(found, WebhookEndpoint)
 
     async def sealed_under(
         self, master_key_ids: Collection[MasterKeyId]
     ) -> Sequence[WebhookEndpoint]:
-        found = map(rows.endpoint_from_row, await self._db.fetchall(sql.ENDPOINTS_ALL))
+        found = rows.entities_of(await self._db.fetchall(sql.ENDPOINTS_ALL), WebhookEndpoint)
         return [e for e in found if sealed_with(e.sealed_secret) in master_key_ids]
 
     async def reseal(self, endpoint_id: ids.EndpointId, sealed_secret: bytes) -> None:
@@ -648,14 +646,14 @@ class SqliteDeliveryRepository(port.DeliveryRepository):
 
     async def add(self, deliveries: Sequence[Delivery]) -> None:
         for delivery in deliveries:
-            await self._db.execute(sql.DELIVERY_INSERT, rows.delivery_params(delivery))
+            await self._db.execute(sql.DELIVERY_INSERT, rows.params(delivery))
 
     async def get(self, delivery_id: ids.DeliveryId) -> Delivery | None:
         row = await self._db.fetchone(sql.DELIVERY_GET, {"id": delivery_id.bytes})
-        return None if row is None else rows.delivery_from_row(row)
+        return None if row is None else rows.entity_of(row, Delivery)
 
     async def save(self, delivery: Delivery) -> None:
-        changed = await self._db.execute(sql.DELIVERY_SAVE, rows.delivery_params(delivery))
+        changed = await self._db.execute(sql.DELIVERY_SAVE, rows.params(delivery))
         require_saved(changed, "delivery", delivery.id)
 
     async def lease_due(self, now: datetime, until: datetime, limit: int) -> Sequence[Delivery]:
@@ -664,7 +662,7 @@ class SqliteDeliveryRepository(port.DeliveryRepository):
         found = await self._db.fetchall(
             sql.DELIVERIES_DUE, {"now": rows.time_col(now), "limit": limit}
         )
-        leased = [attrs.evolve(rows.delivery_from_row(r), leased_until=until) for r in found]
+        leased = [attrs.evolve(d, leased_until=until) for d in rows.entities_of(found, Delivery)]
         for delivery in leased:
             await self.save(delivery)
         return leased
@@ -680,7 +678,7 @@ class SqliteDeliveryRepository(port.DeliveryRepository):
                 "limit": _limit(page),
             },
         )
-        return _page([rows.delivery_from_row(r) for r in found], page, lambda d: d.id)
+        return _page(rows.entities_of(found, Delivery), page, lambda d: d.id)
 
 
 def _unit_of_work(session: _Session) -> port.UnitOfWork:

@@ -263,6 +263,8 @@ def _gathering(
     structure: Callable[[Params, Any], T], spread: Mapping[str, tuple[str, ...]]
 ) -> Callable[[Params, Any], T]:
     def from_row(values: Params, kind: Any) -> T:
+        """`values` is a fresh dict of one row: its part columns are replaced, in place, by
+        the tuple of parts the value's hook builds from (None when they are all NULL)."""
         for name, columns in spread.items():
             parts = tuple([values.pop(column) for column in columns])
             values[name] = None if parts.count(None) == len(parts) else parts

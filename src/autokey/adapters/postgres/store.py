@@ -44,13 +44,12 @@ from autokey.adapters.postgres.repositories import (
     PostgresTokenRepository,
     PostgresWebhookRepository,
 )
-from autokey.adapters.unit_of_work import Repositories
 from autokey.domain.model.errors import StoreUnavailable
 from autokey.ports.store import KeyStage, Store, UnitOfWork
 
 
 def _unit_of_work(conn: Conn, pipeline: psycopg.AsyncPipeline | None) -> UnitOfWork:
-    return Repositories(
+    return UnitOfWork(
         tokens=PostgresTokenRepository(conn, pipeline),
         pools=PostgresPoolRepository(conn, pipeline),
         keys=PostgresKeyRepository(conn, pipeline),

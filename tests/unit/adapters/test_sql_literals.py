@@ -1,6 +1,6 @@
 """Status values in SQL are tied to their domain enums (issue 13).
 
-Three checks over the SQLite adapter and both engines' migrations:
+Three checks over both SQL adapters and both engines' migrations:
 - a statement's source never spells an enum value as a quoted literal: it writes
   `{literal(KeyStatus.AVAILABLE)}` so that renaming a member breaks the build, not the data;
 - every literal compared with, or assigned to, an enum column in the final statement text is a
@@ -23,7 +23,8 @@ from types import ModuleType
 import pytest
 
 import autokey.domain.model
-from autokey.adapters.sqlite import merchant, sql
+import autokey.adapters.postgres
+import autokey.adapters.sqlite
 from autokey.domain.model.auth import Role
 from autokey.domain.model.idempotency import IdempotencyState
 from autokey.domain.model.keys import KeyStatus
@@ -33,12 +34,18 @@ from autokey.domain.model.orders import OrderStatus, UpstreamState
 from autokey.domain.model.outbound import DeliveryStatus, EndpointStatus
 from autokey.domain.model.webhooks import WebhookEventType, WebhookOutcome
 
-STATEMENT_MODULES = (sql, merchant)
+STATEMENT_MODULES = tuple(
+    importlib.import_module(f"{package.__name__}.{info.name}")
+    for package in (autokey.adapters.sqlite, autokey.adapters.postgres)
+    for info in pkgutil.iter_modules(package.__path__)
+)
+"""Every module of the SQL adapters: statements, repositories, connections, migrations."""
 
 ENUM_COLUMNS: Mapping[tuple[str, str], type[enum.StrEnum]] = {
     ("api_tokens", "role"): Role,
     ("keys", "status"): KeyStatus,
     ("key_counts", "status"): KeyStatus,
+    ("key_count_deltas", "status"): KeyStatus,
     ("offers", "status"): OfferStatus,
     ("offers", "delivery_type"): DeliveryType,
     ("offers", "stock_level"): StockLevel,

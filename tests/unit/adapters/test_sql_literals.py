@@ -22,9 +22,9 @@ from types import ModuleType
 
 import pytest
 
-import autokey.domain.model
 import autokey.adapters.postgres
 import autokey.adapters.sqlite
+import autokey.domain.model
 from autokey.domain.model.auth import Role
 from autokey.domain.model.idempotency import IdempotencyState
 from autokey.domain.model.keys import KeyStatus

@@ -5,14 +5,6 @@ from __future__ import annotations
 
 import grimp
 
-KNOWN_CIRCLES = {
-    # Each merchant repository builds on its store module's helpers, and the store module
-    # builds the merchant repository. Issue 13 §1 reshapes these modules; remove the entries
-    # as the circles go.
-    frozenset({"autokey.adapters.memory.store", "autokey.adapters.memory.merchant"}),
-    frozenset({"autokey.adapters.sqlite.store", "autokey.adapters.sqlite.merchant"}),
-}
-
 
 def import_circles(graph: grimp.ImportGraph) -> set[frozenset[str]]:
     """Each set of modules that import one another, directly or through others."""
@@ -26,10 +18,7 @@ def import_circles(graph: grimp.ImportGraph) -> set[frozenset[str]]:
 def test_no_autokey_module_imports_itself_through_others() -> None:
     circles = import_circles(grimp.build_graph("autokey", cache_dir=None))
 
-    new = [sorted(circle) for circle in circles - KNOWN_CIRCLES]
-    assert not new, f"import circles: {new}"
-    gone = [sorted(circle) for circle in KNOWN_CIRCLES - circles]
-    assert not gone, f"these circles are broken now, remove them from KNOWN_CIRCLES: {gone}"
+    assert not circles, f"import circles: {[sorted(circle) for circle in circles]}"
 
 
 def test_a_circle_is_the_modules_on_it_and_no_module_it_merely_reaches() -> None:

@@ -8,28 +8,18 @@ from uuid import UUID
 
 import attrs
 
-from autokey.adapters.memory import store as base
+from autokey.adapters.memory.tables import Journal, Tables, copy, page_of
 from autokey.domain.model import merchant
 from autokey.domain.model.errors import DuplicateResource
-from autokey.domain.model.ids import KeyId, OfferId, PoolId, SubjectId
+from autokey.domain.model.ids import OfferId, PoolId, SubjectId
 from autokey.domain.model.keys import KeyStatus
 from autokey.domain.model.offers import DeliveryType, Offer, OfferStatus
 from autokey.domain.model.pages import Page, PageRequest
 from autokey.ports.store import MerchantRepository
 
 
-@attrs.define
-class MerchantTables:
-    credentials: dict[str, merchant.MerchantCredential] = attrs.Factory(dict)
-    tokens: dict[bytes, merchant.MerchantAccessToken] = attrs.Factory(dict)
-    reservations: dict[str, merchant.Reservation] = attrs.Factory(dict)
-    returned: dict[KeyId, merchant.ReturnedKey] = attrs.Factory(dict)
-    notifications: list[merchant.MerchantNotification] = attrs.Factory(list)
-    links: dict[OfferId, merchant.G2AOfferLink] = attrs.Factory(dict)
-
-
 class MemoryMerchantRepository(MerchantRepository):
-    def __init__(self, t: base._Tables, j: base._Journal) -> None:
+    def __init__(self, t: Tables, j: Journal) -> None:
         self._m, self._offers, self._keys, self._j = t.merchant, t.offers, t.keys, j
 
     async def add_credential(self, credential: merchant.MerchantCredential) -> None:
@@ -64,7 +54,7 @@ class MemoryMerchantRepository(MerchantRepository):
                 and offer.status is OfferStatus.ACTIVE
                 and offer.delivery_type is DeliveryType.AUTO_KEY
             ):
-                return base._copy(offer)
+                return copy(offer)
         return None
 
     async def available_up_to(self, pool_id: PoolId, cap: int) -> int:
@@ -78,22 +68,22 @@ class MemoryMerchantRepository(MerchantRepository):
     async def add_reservation(self, reservation: merchant.Reservation) -> None:
         if reservation.id in self._m.reservations:
             raise DuplicateResource(resource="reservation", id=reservation.id)
-        self._j.put(self._m.reservations, reservation.id, base._copy(reservation))
+        self._j.put(self._m.reservations, reservation.id, copy(reservation))
 
     async def save_reservation(self, reservation: merchant.Reservation) -> None:
-        self._j.put(self._m.reservations, reservation.id, base._copy(reservation))
+        self._j.put(self._m.reservations, reservation.id, copy(reservation))
 
     async def get_reservation(
         self, seller_id: SubjectId, reservation_id: str, *, for_update: bool = False
     ) -> merchant.Reservation | None:
         found = self._m.reservations.get(reservation_id)
-        return base._copy(found) if found is not None and found.seller_id == seller_id else None
+        return copy(found) if found is not None and found.seller_id == seller_id else None
 
     async def list_reservations(
         self, seller_id: SubjectId, page: PageRequest
     ) -> Page[merchant.Reservation]:
         mine = [r for r in self._m.reservations.values() if r.seller_id == seller_id]
-        return base._page(mine, page, lambda r: UUID(r.id))
+        return page_of(mine, page, lambda r: UUID(r.id))
 
     async def find_ordered(
         self, seller_id: SubjectId, order_ref: str
@@ -104,7 +94,7 @@ class MemoryMerchantRepository(MerchantRepository):
                 and r.state is merchant.ReservationState.ORDERED
                 and order_ref in (r.id, str(r.g2a_order_id))
             ):
-                return base._copy(r)
+                return copy(r)
         return None
 
     async def add_returned_keys(self, returned: Sequence[merchant.ReturnedKey]) -> int:
@@ -117,7 +107,7 @@ class MemoryMerchantRepository(MerchantRepository):
         self, seller_id: SubjectId, page: PageRequest
     ) -> Page[merchant.ReturnedKey]:
         mine = [r for r in self._m.returned.values() if r.seller_id == seller_id]
-        return base._page(mine, page, lambda r: r.key_id)
+        return page_of(mine, page, lambda r: r.key_id)
 
     async def add_notification(self, notification: merchant.MerchantNotification) -> None:
         self._j.append(self._m.notifications, [notification])
@@ -126,25 +116,25 @@ class MemoryMerchantRepository(MerchantRepository):
         self, seller_id: SubjectId, page: PageRequest
     ) -> Page[merchant.MerchantNotification]:
         mine = [n for n in self._m.notifications if n.seller_id == seller_id]
-        return base._page(mine, page, lambda n: n.id)
+        return page_of(mine, page, lambda n: n.id)
 
     async def save_link(self, link: merchant.G2AOfferLink) -> None:
         other = await self.find_link(link.seller_id, link.g2a_offer_id)
         if other is not None and other.offer_id != link.offer_id:
             raise DuplicateResource(resource="g2a_offer", id=link.g2a_offer_id)
-        self._j.put(self._m.links, link.offer_id, base._copy(link))
+        self._j.put(self._m.links, link.offer_id, copy(link))
 
     async def get_link(self, offer_id: OfferId) -> merchant.G2AOfferLink | None:
         found = self._m.links.get(offer_id)
-        return None if found is None else base._copy(found)
+        return None if found is None else copy(found)
 
     async def list_links(self) -> Sequence[merchant.G2AOfferLink]:
-        return [base._copy(self._m.links[k]) for k in sorted(self._m.links)]
+        return [copy(self._m.links[k]) for k in sorted(self._m.links)]
 
     async def find_link(
         self, seller_id: SubjectId, g2a_offer_id: str
     ) -> merchant.G2AOfferLink | None:
         for link in self._m.links.values():
             if link.seller_id == seller_id and link.g2a_offer_id == g2a_offer_id:
-                return base._copy(link)
+                return copy(link)
         return None

@@ -7,20 +7,19 @@ semantics (atomicity, isolation) match the SQL adapters the contract suite compa
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable, Collection, Mapping, Sequence
+from collections.abc import AsyncIterator, Collection, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from datetime import datetime
-from typing import Any, TypeVar
-from uuid import UUID
 
 import attrs
 
 from autokey.adapters.key_spool import SpooledKeys, add_staged_in_batches
-from autokey.adapters.memory.merchant import MemoryMerchantRepository, MerchantTables
+from autokey.adapters.memory.merchant import MemoryMerchantRepository
+from autokey.adapters.memory.tables import Journal, Tables, copy, page_of, stored
 from autokey.domain.model import ids
 from autokey.domain.model.audit import AuditEvent
 from autokey.domain.model.auth import ApiToken
-from autokey.domain.model.errors import DuplicateResource, NotFound
+from autokey.domain.model.errors import DuplicateResource
 from autokey.domain.model.idempotency import IdempotencyRecord, IdempotencyState, StoredResponse
 from autokey.domain.model.keys import (
     Key,
@@ -39,98 +38,9 @@ from autokey.domain.model.pages import Page, PageRequest
 from autokey.domain.model.webhooks import WebhookEvent
 from autokey.ports import store as port
 
-T = TypeVar("T")
-_MISSING: Any = object()
-
-
-@attrs.define
-class _Tables:
-    tokens: dict[bytes, ApiToken] = attrs.Factory(dict)
-    pools: dict[ids.PoolId, KeyPool] = attrs.Factory(dict)
-    keys: dict[ids.KeyId, Key] = attrs.Factory(dict)
-    key_counts: dict[tuple[ids.PoolId, KeyStatus], int] = attrs.Factory(dict)
-    """Keys per pool and status, kept by `put_key` so counting never walks `keys`."""
-    fingerprints: dict[bytes, ids.KeyId] = attrs.Factory(dict)
-    offers: dict[ids.OfferId, Offer] = attrs.Factory(dict)
-    orders: dict[ids.OrderId, Order] = attrs.Factory(dict)
-    idempotency: dict[tuple[str, str], IdempotencyRecord] = attrs.Factory(dict)
-    audit: list[AuditEvent] = attrs.Factory(list)
-    nonces: dict[str, datetime] = attrs.Factory(dict)
-    events: dict[str, WebhookEvent] = attrs.Factory(dict)
-    endpoints: dict[ids.EndpointId, WebhookEndpoint] = attrs.Factory(dict)
-    deliveries: dict[ids.DeliveryId, Delivery] = attrs.Factory(dict)
-    index_key: dict[int, PinnedIndexKey] = attrs.Factory(dict)
-    """At most one entry, under key 1 (the journal undoes dict writes)."""
-    merchant: MerchantTables = attrs.Factory(MerchantTables)
-
-
-class _Journal:
-    """Undo log of one transaction: every write records how to revert itself."""
-
-    def __init__(self) -> None:
-        self._undo: list[Callable[[], None]] = []
-
-    def put(self, table: dict[Any, Any], key: Any, value: Any) -> None:
-        old = table.get(key, _MISSING)
-        self._undo.append(lambda: self._restore(table, key, old))
-        table[key] = value
-
-    def delete(self, table: dict[Any, Any], key: Any) -> None:
-        if key in table:
-            old = table.pop(key)
-            self._undo.append(lambda: table.__setitem__(key, old))
-
-    def append(self, items: list[Any], values: Sequence[Any]) -> None:
-        size = len(items)
-        items.extend(values)
-        self._undo.append(lambda: items.__delitem__(slice(size, None)))
-
-    @staticmethod
-    def _restore(table: dict[Any, Any], key: Any, old: Any) -> None:
-        if old is _MISSING:
-            table.pop(key, None)
-        else:
-            table[key] = old
-
-    def put_key(self, t: _Tables, key: Key) -> None:
-        """Store `key` (journalled) and move the counts of its old and new status."""
-        old = t.keys.get(key.id)
-        moves = [] if old is None else [((old.pool_id, old.status), -1)]
-        for slot, step in [*moves, ((key.pool_id, key.status), 1)]:
-            self.put(t.key_counts, slot, t.key_counts.get(slot, 0) + step)
-        self.put(t.keys, key.id, key)
-
-    def rollback(self) -> None:
-        while self._undo:
-            self._undo.pop()()
-
-
-def _copy(entity: T) -> T:
-    """Entities are mutable: hand out and store copies so callers cannot edit the store."""
-    return attrs.evolve(entity)  # type: ignore[misc]
-
-
-def _stored(table: Mapping[Any, T], entity_id: UUID, resource: str) -> T:
-    """The stored entity `save` is about to overwrite; NotFound if there is none."""
-    if entity_id not in table:
-        raise NotFound(resource=resource, id=str(entity_id))
-    return table[entity_id]
-
-
-def _page(
-    items: Sequence[T], page: PageRequest, key: Callable[[T], UUID], *, desc: bool = False
-) -> Page[T]:
-    ordered = sorted(items, key=key, reverse=desc)
-    if page.after is not None:
-        after = page.after
-        ordered = [i for i in ordered if (key(i) < after if desc else key(i) > after)]
-    chunk = [_copy(i) for i in ordered[: page.limit]]
-    more = len(ordered) > page.limit
-    return Page(items=chunk, next_after=key(chunk[-1]) if more and chunk else None)
-
 
 class MemoryTokenRepository(port.TokenRepository):
-    def __init__(self, t: _Tables, j: _Journal) -> None:
+    def __init__(self, t: Tables, j: Journal) -> None:
         self._t, self._j = t, j
 
     async def add(self, token: ApiToken) -> None:
@@ -159,7 +69,7 @@ class MemoryTokenRepository(port.TokenRepository):
 
 
 class MemoryPoolRepository(port.PoolRepository):
-    def __init__(self, t: _Tables, j: _Journal) -> None:
+    def __init__(self, t: Tables, j: Journal) -> None:
         self._t, self._j = t, j
 
     async def add(self, pool: KeyPool) -> None:
@@ -172,7 +82,7 @@ class MemoryPoolRepository(port.PoolRepository):
 
     async def list_for_seller(self, seller_id: ids.SubjectId, page: PageRequest) -> Page[KeyPool]:
         mine = [p for p in self._t.pools.values() if p.seller_id == seller_id]
-        return _page(mine, page, lambda p: p.id)
+        return page_of(mine, page, lambda p: p.id)
 
     async def counts(self, pool_id: ids.PoolId) -> PoolCounts:
         counts = self._t.key_counts
@@ -186,7 +96,7 @@ class MemoryPoolRepository(port.PoolRepository):
 
 
 class MemoryKeyRepository(port.KeyRepository):
-    def __init__(self, t: _Tables, j: _Journal) -> None:
+    def __init__(self, t: Tables, j: Journal) -> None:
         self._t, self._j = t, j
 
     async def add_staged(self, stage: port.KeyStage) -> Sequence[int]:
@@ -197,20 +107,20 @@ class MemoryKeyRepository(port.KeyRepository):
         for key in keys:
             if key.fingerprint not in self._t.fingerprints:
                 self._j.put(self._t.fingerprints, key.fingerprint, key.id)
-                self._j.put_key(self._t, _copy(key))
+                self._j.put_key(self._t, copy(key))
                 stored.append(key.id)
         return frozenset(stored)
 
     async def get(self, key_id: ids.KeyId, *, for_update: bool = False) -> Key | None:
         key = self._t.keys.get(key_id)
-        return None if key is None else _copy(key)
+        return None if key is None else copy(key)
 
     async def find_by_fingerprint(self, fingerprint: bytes) -> Key | None:
         key_id = self._t.fingerprints.get(fingerprint)
-        return None if key_id is None else _copy(self._t.keys[key_id])
+        return None if key_id is None else copy(self._t.keys[key_id])
 
     async def save(self, key: Key) -> None:
-        current = _stored(self._t.keys, key.id, "key")
+        current = stored(self._t.keys, key.id, "key")
         self._j.put_key(
             self._t,
             attrs.evolve(
@@ -230,7 +140,7 @@ class MemoryKeyRepository(port.KeyRepository):
             for k in self._t.keys.values()
             if k.pool_id == pool_id and (status is None or k.status is status)
         ]
-        return _page(rows, page, lambda k: k.id)
+        return page_of(rows, page, lambda k: k.id)
 
     def _of_order(self, order_id: ids.OrderId, status: KeyStatus) -> list[Key]:
         rows = [k for k in self._t.keys.values() if k.order_id == order_id and k.status is status]
@@ -248,7 +158,7 @@ class MemoryKeyRepository(port.KeyRepository):
             key=lambda k: (k.created_at, k.id),
         )[:quantity]
         for key in free:
-            claimed = _copy(key)
+            claimed = copy(key)
             claimed.reserve(order_id, now)
             self._j.put_key(self._t, claimed)
         return [k.id for k in free]
@@ -261,7 +171,7 @@ class MemoryKeyRepository(port.KeyRepository):
 
     async def for_order(self, order_id: ids.OrderId) -> Sequence[Key]:
         rows = [k for k in self._t.keys.values() if k.order_id == order_id]
-        return [_copy(k) for k in sorted(rows, key=lambda k: k.id)]
+        return [copy(k) for k in sorted(rows, key=lambda k: k.id)]
 
     async def delivered_to(
         self, order_ids: Collection[ids.OrderId]
@@ -276,7 +186,7 @@ class MemoryKeyRepository(port.KeyRepository):
     async def release_order(self, order_id: ids.OrderId) -> Sequence[ids.KeyId]:
         released = []
         for key in self._of_order(order_id, KeyTransition.RELEASE.source):
-            free = _copy(key)
+            free = copy(key)
             free.release()
             self._j.put_key(self._t, free)
             released.append(key.id)
@@ -285,7 +195,7 @@ class MemoryKeyRepository(port.KeyRepository):
     async def deliver_order(self, order_id: ids.OrderId, now: datetime) -> Sequence[ids.KeyId]:
         delivered = []
         for key in self._of_order(order_id, KeyTransition.DELIVER.source):
-            done = _copy(key)
+            done = copy(key)
             done.deliver(now)
             self._j.put_key(self._t, done)
             delivered.append(key.id)
@@ -293,7 +203,7 @@ class MemoryKeyRepository(port.KeyRepository):
 
 
 class MemoryKeyringRepository(port.KeyringRepository):
-    def __init__(self, t: _Tables, j: _Journal) -> None:
+    def __init__(self, t: Tables, j: Journal) -> None:
         self._t, self._j = t, j
 
     async def master_key_ids(self) -> frozenset[MasterKeyId]:
@@ -324,7 +234,7 @@ class MemoryKeyringRepository(port.KeyringRepository):
             ),
             key=lambda k: k.id,
         )
-        return [_copy(k) for k in found[:limit]]
+        return [copy(k) for k in found[:limit]]
 
     async def reseal_key(self, key_id: ids.KeyId, sealed: bytes) -> None:
         if key_id in self._t.keys:
@@ -332,25 +242,25 @@ class MemoryKeyringRepository(port.KeyringRepository):
 
 
 class MemoryOfferRepository(port.OfferRepository):
-    def __init__(self, t: _Tables, j: _Journal) -> None:
+    def __init__(self, t: Tables, j: Journal) -> None:
         self._t, self._j = t, j
 
     async def add(self, offer: Offer) -> None:
         if offer.id in self._t.offers:
             raise DuplicateResource(resource="offer", id=str(offer.id))
-        self._j.put(self._t.offers, offer.id, _copy(offer))
+        self._j.put(self._t.offers, offer.id, copy(offer))
 
     async def save(self, offer: Offer) -> None:
-        _stored(self._t.offers, offer.id, "offer")
-        self._j.put(self._t.offers, offer.id, _copy(offer))
+        stored(self._t.offers, offer.id, "offer")
+        self._j.put(self._t.offers, offer.id, copy(offer))
 
     async def get(self, offer_id: ids.OfferId) -> Offer | None:
         offer = self._t.offers.get(offer_id)
-        return None if offer is None else _copy(offer)
+        return None if offer is None else copy(offer)
 
     async def list_for_seller(self, seller_id: ids.SubjectId, page: PageRequest) -> Page[Offer]:
         mine = [o for o in self._t.offers.values() if o.seller_id == seller_id]
-        return _page(mine, page, lambda o: o.id)
+        return page_of(mine, page, lambda o: o.id)
 
     async def lock_stocked(self, pool_id: ids.PoolId | None, page: PageRequest) -> Page[Offer]:
         # One transaction at a time holds this store: nothing to skip.
@@ -361,23 +271,23 @@ class MemoryOfferRepository(port.OfferRepository):
             and o.delivery_type is DeliveryType.AUTO_KEY
             and (pool_id is None or o.key_pool_id == pool_id)
         ]
-        return _page(stocked, page, lambda o: o.id)
+        return page_of(stocked, page, lambda o: o.id)
 
 
 class MemoryOrderRepository(port.OrderRepository):
-    def __init__(self, t: _Tables, j: _Journal) -> None:
+    def __init__(self, t: Tables, j: Journal) -> None:
         self._t, self._j = t, j
 
     async def add(self, order: Order) -> None:
         if order.id in self._t.orders:
             raise DuplicateResource(resource="order", id=str(order.id))
         self._check_upstream_id(order)
-        self._j.put(self._t.orders, order.id, _copy(order))
+        self._j.put(self._t.orders, order.id, copy(order))
 
     async def save(self, order: Order) -> None:
-        _stored(self._t.orders, order.id, "order")
+        stored(self._t.orders, order.id, "order")
         self._check_upstream_id(order)
-        self._j.put(self._t.orders, order.id, _copy(order))
+        self._j.put(self._t.orders, order.id, copy(order))
 
     def _check_upstream_id(self, order: Order) -> None:
         upstream_id = order.upstream_order_id
@@ -389,7 +299,7 @@ class MemoryOrderRepository(port.OrderRepository):
 
     async def get(self, order_id: ids.OrderId, *, for_update: bool = False) -> Order | None:
         order = self._t.orders.get(order_id)
-        return None if order is None else _copy(order)
+        return None if order is None else copy(order)
 
     async def list_for_buyer(
         self, buyer_id: ids.SubjectId, status: OrderStatus | None, page: PageRequest
@@ -399,13 +309,13 @@ class MemoryOrderRepository(port.OrderRepository):
             for o in self._t.orders.values()
             if o.buyer_id == buyer_id and (status is None or o.status is status)
         ]
-        return _page(mine, page, lambda o: o.id, desc=True)
+        return page_of(mine, page, lambda o: o.id, desc=True)
 
     async def list_for_seller(
         self, seller_id: ids.SubjectId, which: SalesFilter, page: PageRequest
     ) -> Page[Order]:
         sold = [o for o in self._t.orders.values() if o.seller_id == seller_id and which.matches(o)]
-        return _page(sold, page, lambda o: o.id, desc=True)
+        return page_of(sold, page, lambda o: o.id, desc=True)
 
     async def lock_expired(self, now: datetime, limit: int) -> Sequence[Order]:
         expired = sorted(
@@ -416,14 +326,14 @@ class MemoryOrderRepository(port.OrderRepository):
             ),
             key=lambda o: o.reserved_until,
         )
-        return [_copy(o) for o in expired[:limit]]
+        return [copy(o) for o in expired[:limit]]
 
     async def find_by_upstream_id(
         self, upstream_order_id: str, *, for_update: bool = False
     ) -> Order | None:
         for order in self._t.orders.values():
             if order.upstream_order_id == upstream_order_id:
-                return _copy(order)
+                return copy(order)
         return None
 
     async def list_fulfilling(self, limit: int) -> Sequence[Order]:
@@ -431,11 +341,11 @@ class MemoryOrderRepository(port.OrderRepository):
             (o for o in self._t.orders.values() if o.status is OrderStatus.FULFILLING),
             key=lambda o: o.updated_at,
         )
-        return [_copy(o) for o in rows[:limit]]
+        return [copy(o) for o in rows[:limit]]
 
 
 class MemoryWebhookRepository(port.WebhookRepository):
-    def __init__(self, t: _Tables, j: _Journal) -> None:
+    def __init__(self, t: Tables, j: Journal) -> None:
         self._t, self._j = t, j
 
     async def remember_nonce(self, nonce: str, seen_at: datetime) -> bool:
@@ -461,7 +371,7 @@ class MemoryWebhookRepository(port.WebhookRepository):
 
 
 class MemoryIdempotencyRepository(port.IdempotencyRepository):
-    def __init__(self, t: _Tables, j: _Journal) -> None:
+    def __init__(self, t: Tables, j: Journal) -> None:
         self._t, self._j = t, j
 
     async def get(
@@ -499,7 +409,7 @@ class MemoryIdempotencyRepository(port.IdempotencyRepository):
 
 
 class MemoryAuditLog(port.AuditLog):
-    def __init__(self, t: _Tables, j: _Journal) -> None:
+    def __init__(self, t: Tables, j: Journal) -> None:
         self._t, self._j = t, j
 
     async def append(self, events: Sequence[AuditEvent]) -> None:
@@ -507,27 +417,27 @@ class MemoryAuditLog(port.AuditLog):
 
     async def list_events(self, pool_id: ids.PoolId | None, page: PageRequest) -> Page[AuditEvent]:
         rows = [e for e in self._t.audit if pool_id is None or e.pool_id == pool_id]
-        return _page(rows, page, lambda e: e.id)
+        return page_of(rows, page, lambda e: e.id)
 
 
 class MemoryEndpointRepository(port.EndpointRepository):
-    def __init__(self, t: _Tables, j: _Journal) -> None:
+    def __init__(self, t: Tables, j: Journal) -> None:
         self._t, self._j = t, j
 
     async def add(self, endpoint: WebhookEndpoint) -> None:
-        self._j.put(self._t.endpoints, endpoint.id, _copy(endpoint))
+        self._j.put(self._t.endpoints, endpoint.id, copy(endpoint))
 
     async def get(self, endpoint_id: ids.EndpointId) -> WebhookEndpoint | None:
         found = self._t.endpoints.get(endpoint_id)
-        return None if found is None else _copy(found)
+        return None if found is None else copy(found)
 
     async def save(self, endpoint: WebhookEndpoint) -> None:
-        _stored(self._t.endpoints, endpoint.id, "webhook_endpoint")
-        self._j.put(self._t.endpoints, endpoint.id, _copy(endpoint))
+        stored(self._t.endpoints, endpoint.id, "webhook_endpoint")
+        self._j.put(self._t.endpoints, endpoint.id, copy(endpoint))
 
     async def list_for_seller(self, seller_id: ids.SubjectId) -> Sequence[WebhookEndpoint]:
         mine = [e for e in self._t.endpoints.values() if e.seller_id == seller_id]
-        return [_copy(e) for e in sorted(mine, key=lambda e: e.id)]
+        return [copy(e) for e in sorted(mine, key=lambda e: e.id)]
 
     async def sealed_under(
         self, master_key_ids: Collection[MasterKeyId]
@@ -535,30 +445,30 @@ class MemoryEndpointRepository(port.EndpointRepository):
         found = [
             e for e in self._t.endpoints.values() if sealed_with(e.sealed_secret) in master_key_ids
         ]
-        return [_copy(e) for e in sorted(found, key=lambda e: e.id)]
+        return [copy(e) for e in sorted(found, key=lambda e: e.id)]
 
     async def reseal(self, endpoint_id: ids.EndpointId, sealed_secret: bytes) -> None:
-        current = _stored(self._t.endpoints, endpoint_id, "webhook_endpoint")
+        current = stored(self._t.endpoints, endpoint_id, "webhook_endpoint")
         self._j.put(
             self._t.endpoints, endpoint_id, attrs.evolve(current, sealed_secret=sealed_secret)
         )
 
 
 class MemoryDeliveryRepository(port.DeliveryRepository):
-    def __init__(self, t: _Tables, j: _Journal) -> None:
+    def __init__(self, t: Tables, j: Journal) -> None:
         self._t, self._j = t, j
 
     async def add(self, deliveries: Sequence[Delivery]) -> None:
         for delivery in deliveries:
-            self._j.put(self._t.deliveries, delivery.id, _copy(delivery))
+            self._j.put(self._t.deliveries, delivery.id, copy(delivery))
 
     async def get(self, delivery_id: ids.DeliveryId) -> Delivery | None:
         found = self._t.deliveries.get(delivery_id)
-        return None if found is None else _copy(found)
+        return None if found is None else copy(found)
 
     async def save(self, delivery: Delivery) -> None:
-        _stored(self._t.deliveries, delivery.id, "delivery")
-        self._j.put(self._t.deliveries, delivery.id, _copy(delivery))
+        stored(self._t.deliveries, delivery.id, "delivery")
+        self._j.put(self._t.deliveries, delivery.id, copy(delivery))
 
     async def lease_due(self, now: datetime, until: datetime, limit: int) -> Sequence[Delivery]:
         due = sorted(
@@ -574,20 +484,20 @@ class MemoryDeliveryRepository(port.DeliveryRepository):
         leased = [attrs.evolve(d, leased_until=until) for d in due]
         for delivery in leased:
             await self.save(delivery)
-        return [_copy(d) for d in leased]
+        return [copy(d) for d in leased]
 
     async def list_for_endpoint(
         self, endpoint_id: ids.EndpointId, page: PageRequest
     ) -> Page[Delivery]:
         mine = [d for d in self._t.deliveries.values() if d.endpoint_id == endpoint_id]
-        return _page(mine, page, lambda d: d.id, desc=True)
+        return page_of(mine, page, lambda d: d.id, desc=True)
 
 
 class MemoryStore(port.Store):
     name = "memory"
 
     def __init__(self) -> None:
-        self._tables = _Tables()
+        self._tables = Tables()
         self._lock = asyncio.Lock()
 
     def stage_keys(self) -> port.KeyStage:
@@ -596,7 +506,7 @@ class MemoryStore(port.Store):
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[port.UnitOfWork]:
         async with self._lock:
-            t, journal = self._tables, _Journal()
+            t, journal = self._tables, Journal()
             uow = port.UnitOfWork(
                 tokens=MemoryTokenRepository(t, journal),
                 pools=MemoryPoolRepository(t, journal),

@@ -12,7 +12,7 @@ from uuid import UUID
 from autokey.adapters.merchant_rows import lines_from, lines_text
 from autokey.adapters.sql_literals import literal
 from autokey.adapters.sqlite import rows, sql
-from autokey.adapters.sqlite import store as base
+from autokey.adapters.sqlite.connection import Session, limit_of, page_of
 from autokey.domain.model import merchant
 from autokey.domain.model.ids import KeyId, OfferId, PoolId, SubjectId
 from autokey.domain.model.keys import KeyStatus
@@ -164,7 +164,7 @@ def _g2a_ref(order_ref: str) -> int | None:
 
 
 class SqliteMerchantRepository(MerchantRepository):
-    def __init__(self, session: base._Session) -> None:
+    def __init__(self, session: Session) -> None:
         self._db = session
 
     async def add_credential(self, credential: merchant.MerchantCredential) -> None:
@@ -263,7 +263,7 @@ class SqliteMerchantRepository(MerchantRepository):
             "after": str(page.after) if page.after else "",
         }
         found = await self._db.fetchall(_RESERVATIONS_OF_SELLER, params)
-        return base._page([_reservation(r) for r in found], page, lambda r: UUID(r.id))
+        return page_of([_reservation(r) for r in found], page, lambda r: UUID(r.id))
 
     async def find_ordered(
         self, seller_id: SubjectId, order_ref: str
@@ -301,7 +301,7 @@ class SqliteMerchantRepository(MerchantRepository):
             )
             for r in found
         ]
-        return base._page(items, page, lambda r: r.key_id)
+        return page_of(items, page, lambda r: r.key_id)
 
     async def add_notification(self, notification: merchant.MerchantNotification) -> None:
         n = notification
@@ -336,7 +336,7 @@ class SqliteMerchantRepository(MerchantRepository):
             )
             for r in found
         ]
-        return base._page(items, page, lambda n: n.id)
+        return page_of(items, page, lambda n: n.id)
 
     async def save_link(self, link: merchant.G2AOfferLink) -> None:
         await self._db.execute(
@@ -373,5 +373,5 @@ def _page_params(seller_id: SubjectId, page: PageRequest) -> dict[str, Any]:
     return {
         "seller_id": seller_id.bytes,
         "after": rows.cursor_after(page.after),
-        "limit": base._limit(page),
+        "limit": limit_of(page),
     }

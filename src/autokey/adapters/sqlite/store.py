@@ -20,8 +20,8 @@ import asyncio
 import json
 import re
 import sqlite3
-from collections.abc import AsyncIterator, Collection, Iterable, Iterator, Mapping, Sequence
-from contextlib import AbstractAsyncContextManager, asynccontextmanager, contextmanager, suppress
+from collections.abc import AsyncIterator, Collection, Mapping, Sequence
+from contextlib import AbstractAsyncContextManager, asynccontextmanager, suppress
 from datetime import UTC, datetime
 from importlib import resources
 from pathlib import Path
@@ -33,13 +33,20 @@ import attrs
 
 from autokey.adapters.key_spool import SpooledKeys, add_staged_in_batches
 from autokey.adapters.sqlite import rows, sql
-from autokey.adapters.store_errors import failed_statement, refused_value, require_saved
+from autokey.adapters.sqlite.connection import (
+    STORE_NAME,
+    Session,
+    limit_of,
+    page_of,
+    translated,
+)
+from autokey.adapters.sqlite.merchant import SqliteMerchantRepository
+from autokey.adapters.store_errors import require_saved
 from autokey.domain.model import ids
 from autokey.domain.model.audit import AuditEvent
 from autokey.domain.model.auth import ApiToken
 from autokey.domain.model.errors import (
     AutokeyError,
-    Conflict,
     DuplicateResource,
     StoreUnavailable,
 )
@@ -63,112 +70,9 @@ from autokey.ports import store as port
 
 T = TypeVar("T")
 
-STORE_NAME: Final = "sqlite"
 DEFAULT_BUSY_TIMEOUT_S: Final = 10.0
 DEFAULT_CACHE_KIB: Final = 32 * 1024
 _MIGRATION_FILE = re.compile(r"(?P<version>\d{4})_(?P<name>[a-z0-9_]+)\.sql")
-_UNIQUE_VIOLATIONS = frozenset(
-    {sqlite3.SQLITE_CONSTRAINT_UNIQUE, sqlite3.SQLITE_CONSTRAINT_PRIMARYKEY}
-)
-# Primary result codes that mean the file or its lock is unusable now, not that the
-# statement is wrong: busy/locked past the timeout, I/O, disk full, unopenable, not a database.
-_OUTAGES = frozenset(
-    {
-        sqlite3.SQLITE_BUSY,
-        sqlite3.SQLITE_LOCKED,
-        sqlite3.SQLITE_NOMEM,
-        sqlite3.SQLITE_READONLY,
-        sqlite3.SQLITE_INTERRUPT,
-        sqlite3.SQLITE_IOERR,
-        sqlite3.SQLITE_CORRUPT,
-        sqlite3.SQLITE_FULL,
-        sqlite3.SQLITE_CANTOPEN,
-        sqlite3.SQLITE_PROTOCOL,
-        sqlite3.SQLITE_NOTADB,
-    }
-)
-
-
-# --- driver error translation -------------------------------------------------------------
-
-
-@contextmanager
-def _translated(resource: str = "", resource_id: str = "") -> Iterator[None]:
-    """Turn sqlite3 (and aiosqlite "connection closed") errors into port errors."""
-    try:
-        yield
-    except sqlite3.IntegrityError as exc:
-        if exc.sqlite_errorcode in _UNIQUE_VIOLATIONS:
-            raise DuplicateResource(resource=resource, id=resource_id) from exc
-        if exc.sqlite_errorcode == sqlite3.SQLITE_CONSTRAINT_FOREIGNKEY:
-            raise Conflict(resource=resource, id=resource_id) from exc
-        raise refused_value(STORE_NAME, exc, exc.sqlite_errorname) from exc
-    except (sqlite3.DataError, OverflowError, UnicodeEncodeError) as exc:
-        raise refused_value(STORE_NAME, exc, getattr(exc, "sqlite_errorname", None)) from exc
-    except sqlite3.Error as exc:
-        code = getattr(exc, "sqlite_errorcode", None)
-        if code is not None and code & 0xFF in _OUTAGES:
-            raise StoreUnavailable(store=STORE_NAME) from exc
-        raise failed_statement(STORE_NAME, exc, getattr(exc, "sqlite_errorname", None)) from exc
-    except ValueError as exc:
-        # aiosqlite's "no active connection" / "Connection closed".
-        raise StoreUnavailable(store=STORE_NAME) from exc
-
-
-class _Session:
-    """The connection as one transaction sees it: every call translated, and unusable once
-    the transaction has ended (a repository kept past its block must not write in autocommit)."""
-
-    def __init__(self, conn: aiosqlite.Connection) -> None:
-        self._conn: aiosqlite.Connection | None = conn
-
-    def _open(self) -> aiosqlite.Connection:
-        if self._conn is None:
-            raise RuntimeError("the transaction of this repository has ended")
-        return self._conn
-
-    def end(self) -> None:
-        self._conn = None
-
-    async def fetchall(
-        self, statement: str, params: Any = (), *, resource: str = "", resource_id: str = ""
-    ) -> list[sqlite3.Row]:
-        conn = self._open()
-        with _translated(resource, resource_id):
-            return list(await conn.execute_fetchall(statement, params))
-
-    async def fetchone(self, statement: str, params: Any = ()) -> sqlite3.Row | None:
-        found = await self.fetchall(statement, params)
-        return found[0] if found else None
-
-    async def execute(
-        self, statement: str, params: Any = (), *, resource: str = "", resource_id: str = ""
-    ) -> int:
-        """Run one statement; returns how many rows it changed."""
-        conn = self._open()
-        with _translated(resource, resource_id):
-            async with conn.execute(statement, params) as cursor:
-                return cursor.rowcount
-
-    async def executemany(
-        self, statement: str, params: Iterable[Any], *, resource: str = "", resource_id: str = ""
-    ) -> int:
-        """Run one statement per parameter set; returns the rows changed by all of them."""
-        conn = self._open()
-        with _translated(resource, resource_id):
-            async with conn.executemany(statement, params) as cursor:
-                return cursor.rowcount
-
-
-def _page(items: list[T], page: PageRequest, key: Any) -> Page[T]:
-    """`items` were fetched with LIMIT page.limit + 1: one extra row means another page."""
-    chunk = items[: max(page.limit, 0)]
-    more = len(items) > len(chunk)
-    return Page(items=chunk, next_after=key(chunk[-1]) if more and chunk else None)
-
-
-def _limit(page: PageRequest) -> int:
-    return max(page.limit, 0) + 1
 
 
 def _sorted_ids(found: list[sqlite3.Row]) -> list[UUID]:
@@ -180,7 +84,7 @@ def _sorted_ids(found: list[sqlite3.Row]) -> list[UUID]:
 
 
 class SqliteTokenRepository(port.TokenRepository):
-    def __init__(self, session: _Session) -> None:
+    def __init__(self, session: Session) -> None:
         self._db = session
 
     async def add(self, token: ApiToken) -> None:
@@ -209,7 +113,7 @@ class SqliteTokenRepository(port.TokenRepository):
 
 
 class SqlitePoolRepository(port.PoolRepository):
-    def __init__(self, session: _Session) -> None:
+    def __init__(self, session: Session) -> None:
         self._db = session
 
     async def add(self, pool: KeyPool) -> None:
@@ -227,10 +131,10 @@ class SqlitePoolRepository(port.PoolRepository):
             {
                 "seller_id": seller_id.bytes,
                 "after": rows.cursor_after(page.after),
-                "limit": _limit(page),
+                "limit": limit_of(page),
             },
         )
-        return _page(rows.entities_of(found, KeyPool), page, lambda p: p.id)
+        return page_of(rows.entities_of(found, KeyPool), page, lambda p: p.id)
 
     async def counts(self, pool_id: ids.PoolId) -> PoolCounts:
         found = await self._db.fetchall(sql.POOL_COUNTS, {"pool_id": pool_id.bytes})
@@ -249,7 +153,7 @@ class SqlitePoolRepository(port.PoolRepository):
 
 
 class SqliteKeyRepository(port.KeyRepository):
-    def __init__(self, session: _Session) -> None:
+    def __init__(self, session: Session) -> None:
         self._db = session
 
     async def add_staged(self, stage: port.KeyStage) -> Sequence[int]:
@@ -294,7 +198,7 @@ class SqliteKeyRepository(port.KeyRepository):
         params: dict[str, Any] = {
             "pool_id": pool_id.bytes,
             "after": rows.cursor_after(page.after),
-            "limit": _limit(page),
+            "limit": limit_of(page),
         }
         if status is None:
             found = await self._db.fetchall(sql.KEYS_IN_POOL, params)
@@ -302,7 +206,7 @@ class SqliteKeyRepository(port.KeyRepository):
             found = await self._db.fetchall(
                 sql.KEYS_IN_POOL_WITH_STATUS, {**params, "status": status.value}
             )
-        return _page(rows.entities_of(found, Key), page, lambda k: k.id)
+        return page_of(rows.entities_of(found, Key), page, lambda k: k.id)
 
     async def claim(
         self, pool_id: ids.PoolId, order_id: ids.OrderId, quantity: int, now: datetime
@@ -355,7 +259,7 @@ class SqliteKeyRepository(port.KeyRepository):
 
 
 class SqliteKeyringRepository(port.KeyringRepository):
-    def __init__(self, session: _Session) -> None:
+    def __init__(self, session: Session) -> None:
         self._db = session
 
     async def master_key_ids(self) -> frozenset[MasterKeyId]:
@@ -391,7 +295,7 @@ class SqliteKeyringRepository(port.KeyringRepository):
 
 
 class SqliteOfferRepository(port.OfferRepository):
-    def __init__(self, session: _Session) -> None:
+    def __init__(self, session: Session) -> None:
         self._db = session
 
     async def add(self, offer: Offer) -> None:
@@ -417,10 +321,10 @@ class SqliteOfferRepository(port.OfferRepository):
             {
                 "seller_id": seller_id.bytes,
                 "after": rows.cursor_after(page.after),
-                "limit": _limit(page),
+                "limit": limit_of(page),
             },
         )
-        return _page(rows.entities_of(found, Offer), page, lambda o: o.id)
+        return page_of(rows.entities_of(found, Offer), page, lambda o: o.id)
 
     async def lock_stocked(self, pool_id: ids.PoolId | None, page: PageRequest) -> Page[Offer]:
         found = await self._db.fetchall(
@@ -428,14 +332,14 @@ class SqliteOfferRepository(port.OfferRepository):
             {
                 "pool_id": None if pool_id is None else pool_id.bytes,
                 "after": rows.cursor_after(page.after),
-                "limit": _limit(page),
+                "limit": limit_of(page),
             },
         )
-        return _page(rows.entities_of(found, Offer), page, lambda o: o.id)
+        return page_of(rows.entities_of(found, Offer), page, lambda o: o.id)
 
 
 class SqliteOrderRepository(port.OrderRepository):
-    def __init__(self, session: _Session) -> None:
+    def __init__(self, session: Session) -> None:
         self._db = session
 
     async def add(self, order: Order) -> None:
@@ -479,7 +383,7 @@ class SqliteOrderRepository(port.OrderRepository):
         params: dict[str, Any] = {
             "buyer_id": buyer_id.bytes,
             "after": rows.cursor_after(page.after, descending=True),
-            "limit": _limit(page),
+            "limit": limit_of(page),
         }
         if status is None:
             found = await self._db.fetchall(sql.ORDERS_OF_BUYER, params)
@@ -487,7 +391,7 @@ class SqliteOrderRepository(port.OrderRepository):
             found = await self._db.fetchall(
                 sql.ORDERS_OF_BUYER_WITH_STATUS, {**params, "status": status.value}
             )
-        return _page(rows.entities_of(found, Order), page, lambda o: o.id)
+        return page_of(rows.entities_of(found, Order), page, lambda o: o.id)
 
     async def list_for_seller(
         self, seller_id: ids.SubjectId, which: SalesFilter, page: PageRequest
@@ -503,10 +407,10 @@ class SqliteOrderRepository(port.OrderRepository):
                 "offer_id": which.offer_id.bytes if which.offer_id else None,
                 "since": rows.opt_time_col(which.since),
                 "until": rows.opt_time_col(which.until),
-                "limit": _limit(page),
+                "limit": limit_of(page),
             },
         )
-        return _page(rows.entities_of(found, Order), page, lambda o: o.id)
+        return page_of(rows.entities_of(found, Order), page, lambda o: o.id)
 
     async def lock_expired(self, now: datetime, limit: int) -> Sequence[Order]:
         # Rows are "locked" by the writer lock this transaction holds: no sweeper collides.
@@ -531,7 +435,7 @@ class SqliteOrderRepository(port.OrderRepository):
 
 
 class SqliteWebhookRepository(port.WebhookRepository):
-    def __init__(self, session: _Session) -> None:
+    def __init__(self, session: Session) -> None:
         self._db = session
 
     async def remember_nonce(self, nonce: str, seen_at: datetime) -> bool:
@@ -552,7 +456,7 @@ class SqliteWebhookRepository(port.WebhookRepository):
 
 
 class SqliteIdempotencyRepository(port.IdempotencyRepository):
-    def __init__(self, session: _Session) -> None:
+    def __init__(self, session: Session) -> None:
         self._db = session
 
     async def get(
@@ -590,7 +494,7 @@ class SqliteIdempotencyRepository(port.IdempotencyRepository):
 
 
 class SqliteAuditLog(port.AuditLog):
-    def __init__(self, session: _Session) -> None:
+    def __init__(self, session: Session) -> None:
         self._db = session
 
     async def append(self, events: Sequence[AuditEvent]) -> None:
@@ -600,16 +504,16 @@ class SqliteAuditLog(port.AuditLog):
             )
 
     async def list_events(self, pool_id: ids.PoolId | None, page: PageRequest) -> Page[AuditEvent]:
-        params: dict[str, Any] = {"after": rows.cursor_after(page.after), "limit": _limit(page)}
+        params: dict[str, Any] = {"after": rows.cursor_after(page.after), "limit": limit_of(page)}
         if pool_id is None:
             found = await self._db.fetchall(sql.AUDIT_ALL, params)
         else:
             found = await self._db.fetchall(sql.AUDIT_OF_POOL, {**params, "pool_id": pool_id.bytes})
-        return _page(rows.entities_of(found, AuditEvent), page, lambda e: e.id)
+        return page_of(rows.entities_of(found, AuditEvent), page, lambda e: e.id)
 
 
 class SqliteEndpointRepository(port.EndpointRepository):
-    def __init__(self, session: _Session) -> None:
+    def __init__(self, session: Session) -> None:
         self._db = session
 
     async def add(self, endpoint: WebhookEndpoint) -> None:
@@ -641,7 +545,7 @@ class SqliteEndpointRepository(port.EndpointRepository):
 
 
 class SqliteDeliveryRepository(port.DeliveryRepository):
-    def __init__(self, session: _Session) -> None:
+    def __init__(self, session: Session) -> None:
         self._db = session
 
     async def add(self, deliveries: Sequence[Delivery]) -> None:
@@ -675,16 +579,14 @@ class SqliteDeliveryRepository(port.DeliveryRepository):
             {
                 "endpoint_id": endpoint_id.bytes,
                 "after": rows.cursor_after(page.after, descending=True),
-                "limit": _limit(page),
+                "limit": limit_of(page),
             },
         )
-        return _page(rows.entities_of(found, Delivery), page, lambda d: d.id)
+        return page_of(rows.entities_of(found, Delivery), page, lambda d: d.id)
 
 
-def _unit_of_work(session: _Session) -> port.UnitOfWork:
+def _unit_of_work(session: Session) -> port.UnitOfWork:
     # Imported here: the merchant repository builds on this module's helpers.
-    from autokey.adapters.sqlite.merchant import SqliteMerchantRepository
-
     return port.UnitOfWork(
         tokens=SqliteTokenRepository(session),
         pools=SqlitePoolRepository(session),
@@ -783,7 +685,7 @@ class SqliteStore(port.Store):
         StoreUnavailable when the file cannot be opened or is not a database."""
         conn = aiosqlite.connect(path, timeout=busy_timeout_s, isolation_level=None)
         try:
-            with _translated():
+            with translated():
                 await conn
                 conn.row_factory = sqlite3.Row
                 # Switching to WAL needs a moment alone with the file; under a concurrent
@@ -811,7 +713,7 @@ class SqliteStore(port.Store):
         async with self._lock:
             conn = self._connection()
             await self._begin(conn)
-            session = _Session(conn)
+            session = Session(conn)
             try:
                 yield _unit_of_work(session)
             except BaseException:
@@ -822,7 +724,7 @@ class SqliteStore(port.Store):
                 raise
             session.end()
             try:
-                with _translated():
+                with translated():
                     await conn.execute(sql.COMMIT)
             except AutokeyError:
                 await asyncio.shield(self._rollback(conn))
@@ -830,7 +732,7 @@ class SqliteStore(port.Store):
 
     @staticmethod
     async def _begin(conn: aiosqlite.Connection) -> None:
-        with _translated():
+        with translated():
             if conn.in_transaction:  # left open by an interrupted rollback
                 await conn.execute(sql.ROLLBACK)
             await conn.execute(sql.BEGIN_IMMEDIATE)
@@ -850,7 +752,7 @@ class SqliteStore(port.Store):
 
     async def ping(self) -> None:
         conn = self._connection()
-        with _translated():
+        with translated():
             await conn.execute_fetchall(sql.PING)
 
     @property
@@ -859,7 +761,7 @@ class SqliteStore(port.Store):
 
     async def schema_version(self) -> int:
         conn = self._connection()
-        with _translated():
+        with translated():
             if not list(await conn.execute_fetchall(sql.SCHEMA_MIGRATIONS_EXISTS)):
                 return 0
             found = list(await conn.execute_fetchall(sql.SCHEMA_VERSION))
@@ -875,7 +777,7 @@ class SqliteStore(port.Store):
             for migration in load_migrations():
                 await self._begin(conn)
                 try:
-                    with _translated(resource="migration", resource_id=str(migration.version)):
+                    with translated(resource="migration", resource_id=str(migration.version)):
                         await conn.execute(sql.CREATE_SCHEMA_MIGRATIONS)
                         done = await conn.execute_fetchall(
                             sql.MIGRATION_APPLIED, {"version": migration.version}
@@ -902,7 +804,7 @@ class SqliteStore(port.Store):
         async with self._lock:
             conn, self._conn = self._conn, None
             if conn is not None:
-                with _translated():
+                with translated():
                     await conn.close()
 
 

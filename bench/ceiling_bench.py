@@ -26,7 +26,6 @@ import asyncio
 import contextlib
 import os
 import re
-import socket
 import sys
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -37,7 +36,7 @@ from aiohttp import web
 from psycopg_pool import AsyncConnectionPool
 
 sys.path.insert(0, os.path.dirname(__file__))
-from _harness import cli, environment, process_tree, scratch_database, server, token
+from _harness import cli, environment, free_port, process_tree, scratch_database, server, token
 from orders_bench import CALLS, SCRIPT, SECONDS, WARMUP, autokey_run, pgbench_run, setup
 
 CLIENTS = int(os.environ.get("BENCH_CLIENTS", "32"))
@@ -231,9 +230,7 @@ async def minimal_server(
     url: str, mode: str, processes: int
 ) -> AsyncIterator[tuple[str, list[int]]]:
     """`processes` minimal servers on one free port; yields (base URL, pids)."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
+    port = free_port()
     size = str(CLIENTS // processes if mode == "plain" else 3 * LANES)
     command = [sys.executable, __file__, "serve", url, mode, str(port), size]
     started = [

@@ -6,6 +6,11 @@ Conventions for every repository:
 - writes that violate a uniqueness rule raise `DuplicateResource`;
 - `save` overwrites an entity that is stored; saving one that is not stored raises
   `NotFound` (naming it) and writes nothing, so a lost update is never silent;
+- `for_update` on a read makes the entity this transaction's until it ends: another
+  transaction asking for it with `for_update` waits, so a read followed by a save loses
+  no update. Methods that "pass over" entities another transaction is claiming or changing
+  return without waiting for it, and return fewer;
+- a transaction sees its own writes, and other transactions' only once they commit;
 - driver errors never cross the port: a value the database refuses as data (a NUL
   character, a number out of its range) raises `UnstorableValue`; a statement it refuses as
   wrong (a bug, a schema out of step) raises `StoreFault`; only an unreachable, timed-out
@@ -19,19 +24,12 @@ from contextlib import AbstractAsyncContextManager
 from datetime import datetime
 from typing import Protocol
 
+import attrs
+
+from autokey.domain.model import ids
 from autokey.domain.model.audit import AuditEvent
 from autokey.domain.model.auth import ApiToken
 from autokey.domain.model.idempotency import IdempotencyRecord, StoredResponse
-from autokey.domain.model.ids import (
-    DeliveryId,
-    EndpointId,
-    KeyId,
-    OfferId,
-    OrderId,
-    PoolId,
-    SubjectId,
-    TokenId,
-)
 from autokey.domain.model.keys import (
     Key,
     KeyPool,
@@ -64,7 +62,7 @@ class TokenRepository(Protocol):
         """The token whose secret hashes to `secret_hash`, revoked or not; None if unknown."""
         ...
 
-    async def revoke(self, token_id: TokenId, at: datetime) -> bool:
+    async def revoke(self, token_id: ids.TokenId, at: datetime) -> bool:
         """Mark the token revoked at `at`; False if unknown or already revoked (idempotent)."""
         ...
 
@@ -72,7 +70,7 @@ class TokenRepository(Protocol):
         """Every token, revoked ones included, in id (creation) order."""
         ...
 
-    async def record_use(self, used: Mapping[TokenId, datetime]) -> None:
+    async def record_use(self, used: Mapping[ids.TokenId, datetime]) -> None:
         """Move each token's `last_used_at` forward to the time given (never backwards);
         unknown ids are ignored. Idempotent."""
         ...
@@ -91,20 +89,22 @@ class RevocationWatch(Protocol):
 
 class PoolRepository(Protocol):
     async def add(self, pool: KeyPool) -> None:
-        """Store a new pool."""
+        """Store a new pool. Raises DuplicateResource if its id is stored."""
         ...
 
-    async def get(self, pool_id: PoolId) -> KeyPool | None: ...
+    async def get(self, pool_id: ids.PoolId) -> KeyPool | None:
+        """The pool with that id, of any seller; None if unknown."""
+        ...
 
-    async def list_for_seller(self, seller_id: SubjectId, page: PageRequest) -> Page[KeyPool]:
+    async def list_for_seller(self, seller_id: ids.SubjectId, page: PageRequest) -> Page[KeyPool]:
         """The seller's pools in id (creation) order."""
         ...
 
-    async def counts(self, pool_id: PoolId) -> PoolCounts:
+    async def counts(self, pool_id: ids.PoolId) -> PoolCounts:
         """Keys per status; all zero for an empty or unknown pool."""
         ...
 
-    async def available_counts(self, pool_ids: Collection[PoolId]) -> Mapping[PoolId, int]:
+    async def available_counts(self, pool_ids: Collection[ids.PoolId]) -> Mapping[ids.PoolId, int]:
         """AVAILABLE keys per pool, for every pool asked (0 where none)."""
         ...
 
@@ -143,14 +143,15 @@ class KeyRepository(Protocol):
         stages (one bulk load, not one statement per key)."""
         ...
 
-    async def add_new(self, keys: Sequence[Key]) -> frozenset[KeyId]:
+    async def add_new(self, keys: Sequence[Key]) -> frozenset[ids.KeyId]:
         """Insert every key whose fingerprint is stored nowhere yet (in any pool) and return
         the ids inserted; the others are skipped silently. The fingerprints within `keys`
         must be distinct (the caller de-duplicates a batch)."""
         ...
 
-    async def get(self, key_id: KeyId, *, for_update: bool = False) -> Key | None:
-        """One key; `for_update` locks it until the transaction ends."""
+    async def get(self, key_id: ids.KeyId, *, for_update: bool = False) -> Key | None:
+        """The key with that id (material included), or None if unknown. `for_update` makes
+        it this transaction's until it ends (see the module docstring)."""
         ...
 
     async def find_by_fingerprint(self, fingerprint: bytes) -> Key | None:
@@ -163,18 +164,20 @@ class KeyRepository(Protocol):
         ...
 
     async def list_in_pool(
-        self, pool_id: PoolId, status: KeyStatus | None, page: PageRequest
+        self, pool_id: ids.PoolId, status: KeyStatus | None, page: PageRequest
     ) -> Page[Key]:
         """A pool's keys in id order, optionally of one status."""
         ...
 
     async def claim(
-        self, pool_id: PoolId, order_id: OrderId, quantity: int, now: datetime
-    ) -> Sequence[KeyId]:
-        """Reserve up to `quantity` AVAILABLE keys of the pool for `order_id`, oldest first
-        by `(created_at, id)`, skipping keys another open transaction holds. May return fewer
-        than asked: the caller decides (with `count_available`) whether the pool is empty or
-        merely busy."""
+        self, pool_id: ids.PoolId, order_id: ids.OrderId, quantity: int, now: datetime
+    ) -> Sequence[ids.KeyId]:
+        """Reserve up to `quantity` AVAILABLE keys of the pool for `order_id` (the model's
+        `KeyTransition.RESERVE`), oldest first by `(created_at, id)`; returns their ids.
+        Keys another transaction is claiming or changing are passed over, not waited for, so
+        it may return fewer than asked (none for an unknown pool): the caller decides (with
+        `count_available`) whether the pool is empty or merely busy. Not idempotent: each
+        call reserves more keys."""
         ...
 
     async def advance_claim_marks(self) -> int:
@@ -184,27 +187,33 @@ class KeyRepository(Protocol):
         is still claimed, at the latest when the keys above the mark run out."""
         ...
 
-    async def count_available(self, pool_id: PoolId) -> int:
-        """AVAILABLE keys of the pool as this transaction sees them, locked ones included."""
+    async def count_available(self, pool_id: ids.PoolId) -> int:
+        """AVAILABLE keys of the pool as this transaction sees them, counting those another
+        transaction is claiming but has not committed; 0 for an unknown pool."""
         ...
 
-    async def for_order(self, order_id: OrderId) -> Sequence[Key]:
-        """The keys reserved for or delivered to an order, in id order."""
+    async def for_order(self, order_id: ids.OrderId) -> Sequence[Key]:
+        """The keys reserved for or delivered to an order, in id order; empty for an order
+        without keys or an unknown one."""
         ...
 
     async def delivered_to(
-        self, order_ids: Collection[OrderId]
-    ) -> Mapping[OrderId, Sequence[KeyId]]:
+        self, order_ids: Collection[ids.OrderId]
+    ) -> Mapping[ids.OrderId, Sequence[ids.KeyId]]:
         """The ids of the DELIVERED keys of each order asked, in id order (orders without
         one are absent). Key material is not read."""
         ...
 
-    async def release_order(self, order_id: OrderId) -> Sequence[KeyId]:
-        """RESERVED -> AVAILABLE for every key of the order; returns the ids released."""
+    async def release_order(self, order_id: ids.OrderId) -> Sequence[ids.KeyId]:
+        """RESERVED -> AVAILABLE (`KeyTransition.RELEASE`) for every key of the order; returns
+        the ids released. Idempotent: a second call finds none and returns
+        nothing."""
         ...
 
-    async def deliver_order(self, order_id: OrderId, now: datetime) -> Sequence[KeyId]:
-        """RESERVED -> DELIVERED for every key of the order; returns the ids delivered."""
+    async def deliver_order(self, order_id: ids.OrderId, now: datetime) -> Sequence[ids.KeyId]:
+        """RESERVED -> DELIVERED (`KeyTransition.DELIVER`) at `now` for every key of the
+        order; returns the ids delivered. Idempotent: a second call finds none
+        and returns nothing (`delivered_to` lists what was delivered)."""
         ...
 
 
@@ -230,35 +239,40 @@ class KeyringRepository(Protocol):
         ...
 
     async def sealed_under(
-        self, master_key_ids: Collection[MasterKeyId], after: KeyId | None, limit: int
+        self, master_key_ids: Collection[MasterKeyId], after: ids.KeyId | None, limit: int
     ) -> Sequence[Key]:
         """Up to `limit` keys with ids above `after`, in id order, whose sealed value names one
-        of `master_key_ids`, locked until the transaction ends; keys another transaction
-        holds are skipped (so a re-seal never waits for, or blocks on, order traffic)."""
+        of `master_key_ids`, made this transaction's until it ends; keys another transaction
+        is claiming or changing are passed over, so a re-seal never waits for order traffic
+        (a later pass picks them up)."""
         ...
 
-    async def reseal_key(self, key_id: KeyId, sealed: bytes) -> None:
+    async def reseal_key(self, key_id: ids.KeyId, sealed: bytes) -> None:
         """Replace a key's sealed value (the same plaintext, sealed anew); nothing else."""
         ...
 
 
 class OfferRepository(Protocol):
-    async def add(self, offer: Offer) -> None: ...
+    async def add(self, offer: Offer) -> None:
+        """Store a new offer. Raises DuplicateResource if its id is stored."""
+        ...
 
     async def save(self, offer: Offer) -> None:
         """Persist every mutable field of an existing offer; NotFound if it is not stored."""
         ...
 
-    async def get(self, offer_id: OfferId) -> Offer | None: ...
+    async def get(self, offer_id: ids.OfferId) -> Offer | None:
+        """The offer with that id, of any seller; None if unknown."""
+        ...
 
-    async def list_for_seller(self, seller_id: SubjectId, page: PageRequest) -> Page[Offer]:
+    async def list_for_seller(self, seller_id: ids.SubjectId, page: PageRequest) -> Page[Offer]:
         """The seller's offers in id (creation) order."""
         ...
 
-    async def lock_stocked(self, pool_id: PoolId | None, page: PageRequest) -> Page[Offer]:
-        """ACTIVE AUTO_KEY offers of the pool (of every pool when None) in id order, locked
-        for this transaction; offers another transaction holds are skipped, so concurrent
-        stock sweeps never record the same crossing twice."""
+    async def lock_stocked(self, pool_id: ids.PoolId | None, page: PageRequest) -> Page[Offer]:
+        """ACTIVE AUTO_KEY offers of the pool (of every pool when None) in id order, made
+        this transaction's until it ends; offers another transaction is sweeping or changing
+        are passed over, so concurrent stock sweeps never record the same crossing twice."""
         ...
 
 
@@ -276,18 +290,19 @@ class OrderRepository(Protocol):
         order holds its upstream order id (nothing written, the transaction stays usable)."""
         ...
 
-    async def get(self, order_id: OrderId, *, for_update: bool = False) -> Order | None:
-        """One order; `for_update` locks it until the transaction ends."""
+    async def get(self, order_id: ids.OrderId, *, for_update: bool = False) -> Order | None:
+        """The order with that id, of any buyer; None if unknown. `for_update` makes it this
+        transaction's until it ends (see the module docstring)."""
         ...
 
     async def list_for_buyer(
-        self, buyer_id: SubjectId, status: OrderStatus | None, page: PageRequest
+        self, buyer_id: ids.SubjectId, status: OrderStatus | None, page: PageRequest
     ) -> Page[Order]:
         """The buyer's orders, newest first; `page.after` continues below that id."""
         ...
 
     async def list_for_seller(
-        self, seller_id: SubjectId, which: SalesFilter, page: PageRequest
+        self, seller_id: ids.SubjectId, which: SalesFilter, page: PageRequest
     ) -> Page[Order]:
         """The seller's orders matching `which`, newest first; `page.after` continues below
         that id."""
@@ -295,14 +310,16 @@ class OrderRepository(Protocol):
 
     async def lock_expired(self, now: datetime, limit: int) -> Sequence[Order]:
         """Up to `limit` PENDING orders whose reservation has ended at `now`
-        (`reserved_until <= now`, as `Order.is_expired` says), oldest first, locked for this
-        transaction; orders another transaction holds are skipped, so sweepers never collide."""
+        (`reserved_until <= now`, as `Order.is_expired` says), oldest first, made this
+        transaction's until it ends; orders another transaction is sweeping or changing are
+        passed over, so sweepers never collide."""
         ...
 
     async def find_by_upstream_id(
         self, upstream_order_id: str, *, for_update: bool = False
     ) -> Order | None:
-        """The order whose marketplace order id is `upstream_order_id` (unique), or None."""
+        """The order whose marketplace order id is `upstream_order_id` (unique), or None.
+        `for_update` makes it this transaction's until it ends (see the module docstring)."""
         ...
 
     async def list_fulfilling(self, limit: int) -> Sequence[Order]:
@@ -325,20 +342,25 @@ class WebhookRepository(Protocol):
         callers with the same event_id: exactly one gets True."""
         ...
 
-    async def get_event(self, event_id: str) -> WebhookEvent | None: ...
+    async def get_event(self, event_id: str) -> WebhookEvent | None:
+        """The event stored under `event_id`; None if unknown."""
+        ...
 
 
 class IdempotencyRepository(Protocol):
     async def get(
         self, scope: str, key: str, *, for_update: bool = False
-    ) -> IdempotencyRecord | None: ...
+    ) -> IdempotencyRecord | None:
+        """The record of `key` in `scope`, expired or not; None if there is none.
+        `for_update` makes it this transaction's until it ends (see the module docstring)."""
+        ...
 
     async def insert(self, record: IdempotencyRecord) -> bool:
         """Insert unless a record with the same scope and key exists; True if inserted."""
         ...
 
     async def replace(self, record: IdempotencyRecord) -> None:
-        """Overwrite the record with the same scope and key."""
+        """Store the record, replacing any with the same scope and key (idempotent)."""
         ...
 
     async def complete(self, claim: IdempotencyRecord, response: StoredResponse) -> bool:
@@ -361,42 +383,54 @@ class AuditLog(Protocol):
         """Append events; nothing is ever updated or deleted."""
         ...
 
-    async def list_events(self, pool_id: PoolId | None, page: PageRequest) -> Page[AuditEvent]:
+    async def list_events(self, pool_id: ids.PoolId | None, page: PageRequest) -> Page[AuditEvent]:
         """Events of one pool (or all, for admins) in id order."""
         ...
 
 
 class EndpointRepository(Protocol):
-    async def add(self, endpoint: WebhookEndpoint) -> None: ...
-
-    async def get(self, endpoint_id: EndpointId) -> WebhookEndpoint | None: ...
-
-    async def save(self, endpoint: WebhookEndpoint) -> None:
-        """Persist status, failure and disabling fields of an existing endpoint."""
+    async def add(self, endpoint: WebhookEndpoint) -> None:
+        """Store a new endpoint; its id must not be stored yet."""
         ...
 
-    async def list_for_seller(self, seller_id: SubjectId) -> Sequence[WebhookEndpoint]:
+    async def get(self, endpoint_id: ids.EndpointId) -> WebhookEndpoint | None:
+        """The endpoint with that id, of any seller, disabled or not; None if unknown."""
+        ...
+
+    async def save(self, endpoint: WebhookEndpoint) -> None:
+        """Persist status, failure and disabling fields of an existing endpoint; NotFound if
+        it is not stored."""
+        ...
+
+    async def list_for_seller(self, seller_id: ids.SubjectId) -> Sequence[WebhookEndpoint]:
         """Every endpoint of the seller, disabled ones included, in id (creation) order."""
         ...
 
     async def sealed_under(
         self, master_key_ids: Collection[MasterKeyId]
     ) -> Sequence[WebhookEndpoint]:
-        """Every endpoint whose signing secret is sealed under one of `master_key_ids`."""
+        """Every endpoint whose signing secret is sealed under one of `master_key_ids`; empty
+        when there is none."""
         ...
 
-    async def reseal(self, endpoint_id: EndpointId, sealed_secret: bytes) -> None:
+    async def reseal(self, endpoint_id: ids.EndpointId, sealed_secret: bytes) -> None:
         """Replace an endpoint's sealed secret (the same secret, sealed anew); nothing else."""
         ...
 
 
 class DeliveryRepository(Protocol):
-    async def add(self, deliveries: Sequence[Delivery]) -> None: ...
+    async def add(self, deliveries: Sequence[Delivery]) -> None:
+        """Store new deliveries (none for an empty sequence); their ids must not be stored
+        yet."""
+        ...
 
-    async def get(self, delivery_id: DeliveryId) -> Delivery | None: ...
+    async def get(self, delivery_id: ids.DeliveryId) -> Delivery | None:
+        """The delivery with that id, in any state; None if unknown."""
+        ...
 
     async def save(self, delivery: Delivery) -> None:
-        """Persist every mutable field of an existing delivery."""
+        """Persist every mutable field of an existing delivery; NotFound if it is not
+        stored."""
         ...
 
     async def lease_due(self, now: datetime, until: datetime, limit: int) -> Sequence[Delivery]:
@@ -405,8 +439,12 @@ class DeliveryRepository(Protocol):
         never get the same delivery while its lease runs."""
         ...
 
-    async def list_for_endpoint(self, endpoint_id: EndpointId, page: PageRequest) -> Page[Delivery]:
-        """The endpoint's deliveries, newest first; `page.after` continues below that id."""
+    async def list_for_endpoint(
+        self, endpoint_id: ids.EndpointId, page: PageRequest
+    ) -> Page[Delivery]:
+        """The endpoint's deliveries, newest first; `page.after` continues below that id.
+        Empty for an endpoint without deliveries or an unknown one."""
+        ...
 
 
 class MerchantRepository(Protocol):
@@ -435,12 +473,12 @@ class MerchantRepository(Protocol):
         """The access token with that hash, expired or not; None if unknown."""
         ...
 
-    async def find_linked_offer(self, seller_id: SubjectId, product_id: str) -> Offer | None:
+    async def find_linked_offer(self, seller_id: ids.SubjectId, product_id: str) -> Offer | None:
         """The seller's ACTIVE AUTO_KEY offer whose g2aProductId is `product_id` (at most one
         exists), or None."""
         ...
 
-    async def available_up_to(self, pool_id: PoolId, cap: int) -> int:
+    async def available_up_to(self, pool_id: ids.PoolId, cap: int) -> int:
         """AVAILABLE keys of the pool as this transaction sees them, counting no further than
         `cap` (G2A shows at most 10,000: a large pool costs no more than that to count)."""
         ...
@@ -450,22 +488,26 @@ class MerchantRepository(Protocol):
         ...
 
     async def save_reservation(self, reservation: Reservation) -> None:
-        """Persist state, expiry and G2A order id of an existing reservation."""
+        """Persist state, expiry and G2A order id of an existing reservation (a reservation
+        read in this transaction)."""
         ...
 
     async def get_reservation(
-        self, seller_id: SubjectId, reservation_id: str, *, for_update: bool = False
+        self, seller_id: ids.SubjectId, reservation_id: str, *, for_update: bool = False
     ) -> Reservation | None:
-        """The seller's reservation; `for_update` locks it until the transaction ends, so an
-        order, a release and a renewal of one reservation run one after the other."""
+        """The seller's reservation; None if unknown or another seller's. `for_update` makes
+        it this transaction's until it ends, so an order, a release and a renewal of one
+        reservation run one after the other."""
         ...
 
-    async def list_reservations(self, seller_id: SubjectId, page: PageRequest) -> Page[Reservation]:
+    async def list_reservations(
+        self, seller_id: ids.SubjectId, page: PageRequest
+    ) -> Page[Reservation]:
         """The seller's reservations in id (creation) order; ids are UUID text, so
         `page.after` is the UUID of the last one seen."""
         ...
 
-    async def find_ordered(self, seller_id: SubjectId, order_ref: str) -> Reservation | None:
+    async def find_ordered(self, seller_id: ids.SubjectId, order_ref: str) -> Reservation | None:
         """The seller's ORDERED reservation whose id (autokey's order id) or G2A order id is
         `order_ref`; None if there is none."""
         ...
@@ -475,7 +517,7 @@ class MerchantRepository(Protocol):
         ...
 
     async def list_returned_keys(
-        self, seller_id: SubjectId, page: PageRequest
+        self, seller_id: ids.SubjectId, page: PageRequest
     ) -> Page[ReturnedKey]:
         """The seller's returned keys in key id order."""
         ...
@@ -485,7 +527,7 @@ class MerchantRepository(Protocol):
         ...
 
     async def list_notifications(
-        self, seller_id: SubjectId, page: PageRequest
+        self, seller_id: ids.SubjectId, page: PageRequest
     ) -> Page[MerchantNotification]:
         """The seller's notifications in id (arrival) order."""
         ...
@@ -495,20 +537,24 @@ class MerchantRepository(Protocol):
         another offer linked to the same G2A offer id."""
         ...
 
-    async def get_link(self, offer_id: OfferId) -> G2AOfferLink | None: ...
+    async def get_link(self, offer_id: ids.OfferId) -> G2AOfferLink | None:
+        """The offer's link to its G2A offer; None if the offer is not listed on G2A."""
+        ...
 
     async def list_links(self) -> Sequence[G2AOfferLink]:
         """Every offer's link, in offer id order (one per offer listed on G2A: a small table)."""
         ...
 
-    async def find_link(self, seller_id: SubjectId, g2a_offer_id: str) -> G2AOfferLink | None:
+    async def find_link(self, seller_id: ids.SubjectId, g2a_offer_id: str) -> G2AOfferLink | None:
         """The seller's link to that G2A offer id, or None."""
         ...
 
 
-class UnitOfWork(Protocol):
-    """One transaction. Committed when the `transaction()` block exits normally,
-    rolled back when it raises."""
+@attrs.frozen(kw_only=True)
+class UnitOfWork:
+    """One transaction: the repositories a store hands out for it, all sharing the one
+    transaction. Committed when the `transaction()` block exits normally, rolled back when
+    it raises. A store builds one per transaction from its own repository classes."""
 
     tokens: TokenRepository
     pools: PoolRepository

@@ -9,18 +9,10 @@ from uuid import UUID
 import attrs
 
 from autokey.adapters.memory import store as base
+from autokey.domain.model import merchant
 from autokey.domain.model.errors import DuplicateResource
 from autokey.domain.model.ids import KeyId, OfferId, PoolId, SubjectId
 from autokey.domain.model.keys import KeyStatus
-from autokey.domain.model.merchant import (
-    G2AOfferLink,
-    MerchantAccessToken,
-    MerchantCredential,
-    MerchantNotification,
-    Reservation,
-    ReservationState,
-    ReturnedKey,
-)
 from autokey.domain.model.offers import DeliveryType, Offer, OfferStatus
 from autokey.domain.model.pages import Page, PageRequest
 from autokey.ports.store import MerchantRepository
@@ -28,24 +20,24 @@ from autokey.ports.store import MerchantRepository
 
 @attrs.define
 class MerchantTables:
-    credentials: dict[str, MerchantCredential] = attrs.Factory(dict)
-    tokens: dict[bytes, MerchantAccessToken] = attrs.Factory(dict)
-    reservations: dict[str, Reservation] = attrs.Factory(dict)
-    returned: dict[KeyId, ReturnedKey] = attrs.Factory(dict)
-    notifications: list[MerchantNotification] = attrs.Factory(list)
-    links: dict[OfferId, G2AOfferLink] = attrs.Factory(dict)
+    credentials: dict[str, merchant.MerchantCredential] = attrs.Factory(dict)
+    tokens: dict[bytes, merchant.MerchantAccessToken] = attrs.Factory(dict)
+    reservations: dict[str, merchant.Reservation] = attrs.Factory(dict)
+    returned: dict[KeyId, merchant.ReturnedKey] = attrs.Factory(dict)
+    notifications: list[merchant.MerchantNotification] = attrs.Factory(list)
+    links: dict[OfferId, merchant.G2AOfferLink] = attrs.Factory(dict)
 
 
 class MemoryMerchantRepository(MerchantRepository):
     def __init__(self, t: base._Tables, j: base._Journal) -> None:
         self._m, self._offers, self._keys, self._j = t.merchant, t.offers, t.keys, j
 
-    async def add_credential(self, credential: MerchantCredential) -> None:
+    async def add_credential(self, credential: merchant.MerchantCredential) -> None:
         if credential.client_id in self._m.credentials:
             raise DuplicateResource(resource="merchant_credential", id=credential.client_id)
         self._j.put(self._m.credentials, credential.client_id, credential)
 
-    async def get_credential(self, client_id: str) -> MerchantCredential | None:
+    async def get_credential(self, client_id: str) -> merchant.MerchantCredential | None:
         return self._m.credentials.get(client_id)
 
     async def revoke_credential(self, client_id: str, at: datetime) -> bool:
@@ -58,10 +50,10 @@ class MemoryMerchantRepository(MerchantRepository):
                 self._j.delete(self._m.tokens, token_hash)
         return True
 
-    async def add_access_token(self, token: MerchantAccessToken) -> None:
+    async def add_access_token(self, token: merchant.MerchantAccessToken) -> None:
         self._j.put(self._m.tokens, token.token_hash, token)
 
-    async def find_access_token(self, token_hash: bytes) -> MerchantAccessToken | None:
+    async def find_access_token(self, token_hash: bytes) -> merchant.MerchantAccessToken | None:
         return self._m.tokens.get(token_hash)
 
     async def find_linked_offer(self, seller_id: SubjectId, product_id: str) -> Offer | None:
@@ -83,35 +75,39 @@ class MemoryMerchantRepository(MerchantRepository):
         ]
         return min(len(available), cap)
 
-    async def add_reservation(self, reservation: Reservation) -> None:
+    async def add_reservation(self, reservation: merchant.Reservation) -> None:
         if reservation.id in self._m.reservations:
             raise DuplicateResource(resource="reservation", id=reservation.id)
         self._j.put(self._m.reservations, reservation.id, base._copy(reservation))
 
-    async def save_reservation(self, reservation: Reservation) -> None:
+    async def save_reservation(self, reservation: merchant.Reservation) -> None:
         self._j.put(self._m.reservations, reservation.id, base._copy(reservation))
 
     async def get_reservation(
         self, seller_id: SubjectId, reservation_id: str, *, for_update: bool = False
-    ) -> Reservation | None:
+    ) -> merchant.Reservation | None:
         found = self._m.reservations.get(reservation_id)
         return base._copy(found) if found is not None and found.seller_id == seller_id else None
 
-    async def list_reservations(self, seller_id: SubjectId, page: PageRequest) -> Page[Reservation]:
+    async def list_reservations(
+        self, seller_id: SubjectId, page: PageRequest
+    ) -> Page[merchant.Reservation]:
         mine = [r for r in self._m.reservations.values() if r.seller_id == seller_id]
         return base._page(mine, page, lambda r: UUID(r.id))
 
-    async def find_ordered(self, seller_id: SubjectId, order_ref: str) -> Reservation | None:
+    async def find_ordered(
+        self, seller_id: SubjectId, order_ref: str
+    ) -> merchant.Reservation | None:
         for r in self._m.reservations.values():
             if (
                 r.seller_id == seller_id
-                and r.state is ReservationState.ORDERED
+                and r.state is merchant.ReservationState.ORDERED
                 and order_ref in (r.id, str(r.g2a_order_id))
             ):
                 return base._copy(r)
         return None
 
-    async def add_returned_keys(self, returned: Sequence[ReturnedKey]) -> int:
+    async def add_returned_keys(self, returned: Sequence[merchant.ReturnedKey]) -> int:
         new = [r for r in returned if r.key_id not in self._m.returned]
         for r in new:
             self._j.put(self._m.returned, r.key_id, r)
@@ -119,33 +115,35 @@ class MemoryMerchantRepository(MerchantRepository):
 
     async def list_returned_keys(
         self, seller_id: SubjectId, page: PageRequest
-    ) -> Page[ReturnedKey]:
+    ) -> Page[merchant.ReturnedKey]:
         mine = [r for r in self._m.returned.values() if r.seller_id == seller_id]
         return base._page(mine, page, lambda r: r.key_id)
 
-    async def add_notification(self, notification: MerchantNotification) -> None:
+    async def add_notification(self, notification: merchant.MerchantNotification) -> None:
         self._j.append(self._m.notifications, [notification])
 
     async def list_notifications(
         self, seller_id: SubjectId, page: PageRequest
-    ) -> Page[MerchantNotification]:
+    ) -> Page[merchant.MerchantNotification]:
         mine = [n for n in self._m.notifications if n.seller_id == seller_id]
         return base._page(mine, page, lambda n: n.id)
 
-    async def save_link(self, link: G2AOfferLink) -> None:
+    async def save_link(self, link: merchant.G2AOfferLink) -> None:
         other = await self.find_link(link.seller_id, link.g2a_offer_id)
         if other is not None and other.offer_id != link.offer_id:
             raise DuplicateResource(resource="g2a_offer", id=link.g2a_offer_id)
         self._j.put(self._m.links, link.offer_id, base._copy(link))
 
-    async def get_link(self, offer_id: OfferId) -> G2AOfferLink | None:
+    async def get_link(self, offer_id: OfferId) -> merchant.G2AOfferLink | None:
         found = self._m.links.get(offer_id)
         return None if found is None else base._copy(found)
 
-    async def list_links(self) -> Sequence[G2AOfferLink]:
+    async def list_links(self) -> Sequence[merchant.G2AOfferLink]:
         return [base._copy(self._m.links[k]) for k in sorted(self._m.links)]
 
-    async def find_link(self, seller_id: SubjectId, g2a_offer_id: str) -> G2AOfferLink | None:
+    async def find_link(
+        self, seller_id: SubjectId, g2a_offer_id: str
+    ) -> merchant.G2AOfferLink | None:
         for link in self._m.links.values():
             if link.seller_id == seller_id and link.g2a_offer_id == g2a_offer_id:
                 return base._copy(link)

@@ -17,25 +17,16 @@ import attrs
 
 from autokey.adapters.key_spool import SpooledKeys, add_staged_in_batches
 from autokey.adapters.memory.merchant import MemoryMerchantRepository, MerchantTables
-from autokey.adapters.unit_of_work import Repositories
+from autokey.domain.model import ids
 from autokey.domain.model.audit import AuditEvent
 from autokey.domain.model.auth import ApiToken
 from autokey.domain.model.errors import DuplicateResource, NotFound
 from autokey.domain.model.idempotency import IdempotencyRecord, IdempotencyState, StoredResponse
-from autokey.domain.model.ids import (
-    DeliveryId,
-    EndpointId,
-    KeyId,
-    OfferId,
-    OrderId,
-    PoolId,
-    SubjectId,
-    TokenId,
-)
 from autokey.domain.model.keys import (
     Key,
     KeyPool,
     KeyStatus,
+    KeyTransition,
     MasterKeyId,
     PinnedIndexKey,
     PoolCounts,
@@ -46,22 +37,7 @@ from autokey.domain.model.orders import UPSTREAM_ORDER, Order, OrderStatus, Sale
 from autokey.domain.model.outbound import Delivery, DeliveryStatus, WebhookEndpoint
 from autokey.domain.model.pages import Page, PageRequest
 from autokey.domain.model.webhooks import WebhookEvent
-from autokey.ports.store import (
-    AuditLog,
-    DeliveryRepository,
-    EndpointRepository,
-    IdempotencyRepository,
-    KeyRepository,
-    KeyringRepository,
-    KeyStage,
-    OfferRepository,
-    OrderRepository,
-    PoolRepository,
-    Store,
-    TokenRepository,
-    UnitOfWork,
-    WebhookRepository,
-)
+from autokey.ports import store as port
 
 T = TypeVar("T")
 _MISSING: Any = object()
@@ -70,19 +46,19 @@ _MISSING: Any = object()
 @attrs.define
 class _Tables:
     tokens: dict[bytes, ApiToken] = attrs.Factory(dict)
-    pools: dict[PoolId, KeyPool] = attrs.Factory(dict)
-    keys: dict[KeyId, Key] = attrs.Factory(dict)
-    key_counts: dict[tuple[PoolId, KeyStatus], int] = attrs.Factory(dict)
+    pools: dict[ids.PoolId, KeyPool] = attrs.Factory(dict)
+    keys: dict[ids.KeyId, Key] = attrs.Factory(dict)
+    key_counts: dict[tuple[ids.PoolId, KeyStatus], int] = attrs.Factory(dict)
     """Keys per pool and status, kept by `put_key` so counting never walks `keys`."""
-    fingerprints: dict[bytes, KeyId] = attrs.Factory(dict)
-    offers: dict[OfferId, Offer] = attrs.Factory(dict)
-    orders: dict[OrderId, Order] = attrs.Factory(dict)
+    fingerprints: dict[bytes, ids.KeyId] = attrs.Factory(dict)
+    offers: dict[ids.OfferId, Offer] = attrs.Factory(dict)
+    orders: dict[ids.OrderId, Order] = attrs.Factory(dict)
     idempotency: dict[tuple[str, str], IdempotencyRecord] = attrs.Factory(dict)
     audit: list[AuditEvent] = attrs.Factory(list)
     nonces: dict[str, datetime] = attrs.Factory(dict)
     events: dict[str, WebhookEvent] = attrs.Factory(dict)
-    endpoints: dict[EndpointId, WebhookEndpoint] = attrs.Factory(dict)
-    deliveries: dict[DeliveryId, Delivery] = attrs.Factory(dict)
+    endpoints: dict[ids.EndpointId, WebhookEndpoint] = attrs.Factory(dict)
+    deliveries: dict[ids.DeliveryId, Delivery] = attrs.Factory(dict)
     index_key: dict[int, PinnedIndexKey] = attrs.Factory(dict)
     """At most one entry, under key 1 (the journal undoes dict writes)."""
     merchant: MerchantTables = attrs.Factory(MerchantTables)
@@ -153,7 +129,7 @@ def _page(
     return Page(items=chunk, next_after=key(chunk[-1]) if more and chunk else None)
 
 
-class MemoryTokenRepository(TokenRepository):
+class MemoryTokenRepository(port.TokenRepository):
     def __init__(self, t: _Tables, j: _Journal) -> None:
         self._t, self._j = t, j
 
@@ -165,7 +141,7 @@ class MemoryTokenRepository(TokenRepository):
     async def find_by_secret_hash(self, secret_hash: bytes) -> ApiToken | None:
         return self._t.tokens.get(secret_hash)
 
-    async def revoke(self, token_id: TokenId, at: datetime) -> bool:
+    async def revoke(self, token_id: ids.TokenId, at: datetime) -> bool:
         for secret_hash, token in self._t.tokens.items():
             if token.id == token_id and token.revoked_at is None:
                 self._j.put(self._t.tokens, secret_hash, attrs.evolve(token, revoked_at=at))
@@ -175,14 +151,14 @@ class MemoryTokenRepository(TokenRepository):
     async def list_all(self) -> Sequence[ApiToken]:
         return sorted(self._t.tokens.values(), key=lambda token: token.id)
 
-    async def record_use(self, used: Mapping[TokenId, datetime]) -> None:
+    async def record_use(self, used: Mapping[ids.TokenId, datetime]) -> None:
         for secret_hash, token in list(self._t.tokens.items()):
             at = used.get(token.id)
             if at is not None and (token.last_used_at is None or at > token.last_used_at):
                 self._j.put(self._t.tokens, secret_hash, attrs.evolve(token, last_used_at=at))
 
 
-class MemoryPoolRepository(PoolRepository):
+class MemoryPoolRepository(port.PoolRepository):
     def __init__(self, t: _Tables, j: _Journal) -> None:
         self._t, self._j = t, j
 
@@ -191,32 +167,32 @@ class MemoryPoolRepository(PoolRepository):
             raise DuplicateResource(resource="pool", id=str(pool.id))
         self._j.put(self._t.pools, pool.id, pool)
 
-    async def get(self, pool_id: PoolId) -> KeyPool | None:
+    async def get(self, pool_id: ids.PoolId) -> KeyPool | None:
         return self._t.pools.get(pool_id)
 
-    async def list_for_seller(self, seller_id: SubjectId, page: PageRequest) -> Page[KeyPool]:
+    async def list_for_seller(self, seller_id: ids.SubjectId, page: PageRequest) -> Page[KeyPool]:
         mine = [p for p in self._t.pools.values() if p.seller_id == seller_id]
         return _page(mine, page, lambda p: p.id)
 
-    async def counts(self, pool_id: PoolId) -> PoolCounts:
+    async def counts(self, pool_id: ids.PoolId) -> PoolCounts:
         counts = self._t.key_counts
         return PoolCounts.from_mapping({s: counts.get((pool_id, s), 0) for s in KeyStatus})
 
-    async def available_counts(self, pool_ids: Collection[PoolId]) -> Mapping[PoolId, int]:
+    async def available_counts(self, pool_ids: Collection[ids.PoolId]) -> Mapping[ids.PoolId, int]:
         return {p: self._t.key_counts.get((p, KeyStatus.AVAILABLE), 0) for p in pool_ids}
 
     async def fold_counts(self) -> int:
         return 0  # put_key keeps exact totals: nothing to fold
 
 
-class MemoryKeyRepository(KeyRepository):
+class MemoryKeyRepository(port.KeyRepository):
     def __init__(self, t: _Tables, j: _Journal) -> None:
         self._t, self._j = t, j
 
-    async def add_staged(self, stage: KeyStage) -> Sequence[int]:
+    async def add_staged(self, stage: port.KeyStage) -> Sequence[int]:
         return await add_staged_in_batches(stage, self.add_new)
 
-    async def add_new(self, keys: Sequence[Key]) -> frozenset[KeyId]:
+    async def add_new(self, keys: Sequence[Key]) -> frozenset[ids.KeyId]:
         stored = []
         for key in keys:
             if key.fingerprint not in self._t.fingerprints:
@@ -225,7 +201,7 @@ class MemoryKeyRepository(KeyRepository):
                 stored.append(key.id)
         return frozenset(stored)
 
-    async def get(self, key_id: KeyId, *, for_update: bool = False) -> Key | None:
+    async def get(self, key_id: ids.KeyId, *, for_update: bool = False) -> Key | None:
         key = self._t.keys.get(key_id)
         return None if key is None else _copy(key)
 
@@ -247,7 +223,7 @@ class MemoryKeyRepository(KeyRepository):
         )
 
     async def list_in_pool(
-        self, pool_id: PoolId, status: KeyStatus | None, page: PageRequest
+        self, pool_id: ids.PoolId, status: KeyStatus | None, page: PageRequest
     ) -> Page[Key]:
         rows = [
             k
@@ -256,18 +232,18 @@ class MemoryKeyRepository(KeyRepository):
         ]
         return _page(rows, page, lambda k: k.id)
 
-    def _of_order(self, order_id: OrderId, status: KeyStatus) -> list[Key]:
+    def _of_order(self, order_id: ids.OrderId, status: KeyStatus) -> list[Key]:
         rows = [k for k in self._t.keys.values() if k.order_id == order_id and k.status is status]
         return sorted(rows, key=lambda k: k.id)
 
     async def claim(
-        self, pool_id: PoolId, order_id: OrderId, quantity: int, now: datetime
-    ) -> Sequence[KeyId]:
+        self, pool_id: ids.PoolId, order_id: ids.OrderId, quantity: int, now: datetime
+    ) -> Sequence[ids.KeyId]:
         free = sorted(
             (
                 k
                 for k in self._t.keys.values()
-                if k.pool_id == pool_id and k.status is KeyStatus.AVAILABLE
+                if k.pool_id == pool_id and k.status is KeyTransition.RESERVE.source
             ),
             key=lambda k: (k.created_at, k.id),
         )[:quantity]
@@ -280,35 +256,35 @@ class MemoryKeyRepository(KeyRepository):
     async def advance_claim_marks(self) -> int:
         return 0  # claims walk no dead entries here: no mark
 
-    async def count_available(self, pool_id: PoolId) -> int:
+    async def count_available(self, pool_id: ids.PoolId) -> int:
         return self._t.key_counts.get((pool_id, KeyStatus.AVAILABLE), 0)
 
-    async def for_order(self, order_id: OrderId) -> Sequence[Key]:
+    async def for_order(self, order_id: ids.OrderId) -> Sequence[Key]:
         rows = [k for k in self._t.keys.values() if k.order_id == order_id]
         return [_copy(k) for k in sorted(rows, key=lambda k: k.id)]
 
     async def delivered_to(
-        self, order_ids: Collection[OrderId]
-    ) -> Mapping[OrderId, Sequence[KeyId]]:
-        found: dict[OrderId, list[KeyId]] = {}
+        self, order_ids: Collection[ids.OrderId]
+    ) -> Mapping[ids.OrderId, Sequence[ids.KeyId]]:
+        found: dict[ids.OrderId, list[ids.KeyId]] = {}
         for key in sorted(self._t.keys.values(), key=lambda k: k.id):
             order_id = key.order_id
             if order_id is not None and order_id in order_ids and key.status is KeyStatus.DELIVERED:
                 found.setdefault(order_id, []).append(key.id)
         return found
 
-    async def release_order(self, order_id: OrderId) -> Sequence[KeyId]:
+    async def release_order(self, order_id: ids.OrderId) -> Sequence[ids.KeyId]:
         released = []
-        for key in self._of_order(order_id, KeyStatus.RESERVED):
+        for key in self._of_order(order_id, KeyTransition.RELEASE.source):
             free = _copy(key)
             free.release()
             self._j.put_key(self._t, free)
             released.append(key.id)
         return released
 
-    async def deliver_order(self, order_id: OrderId, now: datetime) -> Sequence[KeyId]:
+    async def deliver_order(self, order_id: ids.OrderId, now: datetime) -> Sequence[ids.KeyId]:
         delivered = []
-        for key in self._of_order(order_id, KeyStatus.RESERVED):
+        for key in self._of_order(order_id, KeyTransition.DELIVER.source):
             done = _copy(key)
             done.deliver(now)
             self._j.put_key(self._t, done)
@@ -316,7 +292,7 @@ class MemoryKeyRepository(KeyRepository):
         return delivered
 
 
-class MemoryKeyringRepository(KeyringRepository):
+class MemoryKeyringRepository(port.KeyringRepository):
     def __init__(self, t: _Tables, j: _Journal) -> None:
         self._t, self._j = t, j
 
@@ -338,7 +314,7 @@ class MemoryKeyringRepository(KeyringRepository):
         self._j.put(self._t.index_key, 1, attrs.evolve(self._t.index_key[1], sealed=sealed))
 
     async def sealed_under(
-        self, master_key_ids: Collection[MasterKeyId], after: KeyId | None, limit: int
+        self, master_key_ids: Collection[MasterKeyId], after: ids.KeyId | None, limit: int
     ) -> Sequence[Key]:
         found = sorted(
             (
@@ -350,12 +326,12 @@ class MemoryKeyringRepository(KeyringRepository):
         )
         return [_copy(k) for k in found[:limit]]
 
-    async def reseal_key(self, key_id: KeyId, sealed: bytes) -> None:
+    async def reseal_key(self, key_id: ids.KeyId, sealed: bytes) -> None:
         if key_id in self._t.keys:
             self._j.put(self._t.keys, key_id, attrs.evolve(self._t.keys[key_id], sealed=sealed))
 
 
-class MemoryOfferRepository(OfferRepository):
+class MemoryOfferRepository(port.OfferRepository):
     def __init__(self, t: _Tables, j: _Journal) -> None:
         self._t, self._j = t, j
 
@@ -368,15 +344,15 @@ class MemoryOfferRepository(OfferRepository):
         _stored(self._t.offers, offer.id, "offer")
         self._j.put(self._t.offers, offer.id, _copy(offer))
 
-    async def get(self, offer_id: OfferId) -> Offer | None:
+    async def get(self, offer_id: ids.OfferId) -> Offer | None:
         offer = self._t.offers.get(offer_id)
         return None if offer is None else _copy(offer)
 
-    async def list_for_seller(self, seller_id: SubjectId, page: PageRequest) -> Page[Offer]:
+    async def list_for_seller(self, seller_id: ids.SubjectId, page: PageRequest) -> Page[Offer]:
         mine = [o for o in self._t.offers.values() if o.seller_id == seller_id]
         return _page(mine, page, lambda o: o.id)
 
-    async def lock_stocked(self, pool_id: PoolId | None, page: PageRequest) -> Page[Offer]:
+    async def lock_stocked(self, pool_id: ids.PoolId | None, page: PageRequest) -> Page[Offer]:
         # One transaction at a time holds this store: nothing to skip.
         stocked = [
             o
@@ -388,7 +364,7 @@ class MemoryOfferRepository(OfferRepository):
         return _page(stocked, page, lambda o: o.id)
 
 
-class MemoryOrderRepository(OrderRepository):
+class MemoryOrderRepository(port.OrderRepository):
     def __init__(self, t: _Tables, j: _Journal) -> None:
         self._t, self._j = t, j
 
@@ -411,12 +387,12 @@ class MemoryOrderRepository(OrderRepository):
             if other.upstream_order_id == upstream_id and other.id != order.id:
                 raise DuplicateResource(resource=UPSTREAM_ORDER, id=upstream_id)
 
-    async def get(self, order_id: OrderId, *, for_update: bool = False) -> Order | None:
+    async def get(self, order_id: ids.OrderId, *, for_update: bool = False) -> Order | None:
         order = self._t.orders.get(order_id)
         return None if order is None else _copy(order)
 
     async def list_for_buyer(
-        self, buyer_id: SubjectId, status: OrderStatus | None, page: PageRequest
+        self, buyer_id: ids.SubjectId, status: OrderStatus | None, page: PageRequest
     ) -> Page[Order]:
         mine = [
             o
@@ -426,7 +402,7 @@ class MemoryOrderRepository(OrderRepository):
         return _page(mine, page, lambda o: o.id, desc=True)
 
     async def list_for_seller(
-        self, seller_id: SubjectId, which: SalesFilter, page: PageRequest
+        self, seller_id: ids.SubjectId, which: SalesFilter, page: PageRequest
     ) -> Page[Order]:
         sold = [o for o in self._t.orders.values() if o.seller_id == seller_id and which.matches(o)]
         return _page(sold, page, lambda o: o.id, desc=True)
@@ -458,7 +434,7 @@ class MemoryOrderRepository(OrderRepository):
         return [_copy(o) for o in rows[:limit]]
 
 
-class MemoryWebhookRepository(WebhookRepository):
+class MemoryWebhookRepository(port.WebhookRepository):
     def __init__(self, t: _Tables, j: _Journal) -> None:
         self._t, self._j = t, j
 
@@ -484,7 +460,7 @@ class MemoryWebhookRepository(WebhookRepository):
         return self._t.events.get(event_id)
 
 
-class MemoryIdempotencyRepository(IdempotencyRepository):
+class MemoryIdempotencyRepository(port.IdempotencyRepository):
     def __init__(self, t: _Tables, j: _Journal) -> None:
         self._t, self._j = t, j
 
@@ -522,26 +498,26 @@ class MemoryIdempotencyRepository(IdempotencyRepository):
         return len(old)
 
 
-class MemoryAuditLog(AuditLog):
+class MemoryAuditLog(port.AuditLog):
     def __init__(self, t: _Tables, j: _Journal) -> None:
         self._t, self._j = t, j
 
     async def append(self, events: Sequence[AuditEvent]) -> None:
         self._j.append(self._t.audit, list(events))
 
-    async def list_events(self, pool_id: PoolId | None, page: PageRequest) -> Page[AuditEvent]:
+    async def list_events(self, pool_id: ids.PoolId | None, page: PageRequest) -> Page[AuditEvent]:
         rows = [e for e in self._t.audit if pool_id is None or e.pool_id == pool_id]
         return _page(rows, page, lambda e: e.id)
 
 
-class MemoryEndpointRepository(EndpointRepository):
+class MemoryEndpointRepository(port.EndpointRepository):
     def __init__(self, t: _Tables, j: _Journal) -> None:
         self._t, self._j = t, j
 
     async def add(self, endpoint: WebhookEndpoint) -> None:
         self._j.put(self._t.endpoints, endpoint.id, _copy(endpoint))
 
-    async def get(self, endpoint_id: EndpointId) -> WebhookEndpoint | None:
+    async def get(self, endpoint_id: ids.EndpointId) -> WebhookEndpoint | None:
         found = self._t.endpoints.get(endpoint_id)
         return None if found is None else _copy(found)
 
@@ -549,7 +525,7 @@ class MemoryEndpointRepository(EndpointRepository):
         _stored(self._t.endpoints, endpoint.id, "webhook_endpoint")
         self._j.put(self._t.endpoints, endpoint.id, _copy(endpoint))
 
-    async def list_for_seller(self, seller_id: SubjectId) -> Sequence[WebhookEndpoint]:
+    async def list_for_seller(self, seller_id: ids.SubjectId) -> Sequence[WebhookEndpoint]:
         mine = [e for e in self._t.endpoints.values() if e.seller_id == seller_id]
         return [_copy(e) for e in sorted(mine, key=lambda e: e.id)]
 
@@ -561,14 +537,14 @@ class MemoryEndpointRepository(EndpointRepository):
         ]
         return [_copy(e) for e in sorted(found, key=lambda e: e.id)]
 
-    async def reseal(self, endpoint_id: EndpointId, sealed_secret: bytes) -> None:
+    async def reseal(self, endpoint_id: ids.EndpointId, sealed_secret: bytes) -> None:
         current = _stored(self._t.endpoints, endpoint_id, "webhook_endpoint")
         self._j.put(
             self._t.endpoints, endpoint_id, attrs.evolve(current, sealed_secret=sealed_secret)
         )
 
 
-class MemoryDeliveryRepository(DeliveryRepository):
+class MemoryDeliveryRepository(port.DeliveryRepository):
     def __init__(self, t: _Tables, j: _Journal) -> None:
         self._t, self._j = t, j
 
@@ -576,7 +552,7 @@ class MemoryDeliveryRepository(DeliveryRepository):
         for delivery in deliveries:
             self._j.put(self._t.deliveries, delivery.id, _copy(delivery))
 
-    async def get(self, delivery_id: DeliveryId) -> Delivery | None:
+    async def get(self, delivery_id: ids.DeliveryId) -> Delivery | None:
         found = self._t.deliveries.get(delivery_id)
         return None if found is None else _copy(found)
 
@@ -600,26 +576,28 @@ class MemoryDeliveryRepository(DeliveryRepository):
             await self.save(delivery)
         return [_copy(d) for d in leased]
 
-    async def list_for_endpoint(self, endpoint_id: EndpointId, page: PageRequest) -> Page[Delivery]:
+    async def list_for_endpoint(
+        self, endpoint_id: ids.EndpointId, page: PageRequest
+    ) -> Page[Delivery]:
         mine = [d for d in self._t.deliveries.values() if d.endpoint_id == endpoint_id]
         return _page(mine, page, lambda d: d.id, desc=True)
 
 
-class MemoryStore(Store):
+class MemoryStore(port.Store):
     name = "memory"
 
     def __init__(self) -> None:
         self._tables = _Tables()
         self._lock = asyncio.Lock()
 
-    def stage_keys(self) -> KeyStage:
+    def stage_keys(self) -> port.KeyStage:
         return SpooledKeys()
 
     @asynccontextmanager
-    async def transaction(self) -> AsyncIterator[UnitOfWork]:
+    async def transaction(self) -> AsyncIterator[port.UnitOfWork]:
         async with self._lock:
             t, journal = self._tables, _Journal()
-            uow = Repositories(
+            uow = port.UnitOfWork(
                 tokens=MemoryTokenRepository(t, journal),
                 pools=MemoryPoolRepository(t, journal),
                 keys=MemoryKeyRepository(t, journal),
@@ -639,7 +617,7 @@ class MemoryStore(Store):
                 journal.rollback()
                 raise
 
-    def bulk_transaction(self) -> AbstractAsyncContextManager[UnitOfWork]:
+    def bulk_transaction(self) -> AbstractAsyncContextManager[port.UnitOfWork]:
         return self.transaction()
 
     async def ping(self) -> None:

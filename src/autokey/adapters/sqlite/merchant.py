@@ -10,19 +10,13 @@ from typing import Any, Final
 from uuid import UUID
 
 from autokey.adapters.merchant_rows import lines_from, lines_text
+from autokey.adapters.sql_literals import literal
 from autokey.adapters.sqlite import rows, sql
 from autokey.adapters.sqlite import store as base
+from autokey.domain.model import merchant
 from autokey.domain.model.ids import KeyId, OfferId, PoolId, SubjectId
-from autokey.domain.model.merchant import (
-    G2AOfferLink,
-    MerchantAccessToken,
-    MerchantCredential,
-    MerchantNotification,
-    Reservation,
-    ReservationState,
-    ReturnedKey,
-)
-from autokey.domain.model.offers import Offer
+from autokey.domain.model.keys import KeyStatus
+from autokey.domain.model.offers import DeliveryType, Offer, OfferStatus
 from autokey.domain.model.pages import Page, PageRequest
 from autokey.ports.store import MerchantRepository
 
@@ -50,12 +44,13 @@ WHERE token_hash = :token_hash
 _LINKED_OFFER: Final = f"""
 SELECT {sql.OFFER_COLUMNS}
 FROM offers
-WHERE seller_id = :seller_id AND g2a_product_id = :product_id AND status = 'active'
-  AND delivery_type = 'AUTO_KEY'
+WHERE seller_id = :seller_id AND g2a_product_id = :product_id
+  AND status = {literal(OfferStatus.ACTIVE)} AND delivery_type = {literal(DeliveryType.AUTO_KEY)}
 """
-_AVAILABLE_UP_TO: Final = """
+_AVAILABLE_UP_TO: Final = f"""
 SELECT count(*) FROM (
-    SELECT 1 FROM keys WHERE pool_id = :pool_id AND status = 'AVAILABLE' LIMIT :cap
+    SELECT 1 FROM keys
+    WHERE pool_id = :pool_id AND status = {literal(KeyStatus.AVAILABLE)} LIMIT :cap
 )
 """
 _RESERVATION_COLUMNS: Final = (
@@ -81,7 +76,8 @@ ORDER BY id LIMIT :limit
 """
 _ORDERED: Final = f"""
 SELECT {_RESERVATION_COLUMNS} FROM g2a_reservations
-WHERE seller_id = :seller_id AND state = 'ordered' AND (id = :ref OR g2a_order_id = :g2a_ref)
+WHERE seller_id = :seller_id AND state = {literal(merchant.ReservationState.ORDERED)}
+    AND (id = :ref OR g2a_order_id = :g2a_ref)
 ORDER BY id = :ref DESC
 LIMIT 1
 """
@@ -125,11 +121,11 @@ WHERE seller_id = :seller_id AND g2a_offer_id = :g2a_offer_id
 """
 
 
-def _reservation(row: sqlite3.Row) -> Reservation:
-    return Reservation(
+def _reservation(row: sqlite3.Row) -> merchant.Reservation:
+    return merchant.Reservation(
         id=row["id"],
         seller_id=SubjectId(rows.uuid_val(row["seller_id"])),
-        state=ReservationState(row["state"]),
+        state=merchant.ReservationState(row["state"]),
         lines=lines_from(row["lines"]),
         created_at=rows.time_val(row["created_at"]),
         expires_at=rows.time_val(row["expires_at"]),
@@ -138,7 +134,7 @@ def _reservation(row: sqlite3.Row) -> Reservation:
     )
 
 
-def _reservation_params(r: Reservation) -> dict[str, Any]:
+def _reservation_params(r: merchant.Reservation) -> dict[str, Any]:
     return {
         "id": r.id,
         "seller_id": r.seller_id.bytes,
@@ -151,8 +147,8 @@ def _reservation_params(r: Reservation) -> dict[str, Any]:
     }
 
 
-def _link(row: sqlite3.Row) -> G2AOfferLink:
-    return G2AOfferLink(
+def _link(row: sqlite3.Row) -> merchant.G2AOfferLink:
+    return merchant.G2AOfferLink(
         offer_id=OfferId(rows.uuid_val(row["offer_id"])),
         seller_id=SubjectId(rows.uuid_val(row["seller_id"])),
         g2a_offer_id=row["g2a_offer_id"],
@@ -171,7 +167,7 @@ class SqliteMerchantRepository(MerchantRepository):
     def __init__(self, session: base._Session) -> None:
         self._db = session
 
-    async def add_credential(self, credential: MerchantCredential) -> None:
+    async def add_credential(self, credential: merchant.MerchantCredential) -> None:
         await self._db.execute(
             _INSERT_CREDENTIAL,
             {
@@ -185,11 +181,11 @@ class SqliteMerchantRepository(MerchantRepository):
             resource_id=credential.client_id,
         )
 
-    async def get_credential(self, client_id: str) -> MerchantCredential | None:
+    async def get_credential(self, client_id: str) -> merchant.MerchantCredential | None:
         row = await self._db.fetchone(_CREDENTIAL, {"client_id": client_id})
         if row is None:
             return None
-        return MerchantCredential(
+        return merchant.MerchantCredential(
             client_id=row["client_id"],
             seller_id=SubjectId(rows.uuid_val(row["seller_id"])),
             name=row["name"],
@@ -205,7 +201,7 @@ class SqliteMerchantRepository(MerchantRepository):
         await self._db.execute(_DROP_TOKENS_OF_CLIENT, {"client_id": client_id})
         return True
 
-    async def add_access_token(self, token: MerchantAccessToken) -> None:
+    async def add_access_token(self, token: merchant.MerchantAccessToken) -> None:
         await self._db.execute(
             _INSERT_TOKEN,
             {
@@ -216,11 +212,11 @@ class SqliteMerchantRepository(MerchantRepository):
             },
         )
 
-    async def find_access_token(self, token_hash: bytes) -> MerchantAccessToken | None:
+    async def find_access_token(self, token_hash: bytes) -> merchant.MerchantAccessToken | None:
         row = await self._db.fetchone(_TOKEN, {"token_hash": token_hash})
         if row is None:
             return None
-        return MerchantAccessToken(
+        return merchant.MerchantAccessToken(
             token_hash=row["token_hash"],
             client_id=row["client_id"],
             seller_id=SubjectId(rows.uuid_val(row["seller_id"])),
@@ -231,13 +227,13 @@ class SqliteMerchantRepository(MerchantRepository):
         row = await self._db.fetchone(
             _LINKED_OFFER, {"seller_id": seller_id.bytes, "product_id": product_id}
         )
-        return None if row is None else rows.offer_from_row(row)
+        return None if row is None else rows.entity_of(row, Offer)
 
     async def available_up_to(self, pool_id: PoolId, cap: int) -> int:
         row = await self._db.fetchone(_AVAILABLE_UP_TO, {"pool_id": pool_id.bytes, "cap": cap})
         return 0 if row is None else int(row[0])
 
-    async def add_reservation(self, reservation: Reservation) -> None:
+    async def add_reservation(self, reservation: merchant.Reservation) -> None:
         await self._db.execute(
             _INSERT_RESERVATION,
             _reservation_params(reservation),
@@ -245,7 +241,7 @@ class SqliteMerchantRepository(MerchantRepository):
             resource_id=reservation.id,
         )
 
-    async def save_reservation(self, reservation: Reservation) -> None:
+    async def save_reservation(self, reservation: merchant.Reservation) -> None:
         params = _reservation_params(reservation)
         for immutable in ("seller_id", "lines", "created_at"):
             del params[immutable]
@@ -253,13 +249,15 @@ class SqliteMerchantRepository(MerchantRepository):
 
     async def get_reservation(
         self, seller_id: SubjectId, reservation_id: str, *, for_update: bool = False
-    ) -> Reservation | None:
+    ) -> merchant.Reservation | None:
         row = await self._db.fetchone(
             _RESERVATION, {"id": reservation_id, "seller_id": seller_id.bytes}
         )
         return None if row is None else _reservation(row)
 
-    async def list_reservations(self, seller_id: SubjectId, page: PageRequest) -> Page[Reservation]:
+    async def list_reservations(
+        self, seller_id: SubjectId, page: PageRequest
+    ) -> Page[merchant.Reservation]:
         params = {
             **_page_params(seller_id, page),
             "after": str(page.after) if page.after else "",
@@ -267,14 +265,16 @@ class SqliteMerchantRepository(MerchantRepository):
         found = await self._db.fetchall(_RESERVATIONS_OF_SELLER, params)
         return base._page([_reservation(r) for r in found], page, lambda r: UUID(r.id))
 
-    async def find_ordered(self, seller_id: SubjectId, order_ref: str) -> Reservation | None:
+    async def find_ordered(
+        self, seller_id: SubjectId, order_ref: str
+    ) -> merchant.Reservation | None:
         row = await self._db.fetchone(
             _ORDERED,
             {"seller_id": seller_id.bytes, "ref": order_ref, "g2a_ref": _g2a_ref(order_ref)},
         )
         return None if row is None else _reservation(row)
 
-    async def add_returned_keys(self, returned: Sequence[ReturnedKey]) -> int:
+    async def add_returned_keys(self, returned: Sequence[merchant.ReturnedKey]) -> int:
         added = 0
         for r in returned:
             added += await self._db.execute(
@@ -290,10 +290,10 @@ class SqliteMerchantRepository(MerchantRepository):
 
     async def list_returned_keys(
         self, seller_id: SubjectId, page: PageRequest
-    ) -> Page[ReturnedKey]:
+    ) -> Page[merchant.ReturnedKey]:
         found = await self._db.fetchall(_RETURNED_OF_SELLER, _page_params(seller_id, page))
         items = [
-            ReturnedKey(
+            merchant.ReturnedKey(
                 key_id=KeyId(rows.uuid_val(r["key_id"])),
                 seller_id=SubjectId(rows.uuid_val(r["seller_id"])),
                 reservation_id=r["reservation_id"],
@@ -303,7 +303,7 @@ class SqliteMerchantRepository(MerchantRepository):
         ]
         return base._page(items, page, lambda r: r.key_id)
 
-    async def add_notification(self, notification: MerchantNotification) -> None:
+    async def add_notification(self, notification: merchant.MerchantNotification) -> None:
         n = notification
         await self._db.execute(
             _INSERT_NOTIFICATION,
@@ -321,10 +321,10 @@ class SqliteMerchantRepository(MerchantRepository):
 
     async def list_notifications(
         self, seller_id: SubjectId, page: PageRequest
-    ) -> Page[MerchantNotification]:
+    ) -> Page[merchant.MerchantNotification]:
         found = await self._db.fetchall(_NOTIFICATIONS_OF_SELLER, _page_params(seller_id, page))
         items = [
-            MerchantNotification(
+            merchant.MerchantNotification(
                 id=rows.uuid_val(r["id"]),
                 seller_id=SubjectId(rows.uuid_val(r["seller_id"])),
                 type=r["type"],
@@ -338,7 +338,7 @@ class SqliteMerchantRepository(MerchantRepository):
         ]
         return base._page(items, page, lambda n: n.id)
 
-    async def save_link(self, link: G2AOfferLink) -> None:
+    async def save_link(self, link: merchant.G2AOfferLink) -> None:
         await self._db.execute(
             _SAVE_LINK,
             {
@@ -353,14 +353,16 @@ class SqliteMerchantRepository(MerchantRepository):
             resource_id=link.g2a_offer_id,
         )
 
-    async def get_link(self, offer_id: OfferId) -> G2AOfferLink | None:
+    async def get_link(self, offer_id: OfferId) -> merchant.G2AOfferLink | None:
         row = await self._db.fetchone(_LINK, {"offer_id": offer_id.bytes})
         return None if row is None else _link(row)
 
-    async def list_links(self) -> Sequence[G2AOfferLink]:
+    async def list_links(self) -> Sequence[merchant.G2AOfferLink]:
         return [_link(row) for row in await self._db.fetchall(_LINKS)]
 
-    async def find_link(self, seller_id: SubjectId, g2a_offer_id: str) -> G2AOfferLink | None:
+    async def find_link(
+        self, seller_id: SubjectId, g2a_offer_id: str
+    ) -> merchant.G2AOfferLink | None:
         row = await self._db.fetchone(
             _LINK_BY_G2A_OFFER, {"seller_id": seller_id.bytes, "g2a_offer_id": g2a_offer_id}
         )

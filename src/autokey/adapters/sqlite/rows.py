@@ -1,48 +1,47 @@
-"""The SQLite edge of the domain: column codecs and one explicit converter per table.
+"""The SQLite edge of the domain: column codecs and the one cattrs converter of this engine.
 
 Storage types: UUIDs are 16-byte BLOBs (memcmp order is UUID order), instants are fixed-width
 ISO-8601 UTC text with microseconds (text order is time order), amounts are `Decimal` text
 (exact round trip), enums are their values, audit key ids and details are JSON text.
 
-`*_params` functions turn an entity into the named parameters of its INSERT/UPDATE
-statements; `*_from_row` functions build the entity back from a `sqlite3.Row`.
+`make_row_converter()` builds the converter from cattrs' generated functions, with an explicit
+hook per column codec. An entity unstructures to the named parameters of its INSERT/UPDATE
+statements and structures back from a row, its columns named as its fields, except:
+- a value of two parts (`Money`, `StoredResponse`) spreads over `<field>_<part>` columns,
+  all NULL when the value is None;
+- `Offer.recorded_stock_level` is the `stock_level` column;
+- `AuditEvent.key_ids` and `details` are JSON text, `WebhookEndpoint.event_types` the
+  values joined by spaces.
+`params(entity)` and `entity_of(row, cls)` / `entities_of(rows, cls)` use it.
 """
 
 from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Sequence
+import types
+import typing
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from decimal import Decimal
-from typing import Any
+from typing import Any, Final, TypeVar
 from uuid import UUID
 
-from autokey.domain.model.audit import AuditAction, AuditEvent
-from autokey.domain.model.auth import ApiToken, Role
-from autokey.domain.model.idempotency import IdempotencyRecord, IdempotencyState, StoredResponse
-from autokey.domain.model.ids import (
-    DeliveryId,
-    EndpointId,
-    EventId,
-    KeyId,
-    OfferId,
-    OrderId,
-    PoolId,
-    SubjectId,
-    TokenId,
-)
-from autokey.domain.model.keys import Key, KeyPool, KeyStatus
-from autokey.domain.model.offers import DeliveryType, Money, Offer, OfferStatus, StockLevel
-from autokey.domain.model.orders import Order, OrderStatus, UpstreamState
-from autokey.domain.model.outbound import (
-    Delivery,
-    DeliveryStatus,
-    EndpointStatus,
-    OutboundEventType,
-    WebhookEndpoint,
-)
-from autokey.domain.model.webhooks import WebhookEvent, WebhookEventType, WebhookOutcome
+import attrs
+import cattrs
+from cattrs.gen import make_dict_structure_fn, make_dict_unstructure_fn, override
+
+from autokey.domain.model.audit import AuditEvent
+from autokey.domain.model.auth import ApiToken
+from autokey.domain.model.idempotency import IdempotencyRecord, StoredResponse
+from autokey.domain.model.ids import KeyId
+from autokey.domain.model.keys import Key, KeyPool
+from autokey.domain.model.offers import Money, Offer
+from autokey.domain.model.orders import Order
+from autokey.domain.model.outbound import Delivery, OutboundEventType, WebhookEndpoint
+from autokey.domain.model.webhooks import WebhookEvent
+
+T = TypeVar("T")
 
 Params = dict[str, Any]
 
@@ -52,6 +51,8 @@ AFTER_ALL_IDS = b"\xff" * 17
 
 
 # --- column codecs ------------------------------------------------------------------------
+# Decoders take the target type as an unused second argument, so that cattrs calls them as
+# structure hooks directly (no wrapper frame on the read path).
 
 
 def uuid_col(value: UUID) -> bytes:
@@ -62,11 +63,11 @@ def opt_uuid_col(value: UUID | None) -> bytes | None:
     return None if value is None else value.bytes
 
 
-def uuid_val(blob: bytes) -> UUID:
+def uuid_val(blob: bytes, _: object = None) -> UUID:
     return UUID(bytes=blob)
 
 
-def opt_uuid_val(blob: bytes | None) -> UUID | None:
+def opt_uuid_val(blob: bytes | None, _: object = None) -> UUID | None:
     return None if blob is None else UUID(bytes=blob)
 
 
@@ -82,20 +83,31 @@ def opt_time_col(value: datetime | None) -> str | None:
     return None if value is None else time_col(value)
 
 
-def time_val(text: str) -> datetime:
+def time_val(text: str, _: object = None) -> datetime:
     return datetime.fromisoformat(text).astimezone(UTC)
 
 
-def opt_time_val(text: str | None) -> datetime | None:
-    return None if text is None else time_val(text)
+def opt_time_val(text: str | None, _: object = None) -> datetime | None:
+    return None if text is None else datetime.fromisoformat(text).astimezone(UTC)
 
 
 def decimal_col(value: Decimal) -> str:
     return str(value)
 
 
-def decimal_val(text: str) -> Decimal:
+def decimal_val(text: str, _: object = None) -> Decimal:
     return Decimal(text)
+
+
+_CODECS: Final[Mapping[type, tuple[Callable[[Any], Any], Callable[[Any, Any], Any]]]] = {
+    UUID: (uuid_col, uuid_val),
+    datetime: (time_col, time_val),
+    Decimal: (decimal_col, decimal_val),
+}
+_NULLABLE_CODECS: Final[Mapping[type, tuple[Callable[[Any], Any], Callable[[Any, Any], Any]]]] = {
+    UUID: (opt_uuid_col, opt_uuid_val),
+    datetime: (opt_time_col, opt_time_val),
+}
 
 
 def cursor_after(after: UUID | None, *, descending: bool = False) -> bytes:
@@ -105,56 +117,7 @@ def cursor_after(after: UUID | None, *, descending: bool = False) -> bytes:
     return AFTER_ALL_IDS if descending else BEFORE_ALL_IDS
 
 
-# --- api_tokens ---------------------------------------------------------------------------
-
-
-def token_params(token: ApiToken) -> Params:
-    return {
-        "id": uuid_col(token.id),
-        "subject": uuid_col(token.subject),
-        "role": token.role.value,
-        "name": token.name,
-        "secret_hash": token.secret_hash,
-        "created_at": time_col(token.created_at),
-        "revoked_at": opt_time_col(token.revoked_at),
-    }
-
-
-def token_from_row(row: sqlite3.Row) -> ApiToken:
-    return ApiToken(
-        id=TokenId(uuid_val(row["id"])),
-        subject=SubjectId(uuid_val(row["subject"])),
-        role=Role(row["role"]),
-        name=row["name"],
-        secret_hash=row["secret_hash"],
-        created_at=time_val(row["created_at"]),
-        revoked_at=opt_time_val(row["revoked_at"]),
-        last_used_at=opt_time_val(row["last_used_at"]),
-    )
-
-
-# --- key_pools ----------------------------------------------------------------------------
-
-
-def pool_params(pool: KeyPool) -> Params:
-    return {
-        "id": uuid_col(pool.id),
-        "seller_id": uuid_col(pool.seller_id),
-        "name": pool.name,
-        "created_at": time_col(pool.created_at),
-    }
-
-
-def pool_from_row(row: sqlite3.Row) -> KeyPool:
-    return KeyPool(
-        id=PoolId(uuid_val(row["id"])),
-        seller_id=SubjectId(uuid_val(row["seller_id"])),
-        name=row["name"],
-        created_at=time_val(row["created_at"]),
-    )
-
-
-# --- keys ---------------------------------------------------------------------------------
+# --- keys: the bulk upload path ----------------------------------------------------------
 
 
 def key_insert_rows(keys: Sequence[Key]) -> list[tuple[Any, ...]]:
@@ -183,302 +146,205 @@ def key_insert_rows(keys: Sequence[Key]) -> list[tuple[Any, ...]]:
     ]
 
 
-def key_state_params(key: Key) -> Params:
-    """The mutable part of a key: never its material."""
-    return {
-        "id": uuid_col(key.id),
-        "status": key.status.value,
-        "order_id": opt_uuid_col(key.order_id),
-        "reserved_at": opt_time_col(key.reserved_at),
-        "delivered_at": opt_time_col(key.delivered_at),
-    }
+# --- the converter ------------------------------------------------------------------------
+
+ENTITIES: Final = (
+    ApiToken,
+    KeyPool,
+    Key,
+    Offer,
+    Order,
+    WebhookEvent,
+    IdempotencyRecord,
+    AuditEvent,
+    WebhookEndpoint,
+    Delivery,
+)
+"""The entities stored one row each, in tables of their own."""
 
 
-def key_from_row(row: sqlite3.Row) -> Key:
-    order_id = opt_uuid_val(row["order_id"])
-    return Key(
-        id=KeyId(uuid_val(row["id"])),
-        pool_id=PoolId(uuid_val(row["pool_id"])),
-        status=KeyStatus(row["status"]),
-        sealed=row["sealed"],
-        fingerprint=row["fingerprint"],
-        created_at=time_val(row["created_at"]),
-        order_id=None if order_id is None else OrderId(order_id),
-        reserved_at=opt_time_val(row["reserved_at"]),
-        delivered_at=opt_time_val(row["delivered_at"]),
+def _money_parts(money: Money) -> tuple[str, str]:
+    return decimal_col(money.amount), money.currency
+
+
+def _money_of(parts: tuple[str, str], _: object = None) -> Money:
+    return Money(amount=Decimal(parts[0]), currency=parts[1])
+
+
+def _response_parts(response: StoredResponse) -> tuple[int, bytes]:
+    return response.status, response.body
+
+
+def _response_of(parts: tuple[int, bytes], _: object = None) -> StoredResponse:
+    return StoredResponse(status=parts[0], body=parts[1])
+
+
+_SPREAD: Final[Mapping[type, tuple[tuple[str, ...], Callable[[Any], Any], Callable[..., Any]]]] = {
+    Money: (("amount", "currency"), _money_parts, _money_of),
+    StoredResponse: (("status", "body"), _response_parts, _response_of),
+}
+"""Values of two parts, stored over `<field>_<part>` columns: the parts, and their codec
+(to and from a tuple of column values)."""
+
+
+def _key_ids_text(key_ids: tuple[KeyId, ...]) -> str:
+    return json.dumps([str(k) for k in key_ids])
+
+
+def _key_ids_val(text: str, _: Any) -> tuple[KeyId, ...]:
+    return tuple(KeyId(UUID(k)) for k in json.loads(text))
+
+
+def _details_text(details: Mapping[str, str | int]) -> str:
+    return json.dumps(dict(details), sort_keys=True)
+
+
+def _event_types_text(event_types: frozenset[OutboundEventType]) -> str:
+    return " ".join(sorted(t.value for t in event_types))
+
+
+def _event_types_val(text: str, _: Any) -> frozenset[OutboundEventType]:
+    return frozenset(OutboundEventType(t) for t in text.split())
+
+
+_COLUMNS: Final[Mapping[type, Mapping[str, Any]]] = {
+    Offer: {"recorded_stock_level": override(rename="stock_level")},
+    AuditEvent: {
+        "key_ids": override(unstruct_hook=_key_ids_text, struct_hook=_key_ids_val),
+        "details": override(unstruct_hook=_details_text, struct_hook=lambda v, _: json.loads(v)),
+    },
+    WebhookEndpoint: {
+        "event_types": override(unstruct_hook=_event_types_text, struct_hook=_event_types_val)
+    },
+}
+"""Where a field's column differs from the rule (same name, the codec of its type)."""
+
+_NEVER_UPDATED: Final[Mapping[type, Sequence[str]]] = {
+    Key: ("pool_id", "sealed", "fingerprint", "created_at"),
+}
+"""Fields no statement takes by name: a key is inserted by the bulk path (`key_insert_rows`)
+and only its state is saved, never its material."""
+
+
+def _optional_of(kind: Any) -> Any:
+    """`X` for `X | None`, else None."""
+    args = typing.get_args(kind)
+    if typing.get_origin(kind) in (typing.Union, types.UnionType) and len(args) == 2:
+        inner = [a for a in args if a is not type(None)]
+        return inner[0] if len(inner) == 1 else None
+    return None
+
+
+def _spread_columns(cls: type) -> dict[str, tuple[str, ...]]:
+    """The fields of `cls` holding a `_SPREAD` value (or None), with their columns."""
+    hints = typing.get_type_hints(cls)
+    found = {}
+    for field in attrs.fields(cls):
+        kind = _optional_of(hints[field.name]) or hints[field.name]
+        if kind in _SPREAD:
+            found[field.name] = tuple(f"{field.name}_{part}" for part in _SPREAD[kind][0])
+    return found
+
+
+def _spreading(
+    unstructure: Callable[[Any], Params], spread: Mapping[str, tuple[str, ...]]
+) -> Callable[[Any], Params]:
+    def to_params(entity: Any) -> Params:
+        params = unstructure(entity)
+        for name, columns in spread.items():
+            parts = params.pop(name)
+            params.update(zip(columns, parts or (None,) * len(columns), strict=True))
+        return params
+
+    return to_params
+
+
+def _gathering(
+    structure: Callable[[Params, Any], T], spread: Mapping[str, tuple[str, ...]]
+) -> Callable[[Params, Any], T]:
+    def from_row(values: Params, kind: Any) -> T:
+        """`values` is a fresh dict of one row: its part columns are replaced, in place, by
+        the tuple of parts the value's hook builds from (None when they are all NULL)."""
+        for name, columns in spread.items():
+            parts = tuple([values.pop(column) for column in columns])
+            values[name] = None if parts.count(None) == len(parts) else parts
+        return structure(values, kind)
+
+    return from_row
+
+
+def make_row_converter() -> cattrs.Converter:
+    """The SQLite row converter: codecs as hooks, one generated pair of functions per entity.
+    Optional columns get a hook of their own (NULL, else the inner codec), resolved once."""
+    conv = cattrs.Converter(detailed_validation=False)
+    for kind, (_, encode, decode) in _SPREAD.items():
+        conv.register_unstructure_hook(kind, encode)
+        conv.register_structure_hook(kind, decode)
+    for kind, (encode, decode) in _CODECS.items():
+        conv.register_unstructure_hook(kind, encode)
+        conv.register_structure_hook(kind, decode)
+    conv.register_unstructure_hook_func(lambda t: _base(t) is UUID, uuid_col)
+    conv.register_structure_hook_func(lambda t: _base(t) is UUID, uuid_val)
+    conv.register_unstructure_hook_factory(
+        lambda t: _optional_of(t) is not None, lambda t: _optional_out(conv, t)
     )
-
-
-# --- offers -------------------------------------------------------------------------------
-
-
-def offer_params(offer: Offer) -> Params:
-    return {
-        "id": uuid_col(offer.id),
-        "seller_id": uuid_col(offer.seller_id),
-        "title": offer.title,
-        "price_amount": decimal_col(offer.price.amount),
-        "price_currency": offer.price.currency,
-        "delivery_type": offer.delivery_type.value,
-        "key_pool_id": opt_uuid_col(offer.key_pool_id),
-        "status": offer.status.value,
-        "created_at": time_col(offer.created_at),
-        "updated_at": time_col(offer.updated_at),
-        "g2a_product_id": offer.g2a_product_id,
-        "max_price_amount": None
-        if offer.max_price is None
-        else decimal_col(offer.max_price.amount),
-        "max_price_currency": None if offer.max_price is None else offer.max_price.currency,
-        "low_stock_threshold": offer.low_stock_threshold,
-        "stock_level": offer.recorded_stock_level.value,
-    }
-
-
-def offer_from_row(row: sqlite3.Row) -> Offer:
-    pool_id = opt_uuid_val(row["key_pool_id"])
-    return Offer(
-        id=OfferId(uuid_val(row["id"])),
-        seller_id=SubjectId(uuid_val(row["seller_id"])),
-        title=row["title"],
-        price=Money(amount=decimal_val(row["price_amount"]), currency=row["price_currency"]),
-        delivery_type=DeliveryType(row["delivery_type"]),
-        key_pool_id=None if pool_id is None else PoolId(pool_id),
-        status=OfferStatus(row["status"]),
-        created_at=time_val(row["created_at"]),
-        updated_at=time_val(row["updated_at"]),
-        g2a_product_id=row["g2a_product_id"],
-        max_price=None
-        if row["max_price_amount"] is None
-        else Money(amount=decimal_val(row["max_price_amount"]), currency=row["max_price_currency"]),
-        low_stock_threshold=row["low_stock_threshold"],
-        recorded_stock_level=StockLevel(row["stock_level"]),
+    conv.register_structure_hook_factory(
+        lambda t: _optional_of(t) is not None, lambda t: _optional_in(conv, t)
     )
+    for cls in ENTITIES:
+        columns = _COLUMNS.get(cls, {})
+        unwritten = {name: override(omit=True) for name in _NEVER_UPDATED.get(cls, ())}
+        written: dict[str, Any] = {**columns, **unwritten}
+        unstructure = make_dict_unstructure_fn(cls, conv, **written)
+        structure = make_dict_structure_fn(cls, conv, **columns)
+        spread = _spread_columns(cls)
+        conv.register_unstructure_hook(
+            cls, _spreading(unstructure, spread) if spread else unstructure
+        )
+        conv.register_structure_hook(cls, _gathering(structure, spread) if spread else structure)
+    return conv
 
 
-# --- orders -------------------------------------------------------------------------------
+def _base(kind: Any) -> Any:
+    """The type a NewType stands for (itself for any other type)."""
+    return getattr(kind, "__supertype__", kind)
 
 
-def order_params(order: Order) -> Params:
-    return {
-        "id": uuid_col(order.id),
-        "buyer_id": uuid_col(order.buyer_id),
-        "seller_id": uuid_col(order.seller_id),
-        "offer_id": uuid_col(order.offer_id),
-        "pool_id": uuid_col(order.pool_id),
-        "quantity": order.quantity,
-        "unit_price_amount": decimal_col(order.unit_price.amount),
-        "unit_price_currency": order.unit_price.currency,
-        "status": order.status.value,
-        "created_at": time_col(order.created_at),
-        "updated_at": time_col(order.updated_at),
-        "reserved_until": time_col(order.reserved_until),
-        "paid_at": opt_time_col(order.paid_at),
-        "fulfilled_at": opt_time_col(order.fulfilled_at),
-        "canceled_at": opt_time_col(order.canceled_at),
-        "cancel_reason": order.cancel_reason,
-        "upstream_order_id": order.upstream_order_id,
-        "upstream_state": None if order.upstream_state is None else order.upstream_state.value,
-    }
+def _optional_out(conv: cattrs.Converter, kind: Any) -> Callable[[Any], Any]:
+    inner_type = _optional_of(kind)
+    if _base(inner_type) in _NULLABLE_CODECS:
+        return _NULLABLE_CODECS[_base(inner_type)][0]
+    inner = conv.get_unstructure_hook(inner_type)
+    return lambda v: None if v is None else inner(v)
 
 
-def order_from_row(row: sqlite3.Row) -> Order:
-    return Order(
-        id=OrderId(uuid_val(row["id"])),
-        buyer_id=SubjectId(uuid_val(row["buyer_id"])),
-        seller_id=SubjectId(uuid_val(row["seller_id"])),
-        offer_id=OfferId(uuid_val(row["offer_id"])),
-        pool_id=PoolId(uuid_val(row["pool_id"])),
-        quantity=row["quantity"],
-        unit_price=Money(
-            amount=decimal_val(row["unit_price_amount"]), currency=row["unit_price_currency"]
-        ),
-        status=OrderStatus(row["status"]),
-        created_at=time_val(row["created_at"]),
-        updated_at=time_val(row["updated_at"]),
-        reserved_until=time_val(row["reserved_until"]),
-        paid_at=opt_time_val(row["paid_at"]),
-        fulfilled_at=opt_time_val(row["fulfilled_at"]),
-        canceled_at=opt_time_val(row["canceled_at"]),
-        cancel_reason=row["cancel_reason"],
-        upstream_order_id=row["upstream_order_id"],
-        upstream_state=None
-        if row["upstream_state"] is None
-        else UpstreamState(row["upstream_state"]),
-    )
+def _optional_in(conv: cattrs.Converter, kind: Any) -> Callable[[Any, Any], Any]:
+    inner_type = _optional_of(kind)
+    if _base(inner_type) in _NULLABLE_CODECS:
+        return _NULLABLE_CODECS[_base(inner_type)][1]
+    inner = conv.get_structure_hook(inner_type)
+    if isinstance(inner, type):  # cattrs calls a class (an enum, bytes) with the value only
+        return lambda v, _: None if v is None else inner(v)
+    return lambda v, _: None if v is None else inner(v, inner_type)
 
 
-# --- webhook_events -----------------------------------------------------------------------
+_ROWS: Final = make_row_converter()
 
 
-def event_params(event: WebhookEvent) -> Params:
-    return {
-        "event_id": event.event_id,
-        "type": event.type.value,
-        "upstream_order_id": event.upstream_order_id,
-        "occurred_at": opt_time_col(event.occurred_at),
-        "received_at": time_col(event.received_at),
-        "outcome": event.outcome.value,
-        "payload": event.payload,
-    }
+def params(entity: Any) -> Params:
+    """The named parameters of the entity's INSERT/UPDATE statements."""
+    found: Params = _ROWS.unstructure(entity)
+    return found
 
 
-def event_from_row(row: sqlite3.Row) -> WebhookEvent:
-    return WebhookEvent(
-        event_id=row["event_id"],
-        type=WebhookEventType(row["type"]),
-        upstream_order_id=row["upstream_order_id"],
-        occurred_at=opt_time_val(row["occurred_at"]),
-        received_at=time_val(row["received_at"]),
-        outcome=WebhookOutcome(row["outcome"]),
-        payload=row["payload"],
-    )
+def entity_of(row: sqlite3.Row, cls: type[T]) -> T:
+    return _ROWS.structure(dict(zip(row.keys(), row, strict=False)), cls)
 
 
-# --- idempotency_records ------------------------------------------------------------------
-
-
-def response_params(response: StoredResponse | None) -> Params:
-    return {
-        "response_status": None if response is None else response.status,
-        "response_body": None if response is None else response.body,
-    }
-
-
-def idempotency_params(record: IdempotencyRecord) -> Params:
-    return {
-        "scope": record.scope,
-        "key": record.key,
-        "fingerprint": record.fingerprint,
-        "state": record.state.value,
-        "created_at": time_col(record.created_at),
-        "locked_until": time_col(record.locked_until),
-        "expires_at": time_col(record.expires_at),
-        **response_params(record.response),
-    }
-
-
-def claim_params(claim: IdempotencyRecord) -> Params:
-    return {
-        "scope": claim.scope,
-        "key": claim.key,
-        "locked_until": time_col(claim.locked_until),
-    }
-
-
-def idempotency_from_row(row: sqlite3.Row) -> IdempotencyRecord:
-    status = row["response_status"]
-    return IdempotencyRecord(
-        scope=row["scope"],
-        key=row["key"],
-        fingerprint=row["fingerprint"],
-        state=IdempotencyState(row["state"]),
-        created_at=time_val(row["created_at"]),
-        locked_until=time_val(row["locked_until"]),
-        expires_at=time_val(row["expires_at"]),
-        response=None
-        if status is None
-        else StoredResponse(status=status, body=row["response_body"]),
-    )
-
-
-# --- audit_events -------------------------------------------------------------------------
-
-
-def audit_params(event: AuditEvent) -> Params:
-    return {
-        "id": uuid_col(event.id),
-        "occurred_at": time_col(event.occurred_at),
-        "action": event.action.value,
-        "actor": opt_uuid_col(event.actor),
-        "pool_id": opt_uuid_col(event.pool_id),
-        "order_id": opt_uuid_col(event.order_id),
-        "key_ids": json.dumps([str(k) for k in event.key_ids]),
-        "details": json.dumps(dict(event.details), sort_keys=True),
-    }
-
-
-def audit_from_row(row: sqlite3.Row) -> AuditEvent:
-    actor = opt_uuid_val(row["actor"])
-    pool_id = opt_uuid_val(row["pool_id"])
-    order_id = opt_uuid_val(row["order_id"])
-    return AuditEvent(
-        id=EventId(uuid_val(row["id"])),
-        occurred_at=time_val(row["occurred_at"]),
-        action=AuditAction(row["action"]),
-        actor=None if actor is None else SubjectId(actor),
-        pool_id=None if pool_id is None else PoolId(pool_id),
-        order_id=None if order_id is None else OrderId(order_id),
-        key_ids=tuple(KeyId(UUID(k)) for k in json.loads(row["key_ids"])),
-        details=json.loads(row["details"]),
-    )
-
-
-# --- webhook_endpoints and webhook_deliveries ----------------------------------------------
-
-
-def endpoint_params(e: WebhookEndpoint) -> Params:
-    return {
-        "id": uuid_col(e.id),
-        "seller_id": uuid_col(e.seller_id),
-        "url": e.url,
-        "event_types": " ".join(sorted(t.value for t in e.event_types)),
-        "sealed_secret": e.sealed_secret,
-        "status": e.status.value,
-        "created_at": time_col(e.created_at),
-        "failing_since": opt_time_col(e.failing_since),
-        "disabled_at": opt_time_col(e.disabled_at),
-        "disabled_reason": e.disabled_reason,
-    }
-
-
-def endpoint_from_row(row: sqlite3.Row) -> WebhookEndpoint:
-    return WebhookEndpoint(
-        id=EndpointId(uuid_val(row["id"])),
-        seller_id=SubjectId(uuid_val(row["seller_id"])),
-        url=row["url"],
-        event_types=frozenset(OutboundEventType(t) for t in row["event_types"].split()),
-        sealed_secret=row["sealed_secret"],
-        status=EndpointStatus(row["status"]),
-        created_at=time_val(row["created_at"]),
-        failing_since=opt_time_val(row["failing_since"]),
-        disabled_at=opt_time_val(row["disabled_at"]),
-        disabled_reason=row["disabled_reason"],
-    )
-
-
-def delivery_params(d: Delivery) -> Params:
-    return {
-        "id": uuid_col(d.id),
-        "endpoint_id": uuid_col(d.endpoint_id),
-        "seller_id": uuid_col(d.seller_id),
-        "event_type": d.event_type.value,
-        "body": d.body,
-        "status": d.status.value,
-        "created_at": time_col(d.created_at),
-        "next_attempt_at": time_col(d.next_attempt_at),
-        "attempts": d.attempts,
-        "leased_until": opt_time_col(d.leased_until),
-        "last_attempt_at": opt_time_col(d.last_attempt_at),
-        "last_status_code": d.last_status_code,
-        "last_error": d.last_error,
-        "delivered_at": opt_time_col(d.delivered_at),
-    }
-
-
-def delivery_from_row(row: sqlite3.Row) -> Delivery:
-    return Delivery(
-        id=DeliveryId(uuid_val(row["id"])),
-        endpoint_id=EndpointId(uuid_val(row["endpoint_id"])),
-        seller_id=SubjectId(uuid_val(row["seller_id"])),
-        event_type=OutboundEventType(row["event_type"]),
-        body=row["body"],
-        status=DeliveryStatus(row["status"]),
-        created_at=time_val(row["created_at"]),
-        next_attempt_at=time_val(row["next_attempt_at"]),
-        attempts=row["attempts"],
-        leased_until=opt_time_val(row["leased_until"]),
-        last_attempt_at=opt_time_val(row["last_attempt_at"]),
-        last_status_code=row["last_status_code"],
-        last_error=row["last_error"],
-        delivered_at=opt_time_val(row["delivered_at"]),
-    )
+def entities_of(rows: Iterable[sqlite3.Row], cls: type[T]) -> list[T]:
+    found = list(rows)
+    if not found:
+        return []
+    columns = found[0].keys()
+    structure = _ROWS.get_structure_hook(cls)
+    return [structure(dict(zip(columns, row, strict=False)), cls) for row in found]

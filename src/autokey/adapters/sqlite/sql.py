@@ -1,10 +1,25 @@
 """Every SQL statement of the SQLite adapter, as named constants with bound parameters.
 
-Enum literals written into a statement (`'AVAILABLE'`, `'PENDING'`) are the domain enum
-values; they are literals, not parameters, so SQLite can match the partial indexes.
+Enum values written into a statement are literals, not parameters, so SQLite can match the
+partial indexes; each comes from its domain enum through `sql_literals.literal()`, and a
+statement that moves keys between statuses is built from the model's named transition
+(`KeyTransition.RESERVE`) and named after it (`KEY_RESERVE`).
 """
 
 from __future__ import annotations
+
+from typing import Final
+
+from autokey.adapters.sql_literals import literal
+from autokey.domain.model.idempotency import IdempotencyState
+from autokey.domain.model.keys import KeyStatus, KeyTransition
+from autokey.domain.model.offers import DeliveryType, OfferStatus
+from autokey.domain.model.orders import OrderStatus
+from autokey.domain.model.outbound import DeliveryStatus
+
+_RESERVE: Final = KeyTransition.RESERVE
+_RELEASE: Final = KeyTransition.RELEASE
+_DELIVER: Final = KeyTransition.DELIVER
 
 # --- connection and migrations ------------------------------------------------------------
 
@@ -72,8 +87,8 @@ ORDER BY id LIMIT :limit
 """
 # Kept by migration 0007's triggers.
 POOL_COUNTS = "SELECT status, n FROM key_counts WHERE pool_id = :pool_id"
-AVAILABLE_IN_POOL = """
-SELECT n FROM key_counts WHERE pool_id = :pool_id AND status = 'AVAILABLE'
+AVAILABLE_IN_POOL = f"""
+SELECT n FROM key_counts WHERE pool_id = :pool_id AND status = {literal(KeyStatus.AVAILABLE)}
 """
 
 # --- keys ---------------------------------------------------------------------------------
@@ -122,16 +137,17 @@ WHERE pool_id = :pool_id AND status = :status AND id > :after
 ORDER BY id LIMIT :limit
 """
 # Oldest first by (created_at, id), read straight from the keys_claim_order index (0005).
-KEYS_CLAIM = """
-UPDATE keys SET status = 'RESERVED', order_id = :order_id, reserved_at = :now
+KEY_RESERVE = f"""
+UPDATE keys SET status = {literal(_RESERVE.target)}, order_id = :order_id, reserved_at = :now
 WHERE id IN (
-    SELECT id FROM keys WHERE pool_id = :pool_id AND status = 'AVAILABLE'
+    SELECT id FROM keys WHERE pool_id = :pool_id AND status = {literal(_RESERVE.source)}
     ORDER BY created_at, id LIMIT :quantity
 )
 RETURNING id
 """
-KEYS_DELIVERED_TO_ORDER = """
-SELECT id FROM keys WHERE order_id = :order_id AND status = 'DELIVERED' ORDER BY id
+KEYS_DELIVERED_TO_ORDER = f"""
+SELECT id FROM keys
+WHERE order_id = :order_id AND status = {literal(KeyStatus.DELIVERED)} ORDER BY id
 """
 KEYS_OF_ORDER = """
 SELECT id, pool_id, status, sealed, fingerprint, created_at, order_id, reserved_at, delivered_at
@@ -172,14 +188,14 @@ ORDER BY id LIMIT :limit
 """
 KEY_RESEAL = "UPDATE keys SET sealed = :sealed WHERE id = :id"
 
-KEYS_RELEASE_ORDER = """
-UPDATE keys SET status = 'AVAILABLE', order_id = NULL, reserved_at = NULL
-WHERE order_id = :order_id AND status = 'RESERVED'
+KEY_RELEASE = f"""
+UPDATE keys SET status = {literal(_RELEASE.target)}, order_id = NULL, reserved_at = NULL
+WHERE order_id = :order_id AND status = {literal(_RELEASE.source)}
 RETURNING id
 """
-KEYS_DELIVER_ORDER = """
-UPDATE keys SET status = 'DELIVERED', delivered_at = :now
-WHERE order_id = :order_id AND status = 'RESERVED'
+KEY_DELIVER = f"""
+UPDATE keys SET status = {literal(_DELIVER.target)}, delivered_at = :now
+WHERE order_id = :order_id AND status = {literal(_DELIVER.source)}
 RETURNING id
 """
 
@@ -216,7 +232,7 @@ ORDER BY id LIMIT :limit
 # The writer lock this transaction holds keeps other sweeps out: nothing to skip.
 OFFERS_STOCKED = f"""
 SELECT {OFFER_COLUMNS} FROM offers
-WHERE status = 'active' AND delivery_type = 'AUTO_KEY'
+WHERE status = {literal(OfferStatus.ACTIVE)} AND delivery_type = {literal(DeliveryType.AUTO_KEY)}
     AND (:pool_id IS NULL OR key_pool_id = :pool_id) AND id > :after
 ORDER BY id LIMIT :limit
 """
@@ -278,7 +294,7 @@ ORDER BY id DESC LIMIT :limit
 ORDERS_EXPIRED = f"""
 SELECT {ORDER_COLUMNS}
 FROM orders
-WHERE status = 'PENDING' AND reserved_until <= :now
+WHERE status = {literal(OrderStatus.PENDING)} AND reserved_until <= :now
 ORDER BY reserved_until, id LIMIT :limit
 """
 
@@ -290,7 +306,7 @@ ORDER_ID_BY_UPSTREAM_ID = "SELECT id FROM orders WHERE upstream_order_id = :upst
 ORDERS_FULFILLING = f"""
 SELECT {ORDER_COLUMNS}
 FROM orders
-WHERE status = 'FULFILLING'
+WHERE status = {literal(OrderStatus.FULFILLING)}
 ORDER BY updated_at, id LIMIT :limit
 """
 
@@ -350,14 +366,16 @@ SET fingerprint = excluded.fingerprint, state = excluded.state,
     response_body = excluded.response_body
 """
 # A claim is identified by its lease end: a take-over always writes a later one.
-IDEMPOTENCY_COMPLETE = """
+_IN_FLIGHT: Final = literal(IdempotencyState.IN_FLIGHT)
+IDEMPOTENCY_COMPLETE = f"""
 UPDATE idempotency_records
-SET state = 'completed', response_status = :response_status, response_body = :response_body
-WHERE scope = :scope AND key = :key AND state = 'in_flight' AND locked_until = :locked_until
+SET state = {literal(IdempotencyState.COMPLETED)}, response_status = :response_status,
+    response_body = :response_body
+WHERE scope = :scope AND key = :key AND state = {_IN_FLIGHT} AND locked_until = :locked_until
 """
-IDEMPOTENCY_RELEASE = """
+IDEMPOTENCY_RELEASE = f"""
 DELETE FROM idempotency_records
-WHERE scope = :scope AND key = :key AND state = 'in_flight' AND locked_until = :locked_until
+WHERE scope = :scope AND key = :key AND state = {_IN_FLIGHT} AND locked_until = :locked_until
 """
 IDEMPOTENCY_PURGE = "DELETE FROM idempotency_records WHERE expires_at <= :now"
 
@@ -421,7 +439,7 @@ DELIVERY_GET = f"SELECT {DELIVERY_COLUMNS} FROM webhook_deliveries WHERE id = :i
 # Writers are serialised (BEGIN IMMEDIATE), so select-then-lease cannot race.
 DELIVERIES_DUE = f"""
 SELECT {DELIVERY_COLUMNS} FROM webhook_deliveries
-WHERE status = 'pending' AND next_attempt_at <= :now
+WHERE status = {literal(DeliveryStatus.PENDING)} AND next_attempt_at <= :now
     AND (leased_until IS NULL OR leased_until <= :now)
 ORDER BY next_attempt_at, id
 LIMIT :limit

@@ -34,7 +34,7 @@ import attrs
 from autokey.adapters.key_spool import SpooledKeys, add_staged_in_batches
 from autokey.adapters.sqlite import rows, sql
 from autokey.adapters.store_errors import failed_statement, refused_value, require_saved
-from autokey.adapters.unit_of_work import Repositories
+from autokey.domain.model import ids
 from autokey.domain.model.audit import AuditEvent
 from autokey.domain.model.auth import ApiToken
 from autokey.domain.model.errors import (
@@ -44,16 +44,6 @@ from autokey.domain.model.errors import (
     StoreUnavailable,
 )
 from autokey.domain.model.idempotency import IdempotencyRecord, StoredResponse
-from autokey.domain.model.ids import (
-    DeliveryId,
-    EndpointId,
-    KeyId,
-    OfferId,
-    OrderId,
-    PoolId,
-    SubjectId,
-    TokenId,
-)
 from autokey.domain.model.keys import (
     Key,
     KeyPool,
@@ -69,22 +59,7 @@ from autokey.domain.model.orders import UPSTREAM_ORDER, Order, OrderStatus, Sale
 from autokey.domain.model.outbound import Delivery, WebhookEndpoint
 from autokey.domain.model.pages import Page, PageRequest
 from autokey.domain.model.webhooks import WebhookEvent
-from autokey.ports.store import (
-    AuditLog,
-    DeliveryRepository,
-    EndpointRepository,
-    IdempotencyRepository,
-    KeyRepository,
-    KeyringRepository,
-    KeyStage,
-    OfferRepository,
-    OrderRepository,
-    PoolRepository,
-    Store,
-    TokenRepository,
-    UnitOfWork,
-    WebhookRepository,
-)
+from autokey.ports import store as port
 
 T = TypeVar("T")
 
@@ -204,49 +179,49 @@ def _sorted_ids(found: list[sqlite3.Row]) -> list[UUID]:
 # --- repositories -------------------------------------------------------------------------
 
 
-class SqliteTokenRepository(TokenRepository):
+class SqliteTokenRepository(port.TokenRepository):
     def __init__(self, session: _Session) -> None:
         self._db = session
 
     async def add(self, token: ApiToken) -> None:
         await self._db.execute(
-            sql.TOKEN_INSERT, rows.token_params(token), resource="token", resource_id=str(token.id)
+            sql.TOKEN_INSERT, rows.params(token), resource="token", resource_id=str(token.id)
         )
 
     async def find_by_secret_hash(self, secret_hash: bytes) -> ApiToken | None:
         row = await self._db.fetchone(sql.TOKEN_BY_SECRET_HASH, {"secret_hash": secret_hash})
-        return None if row is None else rows.token_from_row(row)
+        return None if row is None else rows.entity_of(row, ApiToken)
 
-    async def revoke(self, token_id: TokenId, at: datetime) -> bool:
+    async def revoke(self, token_id: ids.TokenId, at: datetime) -> bool:
         changed = await self._db.execute(
             sql.TOKEN_REVOKE, {"at": rows.time_col(at), "id": token_id.bytes}
         )
         return changed == 1
 
     async def list_all(self) -> Sequence[ApiToken]:
-        return [rows.token_from_row(row) for row in await self._db.fetchall(sql.TOKENS_ALL, {})]
+        return rows.entities_of(await self._db.fetchall(sql.TOKENS_ALL, {}), ApiToken)
 
-    async def record_use(self, used: Mapping[TokenId, datetime]) -> None:
+    async def record_use(self, used: Mapping[ids.TokenId, datetime]) -> None:
         for token_id, at in used.items():
             await self._db.execute(
                 sql.TOKEN_RECORD_USE, {"at": rows.time_col(at), "id": token_id.bytes}
             )
 
 
-class SqlitePoolRepository(PoolRepository):
+class SqlitePoolRepository(port.PoolRepository):
     def __init__(self, session: _Session) -> None:
         self._db = session
 
     async def add(self, pool: KeyPool) -> None:
         await self._db.execute(
-            sql.POOL_INSERT, rows.pool_params(pool), resource="pool", resource_id=str(pool.id)
+            sql.POOL_INSERT, rows.params(pool), resource="pool", resource_id=str(pool.id)
         )
 
-    async def get(self, pool_id: PoolId) -> KeyPool | None:
+    async def get(self, pool_id: ids.PoolId) -> KeyPool | None:
         row = await self._db.fetchone(sql.POOL_GET, {"id": pool_id.bytes})
-        return None if row is None else rows.pool_from_row(row)
+        return None if row is None else rows.entity_of(row, KeyPool)
 
-    async def list_for_seller(self, seller_id: SubjectId, page: PageRequest) -> Page[KeyPool]:
+    async def list_for_seller(self, seller_id: ids.SubjectId, page: PageRequest) -> Page[KeyPool]:
         found = await self._db.fetchall(
             sql.POOLS_OF_SELLER,
             {
@@ -255,15 +230,15 @@ class SqlitePoolRepository(PoolRepository):
                 "limit": _limit(page),
             },
         )
-        return _page([rows.pool_from_row(r) for r in found], page, lambda p: p.id)
+        return _page(rows.entities_of(found, KeyPool), page, lambda p: p.id)
 
-    async def counts(self, pool_id: PoolId) -> PoolCounts:
+    async def counts(self, pool_id: ids.PoolId) -> PoolCounts:
         found = await self._db.fetchall(sql.POOL_COUNTS, {"pool_id": pool_id.bytes})
         return PoolCounts.from_mapping({KeyStatus(r["status"]): r["n"] for r in found})
 
-    async def available_counts(self, pool_ids: Collection[PoolId]) -> Mapping[PoolId, int]:
+    async def available_counts(self, pool_ids: Collection[ids.PoolId]) -> Mapping[ids.PoolId, int]:
         # One counter row per pool: callers ask for a page of offers' pools at most.
-        result: dict[PoolId, int] = {}
+        result: dict[ids.PoolId, int] = {}
         for pool_id in set(pool_ids):
             row = await self._db.fetchone(sql.AVAILABLE_IN_POOL, {"pool_id": pool_id.bytes})
             result[pool_id] = 0 if row is None else row["n"]
@@ -273,14 +248,14 @@ class SqlitePoolRepository(PoolRepository):
         return 0  # the triggers keep exact totals: nothing to fold
 
 
-class SqliteKeyRepository(KeyRepository):
+class SqliteKeyRepository(port.KeyRepository):
     def __init__(self, session: _Session) -> None:
         self._db = session
 
-    async def add_staged(self, stage: KeyStage) -> Sequence[int]:
+    async def add_staged(self, stage: port.KeyStage) -> Sequence[int]:
         return await add_staged_in_batches(stage, self.add_new)
 
-    async def add_new(self, keys: Sequence[Key]) -> frozenset[KeyId]:
+    async def add_new(self, keys: Sequence[Key]) -> frozenset[ids.KeyId]:
         if not keys:
             return frozenset()
         inserted = await self._db.executemany(
@@ -296,25 +271,25 @@ class SqliteKeyRepository(KeyRepository):
         await self._db.executemany(sql.STAGE_KEY_ID, [(k.id.bytes,) for k in keys])
         landed = await self._db.fetchall(sql.STAGED_KEY_IDS_STORED)
         await self._db.execute(sql.CLEAR_STAGED_KEY_IDS)
-        return frozenset(KeyId(rows.uuid_val(r[0])) for r in landed)
+        return frozenset(ids.KeyId(rows.uuid_val(r[0])) for r in landed)
 
-    async def get(self, key_id: KeyId, *, for_update: bool = False) -> Key | None:
+    async def get(self, key_id: ids.KeyId, *, for_update: bool = False) -> Key | None:
         # for_update: the transaction already holds the database's only writer lock.
         row = await self._db.fetchone(sql.KEY_GET, {"id": key_id.bytes})
-        return None if row is None else rows.key_from_row(row)
+        return None if row is None else rows.entity_of(row, Key)
 
     async def find_by_fingerprint(self, fingerprint: bytes) -> Key | None:
         row = await self._db.fetchone(sql.KEY_BY_FINGERPRINT, {"fingerprint": fingerprint})
-        return None if row is None else rows.key_from_row(row)
+        return None if row is None else rows.entity_of(row, Key)
 
     async def save(self, key: Key) -> None:
         changed = await self._db.execute(
-            sql.KEY_SAVE, rows.key_state_params(key), resource="key", resource_id=str(key.id)
+            sql.KEY_SAVE, rows.params(key), resource="key", resource_id=str(key.id)
         )
         require_saved(changed, "key", key.id)
 
     async def list_in_pool(
-        self, pool_id: PoolId, status: KeyStatus | None, page: PageRequest
+        self, pool_id: ids.PoolId, status: KeyStatus | None, page: PageRequest
     ) -> Page[Key]:
         params: dict[str, Any] = {
             "pool_id": pool_id.bytes,
@@ -327,15 +302,15 @@ class SqliteKeyRepository(KeyRepository):
             found = await self._db.fetchall(
                 sql.KEYS_IN_POOL_WITH_STATUS, {**params, "status": status.value}
             )
-        return _page([rows.key_from_row(r) for r in found], page, lambda k: k.id)
+        return _page(rows.entities_of(found, Key), page, lambda k: k.id)
 
     async def claim(
-        self, pool_id: PoolId, order_id: OrderId, quantity: int, now: datetime
-    ) -> Sequence[KeyId]:
+        self, pool_id: ids.PoolId, order_id: ids.OrderId, quantity: int, now: datetime
+    ) -> Sequence[ids.KeyId]:
         if quantity <= 0:  # LIMIT of a negative number means "no limit" in SQLite
             return []
         found = await self._db.fetchall(
-            sql.KEYS_CLAIM,
+            sql.KEY_RESERVE,
             {
                 "pool_id": pool_id.bytes,
                 "order_id": order_id.bytes,
@@ -343,41 +318,43 @@ class SqliteKeyRepository(KeyRepository):
                 "quantity": quantity,
             },
         )
-        return [KeyId(i) for i in _sorted_ids(found)]
+        return [ids.KeyId(i) for i in _sorted_ids(found)]
 
     async def advance_claim_marks(self) -> int:
         return 0  # claims walk no dead entries here: no mark
 
-    async def count_available(self, pool_id: PoolId) -> int:
+    async def count_available(self, pool_id: ids.PoolId) -> int:
         row = await self._db.fetchone(sql.AVAILABLE_IN_POOL, {"pool_id": pool_id.bytes})
         return 0 if row is None else int(row["n"])
 
-    async def for_order(self, order_id: OrderId) -> Sequence[Key]:
+    async def for_order(self, order_id: ids.OrderId) -> Sequence[Key]:
         found = await self._db.fetchall(sql.KEYS_OF_ORDER, {"order_id": order_id.bytes})
-        return [rows.key_from_row(r) for r in found]
+        return rows.entities_of(found, Key)
 
     async def delivered_to(
-        self, order_ids: Collection[OrderId]
-    ) -> Mapping[OrderId, Sequence[KeyId]]:
-        found: dict[OrderId, Sequence[KeyId]] = {}
+        self, order_ids: Collection[ids.OrderId]
+    ) -> Mapping[ids.OrderId, Sequence[ids.KeyId]]:
+        found: dict[ids.OrderId, Sequence[ids.KeyId]] = {}
         for order_id in set(order_ids):
-            ids = await self._db.fetchall(sql.KEYS_DELIVERED_TO_ORDER, {"order_id": order_id.bytes})
-            if ids:
-                found[order_id] = [KeyId(rows.uuid_val(r["id"])) for r in ids]
+            keys = await self._db.fetchall(
+                sql.KEYS_DELIVERED_TO_ORDER, {"order_id": order_id.bytes}
+            )
+            if keys:
+                found[order_id] = [ids.KeyId(rows.uuid_val(r["id"])) for r in keys]
         return found
 
-    async def release_order(self, order_id: OrderId) -> Sequence[KeyId]:
-        found = await self._db.fetchall(sql.KEYS_RELEASE_ORDER, {"order_id": order_id.bytes})
-        return [KeyId(i) for i in _sorted_ids(found)]
+    async def release_order(self, order_id: ids.OrderId) -> Sequence[ids.KeyId]:
+        found = await self._db.fetchall(sql.KEY_RELEASE, {"order_id": order_id.bytes})
+        return [ids.KeyId(i) for i in _sorted_ids(found)]
 
-    async def deliver_order(self, order_id: OrderId, now: datetime) -> Sequence[KeyId]:
+    async def deliver_order(self, order_id: ids.OrderId, now: datetime) -> Sequence[ids.KeyId]:
         found = await self._db.fetchall(
-            sql.KEYS_DELIVER_ORDER, {"order_id": order_id.bytes, "now": rows.time_col(now)}
+            sql.KEY_DELIVER, {"order_id": order_id.bytes, "now": rows.time_col(now)}
         )
-        return [KeyId(i) for i in _sorted_ids(found)]
+        return [ids.KeyId(i) for i in _sorted_ids(found)]
 
 
-class SqliteKeyringRepository(KeyringRepository):
+class SqliteKeyringRepository(port.KeyringRepository):
     def __init__(self, session: _Session) -> None:
         self._db = session
 
@@ -399,7 +376,7 @@ class SqliteKeyringRepository(KeyringRepository):
         await self._db.execute(sql.INDEX_KEY_RESEAL, {"sealed": sealed})
 
     async def sealed_under(
-        self, master_key_ids: Collection[MasterKeyId], after: KeyId | None, limit: int
+        self, master_key_ids: Collection[MasterKeyId], after: ids.KeyId | None, limit: int
     ) -> Sequence[Key]:
         # Locking: this transaction holds the database's only writer lock.
         params = {
@@ -407,36 +384,34 @@ class SqliteKeyringRepository(KeyringRepository):
             "ids": json.dumps(sorted(master_key_ids)),
             "limit": limit,
         }
-        return [
-            rows.key_from_row(r) for r in await self._db.fetchall(sql.KEYS_SEALED_UNDER, params)
-        ]
+        return rows.entities_of(await self._db.fetchall(sql.KEYS_SEALED_UNDER, params), Key)
 
-    async def reseal_key(self, key_id: KeyId, sealed: bytes) -> None:
+    async def reseal_key(self, key_id: ids.KeyId, sealed: bytes) -> None:
         await self._db.execute(sql.KEY_RESEAL, {"id": key_id.bytes, "sealed": sealed})
 
 
-class SqliteOfferRepository(OfferRepository):
+class SqliteOfferRepository(port.OfferRepository):
     def __init__(self, session: _Session) -> None:
         self._db = session
 
     async def add(self, offer: Offer) -> None:
         await self._db.execute(
-            sql.OFFER_INSERT, rows.offer_params(offer), resource="offer", resource_id=str(offer.id)
+            sql.OFFER_INSERT, rows.params(offer), resource="offer", resource_id=str(offer.id)
         )
 
     async def save(self, offer: Offer) -> None:
-        params = rows.offer_params(offer)
+        params = rows.params(offer)
         del params["seller_id"], params["created_at"]
         changed = await self._db.execute(
             sql.OFFER_SAVE, params, resource="offer", resource_id=str(offer.id)
         )
         require_saved(changed, "offer", offer.id)
 
-    async def get(self, offer_id: OfferId) -> Offer | None:
+    async def get(self, offer_id: ids.OfferId) -> Offer | None:
         row = await self._db.fetchone(sql.OFFER_GET, {"id": offer_id.bytes})
-        return None if row is None else rows.offer_from_row(row)
+        return None if row is None else rows.entity_of(row, Offer)
 
-    async def list_for_seller(self, seller_id: SubjectId, page: PageRequest) -> Page[Offer]:
+    async def list_for_seller(self, seller_id: ids.SubjectId, page: PageRequest) -> Page[Offer]:
         found = await self._db.fetchall(
             sql.OFFERS_OF_SELLER,
             {
@@ -445,9 +420,9 @@ class SqliteOfferRepository(OfferRepository):
                 "limit": _limit(page),
             },
         )
-        return _page([rows.offer_from_row(r) for r in found], page, lambda o: o.id)
+        return _page(rows.entities_of(found, Offer), page, lambda o: o.id)
 
-    async def lock_stocked(self, pool_id: PoolId | None, page: PageRequest) -> Page[Offer]:
+    async def lock_stocked(self, pool_id: ids.PoolId | None, page: PageRequest) -> Page[Offer]:
         found = await self._db.fetchall(
             sql.OFFERS_STOCKED,
             {
@@ -456,22 +431,22 @@ class SqliteOfferRepository(OfferRepository):
                 "limit": _limit(page),
             },
         )
-        return _page([rows.offer_from_row(r) for r in found], page, lambda o: o.id)
+        return _page(rows.entities_of(found, Offer), page, lambda o: o.id)
 
 
-class SqliteOrderRepository(OrderRepository):
+class SqliteOrderRepository(port.OrderRepository):
     def __init__(self, session: _Session) -> None:
         self._db = session
 
     async def add(self, order: Order) -> None:
         await self._check_upstream_id(order)
         await self._db.execute(
-            sql.ORDER_INSERT, rows.order_params(order), resource="order", resource_id=str(order.id)
+            sql.ORDER_INSERT, rows.params(order), resource="order", resource_id=str(order.id)
         )
 
     async def save(self, order: Order) -> None:
         await self._check_upstream_id(order)
-        params = rows.order_params(order)
+        params = rows.params(order)
         for immutable in ("buyer_id", "seller_id", "offer_id", "pool_id", "quantity"):
             del params[immutable]
         for immutable in ("unit_price_amount", "unit_price_currency", "created_at"):
@@ -493,13 +468,13 @@ class SqliteOrderRepository(OrderRepository):
         if holder is not None and rows.uuid_val(holder["id"]) != order.id:
             raise DuplicateResource(resource=UPSTREAM_ORDER, id=upstream_id)
 
-    async def get(self, order_id: OrderId, *, for_update: bool = False) -> Order | None:
+    async def get(self, order_id: ids.OrderId, *, for_update: bool = False) -> Order | None:
         # for_update: the transaction already holds the database's only writer lock.
         row = await self._db.fetchone(sql.ORDER_GET, {"id": order_id.bytes})
-        return None if row is None else rows.order_from_row(row)
+        return None if row is None else rows.entity_of(row, Order)
 
     async def list_for_buyer(
-        self, buyer_id: SubjectId, status: OrderStatus | None, page: PageRequest
+        self, buyer_id: ids.SubjectId, status: OrderStatus | None, page: PageRequest
     ) -> Page[Order]:
         params: dict[str, Any] = {
             "buyer_id": buyer_id.bytes,
@@ -512,10 +487,10 @@ class SqliteOrderRepository(OrderRepository):
             found = await self._db.fetchall(
                 sql.ORDERS_OF_BUYER_WITH_STATUS, {**params, "status": status.value}
             )
-        return _page([rows.order_from_row(r) for r in found], page, lambda o: o.id)
+        return _page(rows.entities_of(found, Order), page, lambda o: o.id)
 
     async def list_for_seller(
-        self, seller_id: SubjectId, which: SalesFilter, page: PageRequest
+        self, seller_id: ids.SubjectId, which: SalesFilter, page: PageRequest
     ) -> Page[Order]:
         found = await self._db.fetchall(
             sql.ORDERS_OF_SELLER,
@@ -531,7 +506,7 @@ class SqliteOrderRepository(OrderRepository):
                 "limit": _limit(page),
             },
         )
-        return _page([rows.order_from_row(r) for r in found], page, lambda o: o.id)
+        return _page(rows.entities_of(found, Order), page, lambda o: o.id)
 
     async def lock_expired(self, now: datetime, limit: int) -> Sequence[Order]:
         # Rows are "locked" by the writer lock this transaction holds: no sweeper collides.
@@ -540,7 +515,7 @@ class SqliteOrderRepository(OrderRepository):
         found = await self._db.fetchall(
             sql.ORDERS_EXPIRED, {"now": rows.time_col(now), "limit": limit}
         )
-        return [rows.order_from_row(r) for r in found]
+        return rows.entities_of(found, Order)
 
     async def find_by_upstream_id(
         self, upstream_order_id: str, *, for_update: bool = False
@@ -548,14 +523,14 @@ class SqliteOrderRepository(OrderRepository):
         row = await self._db.fetchone(
             sql.ORDER_BY_UPSTREAM_ID, {"upstream_order_id": upstream_order_id}
         )
-        return None if row is None else rows.order_from_row(row)
+        return None if row is None else rows.entity_of(row, Order)
 
     async def list_fulfilling(self, limit: int) -> Sequence[Order]:
         found = await self._db.fetchall(sql.ORDERS_FULFILLING, {"limit": max(limit, 0)})
-        return [rows.order_from_row(r) for r in found]
+        return rows.entities_of(found, Order)
 
 
-class SqliteWebhookRepository(WebhookRepository):
+class SqliteWebhookRepository(port.WebhookRepository):
     def __init__(self, session: _Session) -> None:
         self._db = session
 
@@ -569,14 +544,14 @@ class SqliteWebhookRepository(WebhookRepository):
         return await self._db.execute(sql.NONCES_PRUNE, {"before": rows.time_col(seen_before)})
 
     async def add_event(self, event: WebhookEvent) -> bool:
-        return await self._db.execute(sql.EVENT_ADD, rows.event_params(event)) == 1
+        return await self._db.execute(sql.EVENT_ADD, rows.params(event)) == 1
 
     async def get_event(self, event_id: str) -> WebhookEvent | None:
         row = await self._db.fetchone(sql.EVENT_GET, {"event_id": event_id})
-        return None if row is None else rows.event_from_row(row)
+        return None if row is None else rows.entity_of(row, WebhookEvent)
 
 
-class SqliteIdempotencyRepository(IdempotencyRepository):
+class SqliteIdempotencyRepository(port.IdempotencyRepository):
     def __init__(self, session: _Session) -> None:
         self._db = session
 
@@ -584,12 +559,12 @@ class SqliteIdempotencyRepository(IdempotencyRepository):
         self, scope: str, key: str, *, for_update: bool = False
     ) -> IdempotencyRecord | None:
         row = await self._db.fetchone(sql.IDEMPOTENCY_GET, {"scope": scope, "key": key})
-        return None if row is None else rows.idempotency_from_row(row)
+        return None if row is None else rows.entity_of(row, IdempotencyRecord)
 
     async def insert(self, record: IdempotencyRecord) -> bool:
         changed = await self._db.execute(
             sql.IDEMPOTENCY_INSERT,
-            rows.idempotency_params(record),
+            rows.params(record),
             resource="idempotency_record",
             resource_id=record.key,
         )
@@ -598,87 +573,87 @@ class SqliteIdempotencyRepository(IdempotencyRepository):
     async def replace(self, record: IdempotencyRecord) -> None:
         await self._db.execute(
             sql.IDEMPOTENCY_REPLACE,
-            rows.idempotency_params(record),
+            rows.params(record),
             resource="idempotency_record",
             resource_id=record.key,
         )
 
     async def complete(self, claim: IdempotencyRecord, response: StoredResponse) -> bool:
-        params = {**rows.claim_params(claim), **rows.response_params(response)}
+        params = rows.params(attrs.evolve(claim, response=response))
         return await self._db.execute(sql.IDEMPOTENCY_COMPLETE, params) == 1
 
     async def release(self, claim: IdempotencyRecord) -> None:
-        await self._db.execute(sql.IDEMPOTENCY_RELEASE, rows.claim_params(claim))
+        await self._db.execute(sql.IDEMPOTENCY_RELEASE, rows.params(claim))
 
     async def purge_expired(self, now: datetime) -> int:
         return await self._db.execute(sql.IDEMPOTENCY_PURGE, {"now": rows.time_col(now)})
 
 
-class SqliteAuditLog(AuditLog):
+class SqliteAuditLog(port.AuditLog):
     def __init__(self, session: _Session) -> None:
         self._db = session
 
     async def append(self, events: Sequence[AuditEvent]) -> None:
         if events:
             await self._db.executemany(
-                sql.AUDIT_INSERT, [rows.audit_params(e) for e in events], resource="audit_event"
+                sql.AUDIT_INSERT, [rows.params(e) for e in events], resource="audit_event"
             )
 
-    async def list_events(self, pool_id: PoolId | None, page: PageRequest) -> Page[AuditEvent]:
+    async def list_events(self, pool_id: ids.PoolId | None, page: PageRequest) -> Page[AuditEvent]:
         params: dict[str, Any] = {"after": rows.cursor_after(page.after), "limit": _limit(page)}
         if pool_id is None:
             found = await self._db.fetchall(sql.AUDIT_ALL, params)
         else:
             found = await self._db.fetchall(sql.AUDIT_OF_POOL, {**params, "pool_id": pool_id.bytes})
-        return _page([rows.audit_from_row(r) for r in found], page, lambda e: e.id)
+        return _page(rows.entities_of(found, AuditEvent), page, lambda e: e.id)
 
 
-class SqliteEndpointRepository(EndpointRepository):
+class SqliteEndpointRepository(port.EndpointRepository):
     def __init__(self, session: _Session) -> None:
         self._db = session
 
     async def add(self, endpoint: WebhookEndpoint) -> None:
-        await self._db.execute(sql.ENDPOINT_INSERT, rows.endpoint_params(endpoint))
+        await self._db.execute(sql.ENDPOINT_INSERT, rows.params(endpoint))
 
-    async def get(self, endpoint_id: EndpointId) -> WebhookEndpoint | None:
+    async def get(self, endpoint_id: ids.EndpointId) -> WebhookEndpoint | None:
         row = await self._db.fetchone(sql.ENDPOINT_GET, {"id": endpoint_id.bytes})
-        return None if row is None else rows.endpoint_from_row(row)
+        return None if row is None else rows.entity_of(row, WebhookEndpoint)
 
     async def save(self, endpoint: WebhookEndpoint) -> None:
-        changed = await self._db.execute(sql.ENDPOINT_SAVE, rows.endpoint_params(endpoint))
+        changed = await self._db.execute(sql.ENDPOINT_SAVE, rows.params(endpoint))
         require_saved(changed, "webhook_endpoint", endpoint.id)
 
-    async def list_for_seller(self, seller_id: SubjectId) -> Sequence[WebhookEndpoint]:
+    async def list_for_seller(self, seller_id: ids.SubjectId) -> Sequence[WebhookEndpoint]:
         found = await self._db.fetchall(sql.ENDPOINTS_OF_SELLER, {"seller_id": seller_id.bytes})
-        return [rows.endpoint_from_row(r) for r in found]
+        return rows.entities_of(found, WebhookEndpoint)
 
     async def sealed_under(
         self, master_key_ids: Collection[MasterKeyId]
     ) -> Sequence[WebhookEndpoint]:
-        found = map(rows.endpoint_from_row, await self._db.fetchall(sql.ENDPOINTS_ALL))
+        found = rows.entities_of(await self._db.fetchall(sql.ENDPOINTS_ALL), WebhookEndpoint)
         return [e for e in found if sealed_with(e.sealed_secret) in master_key_ids]
 
-    async def reseal(self, endpoint_id: EndpointId, sealed_secret: bytes) -> None:
+    async def reseal(self, endpoint_id: ids.EndpointId, sealed_secret: bytes) -> None:
         changed = await self._db.execute(
             sql.ENDPOINT_RESEAL, {"sealed": sealed_secret, "id": endpoint_id.bytes}
         )
         require_saved(changed, "webhook_endpoint", endpoint_id)
 
 
-class SqliteDeliveryRepository(DeliveryRepository):
+class SqliteDeliveryRepository(port.DeliveryRepository):
     def __init__(self, session: _Session) -> None:
         self._db = session
 
     async def add(self, deliveries: Sequence[Delivery]) -> None:
         for delivery in deliveries:
-            await self._db.execute(sql.DELIVERY_INSERT, rows.delivery_params(delivery))
+            await self._db.execute(sql.DELIVERY_INSERT, rows.params(delivery))
 
-    async def get(self, delivery_id: DeliveryId) -> Delivery | None:
+    async def get(self, delivery_id: ids.DeliveryId) -> Delivery | None:
         row = await self._db.fetchone(sql.DELIVERY_GET, {"id": delivery_id.bytes})
-        return None if row is None else rows.delivery_from_row(row)
+        return None if row is None else rows.entity_of(row, Delivery)
 
     async def save(self, delivery: Delivery) -> None:
-        changed = await self._db.execute(sql.DELIVERY_SAVE, rows.delivery_params(delivery))
+        changed = await self._db.execute(sql.DELIVERY_SAVE, rows.params(delivery))
         require_saved(changed, "delivery", delivery.id)
 
     async def lease_due(self, now: datetime, until: datetime, limit: int) -> Sequence[Delivery]:
@@ -687,12 +662,14 @@ class SqliteDeliveryRepository(DeliveryRepository):
         found = await self._db.fetchall(
             sql.DELIVERIES_DUE, {"now": rows.time_col(now), "limit": limit}
         )
-        leased = [attrs.evolve(rows.delivery_from_row(r), leased_until=until) for r in found]
+        leased = [attrs.evolve(d, leased_until=until) for d in rows.entities_of(found, Delivery)]
         for delivery in leased:
             await self.save(delivery)
         return leased
 
-    async def list_for_endpoint(self, endpoint_id: EndpointId, page: PageRequest) -> Page[Delivery]:
+    async def list_for_endpoint(
+        self, endpoint_id: ids.EndpointId, page: PageRequest
+    ) -> Page[Delivery]:
         found = await self._db.fetchall(
             sql.DELIVERIES_OF_ENDPOINT,
             {
@@ -701,14 +678,14 @@ class SqliteDeliveryRepository(DeliveryRepository):
                 "limit": _limit(page),
             },
         )
-        return _page([rows.delivery_from_row(r) for r in found], page, lambda d: d.id)
+        return _page(rows.entities_of(found, Delivery), page, lambda d: d.id)
 
 
-def _unit_of_work(session: _Session) -> UnitOfWork:
+def _unit_of_work(session: _Session) -> port.UnitOfWork:
     # Imported here: the merchant repository builds on this module's helpers.
     from autokey.adapters.sqlite.merchant import SqliteMerchantRepository
 
-    return Repositories(
+    return port.UnitOfWork(
         tokens=SqliteTokenRepository(session),
         pools=SqlitePoolRepository(session),
         keys=SqliteKeyRepository(session),
@@ -776,7 +753,7 @@ def load_migrations() -> tuple[Migration, ...]:
 # --- the store ----------------------------------------------------------------------------
 
 
-class SqliteStore(Store):
+class SqliteStore(port.Store):
     """`open()` a file (created if absent), `migrate()`, then `transaction()` per unit of work.
 
     Transactions of one store are serialised (one connection); do not open a transaction
@@ -826,11 +803,11 @@ class SqliteStore(Store):
             raise StoreUnavailable(store=STORE_NAME)
         return self._conn
 
-    def stage_keys(self) -> KeyStage:
+    def stage_keys(self) -> port.KeyStage:
         return SpooledKeys()
 
     @asynccontextmanager
-    async def transaction(self) -> AsyncIterator[UnitOfWork]:
+    async def transaction(self) -> AsyncIterator[port.UnitOfWork]:
         async with self._lock:
             conn = self._connection()
             await self._begin(conn)
@@ -868,7 +845,7 @@ class SqliteStore(Store):
         except (sqlite3.Error, ValueError):
             pass
 
-    def bulk_transaction(self) -> AbstractAsyncContextManager[UnitOfWork]:
+    def bulk_transaction(self) -> AbstractAsyncContextManager[port.UnitOfWork]:
         return self.transaction()
 
     async def ping(self) -> None:

@@ -6,8 +6,7 @@ from aiohttp import web
 
 from autokey.domain.model.errors import InvalidInput
 from autokey.domain.model.ids import OfferId, PoolId
-from autokey.domain.model.offers import DeliveryType, OfferStatus
-from autokey.domain.services.offers import OfferDraft
+from autokey.domain.model.offers import DeliveryType, OfferDraft, OfferStatus
 from autokey.entrypoints.web.context import (
     container,
     json_response,

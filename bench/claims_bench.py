@@ -51,7 +51,7 @@ from _harness import (
     scratch_database,
 )
 
-from autokey.adapters.postgres.store import PostgresKeyRepository
+from autokey.adapters.postgres.repositories import PostgresKeyRepository
 from autokey.domain.model.ids import OrderId, PoolId
 
 KEYS = int(os.environ.get("BENCH_KEYS", "1000000"))

@@ -4,18 +4,20 @@ processes, the CLI, and CPU/memory accounting read from /proc (no extra dependen
 from __future__ import annotations
 
 import asyncio
+import glob
 import json
 import os
 import re
 import resource
+import shutil
 import socket
 import subprocess
 import sys
 import tempfile
 import time
 import uuid
-from collections.abc import AsyncIterator, Iterable
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Iterable, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
@@ -28,15 +30,53 @@ _TICK = os.sysconf("SC_CLK_TCK")
 
 
 @asynccontextmanager
-async def scratch_database() -> AsyncIterator[str]:
-    """A uniquely named database, dropped afterwards (even after a failure)."""
+async def scratch_database(admin_url: str = ADMIN_URL) -> AsyncIterator[str]:
+    """A uniquely named database on the server of `admin_url`, dropped afterwards (even after
+    a failure)."""
     name = f"autokey_bench_{uuid.uuid4().hex[:10]}"
-    async with await psycopg.AsyncConnection.connect(ADMIN_URL, autocommit=True) as admin:
+    async with await psycopg.AsyncConnection.connect(admin_url, autocommit=True) as admin:
         await admin.execute(f'CREATE DATABASE "{name}"')
         try:
-            yield urlunsplit(urlsplit(ADMIN_URL)._replace(path=f"/{name}"))
+            yield urlunsplit(urlsplit(admin_url)._replace(path=f"/{name}"))
         finally:
             await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@contextmanager
+def private_postgres() -> Iterator[str]:
+    """A PostgreSQL instance of its own with stock settings (autovacuum on): `initdb` in a
+    temporary directory, started on a free loopback port, stopped and removed afterwards
+    (also after an error or Ctrl-C). Yields its admin URL. The newest server binaries under
+    /usr/lib/postgresql are used; as root, they run as the `postgres` user (initdb refuses
+    root)."""
+    binaries = sorted(glob.glob("/usr/lib/postgresql/*/bin"), key=lambda d: int(d.split("/")[-2]))
+    if not binaries:
+        raise RuntimeError("no PostgreSQL server binaries under /usr/lib/postgresql")
+    as_owner = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
+    home = tempfile.mkdtemp(prefix="autokey_bench_pg_")
+    data, port = f"{home}/data", free_port()
+    if as_owner:
+        shutil.chown(home, "postgres", "postgres")
+
+    def run(*args: str) -> None:
+        subprocess.run([*as_owner, *args], check=True, capture_output=True, timeout=120)
+
+    try:
+        run(f"{binaries[-1]}/initdb", "-D", data, "-U", "postgres", "--auth=trust", "-E", "UTF8")
+        options = f"-p {port} -k {home} -c listen_addresses=127.0.0.1"
+        run(f"{binaries[-1]}/pg_ctl", "-D", data, "-l", f"{home}/log", "-o", options, "-w", "start")
+        try:
+            yield f"postgresql://postgres@127.0.0.1:{port}/postgres"
+        finally:
+            run(f"{binaries[-1]}/pg_ctl", "-D", data, "-m", "fast", "-w", "stop")
+    finally:
+        shutil.rmtree(home, ignore_errors=True)
 
 
 def environment(database_url: str, **extra: str) -> dict[str, str]:
@@ -81,9 +121,7 @@ per CPU on PostgreSQL)."""
 async def server(env: dict[str, str], workers: str = WORKERS) -> AsyncIterator[tuple[str, int]]:
     """`autokey serve [--workers N]` on a free loopback port; yields (base URL, pid). With
     several workers the pid is their supervisor's: see `process_tree`."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
+    port = free_port()
     process = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
@@ -143,22 +181,34 @@ def rss_mib(pid: int) -> float:
     return _status_kib(pid, "VmRSS:") / 1024
 
 
+def _stat(pid: int) -> list[str]:
+    """The fields of /proc/<pid>/stat after the command name (state first)."""
+    with open(f"/proc/{pid}/stat") as stat:
+        return stat.read().rpartition(")")[2].split()
+
+
 def _process_cpu_s(pid: int) -> float:
     try:
-        with open(f"/proc/{pid}/stat") as stat:
-            fields = stat.read().rpartition(")")[2].split()
+        fields = _stat(pid)
     except (FileNotFoundError, ProcessLookupError):
         return 0.0
     return (int(fields[11]) + int(fields[12])) / _TICK  # utime + stime
 
 
-def _postgres_pids() -> Iterable[int]:
+def parent_pid(pid: int) -> int:
+    return int(_stat(pid)[1])
+
+
+def _postgres_pids(postmaster: int | None) -> Iterable[int]:
     for entry in os.scandir("/proc"):
         if entry.name.isdigit():
             try:
                 with open(f"/proc/{entry.name}/comm") as comm:
-                    if comm.read().strip() == "postgres":
-                        yield int(entry.name)
+                    if comm.read().strip() != "postgres":
+                        continue
+                pid = int(entry.name)
+                if postmaster is None or postmaster in (pid, parent_pid(pid)):
+                    yield pid
             except OSError:
                 continue
 
@@ -175,12 +225,12 @@ class CpuMeter:
 
     server: the autokey serve processes; client: this Python process (the load generator);
     children: finished child processes (pgbench); postgres: every process named postgres
-    alive at both ends (backends that exit in between are only in `machine`);
-    machine: all busy CPU time of the host.
+    alive at both ends (backends that exit in between are only in `machine`), or only the
+    `postmaster` given and its children; machine: all busy CPU time of the host.
     """
 
-    def __init__(self, server_pids: Iterable[int] = ()) -> None:
-        self._servers = list(server_pids)
+    def __init__(self, server_pids: Iterable[int] = (), postmaster: int | None = None) -> None:
+        self._servers, self._postmaster = list(server_pids), postmaster
 
     def _sample(self) -> dict[str, Any]:
         self_usage = resource.getrusage(resource.RUSAGE_SELF)
@@ -190,7 +240,7 @@ class CpuMeter:
             "server": sum(_process_cpu_s(p) for p in self._servers),
             "client": self_usage.ru_utime + self_usage.ru_stime,
             "children": children.ru_utime + children.ru_stime,
-            "postgres": {p: _process_cpu_s(p) for p in _postgres_pids()},
+            "postgres": {p: _process_cpu_s(p) for p in _postgres_pids(self._postmaster)},
             "machine": _machine_busy_s(),
         }
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import enum
 from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
@@ -12,17 +13,34 @@ import cattrs
 from cattrs.cols import is_sequence, list_structure_factory
 from cattrs.gen import make_dict_structure_fn, make_dict_unstructure_fn, override
 
-from autokey.domain.model.audit import AuditEvent
-from autokey.domain.model.keys import Key, PoolCounts, UploadReport
+from autokey.domain.model.audit import AuditAction, AuditEvent
+from autokey.domain.model.currencies import MINOR_UNITS
+from autokey.domain.model.keys import Key, KeyStatus, LineProblem, PoolCounts, UploadReport
 from autokey.domain.model.merchant import (
     G2AOfferLink,
     MerchantNotification,
     Reservation,
+    ReservationState,
     ReturnedKey,
 )
-from autokey.domain.model.offers import Money
-from autokey.domain.model.orders import Order, OrderStatus
-from autokey.domain.model.outbound import Delivery, WebhookEndpoint
+from autokey.domain.model.offers import (
+    MAX_AMOUNT_DIGITS,
+    MAX_LOW_STOCK_THRESHOLD,
+    Availability,
+    DeliveryType,
+    Money,
+    OfferStatus,
+    StockLevel,
+)
+from autokey.domain.model.orders import MAX_QUANTITY, Order, OrderStatus, UpstreamState
+from autokey.domain.model.outbound import (
+    Delivery,
+    DeliveryStatus,
+    EndpointStatus,
+    OutboundEventType,
+    WebhookEndpoint,
+)
+from autokey.domain.model.webhooks import MAX_EVENT_ID, WebhookEventType
 from autokey.domain.services.inventory import PoolView
 from autokey.domain.services.offers import OfferView
 from autokey.domain.services.orders import DeliveredKey, OrderView, Sale
@@ -33,12 +51,17 @@ def to_camel(name: str) -> str:
     return head + "".join(p.title() for p in rest)
 
 
+def json_schema(**schema: Any) -> dict[str, Any]:
+    """Field metadata for what a field's JSON Schema says beyond its type (bounds, a
+    description): `attrs.field(metadata=json_schema(minimum=1))`."""
+    return {"schema": schema}
+
+
 def make_http_converter() -> cattrs.Converter:
-    """camelCase keys, ISO-8601 datetimes, string UUIDs; unknown request fields rejected."""
+    """camelCase keys, ISO-8601 datetimes, string UUIDs, enums by value; unknown request
+    fields rejected."""
     conv = cattrs.Converter(forbid_extra_keys=True)
-    for scalar in (str, int, bool):
-        conv.register_structure_hook(scalar, _strict(scalar))
-    conv.register_structure_hook_factory(is_sequence, lambda t: _strict_list(t, conv))
+    _strict_scalars(conv)
     conv.register_unstructure_hook(datetime, lambda d: d.isoformat().replace("+00:00", "Z"))
     conv.register_structure_hook(datetime, lambda v, _: datetime.fromisoformat(v))
     conv.register_unstructure_hook(UUID, str)
@@ -68,13 +91,29 @@ def parse_uuid(value: Any) -> UUID:
 
 
 def make_merchant_converter() -> cattrs.Converter:
-    """G2A's merchant contract: snake_case keys as G2A sends them and strict JSON types;
-    unknown fields are ignored (G2A adds fields without notice)."""
+    """G2A's contracts (the merchant API and the webhook events): snake_case keys as G2A
+    sends them, strict JSON types, ISO-8601 datetimes; unknown fields are ignored (G2A adds
+    fields without notice)."""
     conv = cattrs.Converter()
+    _strict_scalars(conv)
+    conv.register_structure_hook(datetime, lambda v, _: datetime.fromisoformat(v))
+    return conv
+
+
+def _strict_scalars(conv: cattrs.Converter) -> None:
     for scalar in (str, int, bool):
         conv.register_structure_hook(scalar, _strict(scalar))
     conv.register_structure_hook_factory(is_sequence, lambda t: _strict_list(t, conv))
-    return conv
+    # Ahead of the str hook: a StrEnum is a str too.
+    conv.register_structure_hook(enum.StrEnum, _strict_enum)
+
+
+def _strict_enum(value: Any, kind: type[enum.StrEnum]) -> enum.StrEnum:
+    """A member by its value, which must be a string: TypeError for another JSON type,
+    ValueError for an unknown string."""
+    if type(value) is not str:
+        raise TypeError("expected a string")
+    return kind(value)
 
 
 def _strict(kind: type[Any]) -> Any:
@@ -159,7 +198,7 @@ class KeyOut:
     """Key metadata only: never plaintext, ciphertext or fingerprint."""
 
     id: UUID
-    status: str
+    status: KeyStatus
     created_at: datetime
     reserved_at: datetime | None
     delivered_at: datetime | None
@@ -169,7 +208,7 @@ class KeyOut:
     def of(cls, key: Key) -> KeyOut:
         return cls(
             id=key.id,
-            status=key.status.value,
+            status=key.status,
             created_at=key.created_at,
             reserved_at=key.reserved_at,
             delivered_at=key.delivered_at,
@@ -179,8 +218,8 @@ class KeyOut:
 
 @attrs.frozen(kw_only=True)
 class LineErrorOut:
-    line: int
-    code: str
+    line: int = attrs.field(metadata=json_schema(minimum=1))
+    code: LineProblem
 
 
 @attrs.frozen(kw_only=True)
@@ -197,7 +236,7 @@ class UploadReportOut(CountsOut):
             added=report.added,
             duplicates=report.duplicates,
             invalid=report.invalid,
-            errors=[LineErrorOut(line=e.line, code=e.code.value) for e in report.errors],
+            errors=[LineErrorOut(line=e.line, code=e.code) for e in report.errors],
             errors_truncated=report.errors_truncated,
             **attrs.asdict(CountsOut.from_counts(counts)),
         )
@@ -205,8 +244,20 @@ class UploadReportOut(CountsOut):
 
 @attrs.frozen(kw_only=True)
 class MoneyIO:
-    amount: str
-    currency: str
+    amount: str = attrs.field(
+        metadata=json_schema(
+            description="Decimal amount as a string, e.g. `19.99`. In requests: ASCII digits "
+            f"only, at most {MAX_AMOUNT_DIGITS} before the point and no more after it than the "
+            "currency's ISO 4217 minor units (`not_a_decimal`, `too_large`, `too_many_decimals`)."
+        )
+    )
+    currency: str = attrs.field(
+        metadata=json_schema(
+            description="ISO 4217 code, e.g. `EUR`; requests accept "
+            + ", ".join(f"`{c}`" for c in sorted(MINOR_UNITS))
+            + " (`invalid_currency` otherwise)."
+        )
+    )
 
     @classmethod
     def of(cls, money: Money) -> MoneyIO:
@@ -220,12 +271,19 @@ class MoneyIO:
 class OfferDraftIn:
     title: str
     price: MoneyIO
-    delivery_type: str
+    delivery_type: DeliveryType
     id: UUID | None = None
     key_pool_id: UUID | None = None
     g2a_product_id: str | None = None
     max_price: MoneyIO | None = None
-    low_stock_threshold: int | None = None
+    low_stock_threshold: int | None = attrs.field(
+        default=None,
+        metadata=json_schema(
+            minimum=0,
+            maximum=MAX_LOW_STOCK_THRESHOLD,
+            description="Stock is `low` at this many available keys or fewer; null: never low.",
+        ),
+    )
 
 
 @attrs.frozen(kw_only=True)
@@ -235,7 +293,7 @@ class PublishIn:
 
 @attrs.frozen(kw_only=True)
 class OfferStatusIn:
-    status: str
+    status: OfferStatus
 
 
 @attrs.frozen(kw_only=True)
@@ -244,17 +302,22 @@ class OfferOut:
     seller_id: UUID
     title: str
     price: MoneyIO
-    delivery_type: str
+    delivery_type: DeliveryType
     key_pool_id: UUID | None
-    status: str
-    availability: str
+    status: OfferStatus
+    availability: Availability
     auto_key_available_count: int
     created_at: datetime
     updated_at: datetime
     g2a_product_id: str | None
     max_price: MoneyIO | None
     low_stock_threshold: int | None
-    stock_level: str
+    stock_level: StockLevel = attrs.field(
+        metadata=json_schema(
+            description="AUTO_KEY: `out_of_stock` at no available key, `low` at "
+            "`lowStockThreshold` or fewer; G2A and MANUAL offers are always `in_stock`."
+        )
+    )
 
     @classmethod
     def of(cls, view: OfferView) -> OfferOut:
@@ -264,24 +327,24 @@ class OfferOut:
             seller_id=o.seller_id,
             title=o.title,
             price=MoneyIO.of(o.price),
-            delivery_type=o.delivery_type.value,
+            delivery_type=o.delivery_type,
             key_pool_id=o.key_pool_id,
-            status=o.status.value,
-            availability=view.availability.value,
+            status=o.status,
+            availability=view.availability,
             auto_key_available_count=view.available_keys,
             created_at=o.created_at,
             updated_at=o.updated_at,
             g2a_product_id=o.g2a_product_id,
             max_price=MoneyIO.of(o.max_price) if o.max_price else None,
             low_stock_threshold=o.low_stock_threshold,
-            stock_level=view.stock_level.value,
+            stock_level=view.stock_level,
         )
 
 
 @attrs.frozen(kw_only=True)
 class CreateOrderIn:
     offer_id: UUID
-    quantity: int = 1
+    quantity: int = attrs.field(default=1, metadata=json_schema(minimum=1, maximum=MAX_QUANTITY))
 
 
 @attrs.frozen(kw_only=True)
@@ -299,7 +362,7 @@ class OrderOut:
     quantity: int
     unit_price: MoneyIO
     total: MoneyIO
-    status: str
+    status: OrderStatus
     created_at: datetime
     updated_at: datetime
     reserved_until: datetime
@@ -308,7 +371,7 @@ class OrderOut:
     canceled_at: datetime | None
     cancel_reason: str | None
     upstream_order_id: str | None
-    upstream_state: str | None
+    upstream_state: UpstreamState | None
     keys: list[DeliveredKeyOut] | None
 
     @classmethod
@@ -321,7 +384,7 @@ class OrderOut:
             quantity=order.quantity,
             unit_price=MoneyIO.of(order.unit_price),
             total=MoneyIO.of(order.total),
-            status=order.status.value,
+            status=order.status,
             created_at=order.created_at,
             updated_at=order.updated_at,
             reserved_until=order.reserved_until,
@@ -330,7 +393,7 @@ class OrderOut:
             canceled_at=order.canceled_at,
             cancel_reason=order.cancel_reason,
             upstream_order_id=order.upstream_order_id,
-            upstream_state=order.upstream_state.value if order.upstream_state else None,
+            upstream_state=order.upstream_state,
             keys=None
             if keys is None
             else [DeliveredKeyOut(id=k.id, key=k.plaintext) for k in keys],
@@ -358,7 +421,7 @@ class SaleOut:
 class AuditEventOut:
     id: UUID
     occurred_at: datetime
-    action: str
+    action: AuditAction
     actor: UUID | None
     pool_id: UUID | None
     order_id: UUID | None
@@ -370,7 +433,7 @@ class AuditEventOut:
         return cls(
             id=event.id,
             occurred_at=event.occurred_at,
-            action=event.action.value,
+            action=event.action,
             actor=event.actor,
             pool_id=event.pool_id,
             order_id=event.order_id,
@@ -389,8 +452,8 @@ class RegisterWebhookIn:
 class WebhookEndpointOut:
     id: UUID
     url: str
-    event_types: list[str]
-    status: str
+    event_types: list[OutboundEventType]
+    status: EndpointStatus
     created_at: datetime
     failing_since: datetime | None
     disabled_at: datetime | None
@@ -401,8 +464,8 @@ class WebhookEndpointOut:
         return cls(
             id=e.id,
             url=e.url,
-            event_types=sorted(t.value for t in e.event_types),
-            status=e.status.value,
+            event_types=sorted(e.event_types),
+            status=e.status,
             created_at=e.created_at,
             failing_since=e.failing_since,
             disabled_at=e.disabled_at,
@@ -450,8 +513,8 @@ class RegisteredWebhookOut:
 @attrs.frozen(kw_only=True)
 class DeliveryOut:
     id: UUID
-    event_type: str
-    status: str
+    event_type: OutboundEventType
+    status: DeliveryStatus
     attempts: int
     created_at: datetime
     next_attempt_at: datetime
@@ -464,8 +527,8 @@ class DeliveryOut:
     def of(cls, d: Delivery) -> DeliveryOut:
         return cls(
             id=d.id,
-            event_type=d.event_type.value,
-            status=d.status.value,
+            event_type=d.event_type,
+            status=d.status,
             attempts=d.attempts,
             created_at=d.created_at,
             next_attempt_at=d.next_attempt_at,
@@ -489,7 +552,7 @@ class ReservationOut:
     `ordered` (with G2A's order id)."""
 
     id: str
-    state: str
+    state: ReservationState
     lines: list[ReservationLineOut]
     created_at: datetime
     expires_at: datetime
@@ -500,7 +563,7 @@ class ReservationOut:
     def of(cls, r: Reservation) -> ReservationOut:
         return cls(
             id=r.id,
-            state=r.state.value,
+            state=r.state,
             lines=[
                 ReservationLineOut(
                     product_id=line.product_id, quantity=line.quantity, order_id=line.order_id
@@ -550,3 +613,21 @@ class NotificationOut:
             g2a_offer_id=n.g2a_offer_id,
             received_at=n.received_at,
         )
+
+
+# --- G2A's webhook events (G2A's contract: snake_case, the merchant converter) ------------
+
+
+@attrs.frozen(kw_only=True)
+class G2AEventIn:
+    """A G2A order event; fields G2A adds are ignored."""
+
+    event_id: str = attrs.field(metadata=json_schema(minLength=1, maxLength=MAX_EVENT_ID))
+    type: WebhookEventType
+    order_id: str | None = attrs.field(
+        default=None, metadata=json_schema(description="Required, except for `offer.stock_low`.")
+    )
+    occurred_at: datetime | None = attrs.field(
+        default=None, metadata=json_schema(description="With its UTC offset.")
+    )
+    data: dict[str, Any] = attrs.field(factory=dict)

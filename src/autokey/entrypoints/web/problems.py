@@ -11,6 +11,7 @@ import structlog
 from aiohttp import web
 
 from autokey.domain.model import errors as e
+from autokey.entrypoints.web.schemas import to_camel
 
 PROBLEM_TYPE_BASE = "https://autokey.dev/problems/"
 PROBLEM_CONTENT_TYPE = "application/problem+json"
@@ -121,7 +122,7 @@ def _details(error: Exception) -> dict[str, Any]:
     fields = attrs.asdict(error, recurse=True)
     if isinstance(error, e.InvalidInput):
         fields["errors"] = fields.pop("problems")
-    return {_camel(k): v for k, v in fields.items()}
+    return {to_camel(k): v for k, v in fields.items()}
 
 
 def _headers(error: e.AutokeyError, kind: ProblemKind) -> dict[str, str]:
@@ -134,11 +135,6 @@ def _headers(error: e.AutokeyError, kind: ProblemKind) -> dict[str, str]:
     if retry_after is not None:
         headers["Retry-After"] = str(retry_after)
     return headers
-
-
-def _camel(name: str) -> str:
-    head, *rest = name.split("_")
-    return head + "".join(p.title() for p in rest)
 
 
 def problem_response(

@@ -5,11 +5,12 @@ from __future__ import annotations
 import enum
 from collections.abc import Sequence
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 from uuid import UUID
 
 import attrs
 import cattrs
+from attrs import AttrsInstance
 from cattrs.cols import is_sequence, list_structure_factory
 from cattrs.gen import make_dict_structure_fn, make_dict_unstructure_fn, override
 
@@ -45,6 +46,8 @@ from autokey.domain.services.inventory import PoolView
 from autokey.domain.services.offers import OfferView
 from autokey.domain.services.orders import DeliveredKey, OrderView, Sale
 
+T = TypeVar("T", bound=AttrsInstance)
+
 
 def to_camel(name: str) -> str:
     head, *rest = name.split("_")
@@ -55,6 +58,13 @@ def json_schema(**schema: Any) -> dict[str, Any]:
     """Field metadata for what a field's JSON Schema says beyond its type (bounds, a
     description): `attrs.field(metadata=json_schema(minimum=1))`."""
     return {"schema": schema}
+
+
+def copy_fields(cls: type[T], source: object, **given: Any) -> T:
+    """A `cls` whose fields are `given`, or else read from `source`'s attributes of the same
+    names (wire classes name their fields as the domain does)."""
+    names = (f.name for f in attrs.fields(cls) if f.name not in given)
+    return cls(**{name: getattr(source, name) for name in names}, **given)
 
 
 def make_http_converter() -> cattrs.Converter:
@@ -183,14 +193,8 @@ class PoolOut(CountsOut):
 
     @classmethod
     def of_view(cls, view: PoolView) -> PoolOut:
-        counts = CountsOut.from_counts(view.counts)
-        return cls(
-            id=view.pool.id,
-            name=view.pool.name,
-            seller_id=view.pool.seller_id,
-            created_at=view.pool.created_at,
-            **attrs.asdict(counts),
-        )
+        counts = attrs.asdict(CountsOut.from_counts(view.counts))
+        return copy_fields(cls, view.pool, **counts)
 
 
 @attrs.frozen(kw_only=True)
@@ -206,14 +210,7 @@ class KeyOut:
 
     @classmethod
     def of(cls, key: Key) -> KeyOut:
-        return cls(
-            id=key.id,
-            status=key.status,
-            created_at=key.created_at,
-            reserved_at=key.reserved_at,
-            delivered_at=key.delivered_at,
-            order_id=key.order_id,
-        )
+        return copy_fields(cls, key)
 
 
 @attrs.frozen(kw_only=True)
@@ -232,14 +229,9 @@ class UploadReportOut(CountsOut):
 
     @classmethod
     def from_report(cls, report: UploadReport, counts: PoolCounts) -> UploadReportOut:
-        return cls(
-            added=report.added,
-            duplicates=report.duplicates,
-            invalid=report.invalid,
-            errors=[LineErrorOut(line=e.line, code=e.code) for e in report.errors],
-            errors_truncated=report.errors_truncated,
-            **attrs.asdict(CountsOut.from_counts(counts)),
-        )
+        errors = [LineErrorOut(line=e.line, code=e.code) for e in report.errors]
+        counted = attrs.asdict(CountsOut.from_counts(counts))
+        return copy_fields(cls, report, errors=errors, **counted)
 
 
 @attrs.frozen(kw_only=True)
@@ -322,21 +314,13 @@ class OfferOut:
     @classmethod
     def of(cls, view: OfferView) -> OfferOut:
         o = view.offer
-        return cls(
-            id=o.id,
-            seller_id=o.seller_id,
-            title=o.title,
+        return copy_fields(
+            cls,
+            o,
             price=MoneyIO.of(o.price),
-            delivery_type=o.delivery_type,
-            key_pool_id=o.key_pool_id,
-            status=o.status,
+            max_price=MoneyIO.of(o.max_price) if o.max_price else None,
             availability=view.availability,
             auto_key_available_count=view.available_keys,
-            created_at=o.created_at,
-            updated_at=o.updated_at,
-            g2a_product_id=o.g2a_product_id,
-            max_price=MoneyIO.of(o.max_price) if o.max_price else None,
-            low_stock_threshold=o.low_stock_threshold,
             stock_level=view.stock_level,
         )
 
@@ -376,24 +360,11 @@ class OrderOut:
 
     @classmethod
     def of(cls, order: Order, keys: Sequence[DeliveredKey] | None = None) -> OrderOut:
-        return cls(
-            id=order.id,
-            offer_id=order.offer_id,
-            buyer_id=order.buyer_id,
-            seller_id=order.seller_id,
-            quantity=order.quantity,
+        return copy_fields(
+            cls,
+            order,
             unit_price=MoneyIO.of(order.unit_price),
             total=MoneyIO.of(order.total),
-            status=order.status,
-            created_at=order.created_at,
-            updated_at=order.updated_at,
-            reserved_until=order.reserved_until,
-            paid_at=order.paid_at,
-            fulfilled_at=order.fulfilled_at,
-            canceled_at=order.canceled_at,
-            cancel_reason=order.cancel_reason,
-            upstream_order_id=order.upstream_order_id,
-            upstream_state=order.upstream_state,
             keys=None
             if keys is None
             else [DeliveredKeyOut(id=k.id, key=k.plaintext) for k in keys],
@@ -430,16 +401,7 @@ class AuditEventOut:
 
     @classmethod
     def of(cls, event: AuditEvent) -> AuditEventOut:
-        return cls(
-            id=event.id,
-            occurred_at=event.occurred_at,
-            action=event.action,
-            actor=event.actor,
-            pool_id=event.pool_id,
-            order_id=event.order_id,
-            key_ids=list(event.key_ids),
-            details=dict(event.details),
-        )
+        return copy_fields(cls, event, key_ids=list(event.key_ids), details=dict(event.details))
 
 
 @attrs.frozen(kw_only=True)
@@ -461,16 +423,7 @@ class WebhookEndpointOut:
 
     @classmethod
     def of(cls, e: WebhookEndpoint) -> WebhookEndpointOut:
-        return cls(
-            id=e.id,
-            url=e.url,
-            event_types=sorted(e.event_types),
-            status=e.status,
-            created_at=e.created_at,
-            failing_since=e.failing_since,
-            disabled_at=e.disabled_at,
-            disabled_reason=e.disabled_reason,
-        )
+        return copy_fields(cls, e, event_types=sorted(e.event_types))
 
 
 # --- selling on G2A (what the seller sees of the merchant API) ----------------------------
@@ -493,13 +446,7 @@ class G2AOfferLinkOut:
 
     @classmethod
     def of(cls, link: G2AOfferLink) -> G2AOfferLinkOut:
-        return cls(
-            offer_id=link.offer_id,
-            g2a_offer_id=link.g2a_offer_id,
-            synced_size=link.synced_size,
-            synced_at=link.synced_at,
-            sync_error=link.sync_error,
-        )
+        return copy_fields(cls, link)
 
 
 @attrs.frozen(kw_only=True)
@@ -525,18 +472,7 @@ class DeliveryOut:
 
     @classmethod
     def of(cls, d: Delivery) -> DeliveryOut:
-        return cls(
-            id=d.id,
-            event_type=d.event_type,
-            status=d.status,
-            attempts=d.attempts,
-            created_at=d.created_at,
-            next_attempt_at=d.next_attempt_at,
-            last_attempt_at=d.last_attempt_at,
-            last_status_code=d.last_status_code,
-            last_error=d.last_error,
-            delivered_at=d.delivered_at,
-        )
+        return copy_fields(cls, d)
 
 
 @attrs.frozen(kw_only=True)
@@ -561,20 +497,8 @@ class ReservationOut:
 
     @classmethod
     def of(cls, r: Reservation) -> ReservationOut:
-        return cls(
-            id=r.id,
-            state=r.state,
-            lines=[
-                ReservationLineOut(
-                    product_id=line.product_id, quantity=line.quantity, order_id=line.order_id
-                )
-                for line in r.lines
-            ],
-            created_at=r.created_at,
-            expires_at=r.expires_at,
-            g2a_order_id=r.g2a_order_id,
-            ordered_at=r.ordered_at,
-        )
+        lines = [copy_fields(ReservationLineOut, line) for line in r.lines]
+        return copy_fields(cls, r, lines=lines)
 
 
 @attrs.frozen(kw_only=True)
@@ -585,11 +509,7 @@ class ReturnedKeyOut:
 
     @classmethod
     def of(cls, returned: ReturnedKey) -> ReturnedKeyOut:
-        return cls(
-            key_id=returned.key_id,
-            reservation_id=returned.reservation_id,
-            returned_at=returned.returned_at,
-        )
+        return copy_fields(cls, returned)
 
 
 @attrs.frozen(kw_only=True)
@@ -604,15 +524,7 @@ class NotificationOut:
 
     @classmethod
     def of(cls, n: MerchantNotification) -> NotificationOut:
-        return cls(
-            id=n.id,
-            type=n.type,
-            date=n.date,
-            message=n.message,
-            auction_id=n.auction_id,
-            g2a_offer_id=n.g2a_offer_id,
-            received_at=n.received_at,
-        )
+        return copy_fields(cls, n)
 
 
 # --- G2A's webhook events (G2A's contract: snake_case, the merchant converter) ------------

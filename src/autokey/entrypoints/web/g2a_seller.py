@@ -17,7 +17,7 @@ from autokey.entrypoints.web.context import (
     principal,
     read_json,
 )
-from autokey.entrypoints.web.operations import PAGED, Operation, PageOf
+from autokey.entrypoints.web.operations import Operation
 from autokey.entrypoints.web.schemas import (
     G2AOfferLinkIn,
     G2AOfferLinkOut,
@@ -69,9 +69,8 @@ async def offer_link(request: web.Request) -> web.Response:
 @Operation(
     summary="The seller's sales on G2A: reservations G2A made, their state and order",
     tag=TAG,
-    response=PageOf(ReservationOut),
-    query=PAGED,
-    raises=(e.InvalidInput,),
+    response=ReservationOut,
+    paged=True,
 )
 async def reservations(request: web.Request) -> web.Response:
     who = await principal(request)
@@ -85,9 +84,8 @@ async def reservations(request: web.Request) -> web.Response:
 @Operation(
     summary="Keys G2A returned; they stay delivered and are never resold automatically",
     tag=TAG,
-    response=PageOf(ReturnedKeyOut),
-    query=PAGED,
-    raises=(e.InvalidInput,),
+    response=ReturnedKeyOut,
+    paged=True,
 )
 async def returned_keys(request: web.Request) -> web.Response:
     who = await principal(request)
@@ -101,9 +99,8 @@ async def returned_keys(request: web.Request) -> web.Response:
 @Operation(
     summary="Notifications G2A posted to the merchant API",
     tag=TAG,
-    response=PageOf(NotificationOut),
-    query=PAGED,
-    raises=(e.InvalidInput,),
+    response=NotificationOut,
+    paged=True,
 )
 async def notifications(request: web.Request) -> web.Response:
     who = await principal(request)

@@ -17,7 +17,7 @@ from autokey.entrypoints.web.context import (
     principal,
     read_json,
 )
-from autokey.entrypoints.web.operations import CHANGE, JSON_BODY, PAGED, Operation, PageOf
+from autokey.entrypoints.web.operations import CHANGE, JSON_BODY, Operation
 from autokey.entrypoints.web.schemas import OfferDraftIn, OfferOut, OfferStatusIn, PublishIn
 
 routes = web.RouteTableDef()
@@ -89,9 +89,8 @@ async def set_status(request: web.Request) -> web.Response:
 @Operation(
     summary="The seller's offers with live availability",
     tag="offers",
-    response=PageOf(OfferOut),
-    query=PAGED,
-    raises=(e.InvalidInput,),
+    response=OfferOut,
+    paged=True,
 )
 async def seller_offers(request: web.Request) -> web.Response:
     who = await principal(request)

@@ -24,7 +24,7 @@ from aiohttp import web
 
 from autokey.domain.model import errors as e
 from autokey.entrypoints.web import schemas as s
-from autokey.entrypoints.web.operations import METADATA, Operation, PageOf, Raised
+from autokey.entrypoints.web.operations import METADATA, PAGED, Operation, PageOf, Raised
 from autokey.entrypoints.web.problems import (
     _HTTP_CODES,
     ERROR_TABLE,
@@ -294,7 +294,7 @@ def _parameters(path: str, op: Operation) -> list[dict[str, Any]]:
         if segment.startswith("{"):
             name, uuid = segment.strip("{}"), {"type": "string", "format": "uuid"}
             params.append({"name": name, "in": "path", "required": True, "schema": uuid})
-    params.extend(op.query)
+    params.extend((*op.query, *PAGED) if op.paged else op.query)
     if op.idempotency_key:
         params.append(
             {
@@ -315,7 +315,10 @@ _OK = {200: "OK", 201: "Created", 204: "No content", 503: "Not ready"}
 
 def _responses(op: Operation, builder: SchemaBuilder) -> dict[str, Any]:
     responses: dict[str, Any] = {}
-    schema = _response_schema(op.response, builder)
+    body = op.response
+    if op.paged and isinstance(body, type):
+        body = PageOf(body)
+    schema = _response_schema(body, builder)
     for status in (op.status, *op.also):
         response: dict[str, Any] = {
             "description": _OK[status],
@@ -334,7 +337,8 @@ def _responses(op: Operation, builder: SchemaBuilder) -> dict[str, Any]:
                 },
             }
         responses[str(status)] = response
-    raised = (*op.raises, *(AUTHENTICATED if op.authenticated else ()))
+    paging = (e.InvalidInput,) if op.paged else ()
+    raised = (*paging, *op.raises, *(AUTHENTICATED if op.authenticated else ()))
     for status, codes in sorted(_by_status(problem_kind(r) for r in raised).items()):
         description = "Problem: " + ", ".join(f"`{c}`" for c in codes)
         responses[str(status)] = _problem_response(codes, description)

@@ -37,6 +37,8 @@ class Operation:
     """Other success statuses with the same body (an offer draft saved again answers 200)."""
     response: type[Any] | PageOf | str | None = None
     """A wire class, a page of them, a name in `openapi.EXTRA_SCHEMAS`, or None (no body)."""
+    paged: bool = False
+    """The response is a keyset page of `response`, read with `limit` and `cursor`."""
     media: str = "application/json"
     request: type[Any] | None = None
     request_required: bool = True

@@ -35,9 +35,7 @@ from autokey.entrypoints.web.operations import (
     CHANGE,
     IDEMPOTENT,
     JSON_BODY,
-    PAGED,
     Operation,
-    PageOf,
     param,
     status_param,
 )
@@ -207,16 +205,16 @@ async def get_order(request: web.Request) -> web.Response:
 @Operation(
     summary="The seller's sales across offers, newest first (key ids, never plaintext)",
     tag="orders",
-    response=PageOf(SaleOut),
+    response=SaleOut,
+    paged=True,
     query=(
         ORDER_STATUS,
         param("offerId", "Only orders of this offer.", format="uuid"),
         param("channel", CHANNEL, enum=[c.value for c in Channel]),
         param("since", "Only orders created at or after this time.", format="date-time"),
         param("until", "Only orders created before this time.", format="date-time"),
-        *PAGED,
     ),
-    raises=(e.InvalidInput, e.Forbidden),
+    raises=(e.Forbidden,),
 )
 async def seller_orders(request: web.Request) -> web.Response:
     """The seller's sales across offers, newest first, filtered by the query."""
@@ -236,9 +234,9 @@ async def seller_orders(request: web.Request) -> web.Response:
 @Operation(
     summary="The buyer's orders, newest first",
     tag="orders",
-    response=PageOf(OrderOut),
-    query=(ORDER_STATUS, *PAGED),
-    raises=(e.InvalidInput,),
+    response=OrderOut,
+    paged=True,
+    query=(ORDER_STATUS,),
 )
 async def list_orders(request: web.Request) -> web.Response:
     who = await principal(request)

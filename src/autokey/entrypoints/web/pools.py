@@ -22,9 +22,7 @@ from autokey.entrypoints.web.context import (
 )
 from autokey.entrypoints.web.operations import (
     JSON_BODY,
-    PAGED,
     Operation,
-    PageOf,
     param,
     status_param,
 )
@@ -68,9 +66,8 @@ async def create_pool(request: web.Request) -> web.Response:
 @Operation(
     summary="The seller's key pools, with counts per status",
     tag="key pools",
-    response=PageOf(PoolOut),
-    query=PAGED,
-    raises=(e.InvalidInput,),
+    response=PoolOut,
+    paged=True,
 )
 async def list_pools(request: web.Request) -> web.Response:
     who = await principal(request)
@@ -132,9 +129,10 @@ async def upload_keys(request: web.Request) -> web.Response:
 @Operation(
     summary="Key metadata of a pool (never the key itself)",
     tag="key pools",
-    response=PageOf(KeyOut),
-    query=(status_param(KeyStatus, "keys"), *PAGED),
-    raises=(e.InvalidInput, e.NotFound),
+    response=KeyOut,
+    paged=True,
+    query=(status_param(KeyStatus, "keys"),),
+    raises=(e.NotFound,),
 )
 async def list_keys(request: web.Request) -> web.Response:
     who = await principal(request)
@@ -165,9 +163,10 @@ async def invalidate_key(request: web.Request) -> web.Response:
 @Operation(
     summary="The pool's audit trail",
     tag="key pools",
-    response=PageOf(AuditEventOut),
-    query=(*PAGED, param("since", SINCE, format="date-time")),
-    raises=(e.InvalidInput, e.NotFound),
+    response=AuditEventOut,
+    paged=True,
+    query=(param("since", SINCE, format="date-time"),),
+    raises=(e.NotFound,),
     csv="The whole trail from `since` on, streamed: a header line "
     "(id,occurredAt,action,actor,poolId,orderId,keyIds,details), then one line per event.",
 )

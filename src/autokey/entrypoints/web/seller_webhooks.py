@@ -18,7 +18,7 @@ from autokey.entrypoints.web.context import (
     principal,
     read_json,
 )
-from autokey.entrypoints.web.operations import JSON_BODY, PAGED, Operation, PageOf
+from autokey.entrypoints.web.operations import JSON_BODY, Operation, PageOf
 from autokey.entrypoints.web.schemas import (
     DeliveryOut,
     RegisteredWebhookOut,
@@ -83,9 +83,9 @@ async def endpoints(request: web.Request) -> web.Response:
 @Operation(
     summary="An endpoint's deliveries and their attempts, newest first",
     tag="seller webhooks",
-    response=PageOf(DeliveryOut),
-    query=PAGED,
-    raises=(e.InvalidInput, e.NotFound, e.Forbidden),
+    response=DeliveryOut,
+    paged=True,
+    raises=(e.NotFound, e.Forbidden),
 )
 async def deliveries(request: web.Request) -> web.Response:
     who = await principal(request)

@@ -106,6 +106,7 @@ def make_merchant_converter() -> cattrs.Converter:
     fields without notice)."""
     conv = cattrs.Converter()
     _strict_scalars(conv)
+    conv.register_unstructure_hook(datetime, datetime.isoformat)
     conv.register_structure_hook(datetime, lambda v, _: datetime.fromisoformat(v))
     return conv
 
@@ -114,8 +115,9 @@ def _strict_scalars(conv: cattrs.Converter) -> None:
     for scalar in (str, int, bool):
         conv.register_structure_hook(scalar, _strict(scalar))
     conv.register_structure_hook_factory(is_sequence, lambda t: _strict_list(t, conv))
-    # Ahead of the str hook: a StrEnum is a str too.
+    # Ahead of the str hooks: a StrEnum is a str too.
     conv.register_structure_hook(enum.StrEnum, _strict_enum)
+    conv.register_unstructure_hook(enum.StrEnum, lambda member: member.value)
 
 
 def _strict_enum(value: Any, kind: type[enum.StrEnum]) -> enum.StrEnum:

@@ -30,7 +30,7 @@ import psycopg
 sys.path.insert(0, os.path.dirname(__file__))
 from _harness import cli, environment, peak_rss_mib, rss_mib, scratch_database, server, token
 
-from autokey.adapters.postgres.store import PostgresKeyStage
+from autokey.adapters.postgres.repositories import PostgresKeyStage
 from autokey.adapters.system import Uuid7Ids
 from autokey.domain.model.ids import KeyId, PoolId
 from autokey.domain.model.keys import Key, KeyStatus

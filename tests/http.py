@@ -13,7 +13,7 @@ from aiohttp.test_utils import TestClient, TestServer
 from autokey.domain.model.auth import Role
 from autokey.entrypoints.bootstrap import unlock
 from autokey.entrypoints.container import Container
-from autokey.entrypoints.logging import configure_logging
+from autokey.entrypoints.logconfig import configure_logging
 from autokey.entrypoints.settings import load_settings
 from autokey.entrypoints.web.app import make_app, make_metrics_app
 from autokey.entrypoints.web.openapi import operations

@@ -32,7 +32,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import TextIO
 
-from autokey.entrypoints.logging import configure_logging
+from autokey.entrypoints.logconfig import configure_logging
 
 SHAPES = {
     "an API token": re.compile(r"ak_[A-Za-z0-9_-]{16,}"),

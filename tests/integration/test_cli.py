@@ -20,7 +20,7 @@ import psycopg
 import pytest
 
 from autokey import __version__
-from autokey.adapters.postgres.store import load_migrations
+from autokey.adapters.postgres.migrations import load_migrations
 from tests.integration.server import autokey, free_port, serve, server_env, token
 from tests.services import POSTGRES_URL, _with_database, scratch_postgres, unavailable
 

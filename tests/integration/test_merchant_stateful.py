@@ -22,8 +22,8 @@ from autokey.domain.model.errors import (
 )
 from autokey.domain.model.ids import KeyId, OrderId
 from autokey.domain.model.keys import KeyStatus
+from autokey.domain.model.offers import OfferDraft
 from autokey.domain.services.merchant import MerchantService, ReserveItem
-from autokey.domain.services.offers import OfferDraft
 from autokey.domain.services.orders import OrderService
 from tests.conftest import MASTER_KEY
 from tests.integration.test_stateful import STORES, TTL_S, OrderMachine, _run, _with_database

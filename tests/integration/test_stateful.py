@@ -32,11 +32,11 @@ from autokey.domain.model.auth import Principal, Role
 from autokey.domain.model.errors import DomainError, OutOfStock
 from autokey.domain.model.ids import OrderId, PoolId, SubjectId
 from autokey.domain.model.keys import KeyStatus, PoolCounts
-from autokey.domain.model.offers import DeliveryType, Money
+from autokey.domain.model.offers import DeliveryType, Money, OfferDraft
 from autokey.domain.model.orders import OrderStatus
 from autokey.domain.model.pages import PageRequest
 from autokey.domain.services.inventory import InventoryService
-from autokey.domain.services.offers import OfferDraft, OfferService
+from autokey.domain.services.offers import OfferService
 from autokey.domain.services.orders import OrderService
 from autokey.domain.services.transactions import transact
 from autokey.ports.store import Store

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 import structlog
 
-from autokey.entrypoints.logging import configure_logging
+from autokey.entrypoints.logconfig import configure_logging
 from tests import logs
 
 SECRET = "ak_" + "Z" * 43

@@ -35,7 +35,7 @@ from autokey.domain.model.ids import PoolId, SubjectId, TokenId
 from autokey.domain.services.keyring import RESEAL_BATCH, ResealReport
 from autokey.entrypoints import bootstrap
 from autokey.entrypoints.bootstrap import EXIT_ADDRESS_IN_USE, EXIT_CONFIG, StartupRefused
-from autokey.entrypoints.logging import configure_logging
+from autokey.entrypoints.logconfig import configure_logging
 from autokey.entrypoints.settings import Settings, SettingsError, StoreKind, load_settings
 from autokey.entrypoints.workers import default_workers, supervise
 

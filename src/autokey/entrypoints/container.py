@@ -36,14 +36,14 @@ from autokey.domain.services.outbound import SellerWebhookService
 from autokey.domain.services.sourcing import SourcingService
 from autokey.domain.services.stock_sync import StockSync
 from autokey.domain.services.webhooks import WebhookService
-from autokey.entrypoints.settings import RateLimits, Settings
-from autokey.entrypoints.web.health import Check, CircuitState, ReadinessChecker
-from autokey.entrypoints.web.metrics import (
+from autokey.entrypoints.metrics import (
     AuditedPoolStock,
     DomainMetrics,
     HttpMetrics,
     KeyStockCollector,
 )
+from autokey.entrypoints.readiness import Check, CircuitState, ReadinessChecker
+from autokey.entrypoints.settings import RateLimits, Settings
 from autokey.ports.crypto import BlindIndex
 from autokey.ports.marketplace import MarketplaceClient, TokenCache
 from autokey.ports.payments import PaymentGateway

@@ -21,8 +21,8 @@ from autokey.adapters.memory.store import MemoryStore
 from autokey.adapters.system import SystemClock
 from autokey.domain.model.auth import Role
 from autokey.domain.services.stock_sync import StockSync
+from autokey.entrypoints.readiness import ComponentStatus, ReadinessChecker
 from autokey.entrypoints.web.app import every
-from autokey.entrypoints.web.health import ComponentStatus, ReadinessChecker
 from tests.http import Api, running_api
 from tests.integration.g2a.g2a_it_support import ClientFactory, set_faults
 

@@ -8,7 +8,7 @@ import uuid
 import psycopg
 import pytest
 
-from autokey.adapters.postgres import store as postgres_store
+from autokey.adapters.postgres import sql
 from autokey.adapters.postgres.store import PostgresStore
 from tests.services import scratch_postgres
 
@@ -39,7 +39,7 @@ async def test_master_key_ids_probe_the_index_instead_of_reading_every_key() -> 
             )
             await db.execute("ANALYZE keys")
             plan = await (
-                await db.execute("EXPLAIN (ANALYZE, COSTS OFF) " + postgres_store._MASTER_KEY_IDS)
+                await db.execute("EXPLAIN (ANALYZE, COSTS OFF) " + sql.MASTER_KEY_IDS)
             ).fetchall()
         async with store.transaction() as tx:
             assert await tx.keyring.master_key_ids() == {"aaaaaaaa", "bbbbbbbb"}

@@ -13,8 +13,10 @@ import attrs
 import psycopg
 import pytest
 
-from autokey.adapters.postgres import store as pg
-from autokey.adapters.postgres.store import PostgresStore, load_migrations
+from autokey.adapters.postgres import migrations as pg
+from autokey.adapters.postgres import sql
+from autokey.adapters.postgres.migrations import load_migrations
+from autokey.adapters.postgres.store import PostgresStore
 from autokey.domain.model.offers import DeliveryType, Money
 from autokey.domain.model.orders import OrderStatus, UpstreamState
 from tests import builders as b
@@ -79,7 +81,7 @@ async def test_two_processes_migrating_at_once_both_succeed_and_apply_each_versi
     # Hold the migration lock so both processes are certainly waiting on it together,
     # then let them race.
     async with await psycopg.AsyncConnection.connect(pg_url) as blocker:
-        await blocker.execute("SELECT pg_advisory_xact_lock(%s)", (pg._MIGRATION_LOCK,))
+        await blocker.execute("SELECT pg_advisory_xact_lock(%s)", (pg.MIGRATION_LOCK,))
         procs = [
             await asyncio.create_subprocess_exec(
                 sys.executable,
@@ -116,9 +118,9 @@ async def _apply_only_version_one(url: str) -> None:
     first = load_migrations()[0]
     assert first.version == 1
     async with await psycopg.AsyncConnection.connect(url) as conn:
-        await conn.execute(pg._CREATE_SCHEMA_MIGRATIONS)
+        await conn.execute(sql.CREATE_SCHEMA_MIGRATIONS)
         await conn.execute(first.sql.encode("utf-8"))
-        await conn.execute(pg._RECORD_MIGRATION, (first.version, first.name))
+        await conn.execute(sql.RECORD_MIGRATION, (first.version, first.name))
 
 
 async def test_a_database_at_version_one_is_upgraded_keeping_its_rows(pg_url: str) -> None:

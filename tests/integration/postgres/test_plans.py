@@ -8,7 +8,7 @@ import uuid
 import psycopg
 import pytest
 
-from autokey.adapters.postgres import store as postgres_store
+from autokey.adapters.postgres import sql
 from autokey.adapters.postgres.store import PostgresStore
 from tests.services import scratch_postgres
 
@@ -39,7 +39,7 @@ async def test_a_claim_on_a_later_pool_uses_the_pool_status_index() -> None:
                 )
                 pools.append(pool)
             await db.execute("ANALYZE keys")
-            statement = postgres_store._CLAIM_KEYS
+            statement = sql.KEY_RESERVE
             plan = await (
                 await db.execute(
                     "EXPLAIN (ANALYZE, COSTS OFF) " + statement, (uuid.uuid4(), None, pools[1], 1)
@@ -90,9 +90,7 @@ async def test_a_claim_starts_at_the_mark_past_the_dead_entries_of_earlier_claim
             )
 
         order, now = uuid.uuid4(), None
-        from_head = await pages_read(postgres_store._CLAIM_KEYS, (order, now, pool, 1))
-        from_mark = await pages_read(
-            postgres_store._CLAIM_KEYS_FROM_MARK, (order, now, pool, pool, 1)
-        )
+        from_head = await pages_read(sql.KEY_RESERVE, (order, now, pool, 1))
+        from_mark = await pages_read(sql.KEY_RESERVE_FROM_MARK, (order, now, pool, pool, 1))
     assert from_head > 40, from_head  # the dead entries' index pages
     assert from_mark * 4 < from_head, (from_mark, from_head)

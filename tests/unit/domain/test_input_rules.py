@@ -80,7 +80,7 @@ def test_every_free_text_field_of_the_model_applies_the_rule(
         attrs.evolve(
             offer, delivery_type=DeliveryType.G2A, g2a_product_id=text, max_price=offer.price
         )
-    assert _code(caught) == ("g2aProductId", problem.value)
+    assert _code(caught) == ("g2a_product_id", problem.value)
     for ids in ({"event_id": text}, {"upstream_order_id": text}):
         fields = {"event_id": "evt-1", "upstream_order_id": "G2A-1", **ids}
         with pytest.raises(WebhookRejected):

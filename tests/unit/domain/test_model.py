@@ -27,7 +27,15 @@ from autokey.domain.model.keys import (
     UploadReport,
     check_key_text,
 )
-from autokey.domain.model.offers import Availability, DeliveryType, Money, OfferStatus, StockLevel
+from autokey.domain.model.offers import (
+    Availability,
+    DeliveryType,
+    Money,
+    Offer,
+    OfferDraft,
+    OfferStatus,
+    StockLevel,
+)
 from autokey.domain.model.orders import (
     ORDER_TRANSITIONS,
     UPSTREAM_RANK,
@@ -244,3 +252,36 @@ def test_a_crossing_is_reported_once_and_a_threshold_is_bounded() -> None:
 def test_the_ascii_fast_path_judges_characters_as_the_general_rule(text: str) -> None:
     general = any(ch.isspace() or unicodedata.category(ch)[0] in "CZ" for ch in text)
     assert (check_key_text(text) is LineProblem.INVALID_CHARACTERS) is general
+
+
+def test_a_revised_offer_takes_the_draft_terms_and_keeps_its_status_and_history() -> None:
+    owner = b.seller()
+    pool_id = b.pool(owner).id
+    draft = OfferDraft(
+        id=None,
+        title="  A game  ",
+        price=Money.parse("5", "EUR"),
+        delivery_type=DeliveryType.AUTO_KEY,
+        key_pool_id=pool_id,
+        low_stock_threshold=3,
+    )
+    offer = Offer.from_draft(draft, id=b.offer(owner, pool_id).id, seller_id=owner, now=b.T0)
+    assert (offer.status, offer.title, offer.low_stock_threshold) == (
+        OfferStatus.DRAFT,
+        "A game",
+        3,
+    )
+    offer.set_status(OfferStatus.ACTIVE, b.T0)
+    offer.recorded_stock_level = StockLevel.LOW
+    later = b.T0.replace(hour=13)
+    revised = offer.revised(attrs.evolve(draft, title="Renamed", low_stock_threshold=None), later)
+    assert (revised.id, revised.status, revised.created_at, revised.updated_at) == (
+        offer.id,
+        OfferStatus.ACTIVE,
+        b.T0,
+        later,
+    )
+    assert (revised.title, revised.low_stock_threshold) == ("Renamed", None)
+    assert revised.recorded_stock_level is StockLevel.LOW
+    with pytest.raises(InvalidInput):
+        offer.revised(attrs.evolve(draft, key_pool_id=None), later)

@@ -86,13 +86,19 @@ async def test_upload_reports_added_duplicates_and_invalid_per_line(api: Api) ->
 async def test_a_key_in_another_sellers_pool_is_a_duplicate(api: Api) -> None:
     first, second = await api.token(), await api.token()
     pool_a, pool_b = await _pool(api, first), await _pool(api, second)
-    await api.client.post(
+    uploaded = await api.client.post(
         f"/key-pools/{pool_a}/keys/upload", json={"keys": ["SHARED-KEY"]}, headers=first
     )
+    assert uploaded.status == 200
+    report = await uploaded.json()
+    assert (report["added"], report["duplicates"], report["invalid"]) == (1, 0, 0)
     response = await api.client.post(
         f"/key-pools/{pool_b}/keys/upload", json={"keys": ["SHARED-KEY"]}, headers=second
     )
-    assert (await response.json())["duplicates"] == 1
+    assert response.status == 200
+    report = await response.json()
+    assert (report["added"], report["duplicates"], report["invalid"]) == (0, 1, 0)
+    assert report["errors"] == [{"line": 1, "code": "duplicate"}]
 
 
 async def test_json_upload_over_the_cap_says_so(api: Api) -> None:

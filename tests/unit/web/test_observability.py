@@ -18,8 +18,8 @@ from autokey.adapters.g2a.metrics import G2AMetrics
 from autokey.adapters.memory.store import MemoryStore
 from autokey.domain.model.errors import StoreUnavailable, UpstreamAuthError
 from autokey.domain.model.keys import PoolCounts
-from autokey.entrypoints.web.health import ReadinessChecker
-from autokey.entrypoints.web.metrics import DomainMetrics, KeyStockCollector
+from autokey.entrypoints.metrics import DomainMetrics, KeyStockCollector
+from autokey.entrypoints.readiness import ReadinessChecker
 from autokey.ports.store import UnitOfWork
 from tests.http import Api, captured_logs, running_api
 

@@ -14,7 +14,7 @@ import pytest
 from autokey.adapters.memory.store import MemoryStore
 from autokey.domain.model.ids import OrderId
 from autokey.domain.model.orders import UpstreamState
-from autokey.domain.model.webhooks import WebhookOutcome, webhook_signature
+from autokey.domain.model.webhooks import WebhookEvent, WebhookOutcome, webhook_signature
 from tests import builders as b
 from tests.conftest import FakeClock
 from tests.http import Api, captured_logs, running_api
@@ -63,6 +63,11 @@ async def post(api: Api, body: bytes, headers: dict[str, str]) -> tuple[int, Any
 
 async def _linked_order(api: Api, upstream_id: str = "G2A-100") -> OrderId:
     return (await b.sourced_order(api.container.store(), upstream_id)).id
+
+
+async def _stored_event(api: Api, event_id: str) -> WebhookEvent | None:
+    async with api.container.store().transaction() as tx:
+        return await tx.webhooks.get_event(event_id)
 
 
 async def _upstream_state(api: Api, order_id: OrderId) -> UpstreamState | None:
@@ -205,8 +210,7 @@ async def test_rejections_are_refused_with_a_distinct_code(
     got_status, problem = await post(api, body, headers)
     assert (got_status, problem["code"]) == (status, code), case
     assert await _upstream_state(api, order_id) is UpstreamState.CREATED
-    async with api.container.store().transaction() as tx:
-        assert await tx.webhooks.get_event("evt_1") is None
+    assert await _stored_event(api, "evt_1") is None
 
 
 @pytest.mark.parametrize("offset", [-300, 0, 300])
@@ -218,23 +222,35 @@ async def test_valid_within_tolerance_including_the_exact_edges(api: Api, offset
 
 
 async def test_the_previous_secret_is_accepted_during_rotation(api: Api) -> None:
-    await _linked_order(api)
-    status, _ = await post(api, BODY, signed(BODY, secret=PREVIOUS))
-    assert status == 200
+    order_id = await _linked_order(api)
+    status, body = await post(api, BODY, signed(BODY, secret=PREVIOUS))
+    assert (status, body) == (200, {"status": "accepted", "outcome": "applied"})
+    assert await _upstream_state(api, order_id) is UpstreamState.PAID
+    stored = await _stored_event(api, "evt_1")
+    assert stored is not None
+    assert (stored.outcome, stored.payload) == (WebhookOutcome.APPLIED, BODY)
 
 
 async def test_a_replayed_nonce_is_refused(api: Api) -> None:
-    await _linked_order(api)
-    assert (await post(api, BODY, signed(BODY)))[0] == 200
+    order_id = await _linked_order(api)
+    assert await post(api, BODY, signed(BODY)) == (
+        200,
+        {"status": "accepted", "outcome": "applied"},
+    )
     status, problem = await post(api, BODY, signed(BODY))
     assert (status, problem["code"]) == (401, "replayed_nonce")
+    other = event("evt_2", kind="order.complete")
+    status, problem = await post(api, other, signed(other))
+    assert (status, problem["code"]) == (401, "replayed_nonce")
+    assert await _stored_event(api, "evt_2") is None
+    assert await _upstream_state(api, order_id) is UpstreamState.PAID
 
 
 async def test_twenty_concurrent_replays_accept_exactly_one(api: Api) -> None:
     order_id = await _linked_order(api)
     results = await asyncio.gather(*(post(api, BODY, signed(BODY)) for _ in range(20)))
-    statuses = sorted(status for status, _ in results)
-    assert statuses == [200] + [401] * 19
+    replies = sorted((status, body.get("code")) for status, body in results)
+    assert replies == [(200, None)] + [(401, "replayed_nonce")] * 19
     assert await _upstream_state(api, order_id) is UpstreamState.PAID
 
 

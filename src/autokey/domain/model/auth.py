@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import enum
 from datetime import datetime
+from typing import Protocol, TypeVar
 
 import attrs
 
-from autokey.domain.model.errors import Forbidden
+from autokey.domain.model.errors import Forbidden, NotFound
 from autokey.domain.model.ids import SubjectId, TokenId
 
 MAX_TOKEN_NAME = 120
@@ -17,6 +18,16 @@ class Role(enum.StrEnum):
     SELLER = "seller"
     BUYER = "buyer"
     ADMIN = "admin"
+
+
+class Owned(Protocol):
+    """A resource that belongs to one subject (a seller's pool, a buyer's order)."""
+
+    @property
+    def owner_id(self) -> SubjectId: ...
+
+
+Resource = TypeVar("Resource", bound=Owned)
 
 
 @attrs.frozen(kw_only=True)
@@ -35,6 +46,13 @@ class Principal:
     def owns(self, owner: SubjectId) -> bool:
         """True when the principal may see a resource owned by `owner`."""
         return self.role is Role.ADMIN or self.subject == owner
+
+    def must_own(self, found: Resource | None, resource: str, id: object) -> Resource:
+        """`found` if the principal may manage it; NotFound when it is absent or belongs to
+        someone else (whether it exists is not revealed)."""
+        if found is None or not self.owns(found.owner_id):
+            raise NotFound(resource=resource, id=str(id))
+        return found
 
 
 @attrs.frozen(kw_only=True)

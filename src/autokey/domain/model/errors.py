@@ -22,6 +22,7 @@ RFC 9457 problems from a single ordered table.
     │   │   ├── ReservationExpired   the order's key reservation ran out before payment
     │   │   ├── OrderExists          G2A ordered this reservation already (never delivers again)
     │   │   └── DuplicateResource    a unique value exists already
+    │   │       └── DuplicateEvent   a webhook event delivered before (its effect is rolled back)
     │   ├── UnstorableValue          the database refused a value of the request (NUL, range)
     │   ├── IdempotencyKeyReused     same Idempotency-Key, different request
     │   ├── RateLimited              a caller spent its allowance; retry after retry_after_s
@@ -138,6 +139,12 @@ class IdempotencyInFlight(Conflict):
 @attrs.define(kw_only=True)
 class DuplicateResource(Conflict):
     pass
+
+
+@attrs.define(kw_only=True)
+class DuplicateEvent(DuplicateResource):
+    """A marketplace event whose id was stored before: what this delivery changed is rolled
+    back, and the receiver answers it as a duplicate (never an error on the wire)."""
 
 
 @attrs.define(kw_only=True)

@@ -111,6 +111,10 @@ class KeyPool:
     def __attrs_post_init__(self) -> None:
         check_text("name", self.name, max_length=MAX_POOL_NAME)
 
+    @property
+    def owner_id(self) -> SubjectId:
+        return self.seller_id
+
 
 @attrs.frozen(kw_only=True)
 class PoolCounts:

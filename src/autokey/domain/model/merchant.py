@@ -31,7 +31,7 @@ MAX_INVENTORY = 10_000
 """The most stock G2A shows for an offer (Import API `inventory.size`); we count no further."""
 
 
-def check_product_id(value: str, field: str = "g2aProductId") -> str:
+def check_product_id(value: str, field: str = "g2a_product_id") -> str:
     """A G2A product id: 14 digits, no leading zero. InvalidInput naming `field` otherwise."""
     if not PRODUCT_ID.fullmatch(value):
         raise InvalidInput.of(field, "invalid_product_id")
@@ -189,3 +189,7 @@ class G2AOfferLink:
     synced_size: int | None = None
     synced_at: datetime | None = None
     sync_error: str | None = None
+
+    @property
+    def owner_id(self) -> SubjectId:
+        return self.seller_id

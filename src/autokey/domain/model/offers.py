@@ -6,6 +6,7 @@ import enum
 import re
 from datetime import datetime
 from decimal import Context, Decimal, Inexact, Rounded
+from typing import Any
 
 import attrs
 
@@ -81,6 +82,25 @@ class Money:
         return Money(amount=exact.multiply(self.amount, quantity), currency=self.currency)
 
 
+@attrs.frozen(kw_only=True)
+class OfferDraft:
+    """A seller's create-or-update request; `id` set means update."""
+
+    id: OfferId | None
+    title: str
+    price: Money
+    delivery_type: DeliveryType
+    key_pool_id: PoolId | None
+    g2a_product_id: str | None = None
+    max_price: Money | None = None
+    low_stock_threshold: int | None = None
+
+    def terms(self) -> dict[str, Any]:
+        """The offer fields the draft sets."""
+        fields = attrs.asdict(self, recurse=False, filter=lambda a, _: a.name != "id")
+        return {**fields, "title": self.title.strip()}
+
+
 @attrs.define(kw_only=True)
 class Offer:
     """A seller's listing. `status` is the seller's choice; availability is computed from stock."""
@@ -106,22 +126,44 @@ class Offer:
         if self.low_stock_threshold is not None and not (
             0 <= self.low_stock_threshold <= MAX_LOW_STOCK_THRESHOLD
         ):
-            raise InvalidInput.of("lowStockThreshold", "out_of_range")
+            raise InvalidInput.of("low_stock_threshold", "out_of_range")
         check_text("title", self.title, max_length=MAX_TITLE_LENGTH)
         if self.g2a_product_id is not None:
-            check_text("g2aProductId", self.g2a_product_id, max_length=MAX_PRODUCT_ID_LENGTH)
+            check_text("g2a_product_id", self.g2a_product_id, max_length=MAX_PRODUCT_ID_LENGTH)
         if self.delivery_type is DeliveryType.AUTO_KEY:
             if self.key_pool_id is None:
-                raise InvalidInput.of("keyPoolId", "required_for_auto_key")
+                raise InvalidInput.of("key_pool_id", "required_for_auto_key")
             if self.g2a_product_id is not None:
                 check_product_id(self.g2a_product_id)
         if self.delivery_type is DeliveryType.G2A:
             if self.key_pool_id is None:
-                raise InvalidInput.of("keyPoolId", "required_for_g2a")
+                raise InvalidInput.of("key_pool_id", "required_for_g2a")
             if not self.g2a_product_id:
-                raise InvalidInput.of("g2aProductId", "required_for_g2a")
+                raise InvalidInput.of("g2a_product_id", "required_for_g2a")
             if self.max_price is None:
-                raise InvalidInput.of("maxPrice", "required_for_g2a")
+                raise InvalidInput.of("max_price", "required_for_g2a")
+
+    @classmethod
+    def from_draft(
+        cls, draft: OfferDraft, *, id: OfferId, seller_id: SubjectId, now: datetime
+    ) -> Offer:
+        """A new offer, in DRAFT, on the draft's terms."""
+        return cls(
+            id=id,
+            seller_id=seller_id,
+            status=OfferStatus.DRAFT,
+            created_at=now,
+            updated_at=now,
+            **draft.terms(),
+        )
+
+    def revised(self, draft: OfferDraft, now: datetime) -> Offer:
+        """This offer on the draft's terms, checked as a new one is; its status is kept."""
+        return attrs.evolve(self, updated_at=now, **draft.terms())
+
+    @property
+    def owner_id(self) -> SubjectId:
+        return self.seller_id
 
     def set_status(self, target: OfferStatus, now: datetime) -> None:
         """Publish (draft -> active) or move between active and inactive; nothing goes back

@@ -13,11 +13,13 @@ from autokey.domain.model.errors import (
     InvalidInput,
     OrderKeysUnreadable,
     OrderNotPaid,
+    OutOfStock,
     ReservationExpired,
+    StockBusy,
 )
 from autokey.domain.model.ids import OfferId, OrderId, PoolId, SubjectId
 from autokey.domain.model.merchant import Channel, channel_of
-from autokey.domain.model.offers import Money
+from autokey.domain.model.offers import Money, Offer
 
 MAX_QUANTITY = 100
 UPSTREAM_ORDER = "upstream_order"
@@ -104,6 +106,17 @@ class UpstreamState(enum.StrEnum):
 UPSTREAM_RANK: Mapping[UpstreamState, int] = {s: i for i, s in enumerate(UpstreamState)}
 
 
+class Fulfillment(enum.Enum):
+    """What a buyer's request to fulfill an order comes to (`Order.request_fulfillment`)."""
+
+    DELIVER = enum.auto()
+    """The order is now FULFILLED: deliver its reserved keys."""
+    DELIVERED_BEFORE = enum.auto()
+    """Fulfilled before: the keys delivered then are returned again; nothing changes."""
+    SOURCE = enum.auto()
+    """The key is bought upstream, outside this transaction; nothing changes here."""
+
+
 def check_quantity(quantity: int) -> int:
     if not 1 <= quantity <= MAX_QUANTITY:
         raise InvalidInput.of("quantity", "out_of_range")
@@ -132,6 +145,42 @@ class Order:
     upstream_order_id: str | None = None
     upstream_state: UpstreamState | None = None
 
+    @classmethod
+    def place(
+        cls,
+        *,
+        id: OrderId,
+        buyer_id: SubjectId,
+        offer: Offer,
+        quantity: int,
+        now: datetime,
+        reserved_until: datetime,
+    ) -> Order:
+        """A PENDING order for `quantity` keys of `offer`. OfferNotAvailable unless the offer
+        is purchasable; a G2A offer's key is bought upstream one order at a time, so its
+        orders are for one key (InvalidInput otherwise)."""
+        pool_id = offer.ensure_purchasable()
+        if offer.sources_upstream and quantity != 1:
+            raise InvalidInput.of("quantity", "one_per_order_for_g2a_offers")
+        return cls(
+            id=id,
+            buyer_id=buyer_id,
+            seller_id=offer.seller_id,
+            offer_id=offer.id,
+            pool_id=pool_id,
+            quantity=quantity,
+            unit_price=offer.price,
+            status=OrderStatus.PENDING,
+            created_at=now,
+            updated_at=now,
+            reserved_until=reserved_until,
+        )
+
+    @property
+    def owner_id(self) -> SubjectId:
+        """The buyer: only they (and admins) manage the order."""
+        return self.buyer_id
+
     @property
     def total(self) -> Money:
         return self.unit_price.times(self.quantity)
@@ -159,6 +208,28 @@ class Order:
             raise OrderNotPaid(resource="order", id=str(self.id), status=self.status)
         self._move(OrderTransition.FULFILL, now)
         self.fulfilled_at = now
+
+    def shortfall(self, *, claimed: int, unclaimed: int) -> StockBusy | OutOfStock:
+        """The error for a reservation that claimed only `claimed` of its keys while
+        `unclaimed` other keys of the pool are AVAILABLE: StockBusy when together they would
+        be enough (other transactions hold them; a retry may succeed), else OutOfStock."""
+        available = claimed + unclaimed
+        if available >= self.quantity:
+            return StockBusy(offer_id=str(self.offer_id))
+        return OutOfStock(offer_id=str(self.offer_id), requested=self.quantity, available=available)
+
+    def request_fulfillment(self, now: datetime, *, sourced_upstream: bool) -> Fulfillment:
+        """The buyer asks for the keys. Fulfilling again returns the keys delivered before;
+        a key bought upstream (FULFILLING, or PAID for an offer `sourced_upstream`) is
+        sourced outside this transaction; otherwise `fulfill`, with its errors."""
+        if self.status is OrderStatus.FULFILLED:
+            return Fulfillment.DELIVERED_BEFORE
+        if self.status is OrderStatus.FULFILLING or (
+            self.status is OrderStatus.PAID and sourced_upstream
+        ):
+            return Fulfillment.SOURCE
+        self.fulfill(now)
+        return Fulfillment.DELIVER
 
     def start_sourcing(self, now: datetime) -> None:
         """PAID -> FULFILLING, recording the intent to create the upstream order."""

@@ -113,6 +113,10 @@ class WebhookEndpoint:
     disabled_at: datetime | None = None
     disabled_reason: str | None = None
 
+    @property
+    def owner_id(self) -> SubjectId:
+        return self.seller_id
+
     def wants(self, event_type: OutboundEventType) -> bool:
         return self.status is EndpointStatus.ACTIVE and event_type in self.event_types
 

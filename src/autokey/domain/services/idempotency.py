@@ -30,12 +30,15 @@ from autokey.domain.services.transactions import transact
 from autokey.ports.store import Store, UnitOfWork
 from autokey.ports.system import Clock
 
-Effect = Callable[[UnitOfWork], Awaitable[StoredResponse]]
+Effect = Callable[[UnitOfWork], Awaitable[StoredResponse | None]]
+"""A request's effect and the response to store for it; None when there is nothing to store
+yet (the work continues outside this transaction, and a repeat runs it again)."""
 
 
 @attrs.frozen(kw_only=True)
 class Outcome:
-    response: StoredResponse
+    response: StoredResponse | None
+    """None when the effect returned None: nothing was stored and the key is free again."""
     replayed: bool
 
 
@@ -49,30 +52,37 @@ class IdempotencyService:
         running, within its lease: IdempotencyInFlight (with the seconds left). A request
         that crashed, or whose clean-up failed, holds the key only until its lease ends;
         a first request that outlives its lease is rolled back (IdempotencyInFlight), so
-        the effect happens once. If the effect raises, the key is freed for a retry."""
+        the effect happens once. If the effect raises or returns None, the key is freed for
+        a retry."""
         if not 1 <= len(key) <= MAX_KEY_LENGTH or not key.isprintable():
-            raise InvalidInput.of("Idempotency-Key", "invalid_idempotency_key")
+            raise InvalidInput.of("idempotency_key", "invalid_idempotency_key")
         claim, stored = await self._claim(scope, key, fingerprint)
         if stored is not None:
             return Outcome(response=stored, replayed=True)
 
-        async def step(tx: UnitOfWork) -> StoredResponse:
+        async def step(tx: UnitOfWork) -> StoredResponse | None:
             response = await effect(tx)
-            if not await tx.idempotency.complete(claim, response):
+            if response is not None and not await tx.idempotency.complete(claim, response):
                 raise IdempotencyInFlight(
                     resource="idempotency_key", id=key, retry_after_s=self._lease_s
                 )
             return response
 
         try:
-            return Outcome(response=await transact(self._store, step), replayed=False)
+            response = await transact(self._store, step)
         except StoreUnavailable:
             raise  # a clean-up now would most likely wait on the same outage; the lease ends
         except BaseException:
-            with contextlib.suppress(StoreUnavailable):  # the lease frees it anyway
-                async with self._store.transaction() as tx:
-                    await tx.idempotency.release(claim)
+            await self._release(claim)
             raise
+        if response is None:
+            await self._release(claim)
+        return Outcome(response=response, replayed=False)
+
+    async def _release(self, claim: IdempotencyRecord) -> None:
+        with contextlib.suppress(StoreUnavailable):  # the lease frees it anyway
+            async with self._store.transaction() as tx:
+                await tx.idempotency.release(claim)
 
     async def _claim(
         self, scope: str, key: str, fingerprint: bytes

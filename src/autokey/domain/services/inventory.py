@@ -46,10 +46,7 @@ class PoolView:
 async def owned_pool(tx: UnitOfWork, principal: Principal, pool_id: PoolId) -> KeyPool:
     """The pool if the principal may manage it; NotFound otherwise (existence is not revealed)."""
     principal.require(Role.SELLER, action="manage_key_pools")
-    pool = await tx.pools.get(pool_id)
-    if pool is None or not principal.owns(pool.seller_id):
-        raise NotFound(resource="key_pool", id=str(pool_id))
-    return pool
+    return principal.must_own(await tx.pools.get(pool_id), "key_pool", pool_id)
 
 
 class InventoryService:
@@ -121,33 +118,46 @@ class InventoryService:
                 self._stage_batch, pool_id, lines, stage, report, numbers
             ):
                 pass
-            async with self._store.bulk_transaction() as tx:
-                for position in await tx.keys.add_staged(stage):
-                    report.reject(numbers[position], LineProblem.DUPLICATE)
-                report.added = added = len(numbers) - report.duplicates
-                if added:
-                    event = self._event(principal, AuditAction.KEYS_UPLOADED, pool_id, count=added)
-                    await tx.audit.append([event])
-                counts = await tx.pools.counts(pool_id)
-                await announce(
-                    tx,
-                    self._ids,
-                    self._clock,
-                    pool.seller_id,
-                    OutboundEventType.UPLOAD_COMPLETED,
-                    {
-                        "poolId": pool_id,
-                        "added": report.added,
-                        "duplicates": report.duplicates,
-                        "invalid": report.invalid,
-                        "availableKeys": counts.available,
-                    },
-                )
-                await check_pool_offers(tx, self._ids, self._clock, pool_id)
+            counts = await self._store_stage(principal, pool, stage, report, numbers)
         finally:
             stage.close()
         report.errors.sort(key=lambda e: e.line)
         return report, counts
+
+    async def _store_stage(
+        self,
+        principal: Principal,
+        pool: KeyPool,
+        stage: KeyStage,
+        report: UploadReport,
+        numbers: array[int],
+    ) -> PoolCounts:
+        """Store the staged keys in one transaction, the ones already stored reported as
+        duplicates, and announce the upload; the pool's counts after it."""
+        async with self._store.bulk_transaction() as tx:
+            for position in await tx.keys.add_staged(stage):
+                report.reject(numbers[position], LineProblem.DUPLICATE)
+            report.added = added = len(numbers) - report.duplicates
+            if added:
+                event = self._event(principal, AuditAction.KEYS_UPLOADED, pool.id, count=added)
+                await tx.audit.append([event])
+            counts = await tx.pools.counts(pool.id)
+            await announce(
+                tx,
+                self._ids,
+                self._clock,
+                pool.seller_id,
+                OutboundEventType.UPLOAD_COMPLETED,
+                {
+                    "poolId": pool.id,
+                    "added": report.added,
+                    "duplicates": report.duplicates,
+                    "invalid": report.invalid,
+                    "availableKeys": counts.available,
+                },
+            )
+            await check_pool_offers(tx, self._ids, self._clock, pool.id)
+        return counts
 
     def _stage_batch(
         self,

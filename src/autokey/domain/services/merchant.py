@@ -6,15 +6,15 @@ machinery's own."""
 from __future__ import annotations
 
 import hmac
-from collections.abc import Sequence
-from datetime import timedelta
+from collections.abc import Mapping, Sequence
+from datetime import datetime, timedelta
 
 import attrs
 
 from autokey.domain.model.audit import AuditAction, AuditEvent
 from autokey.domain.model.auth import Principal, Role
 from autokey.domain.model.errors import InvalidInput, NotFound, Unauthenticated
-from autokey.domain.model.ids import EventId, KeyId, OfferId, OrderId, SubjectId
+from autokey.domain.model.ids import EventId, KeyId, OfferId, OrderId, PoolId, SubjectId
 from autokey.domain.model.merchant import (
     G2A_CUSTOMER,
     MAX_G2A_OFFER_ID,
@@ -30,6 +30,7 @@ from autokey.domain.model.merchant import (
     ReturnedKey,
 )
 from autokey.domain.model.offers import DeliveryType, OfferStatus
+from autokey.domain.model.orders import Order
 from autokey.domain.model.pages import Page, PageRequest
 from autokey.domain.services.orders import DeliveredKey, OrderService
 from autokey.domain.services.transactions import transact
@@ -155,26 +156,13 @@ class MerchantService:
             raise InvalidInput.of("body", "empty_reservation")
 
         async def step(tx: UnitOfWork) -> ReservationView:
-            lines, orders = [], []
-            for item in items:
-                offer = await tx.merchant.find_linked_offer(seller_id, item.product_id)
-                if offer is None:
-                    raise NotFound(resource="product", id=item.product_id)
-                order = (await self._orders.create_in(tx, _G2A, offer.id, item.quantity)).order
-                orders.append(order)
-                lines.append(
-                    ReservationLine(
-                        product_id=item.product_id,
-                        quantity=item.quantity,
-                        order_id=order.id,
-                        pool_id=order.pool_id,
-                    )
-                )
+            held = [await self._hold(tx, seller_id, item) for item in items]
+            orders = [order for _, order in held]
             reservation = Reservation(
                 id=str(orders[0].id),
                 seller_id=seller_id,
                 state=ReservationState.OPEN,
-                lines=tuple(lines),
+                lines=tuple(line for line, _ in held),
                 created_at=orders[0].created_at,
                 expires_at=min(o.reserved_until for o in orders),
             )
@@ -182,6 +170,22 @@ class MerchantService:
             return await self._view(tx, reservation)
 
         return await transact(self._store, step)
+
+    async def _hold(
+        self, tx: UnitOfWork, seller_id: SubjectId, item: ReserveItem
+    ) -> tuple[ReservationLine, Order]:
+        """Reserve one item's keys as an order of the offer linked to its product."""
+        offer = await tx.merchant.find_linked_offer(seller_id, item.product_id)
+        if offer is None:
+            raise NotFound(resource="product", id=item.product_id)
+        order = (await self._orders.create_in(tx, _G2A, offer.id, item.quantity)).order
+        line = ReservationLine(
+            product_id=item.product_id,
+            quantity=item.quantity,
+            order_id=order.id,
+            pool_id=order.pool_id,
+        )
+        return line, order
 
     async def renew(self, seller_id: SubjectId, reservation_id: str) -> ReservationView:
         """Hold the keys for another TTL from now. NotFound once expired or released."""
@@ -257,20 +261,28 @@ class MerchantService:
                     for k in key_ids
                 ]
             )
-            await tx.audit.append(
-                [
-                    AuditEvent(
-                        id=EventId(self._ids.new_id()),
-                        occurred_at=now,
-                        action=AuditAction.KEYS_RETURNED,
-                        actor=G2A_CUSTOMER,
-                        pool_id=pool,
-                        key_ids=tuple(k for k in key_ids if pools[k] == pool),
-                        details={"channel": "g2a", "reservation": reservation.id},
-                    )
-                    for pool in sorted({pools[k] for k in key_ids})
-                ]
+            await tx.audit.append(self._returned(reservation, key_ids, pools, now))
+
+    def _returned(
+        self,
+        reservation: Reservation,
+        key_ids: Sequence[KeyId],
+        pools: Mapping[KeyId, PoolId],
+        now: datetime,
+    ) -> list[AuditEvent]:
+        """One KEYS_RETURNED event per pool the returned keys come from."""
+        return [
+            AuditEvent(
+                id=EventId(self._ids.new_id()),
+                occurred_at=now,
+                action=AuditAction.KEYS_RETURNED,
+                actor=G2A_CUSTOMER,
+                pool_id=pool,
+                key_ids=tuple(k for k in key_ids if pools[k] == pool),
+                details={"channel": "g2a", "reservation": reservation.id},
             )
+            for pool in sorted({pools[k] for k in key_ids})
+        ]
 
     async def notify(self, seller_id: SubjectId, notifications: Sequence[NotificationIn]) -> None:
         """Store each notification; `auction_deactivated` moves the linked offer to inactive."""
@@ -328,14 +340,13 @@ class MerchantService:
         """List the seller's AUTO_KEY offer on G2A as `g2a_offer_id` (Import API): its stock is
         pushed there, and G2A's `auction_deactivated` for that id deactivates it."""
         if not 1 <= len(g2a_offer_id.strip()) <= MAX_G2A_OFFER_ID:
-            raise InvalidInput.of("g2aOfferId", "invalid_length")
+            raise InvalidInput.of("g2a_offer_id", "invalid_length")
         async with self._store.transaction() as tx:
             offer = await tx.offers.get(offer_id)
             principal.require(Role.SELLER, action="manage_offers")
-            if offer is None or not principal.owns(offer.seller_id):
-                raise NotFound(resource="offer", id=str(offer_id))
+            offer = principal.must_own(offer, "offer", offer_id)
             if offer.delivery_type is not DeliveryType.AUTO_KEY:
-                raise InvalidInput.of("deliveryType", "auto_key_only")
+                raise InvalidInput.of("delivery_type", "auto_key_only")
             link = await tx.merchant.get_link(offer_id)
             if link is None or link.g2a_offer_id != g2a_offer_id.strip():
                 link = G2AOfferLink(
@@ -349,9 +360,7 @@ class MerchantService:
         principal.require(Role.SELLER, action="manage_offers")
         async with self._store.transaction() as tx:
             link = await tx.merchant.get_link(offer_id)
-        if link is None or not principal.owns(link.seller_id):
-            raise NotFound(resource="g2a_offer_link", id=str(offer_id))
-        return link
+        return principal.must_own(link, "g2a_offer_link", offer_id)
 
     # ---- helpers --------------------------------------------------------------------------
 

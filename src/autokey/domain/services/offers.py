@@ -5,13 +5,12 @@ from __future__ import annotations
 import attrs
 
 from autokey.domain.model.auth import Principal, Role
-from autokey.domain.model.errors import DuplicateResource, InvalidInput, NotFound
-from autokey.domain.model.ids import OfferId, PoolId
+from autokey.domain.model.errors import DuplicateResource, InvalidInput
+from autokey.domain.model.ids import OfferId
 from autokey.domain.model.offers import (
     Availability,
-    DeliveryType,
-    Money,
     Offer,
+    OfferDraft,
     OfferStatus,
     StockLevel,
 )
@@ -19,20 +18,6 @@ from autokey.domain.model.pages import Page, PageRequest
 from autokey.domain.services.stock import sweep_stock_levels
 from autokey.ports.store import Store, UnitOfWork
 from autokey.ports.system import Clock, IdGenerator
-
-
-@attrs.frozen(kw_only=True)
-class OfferDraft:
-    """A seller's create-or-update request; `id` set means update."""
-
-    id: OfferId | None
-    title: str
-    price: Money
-    delivery_type: DeliveryType
-    key_pool_id: PoolId | None
-    g2a_product_id: str | None = None
-    max_price: Money | None = None
-    low_stock_threshold: int | None = None
 
 
 @attrs.frozen(kw_only=True)
@@ -58,10 +43,7 @@ async def _view(tx: UnitOfWork, offer: Offer) -> OfferView:
 
 async def _owned_offer(tx: UnitOfWork, principal: Principal, offer_id: OfferId) -> Offer:
     principal.require(Role.SELLER, action="manage_offers")
-    offer = await tx.offers.get(offer_id)
-    if offer is None or not principal.owns(offer.seller_id):
-        raise NotFound(resource="offer", id=str(offer_id))
-    return offer
+    return principal.must_own(await tx.offers.get(offer_id), "offer", offer_id)
 
 
 async def _ensure_listable(tx: UnitOfWork, offer: Offer) -> None:
@@ -87,36 +69,13 @@ class OfferService:
             if draft.key_pool_id is not None:
                 pool = await tx.pools.get(draft.key_pool_id)
                 if pool is None or not principal.owns(pool.seller_id):
-                    raise InvalidInput.of("keyPoolId", "unknown_key_pool")
+                    raise InvalidInput.of("key_pool_id", "unknown_key_pool")
             if draft.id is None:
-                offer = Offer(
-                    id=OfferId(self._ids.new_id()),
-                    seller_id=principal.subject,
-                    title=draft.title.strip(),
-                    price=draft.price,
-                    delivery_type=draft.delivery_type,
-                    key_pool_id=draft.key_pool_id,
-                    g2a_product_id=draft.g2a_product_id,
-                    max_price=draft.max_price,
-                    low_stock_threshold=draft.low_stock_threshold,
-                    status=OfferStatus.DRAFT,
-                    created_at=now,
-                    updated_at=now,
-                )
+                offer_id, seller_id = OfferId(self._ids.new_id()), principal.subject
+                offer = Offer.from_draft(draft, id=offer_id, seller_id=seller_id, now=now)
                 await tx.offers.add(offer)
             else:
-                current = await _owned_offer(tx, principal, draft.id)
-                offer = attrs.evolve(
-                    current,
-                    title=draft.title.strip(),
-                    price=draft.price,
-                    delivery_type=draft.delivery_type,
-                    key_pool_id=draft.key_pool_id,
-                    g2a_product_id=draft.g2a_product_id,
-                    max_price=draft.max_price,
-                    low_stock_threshold=draft.low_stock_threshold,
-                    updated_at=now,
-                )
+                offer = (await _owned_offer(tx, principal, draft.id)).revised(draft, now)
                 await _ensure_listable(tx, offer)
                 await tx.offers.save(offer)
             return await _view(tx, offer)
@@ -153,8 +112,6 @@ class OfferService:
         """Anyone authenticated reads an active offer; drafts and inactive ones only their owner."""
         async with self._store.transaction() as tx:
             offer = await tx.offers.get(offer_id)
-            if offer is None or (
-                offer.status is not OfferStatus.ACTIVE and not principal.owns(offer.seller_id)
-            ):
-                raise NotFound(resource="offer", id=str(offer_id))
+            if offer is None or offer.status is not OfferStatus.ACTIVE:
+                offer = principal.must_own(offer, "offer", offer_id)
             return await _view(tx, offer)

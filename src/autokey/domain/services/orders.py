@@ -13,15 +13,15 @@ import attrs
 
 from autokey.domain.model.audit import AuditAction, AuditEvent
 from autokey.domain.model.auth import Principal, Role
-from autokey.domain.model.errors import (
-    InvalidInput,
-    NotFound,
-    OfferNotAvailable,
-    OutOfStock,
-    StockBusy,
-)
+from autokey.domain.model.errors import OfferNotAvailable
 from autokey.domain.model.ids import KeyId, OfferId, OrderId
-from autokey.domain.model.orders import Order, OrderStatus, SalesFilter, check_quantity
+from autokey.domain.model.orders import (
+    Fulfillment,
+    Order,
+    OrderStatus,
+    SalesFilter,
+    check_quantity,
+)
 from autokey.domain.model.outbound import OutboundEventType
 from autokey.domain.model.pages import Page, PageRequest
 from autokey.domain.services.audit import order_event
@@ -34,15 +34,6 @@ from autokey.ports.store import Store, UnitOfWork
 from autokey.ports.system import Clock, IdGenerator
 
 SWEEP_BATCH = 100
-
-
-class SourcingRequired(Exception):
-    """The order's key is bought upstream: the caller runs `SourcingService.advance` outside
-    this transaction (it makes external calls between its own commits)."""
-
-    def __init__(self, order_id: OrderId) -> None:
-        super().__init__(str(order_id))
-        self.order_id = order_id
 
 
 @attrs.frozen(kw_only=True)
@@ -58,6 +49,10 @@ class OrderView:
     """Decrypted keys; only ever filled for a FULFILLED order shown to its buyer."""
     moved: bool = False
     """True when this call changed the order's status (for metrics, after commit)."""
+    sourcing_required: bool = False
+    """The order's key is bought upstream: nothing changed, and the caller runs
+    `SourcingService.advance` after this transaction (it makes external calls between its
+    own commits)."""
 
 
 @attrs.frozen(kw_only=True)
@@ -98,54 +93,36 @@ class OrderService:
         self, tx: UnitOfWork, principal: Principal, order_id: OrderId, *, lock: bool = False
     ) -> Order:
         principal.require(Role.BUYER, action="manage_orders")
-        order = await tx.orders.get(order_id, for_update=lock)
-        if order is None or not principal.owns(order.buyer_id):
-            raise NotFound(resource="order", id=str(order_id))
-        return order
+        return principal.must_own(await tx.orders.get(order_id, for_update=lock), "order", order_id)
 
     async def create_in(
         self, tx: UnitOfWork, principal: Principal, offer_id: OfferId, quantity: int
     ) -> OrderView:
-        """Reserve `quantity` keys all-or-nothing. OutOfStock when the pool has too few;
-        StockBusy when enough exist but other transactions hold them (the caller retries)."""
+        """Reserve `quantity` keys all-or-nothing (a G2A offer's key is bought when the order
+        is fulfilled). OutOfStock or StockBusy when too few could be claimed (`Order.shortfall`)."""
         principal.require(Role.BUYER, action="create_order")
         check_quantity(quantity)
         offer = await tx.offers.get(offer_id)
         if offer is None:
             raise OfferNotAvailable(offer_id=str(offer_id))
-        pool_id = offer.ensure_purchasable()
         now = self._clock.now()
-        order = Order(
+        order = Order.place(
             id=OrderId(self._ids.new_id()),
             buyer_id=principal.subject,
-            seller_id=offer.seller_id,
-            offer_id=offer.id,
-            pool_id=pool_id,
+            offer=offer,
             quantity=quantity,
-            unit_price=offer.price,
-            status=OrderStatus.PENDING,
-            created_at=now,
-            updated_at=now,
+            now=now,
             reserved_until=now + self._ttl,
         )
         await tx.orders.add(order)
-        if offer.sources_upstream:
-            if quantity != 1:
-                raise InvalidInput.of("quantity", "one_per_order_for_g2a_offers")
-            await tx.audit.append([self._event(principal, AuditAction.ORDER_CREATED, order)])
-            return OrderView(order=order, moved=True)
-        claimed = await tx.keys.claim(pool_id, order.id, quantity, now)
-        if len(claimed) < quantity:
-            available = len(claimed) + await tx.keys.count_available(pool_id)
-            if available >= quantity:
-                raise StockBusy(offer_id=str(offer_id))
-            raise OutOfStock(offer_id=str(offer_id), requested=quantity, available=available)
-        await tx.audit.append(
-            [
-                self._event(principal, AuditAction.ORDER_CREATED, order),
-                self._event(principal, AuditAction.KEYS_RESERVED, order, claimed),
-            ]
-        )
+        events = [self._event(principal, AuditAction.ORDER_CREATED, order)]
+        if not offer.sources_upstream:
+            claimed = await tx.keys.claim(order.pool_id, order.id, quantity, now)
+            if len(claimed) < quantity:
+                unclaimed = await tx.keys.count_available(order.pool_id)
+                raise order.shortfall(claimed=len(claimed), unclaimed=unclaimed)
+            events.append(self._event(principal, AuditAction.KEYS_RESERVED, order, claimed))
+        await tx.audit.append(events)
         return OrderView(order=order, moved=True)
 
     async def pay_in(self, tx: UnitOfWork, principal: Principal, order_id: OrderId) -> OrderView:
@@ -162,35 +139,40 @@ class OrderService:
     async def fulfill_in(
         self, tx: UnitOfWork, principal: Principal, order_id: OrderId
     ) -> OrderView:
-        """PAID -> FULFILLED, delivering the reserved keys; again on a FULFILLED order returns
-        the same keys. OrderNotPaid for PENDING or CANCELED orders."""
+        """PAID -> FULFILLED, delivering the reserved keys, as `Order.request_fulfillment`
+        decides: the same keys again for a FULFILLED order; a view that says
+        `sourcing_required` for a key bought upstream. OrderNotPaid for PENDING or CANCELED."""
         order = await self._own_order(tx, principal, order_id, lock=True)
-        if order.status is OrderStatus.FULFILLING:
-            raise SourcingRequired(order.id)
-        if order.status is OrderStatus.PAID:
-            offer = await tx.offers.get(order.offer_id)
-            if offer is not None and offer.sources_upstream:
-                raise SourcingRequired(order.id)
-        moved = order.status is not OrderStatus.FULFILLED
-        if moved:
-            order.fulfill(self._clock.now())
-            delivered = await tx.keys.deliver_order(order.id, self._clock.now())
-            await tx.orders.save(order)
-            await tx.audit.append(
-                [
-                    self._event(principal, AuditAction.KEYS_DELIVERED, order, delivered),
-                    self._event(principal, AuditAction.ORDER_FULFILLED, order),
-                ]
-            )
-            await announce(
-                tx,
-                self._ids,
-                self._clock,
-                order.seller_id,
-                OutboundEventType.ORDER_FULFILLED,
-                {"orderId": order.id, "offerId": order.offer_id, "keyIds": delivered},
-            )
-        return attrs.evolve(await self._reveal(tx, principal, order), moved=moved)
+        offer = await tx.offers.get(order.offer_id) if order.status is OrderStatus.PAID else None
+        now = self._clock.now()
+        upstream = offer is not None and offer.sources_upstream
+        step = order.request_fulfillment(now, sourced_upstream=upstream)
+        if step is Fulfillment.SOURCE:
+            return OrderView(order=order, sourcing_required=True)
+        if step is Fulfillment.DELIVER:
+            await self._deliver(tx, principal, order, now)
+        view = await self._reveal(tx, principal, order)
+        return attrs.evolve(view, moved=step is Fulfillment.DELIVER)
+
+    async def _deliver(
+        self, tx: UnitOfWork, principal: Principal, order: Order, now: datetime
+    ) -> None:
+        delivered = await tx.keys.deliver_order(order.id, now)
+        await tx.orders.save(order)
+        await tx.audit.append(
+            [
+                self._event(principal, AuditAction.KEYS_DELIVERED, order, delivered),
+                self._event(principal, AuditAction.ORDER_FULFILLED, order),
+            ]
+        )
+        await announce(
+            tx,
+            self._ids,
+            self._clock,
+            order.seller_id,
+            OutboundEventType.ORDER_FULFILLED,
+            {"orderId": order.id, "offerId": order.offer_id, "keyIds": delivered},
+        )
 
     async def settle_in(
         self, tx: UnitOfWork, principal: Principal, order_id: OrderId, reference: str

@@ -95,7 +95,7 @@ class SellerWebhookService:
         """A new endpoint and its signing secret, which is returned only this once."""
         principal.require(Role.SELLER, action="manage_webhooks")
         if not event_types:
-            raise InvalidInput.of("eventTypes", "required")
+            raise InvalidInput.of("event_types", "required")
         target = check_target(
             url, require_https=self._require_https, allow_private=self._allow_private
         )
@@ -151,10 +151,9 @@ class SellerWebhookService:
         self, tx: UnitOfWork, principal: Principal, endpoint_id: EndpointId
     ) -> WebhookEndpoint:
         principal.require(Role.SELLER, action="manage_webhooks")
-        endpoint = await tx.endpoints.get(endpoint_id)
-        if endpoint is None or not principal.owns(endpoint.seller_id):
-            raise NotFound(resource="webhook_endpoint", id=str(endpoint_id))
-        return endpoint
+        return principal.must_own(
+            await tx.endpoints.get(endpoint_id), "webhook_endpoint", endpoint_id
+        )
 
     async def dispatch_once(self) -> int:
         """Lease the deliveries that are due, send each once, record every outcome; returns

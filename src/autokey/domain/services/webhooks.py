@@ -7,7 +7,7 @@ from datetime import datetime, timedelta
 
 import attrs
 
-from autokey.domain.model.errors import WebhookRejected, WebhooksNotConfigured
+from autokey.domain.model.errors import DuplicateEvent, WebhookRejected, WebhooksNotConfigured
 from autokey.domain.model.ids import OrderId
 from autokey.domain.model.orders import UpstreamState
 from autokey.domain.model.text import text_problem
@@ -73,7 +73,8 @@ class WebhookService:
 
     async def accept(self, nonce: str, event: ParsedEvent, payload: bytes) -> Receipt:
         """Remember the nonce, store the event and apply it to its order, in one transaction.
-        A replayed nonce raises WebhookRejected; a known event_id changes nothing."""
+        A replayed nonce raises WebhookRejected; a known event_id raises DuplicateEvent, and
+        nothing of the delivery is kept (`receive` answers it as a duplicate)."""
         async with self._store.transaction() as tx:
             now = self._clock.now()
             if not await tx.webhooks.remember_nonce(nonce, now):
@@ -89,13 +90,13 @@ class WebhookService:
                 payload=payload,
             )
             if not await tx.webhooks.add_event(stored):
-                raise _Duplicate()
+                raise DuplicateEvent(resource="webhook_event", id=event.event_id)
             return receipt
 
     async def receive(self, nonce: str, event: ParsedEvent, payload: bytes) -> Receipt:
         try:
             return await self.accept(nonce, event, payload)
-        except _Duplicate:
+        except DuplicateEvent:
             # Rolled back (the event's effect too); keep the nonce so this exact request
             # cannot be replayed either.
             async with self._store.transaction() as tx:
@@ -123,7 +124,3 @@ class WebhookService:
         cutoff = self._clock.now() - timedelta(seconds=NONCE_RETENTION_S)
         async with self._store.transaction() as tx:
             return await tx.webhooks.prune_nonces(cutoff)
-
-
-class _Duplicate(Exception):
-    """An event_id seen before: roll back whatever this delivery would have changed."""

@@ -8,7 +8,6 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 
 import structlog
 from aiohttp import web
-from dependency_injector import providers
 
 from autokey.adapters.webhook_sender import open_webhook_session
 from autokey.domain.model.auth import Role
@@ -130,25 +129,23 @@ def serve_app(settings: Settings, *, background_jobs: bool = True) -> web.Applic
                 timeout_s=settings.webhook_timeout_s,
             )
             stack.push_async_callback(hooks.close)
-            container.webhook_session.override(hooks)
             revocations = await stack.enter_async_context(bootstrap.revocation_watch(settings))
             container.store.override(store)
-            container.revocations.override(providers.Object(revocations))
             container.master_keys.override(bootstrap.master_keys(settings))
-            await bootstrap.unlock(container)  # refuse to start on keys that do not fit
+            container.webhook_session.override(hooks)
+            container.revocations.override(revocations)
             container.http_session.override(session)
             container.redis.override(redis)
+            if redis is not None:
+                container.redis_ping.override(redis.ping)
+            await bootstrap.unlock(container)  # refuse to start on keys that do not fit
             if settings.database.kind is StoreKind.MEMORY:
                 await _print_demo_tokens(container)
-            if redis is not None:
-                container.redis_ping.override(providers.Object(redis.ping))
             marketplace = container.marketplace()
             if marketplace is not None and settings.g2a is not None:
-                container.g2a_probe.override(providers.Object(marketplace.probe_token))
-                container.g2a_circuit.override(
-                    providers.Object(container.g2a_guard().circuit_state)
-                )
-                container.g2a_environment.override(providers.Object(settings.g2a.env.value))
+                container.g2a_probe.override(marketplace.probe_token)
+                container.g2a_circuit.override(container.g2a_guard().circuit_state)
+                container.g2a_environment.override(settings.g2a.env.value)
                 if settings.g2a.env is MarketplaceEnvironment.LIVE:
                     await marketplace.probe_token()  # refuse to start on bad live credentials
             jobs: list[tuple[str, float, Callable[[], Awaitable[object]]]] = [

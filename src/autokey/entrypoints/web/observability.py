@@ -15,8 +15,8 @@ import structlog
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from autokey.entrypoints.metrics import UNMATCHED_ROUTE
 from autokey.entrypoints.web.context import container
-from autokey.entrypoints.web.metrics import UNMATCHED_ROUTE
 
 REQUEST_ID_HEADER = "X-Request-ID"
 CORRELATION_ID_HEADER = "X-Correlation-ID"

@@ -6,8 +6,7 @@ from aiohttp import web
 
 from autokey.domain.model import errors as e
 from autokey.domain.model.ids import OfferId, PoolId
-from autokey.domain.model.offers import OfferStatus
-from autokey.domain.services.offers import OfferDraft
+from autokey.domain.model.offers import OfferDraft, OfferStatus
 from autokey.entrypoints.web.context import (
     container,
     json_response,

@@ -15,7 +15,7 @@ from autokey.domain.model.idempotency import StoredResponse
 from autokey.domain.model.ids import OfferId, OrderId
 from autokey.domain.model.merchant import Channel
 from autokey.domain.model.orders import OrderStatus, SalesFilter
-from autokey.domain.services.orders import OrderView, SourcingRequired
+from autokey.domain.services.orders import OrderView
 from autokey.domain.services.transactions import transact
 from autokey.entrypoints.web.context import (
     container,
@@ -49,13 +49,17 @@ CHANNEL = "Only orders from autokey's buyer API (`api`) or from G2A (`g2a`)."
 
 
 async def _respond(request: web.Request, who: Principal, step: Step, status: int) -> web.Response:
-    """Run `step` in a transaction; with an Idempotency-Key, exactly once per key."""
+    """Run `step` in a transaction; with an Idempotency-Key, exactly once per key. An order
+    whose key is bought upstream is sourced once the transaction is over (and nothing is
+    stored for the key: a repeat sources again)."""
 
-    moved: list[OrderView] = []
+    ran: list[OrderView] = []
 
-    async def effect(tx: UnitOfWork) -> StoredResponse:
+    async def effect(tx: UnitOfWork) -> StoredResponse | None:
         view = await step(tx)
-        moved[:] = [view] if view.moved else []
+        ran[:] = [view]
+        if view.sourcing_required:
+            return None
         body = json.dumps(converter(request).unstructure(OrderOut.of_view(view)))
         return StoredResponse(status=status, body=body.encode())
 
@@ -74,7 +78,9 @@ async def _respond(request: web.Request, who: Principal, step: Step, status: int
         )
         response = outcome.response
         headers["Idempotent-Replayed"] = "true" if outcome.replayed else "false"
-    for view in moved:  # committed by now
+    if response is None:
+        return await _source(request, who, ran[0].order.id)
+    for view in (v for v in ran if v.moved):  # committed by now
         transition = "created" if view.order.status is OrderStatus.PENDING else view.order.status
         container(request).domain_metrics().order_transition(transition.lower())
     return web.Response(
@@ -83,6 +89,15 @@ async def _respond(request: web.Request, who: Principal, step: Step, status: int
         content_type="application/json",
         headers=headers,
     )
+
+
+async def _source(request: web.Request, who: Principal, order_id: OrderId) -> web.Response:
+    """Advance the upstream purchase (its own transactions and external calls), then answer
+    from the order's state: 202 while it is FULFILLING."""
+    await container(request).sourcing().advance(order_id)
+    view = await container(request).orders().get(who, order_id)
+    status = 202 if view.order.status is OrderStatus.FULFILLING else 200
+    return json_response(request, OrderOut.of_view(view), status=status)
 
 
 def _order_id(request: web.Request) -> OrderId:
@@ -167,11 +182,6 @@ async def fulfill(request: web.Request) -> web.Response:
         if order is not None and order.status is OrderStatus.CANCELED:
             container(request).domain_metrics().order_transition("canceled")
         return await _respond(request, who, lambda tx: orders.fulfill_in(tx, who, order_id), 200)
-    except SourcingRequired:
-        await container(request).sourcing().advance(order_id)
-    view = await orders.get(who, order_id)
-    status = 202 if view.order.status is OrderStatus.FULFILLING else 200
-    return json_response(request, OrderOut.of_view(view), status=status)
 
 
 @routes.post("/orders/{order_id}/cancel")

@@ -1,4 +1,5 @@
-"""RFC 9457 problem responses: one ordered table maps every error to status, code and title."""
+"""RFC 9457 problem responses: one ordered table maps every error to status, code, title
+and headers."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import structlog
 from aiohttp import web
 
 from autokey.domain.model import errors as e
+from autokey.domain.model.webhooks import Rejection
 from autokey.entrypoints.web.schemas import to_camel
 
 PROBLEM_TYPE_BASE = "https://autokey.dev/problems/"
@@ -20,66 +22,119 @@ log = structlog.get_logger("autokey.http")
 
 @attrs.frozen
 class ProblemKind:
+    """How one kind of error is answered."""
+
     status: int
     code: str
     title: str
+    reason: str | None = None
+    """Answers only errors whose `reason` is this (a `WebhookRejected` says why in it)."""
+    challenge: str | None = None
+    """The WWW-Authenticate challenge of the answer."""
+    echo: bool = True
+    """Whether the body carries the error's fields; False: the code says all there is."""
 
 
-# Most specific first: the first row whose class matches wins.
-_ROWS: tuple[tuple[type[Exception], int, str, str], ...] = (
-    (e.TooManyLines, 413, "too_many_lines", "Too many lines in one upload"),
-    (e.BodyTooLarge, 413, "upload_too_large", "The upload is over its size cap"),
-    (e.UploadTooLarge, 413, "too_many_keys", "Too many keys in one JSON upload"),
-    (e.CorruptBody, 400, "corrupt_body", "The body cannot be decoded"),
-    (e.InvalidInput, 400, "invalid_input", "The request is not valid"),
-    (e.Unauthenticated, 401, "unauthenticated", "Authentication required"),
-    (e.Forbidden, 403, "forbidden", "Not allowed for this role"),
-    (e.NotFound, 404, "not_found", "Resource not found"),
-    (e.KeyNotAvailable, 409, "key_not_available", "The key is not available"),
-    (e.OrderNotPaid, 409, "order_not_paid", "The order is not paid"),
+def _rejected(reason: Rejection, status: int, title: str) -> tuple[type[Exception], ProblemKind]:
+    return e.WebhookRejected, ProblemKind(status, reason.value, title, reason=reason, echo=False)
+
+
+# Most specific first: the first row that matches wins.
+ERROR_TABLE: tuple[tuple[type[Exception], ProblemKind], ...] = (
+    (e.TooManyLines, ProblemKind(413, "too_many_lines", "Too many lines in one upload")),
+    (e.BodyTooLarge, ProblemKind(413, "upload_too_large", "The upload is over its size cap")),
+    (e.UploadTooLarge, ProblemKind(413, "too_many_keys", "Too many keys in one JSON upload")),
+    (e.CorruptBody, ProblemKind(400, "corrupt_body", "The body cannot be decoded")),
+    (e.InvalidInput, ProblemKind(400, "invalid_input", "The request is not valid")),
+    (
+        e.Unauthenticated,
+        ProblemKind(401, "unauthenticated", "Authentication required", challenge="Bearer"),
+    ),
+    (e.Forbidden, ProblemKind(403, "forbidden", "Not allowed for this role")),
+    (e.NotFound, ProblemKind(404, "not_found", "Resource not found")),
+    (e.KeyNotAvailable, ProblemKind(409, "key_not_available", "The key is not available")),
+    (e.OrderNotPaid, ProblemKind(409, "order_not_paid", "The order is not paid")),
     (
         e.OrderKeysUnreadable,
-        409,
-        "order_keys_unreadable",
-        "The order's keys could not be decrypted and none could replace them: "
-        "the order was canceled and is owed a refund",
+        ProblemKind(
+            409,
+            "order_keys_unreadable",
+            "The order's keys could not be decrypted and none could replace them: "
+            "the order was canceled and is owed a refund",
+        ),
     ),
-    (e.ReservationExpired, 409, "reservation_expired", "The order's reservation has expired"),
-    (e.IdempotencyInFlight, 409, "idempotency_in_flight", "That Idempotency-Key is in use"),
-    (e.IllegalTransition, 409, "illegal_transition", "The resource's state forbids this"),
-    (e.DuplicateResource, 409, "duplicate", "The resource exists already"),
-    (e.Conflict, 409, "conflict", "Conflicting state"),
-    (e.UnstorableValue, 400, "unstorable_value", "A value in the request cannot be stored"),
-    (e.IdempotencyKeyReused, 422, "idempotency_key_reused", "Idempotency-Key reused"),
-    (e.RateLimited, 429, "rate_limited", "Too many requests; retry later"),
-    (e.OfferNotAvailable, 400, "offer_not_available", "The offer is not available"),
-    (e.OutOfStock, 400, "out_of_stock", "Not enough keys in stock"),
-    (e.StockBusy, 503, "stock_busy", "Keys are momentarily busy; retry"),
-    (e.WebhooksNotConfigured, 503, "webhooks_not_configured", "No webhook secret configured"),
-    (e.PaymentsNotConfigured, 501, "payments_not_configured", "No payment provider configured"),
-    (e.StoreUnavailable, 503, "store_unavailable", "The database is unavailable"),
-    (e.StoreFault, 500, "internal_error", "Internal server error"),
+    (
+        e.ReservationExpired,
+        ProblemKind(409, "reservation_expired", "The order's reservation has expired"),
+    ),
+    (
+        e.IdempotencyInFlight,
+        ProblemKind(409, "idempotency_in_flight", "That Idempotency-Key is in use"),
+    ),
+    (
+        e.IllegalTransition,
+        ProblemKind(409, "illegal_transition", "The resource's state forbids this"),
+    ),
+    (e.DuplicateResource, ProblemKind(409, "duplicate", "The resource exists already")),
+    (e.Conflict, ProblemKind(409, "conflict", "Conflicting state")),
+    (
+        e.UnstorableValue,
+        ProblemKind(400, "unstorable_value", "A value in the request cannot be stored"),
+    ),
+    (e.IdempotencyKeyReused, ProblemKind(422, "idempotency_key_reused", "Idempotency-Key reused")),
+    (e.RateLimited, ProblemKind(429, "rate_limited", "Too many requests; retry later")),
+    (e.OfferNotAvailable, ProblemKind(400, "offer_not_available", "The offer is not available")),
+    (e.OutOfStock, ProblemKind(400, "out_of_stock", "Not enough keys in stock")),
+    (e.StockBusy, ProblemKind(503, "stock_busy", "Keys are momentarily busy; retry")),
+    _rejected(Rejection.INVALID_SIGNATURE, 401, "Webhook signature is not valid"),
+    _rejected(Rejection.STALE_TIMESTAMP, 401, "Webhook timestamp out of tolerance"),
+    _rejected(Rejection.REPLAYED_NONCE, 401, "Webhook nonce was seen before"),
+    _rejected(Rejection.MALFORMED_EVENT, 400, "Webhook body is not a valid event"),
+    _rejected(Rejection.PAYLOAD_TOO_LARGE, 413, "Webhook body over 1 MiB"),
+    (
+        e.WebhooksNotConfigured,
+        ProblemKind(503, "webhooks_not_configured", "No webhook secret configured"),
+    ),
+    (
+        e.PaymentsNotConfigured,
+        ProblemKind(501, "payments_not_configured", "No payment provider configured"),
+    ),
+    (e.StoreUnavailable, ProblemKind(503, "store_unavailable", "The database is unavailable")),
+    (e.StoreFault, ProblemKind(500, "internal_error", "Internal server error")),
     (
         e.KeyringMismatch,
-        503,
-        "master_key_unavailable",
-        "This server is not configured with the master key that sealed these keys",
+        ProblemKind(
+            503,
+            "master_key_unavailable",
+            "This server is not configured with the master key that sealed these keys",
+        ),
     ),
-    (e.UpstreamUnavailable, 503, "upstream_unavailable", "The marketplace is unavailable"),
-    (e.UpstreamError, 502, "upstream_error", "The marketplace call failed"),
-    (e.KeyMaterialUnreadable, 500, "key_material_unreadable", "Key material unreadable"),
+    (
+        e.UpstreamUnavailable,
+        ProblemKind(503, "upstream_unavailable", "The marketplace is unavailable"),
+    ),
+    (e.UpstreamError, ProblemKind(502, "upstream_error", "The marketplace call failed")),
+    (
+        e.KeyMaterialUnreadable,
+        ProblemKind(500, "key_material_unreadable", "Key material unreadable"),
+    ),
 )
-ERROR_TABLE = tuple((cls, ProblemKind(status, code, title)) for cls, status, code, title in _ROWS)
 # G2A's merchant contract (/g2a/merchant) answers with its own statuses where they differ;
 # every other error keeps its row above.
-_MERCHANT_ROWS: tuple[tuple[type[Exception], int, str, str], ...] = (
-    (e.OutOfStock, 400, "insufficient_stock", "Not enough keys in stock; nothing was reserved"),
-    (e.OrderExists, 409, "order_exists", "An order already exists for this reservation"),
-    (e.ReservationExpired, 410, "reservation_expired", "The reservation has expired"),
-    (e.IllegalTransition, 400, "illegal_transition", "The reservation's state forbids this"),
-)
-MERCHANT_TABLE = tuple(
-    (cls, ProblemKind(status, code, title)) for cls, status, code, title in _MERCHANT_ROWS
+MERCHANT_TABLE: tuple[tuple[type[Exception], ProblemKind], ...] = (
+    (
+        e.OutOfStock,
+        ProblemKind(400, "insufficient_stock", "Not enough keys in stock; nothing was reserved"),
+    ),
+    (
+        e.OrderExists,
+        ProblemKind(409, "order_exists", "An order already exists for this reservation"),
+    ),
+    (e.ReservationExpired, ProblemKind(410, "reservation_expired", "The reservation has expired")),
+    (
+        e.IllegalTransition,
+        ProblemKind(400, "illegal_transition", "The reservation's state forbids this"),
+    ),
 )
 INTERNAL = ProblemKind(500, "internal_error", "Internal server error")
 UNREADABLE_BODY = ProblemKind(400, "unreadable_body", "The request body cannot be decoded")
@@ -88,13 +143,8 @@ UNAVAILABLE_RETRY_AFTER_S = 1
 that comes too early is answered quickly (the database bounds every wait)."""
 MALFORMED_REQUEST = ProblemKind(400, "malformed_request", "The HTTP request could not be parsed")
 """What aiohttp's HTTP parser rejects (entrypoints/web/runner.py); nothing of it is echoed."""
-WEBHOOK_REJECTIONS = {
-    "invalid_signature": ProblemKind(401, "invalid_signature", "Webhook signature is not valid"),
-    "stale_timestamp": ProblemKind(401, "stale_timestamp", "Webhook timestamp out of tolerance"),
-    "replayed_nonce": ProblemKind(401, "replayed_nonce", "Webhook nonce was seen before"),
-    "malformed_event": ProblemKind(400, "malformed_event", "Webhook body is not a valid event"),
-    "payload_too_large": ProblemKind(413, "payload_too_large", "Webhook body over 1 MiB"),
-}
+_HEADER_FIELDS = {"idempotency_key": "Idempotency-Key"}
+"""Fields the domain validates that come in a request header."""
 _HTTP_CODES = {
     400: "bad_request",
     404: "not_found",
@@ -105,30 +155,40 @@ _HTTP_CODES = {
 
 
 def classify(error: Exception, *, merchant: bool = False) -> ProblemKind:
-    if isinstance(error, e.WebhookRejected):
-        return WEBHOOK_REJECTIONS[error.reason]
     for cls, kind in (*MERCHANT_TABLE, *ERROR_TABLE) if merchant else ERROR_TABLE:
-        if isinstance(error, cls):
+        if isinstance(error, cls) and kind.reason in (None, getattr(error, "reason", None)):
             return kind
     return INTERNAL
 
 
-def _details(error: Exception) -> dict[str, Any]:
-    """Public fields of a domain error, camelCased; nothing for infrastructure errors."""
-    if not isinstance(error, e.DomainError):
+def _wire_field(name: str) -> str:
+    """The wire name of a field the domain names: its camelCase (`key_pool_id` ->
+    `keyPoolId`), or the header it is. A path the edge wrote (`body.items[0]`, `price.amount`)
+    passes unchanged."""
+    if name in _HEADER_FIELDS:
+        return _HEADER_FIELDS[name]
+    return to_camel(name) if name.isidentifier() else name
+
+
+def _details(
+    error: Exception, kind: ProblemKind, field_name: Callable[[str], str]
+) -> dict[str, Any]:
+    """Public fields of a domain error, camelCased, each invalid field under its wire name
+    (`field_name`); nothing for infrastructure errors."""
+    if not isinstance(error, e.DomainError) or not kind.echo:
         return {}
-    if isinstance(error, e.WebhookRejected):
-        return {}  # the code says it all; nothing about the request is echoed
     fields = attrs.asdict(error, recurse=True)
     if isinstance(error, e.InvalidInput):
-        fields["errors"] = fields.pop("problems")
+        fields["errors"] = [
+            {**problem, "field": field_name(problem["field"])} for problem in fields.pop("problems")
+        ]
     return {to_camel(k): v for k, v in fields.items()}
 
 
 def _headers(error: e.AutokeyError, kind: ProblemKind) -> dict[str, str]:
     headers = {}
-    if kind.status == 401 and not isinstance(error, e.WebhookRejected):
-        headers["WWW-Authenticate"] = "Bearer"
+    if kind.challenge is not None:
+        headers["WWW-Authenticate"] = kind.challenge
     retry_after = getattr(error, "retry_after_s", None)
     if retry_after is None and kind.status == 503:
         retry_after = UNAVAILABLE_RETRY_AFTER_S
@@ -160,12 +220,18 @@ def problem_response(
     )
 
 
+def _same(name: str) -> str:
+    return name
+
+
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
 def _problem_middleware(*, merchant: bool) -> Callable[..., Awaitable[web.StreamResponse]]:
-    """Errors to problems. The merchant API's use its table and add the contract's
-    `message` (G2A reads `{"code", "message"}`)."""
+    """Errors to problems. The merchant API's use its table, add the contract's `message`
+    (G2A reads `{"code", "message"}`) and name fields as the domain does (the contract's
+    names are snake_case too)."""
+    field_name = _same if merchant else _wire_field
 
     def respond(kind: ProblemKind, extra: dict[str, Any], **kw: Any) -> web.Response:
         if merchant:
@@ -180,7 +246,9 @@ def _problem_middleware(*, merchant: bool) -> Callable[..., Awaitable[web.Stream
             kind = classify(error, merchant=merchant)
             if kind.status >= 500:
                 log.error("http.request_failed", code=kind.code, error=type(error).__name__)
-            response = respond(kind, _details(error), headers=_headers(error, kind))
+            response = respond(
+                kind, _details(error, kind, field_name), headers=_headers(error, kind)
+            )
             if isinstance(error, e.CorruptBody | e.UploadTooLarge):
                 response.force_close()  # the body may be unread or unreadable: no keep-alive
             return response

@@ -1,0 +1,257 @@
+"""Connections to PostgreSQL: the pool, the bounded connection, and the translation of
+driver errors at the repository boundary.
+
+Driver errors are translated by `translated`: unique violations become `DuplicateResource`,
+foreign-key violations `NotFound` of the referenced resource, values the database refuses as
+data (SQLSTATE classes 22 and 23, a NUL character, a string it cannot encode)
+`UnstorableValue`, connection and operational failures `StoreUnavailable`, and anything else
+(a statement refused as wrong) `StoreFault`. Nothing from psycopg escapes.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from typing import Any, Final, TypeVar
+from uuid import UUID
+
+import psycopg
+from psycopg import errors as pg_errors
+from psycopg.abc import PQGen
+from psycopg.rows import TupleRow
+from psycopg_pool import AsyncConnectionPool
+
+from autokey.adapters.postgres import sql
+from autokey.adapters.postgres.rows import entity_rows
+from autokey.adapters.store_errors import failed_statement, refused_value
+from autokey.domain.model.errors import AutokeyError, DuplicateResource, NotFound, StoreUnavailable
+from autokey.domain.model.pages import Page
+
+STORE_NAME: Final = "postgres"
+
+T = TypeVar("T")
+E = TypeVar("E")
+RV = TypeVar("RV")
+
+Conn = psycopg.AsyncConnection[TupleRow]
+
+# Keyset cursors: "after nothing" is expressed as after the nil UUID (ascending) or before
+# the max UUID (descending), so each listing is one statement whatever the cursor.
+MIN_UUID: Final = UUID(int=0)
+MAX_UUID: Final = UUID(int=(1 << 128) - 1)
+
+
+# Foreign keys (named in 0001_initial.sql) -> the resource a violation failed to find.
+_REFERENCED: Final[Mapping[str, str]] = {
+    "keys_pool_id_fkey": "pool",
+    "offers_key_pool_id_fkey": "pool",
+    "orders_offer_id_fkey": "offer",
+    "orders_pool_id_fkey": "pool",
+}
+
+
+@contextmanager
+def translated(
+    resource: str = "", id: str = "", *, refs: Mapping[str, str] | None = None
+) -> Iterator[None]:
+    """Re-raise psycopg errors as port errors.
+
+    `resource`/`id` name what a unique violation would duplicate; `refs` gives, per
+    referenced resource, the id a foreign-key violation failed to find.
+    """
+    try:
+        yield
+    except pg_errors.UniqueViolation as exc:
+        raise DuplicateResource(resource=resource, id=id) from exc
+    except pg_errors.ForeignKeyViolation as exc:
+        missing = _REFERENCED.get(exc.diag.constraint_name or "", "")
+        raise NotFound(resource=missing, id=(refs or {}).get(missing, "")) from exc
+    except psycopg.Error as exc:
+        raise classified(exc) from exc
+    except UnicodeEncodeError as exc:  # a lone surrogate: no encoding can send it
+        raise refused_value(STORE_NAME, exc, None) from exc
+
+
+def classified(exc: psycopg.Error) -> AutokeyError:
+    if isinstance(exc, psycopg.OperationalError | psycopg.InterfaceError):
+        # Lost connection, pool or statement timeout, admin shutdown, deadlock, serialization
+        # failure: the request may succeed later.
+        return StoreUnavailable(store=STORE_NAME)
+    if isinstance(exc, pg_errors.UniqueViolation):
+        # Repositories turn the duplicates they expect into DuplicateResource; one that
+        # surfaces elsewhere (a queued write failing at COMMIT) is a bug, not bad input.
+        return failed_statement(STORE_NAME, exc, exc.sqlstate)
+    if isinstance(exc, psycopg.DataError | psycopg.IntegrityError):
+        return refused_value(STORE_NAME, exc, exc.sqlstate)
+    return failed_statement(STORE_NAME, exc, exc.sqlstate)
+
+
+class SqlRepository:
+    """A connection plus the ways repositories talk to it, all translated."""
+
+    def __init__(self, conn: Conn, pipeline: psycopg.AsyncPipeline | None = None) -> None:
+        self._conn, self._pipeline = conn, pipeline
+
+    async def _all(self, query: str, params: Sequence[Any] | Mapping[str, Any]) -> list[TupleRow]:
+        with translated():
+            cur = await self._conn.execute(query, params)
+            return await cur.fetchall()
+
+    async def _one(self, query: str, params: Sequence[Any] | Mapping[str, Any]) -> TupleRow | None:
+        with translated():
+            cur = await self._conn.execute(query, params)
+            return await cur.fetchone()
+
+    async def _entities(
+        self, cls: type[E], query: str, params: Sequence[Any] | Mapping[str, Any]
+    ) -> list[E]:
+        """The rows of `query`, each structured into a `cls` as it is read."""
+        with translated():
+            cur = self._conn.cursor(row_factory=entity_rows(cls))
+            await cur.execute(query, params)
+            return await cur.fetchall()
+
+    async def _entity(
+        self, cls: type[E], query: str, params: Sequence[Any] | Mapping[str, Any]
+    ) -> E | None:
+        with translated():
+            cur = self._conn.cursor(row_factory=entity_rows(cls))
+            await cur.execute(query, params)
+            return await cur.fetchone()
+
+    async def _run(
+        self,
+        query: str,
+        params: Sequence[Any] | Mapping[str, Any],
+        *,
+        refs: Mapping[str, str] | None = None,
+    ) -> int:
+        """Execute a write; returns the number of rows it touched. In pipeline mode this waits
+        for the answer (a round trip), so violations are raised and translated here."""
+        with translated(refs=refs):
+            cur = await self._conn.execute(query, params)
+            if self._pipeline is not None:
+                await self._pipeline.sync()
+            return cur.rowcount
+
+    async def _send(self, query: str, params: Sequence[Any] | Mapping[str, Any]) -> None:
+        """Queue a write whose outcome the caller does not read (no rowcount, no expected
+        violation): in pipeline mode it travels with the next statement that needs an answer,
+        or with COMMIT; an error then surfaces there, as StoreUnavailable at the latest."""
+        with translated():
+            await self._conn.execute(query, params)
+
+
+def page_of(items: list[T], limit: int, cursor: Callable[[T], UUID]) -> Page[T]:
+    """`items` were fetched with LIMIT limit+1: an extra row means there is a next page."""
+    if len(items) > limit:
+        del items[limit:]
+        return Page(items=items, next_after=cursor(items[-1]) if items else None)
+    return Page(items=items, next_after=None)
+
+
+_KEEPALIVE_IDLE_S: Final = 10
+_KEEPALIVE_INTERVAL_S: Final = 3
+_KEEPALIVE_COUNT: Final = 3
+_CLIENT_GRACE_S: Final = 1.0
+"""How much longer than the server's statement_timeout the client waits for an answer."""
+
+
+class BoundedConnection(psycopg.AsyncConnection[TupleRow]):
+    """A connection that gives up on the server after `deadline_s`.
+
+    Every exchange with the server (statements, BEGIN, COMMIT, ROLLBACK) goes through
+    `wait`. The server's statement_timeout cannot help when the network silently drops
+    packets, and TCP keepalives cannot help when something in between still acknowledges
+    them; so the client bounds every wait, and closes a connection left mid-statement (its
+    state is unknown) instead of attempting a cancel that would hang the same way.
+    """
+
+    deadline_s: float | None = None
+
+    async def wait(
+        self,
+        gen: PQGen[RV],
+        interval: float = 0.1,
+        timeout: float | None = None,  # noqa: ASYNC109 - psycopg's signature
+    ) -> RV:
+        try:
+            return await super().wait(
+                gen, interval, self.deadline_s if timeout is None else timeout
+            )
+        except psycopg.OperationalError:
+            if self.pgconn.transaction_status == psycopg.pq.TransactionStatus.ACTIVE:
+                self.pgconn.finish()
+            raise
+
+
+@contextmanager
+def without_deadline(conn: Conn) -> Iterator[None]:
+    """Let statements on `conn` run as long as they need (migrations), then restore."""
+    if not isinstance(conn, BoundedConnection):
+        yield
+        return
+    saved, conn.deadline_s = conn.deadline_s, None
+    try:
+        yield
+    finally:
+        conn.deadline_s = saved
+
+
+async def _configure(conn: Conn, *, statement_timeout_ms: int) -> None:
+    # Timestamps come back in UTC whatever the server's or role's default zone is, and
+    # every transaction is READ COMMITTED whatever default_transaction_isolation says
+    # (sent with BEGIN, no extra round trip).
+    if isinstance(conn, BoundedConnection):
+        conn.deadline_s = statement_timeout_ms / 1000 + _CLIENT_GRACE_S
+    await conn.execute(sql.SET_UTC)
+    await conn.execute(sql.SET_STATEMENT_TIMEOUT, (str(statement_timeout_ms),))
+    await conn.set_isolation_level(psycopg.IsolationLevel.READ_COMMITTED)
+
+
+async def open_pool(
+    dsn: str,
+    *,
+    min_size: int,
+    max_size: int,
+    timeout_s: float,
+    connect_timeout_s: int,
+    statement_timeout_ms: int,
+    tcp_user_timeout_ms: int,
+) -> AsyncConnectionPool[Conn]:
+    """An opened pool of bounded, configured autocommit connections (see `PostgresStore.open`)."""
+    kwargs: dict[str, Any] = {
+        "autocommit": True,
+        "connect_timeout": connect_timeout_s,
+        "keepalives": 1,
+        "keepalives_idle": _KEEPALIVE_IDLE_S,
+        "keepalives_interval": _KEEPALIVE_INTERVAL_S,
+        "keepalives_count": _KEEPALIVE_COUNT,
+        "tcp_user_timeout": tcp_user_timeout_ms,
+    }
+    try:
+        for name in psycopg.conninfo.conninfo_to_dict(dsn):
+            kwargs.pop(name, None)
+    except psycopg.Error as exc:  # a malformed DSN
+        raise StoreUnavailable(store=STORE_NAME) from exc
+    pool: AsyncConnectionPool[Conn] = AsyncConnectionPool(
+        dsn,
+        connection_class=BoundedConnection,
+        kwargs=kwargs,
+        min_size=min_size,
+        max_size=max_size,
+        open=False,
+        configure=functools.partial(_configure, statement_timeout_ms=statement_timeout_ms),
+        # No check on checkout (it cost a round trip per transaction): a connection
+        # killed by a server restart fails one request with StoreUnavailable (503, the
+        # client retries) and the pool discards it when it comes back broken.
+        timeout=timeout_s,
+        name="autokey",
+    )
+    try:
+        await pool.open(wait=True, timeout=timeout_s)
+    except psycopg.Error as exc:  # PoolTimeout is an OperationalError
+        await pool.close()
+        raise StoreUnavailable(store=STORE_NAME) from exc
+    return pool

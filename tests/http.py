@@ -16,6 +16,8 @@ from autokey.entrypoints.container import Container
 from autokey.entrypoints.logconfig import configure_logging
 from autokey.entrypoints.settings import load_settings
 from autokey.entrypoints.web.app import make_app, make_metrics_app
+from autokey.entrypoints.web.openapi import operations
+from autokey.entrypoints.web.operations import Operation
 from autokey.entrypoints.web.runner import ProblemAppRunner
 from autokey.ports.store import Store
 from tests import logs
@@ -105,3 +107,16 @@ async def assert_limited(response: ClientResponse, limit: str, window_s: int = 6
     body = await response.json()
     assert (body["code"], body["limit"]) == ("rate_limited", limit)
     assert 1 <= int(response.headers["Retry-After"]) <= window_s
+
+
+def route_keys(router: web.UrlDispatcher) -> set[tuple[str, str]]:
+    """(METHOD, path template) of every route of the router, HEAD excluded."""
+    routed = (r for r in router.routes() if r.method != "HEAD" and r.resource is not None)
+    return {(r.method, r.resource.canonical) for r in routed if r.resource is not None}
+
+
+def documented_operations() -> dict[tuple[str, str], Operation]:
+    """(METHOD, path) -> Operation of every route the app documents, read from the router of
+    an app that is built but never started."""
+    settings = load_settings({"AUTOKEY_DATABASE_URL": "memory://"})
+    return operations(make_app(Container(settings=settings)).router)

@@ -13,8 +13,7 @@ from aiohttp.test_utils import TestClient
 from autokey.adapters.memory.store import MemoryStore
 from autokey.domain.model.auth import Role
 from autokey.entrypoints.settings import SettingsError, load_settings
-from autokey.entrypoints.web.openapi import route_keys
-from tests.http import Api, ServedApp, captured_logs, running_api
+from tests.http import Api, ServedApp, captured_logs, route_keys, running_api
 
 KEYS = ["NOSTORE-KEY-00001", "NOSTORE-KEY-00002"]
 

@@ -1,8 +1,9 @@
-"""The merchant edges' converters round-trip: G2A's snake_case wire classes, and the JSON
-lines of a reservation row."""
+"""The merchant edges' converters round-trip: G2A's snake_case wire classes (the merchant
+API's and the webhook event), and the JSON lines of a reservation row."""
 
 from __future__ import annotations
 
+from datetime import UTC
 from typing import Any
 
 import cattrs
@@ -13,8 +14,9 @@ from hypothesis import strategies as st
 from autokey.adapters.merchant_rows import lines_from, lines_text, lines_value
 from autokey.domain.model.ids import OrderId, PoolId
 from autokey.domain.model.merchant import ReservationLine
+from autokey.domain.model.webhooks import WebhookEventType
 from autokey.entrypoints.web.merchant import CreateOrderIn, NotificationBodyIn, ReserveItemIn
-from autokey.entrypoints.web.schemas import make_merchant_converter
+from autokey.entrypoints.web.schemas import G2AEventIn, make_merchant_converter
 
 lines = st.lists(
     st.builds(
@@ -47,6 +49,14 @@ def test_reservation_lines_round_trip_as_text_and_as_json_values(
         ),
         st.builds(CreateOrderIn, reservation_id=st.text(), g2a_order_id=st.integers()),
         st.builds(NotificationBodyIn, notification_type=st.text(), date=st.text()),
+        st.builds(
+            G2AEventIn,
+            event_id=st.text(),
+            type=st.sampled_from(WebhookEventType),
+            order_id=st.none() | st.text(),
+            occurred_at=st.none() | st.datetimes(timezones=st.just(UTC)),
+            data=st.dictionaries(st.text(), st.integers() | st.text()),
+        ),
     )
 )
 def test_merchant_wire_classes_round_trip(value: Any) -> None:

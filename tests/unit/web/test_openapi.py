@@ -10,18 +10,23 @@ import jsonschema_rs
 import pytest
 
 from autokey.adapters.memory.store import MemoryStore
+from autokey.domain.model.errors import WebhookRejected
+from autokey.domain.model.orders import OrderStatus, UpstreamState
+from autokey.domain.model.webhooks import Rejection
 from autokey.entrypoints.web import schemas
 from autokey.entrypoints.web.openapi import (
     OPENAPI_PATH,
-    OPERATIONS,
-    PROBLEM_STATUS,
     SchemaBuilder,
     build_document,
-    problem_codes,
-    route_keys,
 )
-from autokey.entrypoints.web.problems import ERROR_TABLE
-from tests.http import Api, running_api
+from autokey.entrypoints.web.problems import (
+    _HTTP_CODES,
+    ERROR_TABLE,
+    INTERNAL,
+    UNREADABLE_BODY,
+    classify,
+)
+from tests.http import Api, documented_operations, route_keys, running_api
 
 EXEMPT = {
     ("GET", "/docs/{name}"): "Swagger UI's static files; /docs itself is documented",
@@ -69,25 +74,24 @@ async def test_every_route_is_documented_and_every_documented_operation_exists(a
     documented = _documented(await _document(api))
     undocumented = routes - documented - EXEMPT.keys()
     assert not undocumented, (
-        f"routes without an OpenAPI row: {sorted(undocumented)}; add an Operation to "
-        "OPERATIONS in entrypoints/web/openapi.py (or, for a non-API route, to EXEMPT here)"
+        f"routes without an OpenAPI operation: {sorted(undocumented)}; declare one with "
+        "@Operation(...) under the route decorator (or, for a non-API route, add it to EXEMPT)"
     )
     assert documented <= routes, f"documented but not routed: {sorted(documented - routes)}"
 
 
-def test_every_table_row_names_a_distinct_operation() -> None:
-    keys = [(op.method, op.path) for op in OPERATIONS]
-    assert len(keys) == len(set(keys))
+def test_every_operation_has_a_distinct_operation_id() -> None:
+    document = build_document(documented_operations())
+    ids = [op["operationId"] for item in document["paths"].values() for op in item.values()]
+    assert len(ids) == len(set(ids)) == len(documented_operations())
 
 
 async def test_document_is_openapi_3_1_with_bearer_security(api: Api) -> None:
     document = await _document(api)
     assert document["openapi"] == "3.1.0"
-    assert document["components"]["securitySchemes"]["bearer"] == {
-        "type": "http",
-        "scheme": "bearer",
-        "description": document["components"]["securitySchemes"]["bearer"]["description"],
-    }
+    bearer = dict(document["components"]["securitySchemes"]["bearer"])
+    assert "autokey token create --role" in bearer.pop("description")
+    assert bearer == {"type": "http", "scheme": "bearer"}
     create_pool = document["paths"]["/key-pools"]["post"]
     assert create_pool["security"] == [{"bearer": []}]
     assert document["paths"]["/health"]["get"]["security"] == []
@@ -111,27 +115,46 @@ async def test_every_reference_resolves(api: Api) -> None:
         assert target, ref
 
 
+def problem_codes(document: dict[str, Any]) -> set[str]:
+    """Every problem code the document names."""
+    found: set[str] = set()
+    for item in document["paths"].values():
+        for op in item.values():
+            for response in op["responses"].values():
+                for media in response.get("content", {}).values():
+                    for part in media["schema"].get("allOf", [])[1:]:
+                        found.update(part["properties"]["code"]["enum"])
+    return found
+
+
+def _answered() -> dict[str, int]:
+    """Code -> status of every problem the middleware answers outside the merchant API."""
+    kinds = [kind for _, kind in ERROR_TABLE] + [INTERNAL, UNREADABLE_BODY]
+    kinds += [classify(WebhookRejected(reason=reason)) for reason in Rejection]
+    by_aiohttp = {code: status for status, code in _HTTP_CODES.items()}
+    return {kind.code: kind.status for kind in kinds} | by_aiohttp
+
+
 def test_problem_codes_come_from_the_problem_table_with_their_status() -> None:
-    document = build_document()
-    named = problem_codes(document)
-    assert named <= PROBLEM_STATUS.keys()
-    for _cls, kind in ERROR_TABLE:
-        assert PROBLEM_STATUS[kind.code] == kind.status
+    document = build_document(documented_operations())
+    answered = _answered()
+    assert problem_codes(document) <= answered.keys()
     for path, item in document["paths"].items():
         for method, op in item.items():
             for status, response in op["responses"].items():
                 for media in response.get("content", {}).values():
                     for part in media["schema"].get("allOf", [])[1:]:
                         for code in part["properties"]["code"]["enum"]:
-                            assert str(PROBLEM_STATUS[code]) == status, (method, path, code)
+                            assert str(answered[code]) == status, (method, path, code)
 
 
 def test_authenticated_operations_document_401_and_403() -> None:
-    document = build_document()
-    for op in OPERATIONS:
-        responses = document["paths"][op.path][op.method.lower()]["responses"]
+    operations = documented_operations()
+    document = build_document(operations)
+    for (method, path), op in operations.items():
+        responses = document["paths"][path][method.lower()]["responses"]
         if op.authenticated:
-            assert {"401", "403"} <= responses.keys(), (op.method, op.path)
+            assert {"401", "403"} <= responses.keys(), (method, path)
         assert "default" in responses
 
 
@@ -149,6 +172,11 @@ def test_schemas_are_generated_from_every_field_of_the_wire_classes() -> None:
     }
     draft = builder.components["OfferDraftIn"]
     assert set(draft["required"]) == {"title", "price", "deliveryType"}
+    assert order["status"] == {"type": "string", "enum": [s.value for s in OrderStatus]}
+    assert order["upstreamState"] == {
+        "type": ["string", "null"],
+        "enum": [*(s.value for s in UpstreamState), None],
+    }
 
 
 async def test_real_responses_validate_against_the_document(api: Api) -> None:

@@ -33,7 +33,7 @@ from autokey.entrypoints.web import (
 from autokey.entrypoints.web.context import CONTAINER, CONVERTER
 from autokey.entrypoints.web.problems import problem_middleware
 from autokey.entrypoints.web.runner import response_defaults
-from autokey.entrypoints.web.schemas import make_http_converter
+from autokey.entrypoints.web.schemas import make_http_converter, make_merchant_converter
 
 MAX_JSON_BODY = 4 * 1024 * 1024
 DISPATCH_INTERVAL_S = 1.0
@@ -50,6 +50,7 @@ def make_app(container: Container) -> web.Application:
     )
     app[CONTAINER] = container
     app[CONVERTER] = make_http_converter()
+    app[webhooks.G2A_CONVERTER] = make_merchant_converter()
     app.on_response_prepare.append(response_defaults)
     app.add_routes(health.routes)
     app.add_routes(openapi.routes)

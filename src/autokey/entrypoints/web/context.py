@@ -13,6 +13,7 @@ from uuid import UUID
 
 import cattrs
 from aiohttp import web
+from cattrs.v import format_exception
 
 from autokey.domain.model.auth import Principal
 from autokey.domain.model.errors import FieldProblem, InvalidInput, NotFound, Unauthenticated
@@ -98,12 +99,14 @@ async def read_json(request: web.Request, cls: type[T], *, optional: bool = Fals
 
 
 def _field_problems(exc: cattrs.BaseValidationError) -> list[FieldProblem]:
-    notes = cattrs.transform_error(exc, path="body")
+    notes = cattrs.transform_error(exc, path="body", format_exception=_format_exception)
     problems = []
     for note in notes:
         message, _, path = note.rpartition(" @ ")
         code = "invalid_value"
-        if "required field missing" in message:
+        if message == "unknown value":
+            code = "unknown_value"
+        elif "required field missing" in message:
             code = "required"
         elif "extra fields" in message:
             code = "unknown_field"
@@ -111,6 +114,13 @@ def _field_problems(exc: cattrs.BaseValidationError) -> list[FieldProblem]:
             code = "invalid_type"
         problems.append(FieldProblem(field=path, code=code))
     return problems
+
+
+def _format_exception(exc: BaseException, kind: type | None) -> str:
+    """A string outside an enum's values is an unknown value, not a wrong type."""
+    if isinstance(exc, ValueError) and isinstance(kind, type) and issubclass(kind, enum.Enum):
+        return "unknown value"
+    return format_exception(exc, kind)
 
 
 def json_response(request: web.Request, body: Any, status: int = 200) -> web.Response:

@@ -13,6 +13,7 @@ from importlib.resources.abc import Traversable
 
 from aiohttp import web
 
+from autokey.entrypoints.web.operations import Operation
 from autokey.entrypoints.web.static import page_headers
 
 SECURITY_HEADERS = page_headers(inline_styles=True)
@@ -62,6 +63,13 @@ def _serve(name: str) -> web.Response:
 
 
 @routes.get("/docs")
+@Operation(
+    summary="Interactive API documentation (Swagger UI, served from the package)",
+    tag="operations",
+    response="Html",
+    media="text/html",
+    authenticated=False,
+)
 async def docs_page(_request: web.Request) -> web.Response:
     return _serve("index.html")
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
+from autokey.domain.model import errors as e
 from autokey.domain.model.ids import OfferId
 from autokey.domain.services.merchant import MerchantService
 from autokey.entrypoints.web.context import (
@@ -16,6 +17,7 @@ from autokey.entrypoints.web.context import (
     principal,
     read_json,
 )
+from autokey.entrypoints.web.operations import Operation
 from autokey.entrypoints.web.schemas import (
     G2AOfferLinkIn,
     G2AOfferLinkOut,
@@ -25,6 +27,7 @@ from autokey.entrypoints.web.schemas import (
 )
 
 routes = web.RouteTableDef()
+TAG = "selling on G2A"
 
 
 def _merchant(request: web.Request) -> MerchantService:
@@ -33,6 +36,13 @@ def _merchant(request: web.Request) -> MerchantService:
 
 
 @routes.put("/offers/{offer_id}/g2a-offer")
+@Operation(
+    summary="List an AUTO_KEY offer on G2A as a G2A offer id (its stock is kept in sync)",
+    tag=TAG,
+    response=G2AOfferLinkOut,
+    request=G2AOfferLinkIn,
+    raises=(e.InvalidInput, e.NotFound, e.DuplicateResource),
+)
 async def link_offer(request: web.Request) -> web.Response:
     who = await principal(request)
     offer_id = OfferId(path_id(request, "offer_id", "offer"))
@@ -42,6 +52,12 @@ async def link_offer(request: web.Request) -> web.Response:
 
 
 @routes.get("/offers/{offer_id}/g2a-offer")
+@Operation(
+    summary="The offer's G2A link: last stock G2A accepted and the last sync error",
+    tag=TAG,
+    response=G2AOfferLinkOut,
+    raises=(e.NotFound,),
+)
 async def offer_link(request: web.Request) -> web.Response:
     who = await principal(request)
     offer_id = OfferId(path_id(request, "offer_id", "offer"))
@@ -50,6 +66,12 @@ async def offer_link(request: web.Request) -> web.Response:
 
 
 @routes.get("/seller/g2a/reservations")
+@Operation(
+    summary="The seller's sales on G2A: reservations G2A made, their state and order",
+    tag=TAG,
+    response=ReservationOut,
+    paged=True,
+)
 async def reservations(request: web.Request) -> web.Response:
     who = await principal(request)
     page = await _merchant(request).reservations(who, page_request(request))
@@ -59,6 +81,12 @@ async def reservations(request: web.Request) -> web.Response:
 
 
 @routes.get("/seller/g2a/returned-keys")
+@Operation(
+    summary="Keys G2A returned; they stay delivered and are never resold automatically",
+    tag=TAG,
+    response=ReturnedKeyOut,
+    paged=True,
+)
 async def returned_keys(request: web.Request) -> web.Response:
     who = await principal(request)
     page = await _merchant(request).returned_keys(who, page_request(request))
@@ -68,6 +96,12 @@ async def returned_keys(request: web.Request) -> web.Response:
 
 
 @routes.get("/seller/g2a/notifications")
+@Operation(
+    summary="Notifications G2A posted to the merchant API",
+    tag=TAG,
+    response=NotificationOut,
+    paged=True,
+)
 async def notifications(request: web.Request) -> web.Response:
     who = await principal(request)
     page = await _merchant(request).notifications(who, page_request(request))

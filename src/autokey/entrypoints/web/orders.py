@@ -8,6 +8,7 @@ from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 
+from autokey.domain.model import errors as e
 from autokey.domain.model.auth import Principal
 from autokey.domain.model.errors import KeyMaterialUnreadable
 from autokey.domain.model.idempotency import StoredResponse
@@ -30,11 +31,21 @@ from autokey.entrypoints.web.context import (
     time_param,
     uuid_param,
 )
+from autokey.entrypoints.web.operations import (
+    CHANGE,
+    IDEMPOTENT,
+    JSON_BODY,
+    Operation,
+    param,
+    status_param,
+)
 from autokey.entrypoints.web.schemas import CreateOrderIn, OrderOut, SaleOut
 from autokey.ports.store import UnitOfWork
 
 routes = web.RouteTableDef()
 Step = Callable[[UnitOfWork], Awaitable[OrderView]]
+ORDER_STATUS = status_param(OrderStatus, "orders")
+CHANNEL = "Only orders from autokey's buyer API (`api`) or from G2A (`g2a`)."
 
 
 async def _respond(request: web.Request, who: Principal, step: Step, status: int) -> web.Response:
@@ -94,6 +105,23 @@ def _order_id(request: web.Request) -> OrderId:
 
 
 @routes.post("/orders")
+@Operation(
+    summary="Order an offer (buyer): reserves keys until `reservedUntil`",
+    tag="orders",
+    status=201,
+    response=OrderOut,
+    request=CreateOrderIn,
+    idempotency_key=True,
+    raises=(
+        *JSON_BODY,
+        e.NotFound,
+        e.OfferNotAvailable,
+        e.OutOfStock,
+        e.StockBusy,
+        *IDEMPOTENT,
+        e.Conflict,
+    ),
+)
 async def create_order(request: web.Request) -> web.Response:
     who = await principal(request)
     body = await read_json(request, CreateOrderIn)
@@ -107,6 +135,13 @@ async def create_order(request: web.Request) -> web.Response:
 
 
 @routes.post("/orders/{order_id}/pay")
+@Operation(
+    summary="Pay a pending order through the configured payment provider",
+    tag="orders",
+    response=OrderOut,
+    idempotency_key=True,
+    raises=(e.ReservationExpired, *CHANGE, e.PaymentsNotConfigured, *IDEMPOTENT),
+)
 async def pay(request: web.Request) -> web.Response:
     who, order_id = await principal(request), _order_id(request)
     orders = container(request).orders()
@@ -114,6 +149,23 @@ async def pay(request: web.Request) -> web.Response:
 
 
 @routes.post("/orders/{order_id}/fulfill")
+@Operation(
+    summary="Deliver the keys of a paid order (again: the same keys)",
+    tag="orders",
+    response=OrderOut,
+    idempotency_key=True,
+    raises=(
+        e.OrderNotPaid,
+        *CHANGE,
+        e.KeyNotAvailable,
+        *IDEMPOTENT,
+        e.UpstreamUnavailable,
+        e.UpstreamError,
+        e.OrderKeysUnreadable,
+        e.KeyringMismatch,
+        e.KeyMaterialUnreadable,
+    ),
+)
 async def fulfill(request: web.Request) -> web.Response:
     """AUTO_KEY orders complete in one transaction (200). G2A orders are bought upstream:
     202 while the order is FULFILLING; 200 once delivered, or CANCELED if G2A refused.
@@ -133,6 +185,13 @@ async def fulfill(request: web.Request) -> web.Response:
 
 
 @routes.post("/orders/{order_id}/cancel")
+@Operation(
+    summary="Cancel a pending order and release its keys",
+    tag="orders",
+    response=OrderOut,
+    idempotency_key=True,
+    raises=(*CHANGE, *IDEMPOTENT),
+)
 async def cancel(request: web.Request) -> web.Response:
     who, order_id = await principal(request), _order_id(request)
     orders = container(request).orders()
@@ -140,6 +199,12 @@ async def cancel(request: web.Request) -> web.Response:
 
 
 @routes.get("/orders/{order_id}")
+@Operation(
+    summary="One order; a fulfilled order includes its keys",
+    tag="orders",
+    response=OrderOut,
+    raises=(e.NotFound, e.KeyMaterialUnreadable),
+)
 async def get_order(request: web.Request) -> web.Response:
     who = await principal(request)
     view = await container(request).orders().get(who, _order_id(request))
@@ -147,6 +212,20 @@ async def get_order(request: web.Request) -> web.Response:
 
 
 @routes.get("/seller/orders")
+@Operation(
+    summary="The seller's sales across offers, newest first (key ids, never plaintext)",
+    tag="orders",
+    response=SaleOut,
+    paged=True,
+    query=(
+        ORDER_STATUS,
+        param("offerId", "Only orders of this offer.", format="uuid"),
+        param("channel", CHANNEL, enum=[c.value for c in Channel]),
+        param("since", "Only orders created at or after this time.", format="date-time"),
+        param("until", "Only orders created before this time.", format="date-time"),
+    ),
+    raises=(e.Forbidden,),
+)
 async def seller_orders(request: web.Request) -> web.Response:
     """The seller's sales across offers, newest first, filtered by the query."""
     who = await principal(request)
@@ -162,6 +241,13 @@ async def seller_orders(request: web.Request) -> web.Response:
 
 
 @routes.get("/orders")
+@Operation(
+    summary="The buyer's orders, newest first",
+    tag="orders",
+    response=OrderOut,
+    paged=True,
+    query=(ORDER_STATUS,),
+)
 async def list_orders(request: web.Request) -> web.Response:
     who = await principal(request)
     status = status_filter(request, OrderStatus)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
+from autokey.domain.model import errors as e
 from autokey.domain.model.errors import UploadTooLarge
 from autokey.domain.model.ids import KeyId, PoolId
 from autokey.domain.model.keys import KeyStatus
@@ -19,6 +20,12 @@ from autokey.entrypoints.web.context import (
     status_filter,
     time_param,
 )
+from autokey.entrypoints.web.operations import (
+    JSON_BODY,
+    Operation,
+    param,
+    status_param,
+)
 from autokey.entrypoints.web.schemas import (
     AuditEventOut,
     CreatePoolIn,
@@ -30,6 +37,7 @@ from autokey.entrypoints.web.schemas import (
 from autokey.entrypoints.web.uploads import numbered_lines, spool_body
 
 MAX_JSON_KEYS = 10_000
+SINCE = "With `Accept: text/csv`: only events at or after this time."
 routes = web.RouteTableDef()
 
 
@@ -38,6 +46,15 @@ def _pool_id(request: web.Request) -> PoolId:
 
 
 @routes.post("/key-pools")
+@Operation(
+    summary="Create a key pool (seller)",
+    tag="key pools",
+    status=201,
+    response=PoolOut,
+    request=CreatePoolIn,
+    request_required=False,
+    raises=JSON_BODY,
+)
 async def create_pool(request: web.Request) -> web.Response:
     who = await principal(request)
     body = await read_json(request, CreatePoolIn, optional=True)
@@ -46,6 +63,12 @@ async def create_pool(request: web.Request) -> web.Response:
 
 
 @routes.get("/key-pools")
+@Operation(
+    summary="The seller's key pools, with counts per status",
+    tag="key pools",
+    response=PoolOut,
+    paged=True,
+)
 async def list_pools(request: web.Request) -> web.Response:
     who = await principal(request)
     page = await container(request).inventory().list_pools(who, page_request(request))
@@ -55,6 +78,12 @@ async def list_pools(request: web.Request) -> web.Response:
 
 
 @routes.get("/key-pools/{pool_id}")
+@Operation(
+    summary="One key pool with its counts",
+    tag="key pools",
+    response=PoolOut,
+    raises=(e.NotFound,),
+)
 async def get_pool(request: web.Request) -> web.Response:
     who = await principal(request)
     view = await container(request).inventory().get_pool(who, _pool_id(request))
@@ -62,6 +91,23 @@ async def get_pool(request: web.Request) -> web.Response:
 
 
 @routes.post("/key-pools/{pool_id}/keys/upload")
+@Operation(
+    summary="Upload keys as a JSON array or as text/plain, one key per line",
+    tag="key pools",
+    response=UploadReportOut,
+    request=UploadJsonIn,
+    text_upload="One key per line; Content-Encoding gzip or deflate accepted. Capped in"
+    " bytes and lines (blank lines count) after decoding.",
+    raises=(
+        *JSON_BODY,
+        e.UploadTooLarge,
+        e.TooManyLines,
+        e.BodyTooLarge,
+        e.CorruptBody,
+        web.HTTPUnsupportedMediaType,
+        e.NotFound,
+    ),
+)
 async def upload_keys(request: web.Request) -> web.Response:
     who = await principal(request)
     pool_id = _pool_id(request)
@@ -80,6 +126,14 @@ async def upload_keys(request: web.Request) -> web.Response:
 
 
 @routes.get("/key-pools/{pool_id}/keys")
+@Operation(
+    summary="Key metadata of a pool (never the key itself)",
+    tag="key pools",
+    response=KeyOut,
+    paged=True,
+    query=(status_param(KeyStatus, "keys"),),
+    raises=(e.NotFound,),
+)
 async def list_keys(request: web.Request) -> web.Response:
     who = await principal(request)
     status = status_filter(request, KeyStatus)
@@ -92,6 +146,12 @@ async def list_keys(request: web.Request) -> web.Response:
 
 
 @routes.delete("/key-pools/{pool_id}/keys/{key_id}")
+@Operation(
+    summary="Invalidate an available key",
+    tag="key pools",
+    status=204,
+    raises=(e.NotFound, e.KeyNotAvailable, e.IllegalTransition, e.Conflict),
+)
 async def invalidate_key(request: web.Request) -> web.Response:
     who = await principal(request)
     key_id = KeyId(path_id(request, "key_id", "key"))
@@ -100,6 +160,16 @@ async def invalidate_key(request: web.Request) -> web.Response:
 
 
 @routes.get("/key-pools/{pool_id}/events")
+@Operation(
+    summary="The pool's audit trail",
+    tag="key pools",
+    response=AuditEventOut,
+    paged=True,
+    query=(param("since", SINCE, format="date-time"),),
+    raises=(e.NotFound,),
+    csv="The whole trail from `since` on, streamed: a header line "
+    "(id,occurredAt,action,actor,poolId,orderId,keyIds,details), then one line per event.",
+)
 async def pool_events(request: web.Request) -> web.StreamResponse:
     """A page of JSON; with `Accept: text/csv`, the whole log (from `?since=`) streamed."""
     who, pool_id = await principal(request), _pool_id(request)

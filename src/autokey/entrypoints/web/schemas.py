@@ -2,30 +2,51 @@
 
 from __future__ import annotations
 
+import enum
 from collections.abc import Sequence
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 from uuid import UUID
 
 import attrs
 import cattrs
+from attrs import AttrsInstance
 from cattrs.cols import is_sequence, list_structure_factory
 from cattrs.gen import make_dict_structure_fn, make_dict_unstructure_fn, override
 
-from autokey.domain.model.audit import AuditEvent
-from autokey.domain.model.keys import Key, PoolCounts, UploadReport
+from autokey.domain.model.audit import AuditAction, AuditEvent
+from autokey.domain.model.currencies import MINOR_UNITS
+from autokey.domain.model.keys import Key, KeyStatus, LineProblem, PoolCounts, UploadReport
 from autokey.domain.model.merchant import (
     G2AOfferLink,
     MerchantNotification,
     Reservation,
+    ReservationState,
     ReturnedKey,
 )
-from autokey.domain.model.offers import Money
-from autokey.domain.model.orders import Order, OrderStatus
-from autokey.domain.model.outbound import Delivery, WebhookEndpoint
+from autokey.domain.model.offers import (
+    MAX_AMOUNT_DIGITS,
+    MAX_LOW_STOCK_THRESHOLD,
+    Availability,
+    DeliveryType,
+    Money,
+    OfferStatus,
+    StockLevel,
+)
+from autokey.domain.model.orders import MAX_QUANTITY, Order, OrderStatus, UpstreamState
+from autokey.domain.model.outbound import (
+    Delivery,
+    DeliveryStatus,
+    EndpointStatus,
+    OutboundEventType,
+    WebhookEndpoint,
+)
+from autokey.domain.model.webhooks import MAX_EVENT_ID, WebhookEventType
 from autokey.domain.services.inventory import PoolView
 from autokey.domain.services.offers import OfferView
 from autokey.domain.services.orders import DeliveredKey, OrderView, Sale
+
+T = TypeVar("T", bound=AttrsInstance)
 
 
 def to_camel(name: str) -> str:
@@ -33,12 +54,24 @@ def to_camel(name: str) -> str:
     return head + "".join(p.title() for p in rest)
 
 
+def json_schema(**schema: Any) -> dict[str, Any]:
+    """Field metadata for what a field's JSON Schema says beyond its type (bounds, a
+    description): `attrs.field(metadata=json_schema(minimum=1))`."""
+    return {"schema": schema}
+
+
+def copy_fields(cls: type[T], source: object, **given: Any) -> T:
+    """A `cls` whose fields are `given`, or else read from `source`'s attributes of the same
+    names (wire classes name their fields as the domain does)."""
+    names = (f.name for f in attrs.fields(cls) if f.name not in given)
+    return cls(**{name: getattr(source, name) for name in names}, **given)
+
+
 def make_http_converter() -> cattrs.Converter:
-    """camelCase keys, ISO-8601 datetimes, string UUIDs; unknown request fields rejected."""
+    """camelCase keys, ISO-8601 datetimes, string UUIDs, enums by value; unknown request
+    fields rejected."""
     conv = cattrs.Converter(forbid_extra_keys=True)
-    for scalar in (str, int, bool):
-        conv.register_structure_hook(scalar, _strict(scalar))
-    conv.register_structure_hook_factory(is_sequence, lambda t: _strict_list(t, conv))
+    _strict_scalars(conv)
     conv.register_unstructure_hook(datetime, lambda d: d.isoformat().replace("+00:00", "Z"))
     conv.register_structure_hook(datetime, lambda v, _: datetime.fromisoformat(v))
     conv.register_unstructure_hook(UUID, str)
@@ -68,13 +101,31 @@ def parse_uuid(value: Any) -> UUID:
 
 
 def make_merchant_converter() -> cattrs.Converter:
-    """G2A's merchant contract: snake_case keys as G2A sends them and strict JSON types;
-    unknown fields are ignored (G2A adds fields without notice)."""
+    """G2A's contracts (the merchant API and the webhook events): snake_case keys as G2A
+    sends them, strict JSON types, ISO-8601 datetimes; unknown fields are ignored (G2A adds
+    fields without notice)."""
     conv = cattrs.Converter()
+    _strict_scalars(conv)
+    conv.register_unstructure_hook(datetime, datetime.isoformat)
+    conv.register_structure_hook(datetime, lambda v, _: datetime.fromisoformat(v))
+    return conv
+
+
+def _strict_scalars(conv: cattrs.Converter) -> None:
     for scalar in (str, int, bool):
         conv.register_structure_hook(scalar, _strict(scalar))
     conv.register_structure_hook_factory(is_sequence, lambda t: _strict_list(t, conv))
-    return conv
+    # Ahead of the str hooks: a StrEnum is a str too.
+    conv.register_structure_hook(enum.StrEnum, _strict_enum)
+    conv.register_unstructure_hook(enum.StrEnum, lambda member: member.value)
+
+
+def _strict_enum(value: Any, kind: type[enum.StrEnum]) -> enum.StrEnum:
+    """A member by its value, which must be a string: TypeError for another JSON type,
+    ValueError for an unknown string."""
+    if type(value) is not str:
+        raise TypeError("expected a string")
+    return kind(value)
 
 
 def _strict(kind: type[Any]) -> Any:
@@ -144,14 +195,8 @@ class PoolOut(CountsOut):
 
     @classmethod
     def of_view(cls, view: PoolView) -> PoolOut:
-        counts = CountsOut.from_counts(view.counts)
-        return cls(
-            id=view.pool.id,
-            name=view.pool.name,
-            seller_id=view.pool.seller_id,
-            created_at=view.pool.created_at,
-            **attrs.asdict(counts),
-        )
+        counts = attrs.asdict(CountsOut.from_counts(view.counts))
+        return copy_fields(cls, view.pool, **counts)
 
 
 @attrs.frozen(kw_only=True)
@@ -159,7 +204,7 @@ class KeyOut:
     """Key metadata only: never plaintext, ciphertext or fingerprint."""
 
     id: UUID
-    status: str
+    status: KeyStatus
     created_at: datetime
     reserved_at: datetime | None
     delivered_at: datetime | None
@@ -167,20 +212,13 @@ class KeyOut:
 
     @classmethod
     def of(cls, key: Key) -> KeyOut:
-        return cls(
-            id=key.id,
-            status=key.status.value,
-            created_at=key.created_at,
-            reserved_at=key.reserved_at,
-            delivered_at=key.delivered_at,
-            order_id=key.order_id,
-        )
+        return copy_fields(cls, key)
 
 
 @attrs.frozen(kw_only=True)
 class LineErrorOut:
-    line: int
-    code: str
+    line: int = attrs.field(metadata=json_schema(minimum=1))
+    code: LineProblem
 
 
 @attrs.frozen(kw_only=True)
@@ -193,20 +231,27 @@ class UploadReportOut(CountsOut):
 
     @classmethod
     def from_report(cls, report: UploadReport, counts: PoolCounts) -> UploadReportOut:
-        return cls(
-            added=report.added,
-            duplicates=report.duplicates,
-            invalid=report.invalid,
-            errors=[LineErrorOut(line=e.line, code=e.code.value) for e in report.errors],
-            errors_truncated=report.errors_truncated,
-            **attrs.asdict(CountsOut.from_counts(counts)),
-        )
+        errors = [LineErrorOut(line=e.line, code=e.code) for e in report.errors]
+        counted = attrs.asdict(CountsOut.from_counts(counts))
+        return copy_fields(cls, report, errors=errors, **counted)
 
 
 @attrs.frozen(kw_only=True)
 class MoneyIO:
-    amount: str
-    currency: str
+    amount: str = attrs.field(
+        metadata=json_schema(
+            description="Decimal amount as a string, e.g. `19.99`. In requests: ASCII digits "
+            f"only, at most {MAX_AMOUNT_DIGITS} before the point and no more after it than the "
+            "currency's ISO 4217 minor units (`not_a_decimal`, `too_large`, `too_many_decimals`)."
+        )
+    )
+    currency: str = attrs.field(
+        metadata=json_schema(
+            description="ISO 4217 code, e.g. `EUR`; requests accept "
+            + ", ".join(f"`{c}`" for c in sorted(MINOR_UNITS))
+            + " (`invalid_currency` otherwise)."
+        )
+    )
 
     @classmethod
     def of(cls, money: Money) -> MoneyIO:
@@ -220,12 +265,19 @@ class MoneyIO:
 class OfferDraftIn:
     title: str
     price: MoneyIO
-    delivery_type: str
+    delivery_type: DeliveryType
     id: UUID | None = None
     key_pool_id: UUID | None = None
     g2a_product_id: str | None = None
     max_price: MoneyIO | None = None
-    low_stock_threshold: int | None = None
+    low_stock_threshold: int | None = attrs.field(
+        default=None,
+        metadata=json_schema(
+            minimum=0,
+            maximum=MAX_LOW_STOCK_THRESHOLD,
+            description="Stock is `low` at this many available keys or fewer; null: never low.",
+        ),
+    )
 
 
 @attrs.frozen(kw_only=True)
@@ -235,7 +287,7 @@ class PublishIn:
 
 @attrs.frozen(kw_only=True)
 class OfferStatusIn:
-    status: str
+    status: OfferStatus
 
 
 @attrs.frozen(kw_only=True)
@@ -244,44 +296,41 @@ class OfferOut:
     seller_id: UUID
     title: str
     price: MoneyIO
-    delivery_type: str
+    delivery_type: DeliveryType
     key_pool_id: UUID | None
-    status: str
-    availability: str
+    status: OfferStatus
+    availability: Availability
     auto_key_available_count: int
     created_at: datetime
     updated_at: datetime
     g2a_product_id: str | None
     max_price: MoneyIO | None
     low_stock_threshold: int | None
-    stock_level: str
+    stock_level: StockLevel = attrs.field(
+        metadata=json_schema(
+            description="AUTO_KEY: `out_of_stock` at no available key, `low` at "
+            "`lowStockThreshold` or fewer; G2A and MANUAL offers are always `in_stock`."
+        )
+    )
 
     @classmethod
     def of(cls, view: OfferView) -> OfferOut:
         o = view.offer
-        return cls(
-            id=o.id,
-            seller_id=o.seller_id,
-            title=o.title,
+        return copy_fields(
+            cls,
+            o,
             price=MoneyIO.of(o.price),
-            delivery_type=o.delivery_type.value,
-            key_pool_id=o.key_pool_id,
-            status=o.status.value,
-            availability=view.availability.value,
-            auto_key_available_count=view.available_keys,
-            created_at=o.created_at,
-            updated_at=o.updated_at,
-            g2a_product_id=o.g2a_product_id,
             max_price=MoneyIO.of(o.max_price) if o.max_price else None,
-            low_stock_threshold=o.low_stock_threshold,
-            stock_level=view.stock_level.value,
+            availability=view.availability,
+            auto_key_available_count=view.available_keys,
+            stock_level=view.stock_level,
         )
 
 
 @attrs.frozen(kw_only=True)
 class CreateOrderIn:
     offer_id: UUID
-    quantity: int = 1
+    quantity: int = attrs.field(default=1, metadata=json_schema(minimum=1, maximum=MAX_QUANTITY))
 
 
 @attrs.frozen(kw_only=True)
@@ -299,7 +348,7 @@ class OrderOut:
     quantity: int
     unit_price: MoneyIO
     total: MoneyIO
-    status: str
+    status: OrderStatus
     created_at: datetime
     updated_at: datetime
     reserved_until: datetime
@@ -308,29 +357,16 @@ class OrderOut:
     canceled_at: datetime | None
     cancel_reason: str | None
     upstream_order_id: str | None
-    upstream_state: str | None
+    upstream_state: UpstreamState | None
     keys: list[DeliveredKeyOut] | None
 
     @classmethod
     def of(cls, order: Order, keys: Sequence[DeliveredKey] | None = None) -> OrderOut:
-        return cls(
-            id=order.id,
-            offer_id=order.offer_id,
-            buyer_id=order.buyer_id,
-            seller_id=order.seller_id,
-            quantity=order.quantity,
+        return copy_fields(
+            cls,
+            order,
             unit_price=MoneyIO.of(order.unit_price),
             total=MoneyIO.of(order.total),
-            status=order.status.value,
-            created_at=order.created_at,
-            updated_at=order.updated_at,
-            reserved_until=order.reserved_until,
-            paid_at=order.paid_at,
-            fulfilled_at=order.fulfilled_at,
-            canceled_at=order.canceled_at,
-            cancel_reason=order.cancel_reason,
-            upstream_order_id=order.upstream_order_id,
-            upstream_state=order.upstream_state.value if order.upstream_state else None,
             keys=None
             if keys is None
             else [DeliveredKeyOut(id=k.id, key=k.plaintext) for k in keys],
@@ -358,7 +394,7 @@ class SaleOut:
 class AuditEventOut:
     id: UUID
     occurred_at: datetime
-    action: str
+    action: AuditAction
     actor: UUID | None
     pool_id: UUID | None
     order_id: UUID | None
@@ -367,16 +403,7 @@ class AuditEventOut:
 
     @classmethod
     def of(cls, event: AuditEvent) -> AuditEventOut:
-        return cls(
-            id=event.id,
-            occurred_at=event.occurred_at,
-            action=event.action.value,
-            actor=event.actor,
-            pool_id=event.pool_id,
-            order_id=event.order_id,
-            key_ids=list(event.key_ids),
-            details=dict(event.details),
-        )
+        return copy_fields(cls, event, key_ids=list(event.key_ids), details=dict(event.details))
 
 
 @attrs.frozen(kw_only=True)
@@ -389,8 +416,8 @@ class RegisterWebhookIn:
 class WebhookEndpointOut:
     id: UUID
     url: str
-    event_types: list[str]
-    status: str
+    event_types: list[OutboundEventType]
+    status: EndpointStatus
     created_at: datetime
     failing_since: datetime | None
     disabled_at: datetime | None
@@ -398,16 +425,7 @@ class WebhookEndpointOut:
 
     @classmethod
     def of(cls, e: WebhookEndpoint) -> WebhookEndpointOut:
-        return cls(
-            id=e.id,
-            url=e.url,
-            event_types=sorted(t.value for t in e.event_types),
-            status=e.status.value,
-            created_at=e.created_at,
-            failing_since=e.failing_since,
-            disabled_at=e.disabled_at,
-            disabled_reason=e.disabled_reason,
-        )
+        return copy_fields(cls, e, event_types=sorted(e.event_types))
 
 
 # --- selling on G2A (what the seller sees of the merchant API) ----------------------------
@@ -430,13 +448,7 @@ class G2AOfferLinkOut:
 
     @classmethod
     def of(cls, link: G2AOfferLink) -> G2AOfferLinkOut:
-        return cls(
-            offer_id=link.offer_id,
-            g2a_offer_id=link.g2a_offer_id,
-            synced_size=link.synced_size,
-            synced_at=link.synced_at,
-            sync_error=link.sync_error,
-        )
+        return copy_fields(cls, link)
 
 
 @attrs.frozen(kw_only=True)
@@ -450,8 +462,8 @@ class RegisteredWebhookOut:
 @attrs.frozen(kw_only=True)
 class DeliveryOut:
     id: UUID
-    event_type: str
-    status: str
+    event_type: OutboundEventType
+    status: DeliveryStatus
     attempts: int
     created_at: datetime
     next_attempt_at: datetime
@@ -462,18 +474,7 @@ class DeliveryOut:
 
     @classmethod
     def of(cls, d: Delivery) -> DeliveryOut:
-        return cls(
-            id=d.id,
-            event_type=d.event_type.value,
-            status=d.status.value,
-            attempts=d.attempts,
-            created_at=d.created_at,
-            next_attempt_at=d.next_attempt_at,
-            last_attempt_at=d.last_attempt_at,
-            last_status_code=d.last_status_code,
-            last_error=d.last_error,
-            delivered_at=d.delivered_at,
-        )
+        return copy_fields(cls, d)
 
 
 @attrs.frozen(kw_only=True)
@@ -489,7 +490,7 @@ class ReservationOut:
     `ordered` (with G2A's order id)."""
 
     id: str
-    state: str
+    state: ReservationState
     lines: list[ReservationLineOut]
     created_at: datetime
     expires_at: datetime
@@ -498,20 +499,8 @@ class ReservationOut:
 
     @classmethod
     def of(cls, r: Reservation) -> ReservationOut:
-        return cls(
-            id=r.id,
-            state=r.state.value,
-            lines=[
-                ReservationLineOut(
-                    product_id=line.product_id, quantity=line.quantity, order_id=line.order_id
-                )
-                for line in r.lines
-            ],
-            created_at=r.created_at,
-            expires_at=r.expires_at,
-            g2a_order_id=r.g2a_order_id,
-            ordered_at=r.ordered_at,
-        )
+        lines = [copy_fields(ReservationLineOut, line) for line in r.lines]
+        return copy_fields(cls, r, lines=lines)
 
 
 @attrs.frozen(kw_only=True)
@@ -522,11 +511,7 @@ class ReturnedKeyOut:
 
     @classmethod
     def of(cls, returned: ReturnedKey) -> ReturnedKeyOut:
-        return cls(
-            key_id=returned.key_id,
-            reservation_id=returned.reservation_id,
-            returned_at=returned.returned_at,
-        )
+        return copy_fields(cls, returned)
 
 
 @attrs.frozen(kw_only=True)
@@ -541,12 +526,22 @@ class NotificationOut:
 
     @classmethod
     def of(cls, n: MerchantNotification) -> NotificationOut:
-        return cls(
-            id=n.id,
-            type=n.type,
-            date=n.date,
-            message=n.message,
-            auction_id=n.auction_id,
-            g2a_offer_id=n.g2a_offer_id,
-            received_at=n.received_at,
-        )
+        return copy_fields(cls, n)
+
+
+# --- G2A's webhook events (G2A's contract: snake_case, the merchant converter) ------------
+
+
+@attrs.frozen(kw_only=True)
+class G2AEventIn:
+    """A G2A order event; fields G2A adds are ignored."""
+
+    event_id: str = attrs.field(metadata=json_schema(minLength=1, maxLength=MAX_EVENT_ID))
+    type: WebhookEventType
+    order_id: str | None = attrs.field(
+        default=None, metadata=json_schema(description="Required, except for `offer.stock_low`.")
+    )
+    occurred_at: datetime | None = attrs.field(
+        default=None, metadata=json_schema(description="With its UTC offset.")
+    )
+    data: dict[str, Any] = attrs.field(factory=dict)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
+from autokey.domain.model import errors as e
 from autokey.domain.model.errors import InvalidInput
 from autokey.domain.model.ids import DeliveryId, EndpointId
 from autokey.domain.model.outbound import OutboundEventType
@@ -17,6 +18,7 @@ from autokey.entrypoints.web.context import (
     principal,
     read_json,
 )
+from autokey.entrypoints.web.operations import JSON_BODY, Operation, PageOf
 from autokey.entrypoints.web.schemas import (
     DeliveryOut,
     RegisteredWebhookOut,
@@ -39,6 +41,14 @@ def _endpoint_id(request: web.Request) -> EndpointId:
 
 
 @routes.post("/seller/webhooks")
+@Operation(
+    summary="Register a webhook endpoint; the signing secret is in this response only",
+    tag="seller webhooks",
+    status=201,
+    response=RegisteredWebhookOut,
+    request=RegisterWebhookIn,
+    raises=(*JSON_BODY, e.Forbidden),
+)
 async def register(request: web.Request) -> web.Response:
     who = await principal(request)
     body = await read_json(request, RegisterWebhookIn)
@@ -54,6 +64,12 @@ async def register(request: web.Request) -> web.Response:
 
 
 @routes.get("/seller/webhooks")
+@Operation(
+    summary="The seller's webhook endpoints (never their secrets)",
+    tag="seller webhooks",
+    response=PageOf(WebhookEndpointOut),
+    raises=(e.Forbidden,),
+)
 async def endpoints(request: web.Request) -> web.Response:
     who = await principal(request)
     found = await container(request).seller_webhooks().endpoints(who)
@@ -64,6 +80,13 @@ async def endpoints(request: web.Request) -> web.Response:
 
 
 @routes.get("/seller/webhooks/{endpoint_id}/deliveries")
+@Operation(
+    summary="An endpoint's deliveries and their attempts, newest first",
+    tag="seller webhooks",
+    response=DeliveryOut,
+    paged=True,
+    raises=(e.NotFound, e.Forbidden),
+)
 async def deliveries(request: web.Request) -> web.Response:
     who = await principal(request)
     page = (
@@ -75,6 +98,12 @@ async def deliveries(request: web.Request) -> web.Response:
 
 
 @routes.post("/seller/webhooks/{endpoint_id}/deliveries/{delivery_id}/replay")
+@Operation(
+    summary="Send a delivery again (re-enables a disabled endpoint)",
+    tag="seller webhooks",
+    response=DeliveryOut,
+    raises=(e.NotFound, e.Forbidden),
+)
 async def replay(request: web.Request) -> web.Response:
     who = await principal(request)
     delivery_id = DeliveryId(path_id(request, "delivery_id", "delivery"))

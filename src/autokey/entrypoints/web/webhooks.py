@@ -4,13 +4,18 @@ from __future__ import annotations
 
 import asyncio
 import json
-from datetime import datetime
 from typing import Any
 
+import cattrs
 import structlog
 from aiohttp import web
 
-from autokey.domain.model.errors import WebhookRejected
+from autokey.domain.model.errors import (
+    StoreUnavailable,
+    UnstorableValue,
+    WebhookRejected,
+    WebhooksNotConfigured,
+)
 from autokey.domain.model.ids import OrderId
 from autokey.domain.model.webhooks import (
     MAX_BODY_BYTES,
@@ -20,10 +25,15 @@ from autokey.domain.model.webhooks import (
 )
 from autokey.domain.services.webhooks import ParsedEvent
 from autokey.entrypoints.web.context import container
+from autokey.entrypoints.web.operations import Operation
+from autokey.entrypoints.web.problems import UNREADABLE_BODY
+from autokey.entrypoints.web.schemas import G2AEventIn
 
 routes = web.RouteTableDef()
 log = structlog.get_logger("autokey.webhooks")
 BACKGROUND = web.AppKey("background_tasks", set[asyncio.Task[Any]])
+G2A_CONVERTER = web.AppKey("g2a_converter", cattrs.Converter)
+"""`schemas.make_merchant_converter()`: G2A's events follow G2A's contract."""
 
 
 async def _read_body(request: web.Request) -> bytes:
@@ -38,29 +48,42 @@ async def _read_body(request: web.Request) -> bytes:
     return bytes(body)
 
 
-def _parse(body: bytes) -> ParsedEvent:
+def _parse(converter: cattrs.Converter, body: bytes) -> ParsedEvent:
     """The contract's event shape; anything else is a malformed_event."""
     try:
-        data = json.loads(body)
-        event_id, kind = data["event_id"], WebhookEventType(data["type"])
-        order_id, occurred = data.get("order_id"), data.get("occurred_at")
-        if not isinstance(event_id, str):
-            raise ValueError("event_id")
-        if order_id is not None and not isinstance(order_id, str):
-            raise ValueError("order_id")
-        if kind is not WebhookEventType.OFFER_STOCK_LOW and not order_id:
-            raise ValueError("order_id")
-        if not isinstance(data.get("data", {}), dict):
-            raise ValueError("data")
-        at = datetime.fromisoformat(occurred) if occurred is not None else None
-        if at is not None and at.tzinfo is None:
-            raise ValueError("occurred_at")
-    except (ValueError, KeyError, TypeError, UnicodeDecodeError, RecursionError):
+        event = converter.structure(json.loads(body), G2AEventIn)
+    except (cattrs.BaseValidationError, ValueError, TypeError, RecursionError):
         raise WebhookRejected(reason=Rejection.MALFORMED_EVENT) from None
-    return ParsedEvent(event_id=event_id, type=kind, upstream_order_id=order_id, occurred_at=at)
+    needs_order = event.type is not WebhookEventType.OFFER_STOCK_LOW
+    at = event.occurred_at
+    if (needs_order and not event.order_id) or (at is not None and at.tzinfo is None):
+        raise WebhookRejected(reason=Rejection.MALFORMED_EVENT)
+    return ParsedEvent(
+        event_id=event.event_id, type=event.type, upstream_order_id=event.order_id, occurred_at=at
+    )
 
 
 @routes.post("/webhooks/g2a")
+@Operation(
+    summary="Signed G2A order event (HMAC-SHA256, timestamp and nonce headers)",
+    tag="webhooks",
+    response="WebhookAck",
+    request=G2AEventIn,
+    g2a_body=True,
+    headers=("X-G2A-Timestamp", "X-G2A-Nonce", "X-G2A-Signature"),
+    authenticated=False,
+    raises=(
+        *(WebhookRejected(reason=reason) for reason in Rejection),
+        UNREADABLE_BODY,
+        WebhooksNotConfigured,
+        UnstorableValue,
+        StoreUnavailable,
+    ),
+    description="`X-G2A-Signature` is the hex HMAC-SHA256 of the raw body + `X-G2A-Timestamp`"
+    " + `X-G2A-Nonce` under `G2A_API_HASH`. The body is read only after the signature, the"
+    " timestamp (within 300 s) and the nonce (never seen) are verified. A repeated `event_id`"
+    " answers 200 with status `duplicate` and changes nothing.",
+)
 async def g2a_webhook(request: web.Request) -> web.Response:
     hooks, metrics = container(request).webhooks(), container(request).domain_metrics()
     try:
@@ -72,7 +95,7 @@ async def g2a_webhook(request: web.Request) -> web.Response:
             signature=request.headers.get("X-G2A-Signature"),
         )
         hooks.verify(delivery)
-        event = _parse(body)
+        event = _parse(request.app[G2A_CONVERTER], body)
         receipt = await hooks.receive(delivery.nonce or "", event, body)
     except WebhookRejected as rejected:
         log.warning("webhooks.rejected", reason=rejected.reason)

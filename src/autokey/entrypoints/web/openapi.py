@@ -26,8 +26,8 @@ from autokey.domain.model import errors as e
 from autokey.entrypoints.web import schemas as s
 from autokey.entrypoints.web.operations import METADATA, PAGED, Operation, PageOf, Raised
 from autokey.entrypoints.web.problems import (
-    _HTTP_CODES,
     ERROR_TABLE,
+    HTTP_CODES,
     INTERNAL,
     PROBLEM_CONTENT_TYPE,
     ProblemKind,
@@ -46,7 +46,7 @@ def problem_kind(raised: Raised) -> ProblemKind:
     if isinstance(raised, Exception):
         return classify(raised)
     if issubclass(raised, web.HTTPException):  # answered by aiohttp itself
-        return ProblemKind(raised.status_code, _HTTP_CODES[raised.status_code], "")
+        return ProblemKind(raised.status_code, HTTP_CODES[raised.status_code], "")
     return next((kind for cls, kind in ERROR_TABLE if issubclass(raised, cls)), INTERNAL)
 
 

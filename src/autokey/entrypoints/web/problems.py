@@ -145,7 +145,7 @@ MALFORMED_REQUEST = ProblemKind(400, "malformed_request", "The HTTP request coul
 """What aiohttp's HTTP parser rejects (entrypoints/web/runner.py); nothing of it is echoed."""
 _HEADER_FIELDS = {"idempotency_key": "Idempotency-Key"}
 """Fields the domain validates that come in a request header."""
-_HTTP_CODES = {
+HTTP_CODES = {
     400: "bad_request",
     404: "not_found",
     405: "method_not_allowed",
@@ -255,7 +255,7 @@ def _problem_middleware(*, merchant: bool) -> Callable[..., Awaitable[web.Stream
         except web.HTTPException as exc:
             if exc.status < 400:
                 raise
-            code = _HTTP_CODES.get(exc.status, "http_error")
+            code = HTTP_CODES.get(exc.status, "http_error")
             return respond(
                 ProblemKind(exc.status, code, exc.reason),
                 {},

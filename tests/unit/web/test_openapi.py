@@ -20,7 +20,7 @@ from autokey.entrypoints.web.openapi import (
     build_document,
 )
 from autokey.entrypoints.web.problems import (
-    _HTTP_CODES,
+    HTTP_CODES,
     ERROR_TABLE,
     INTERNAL,
     UNREADABLE_BODY,
@@ -131,7 +131,7 @@ def _answered() -> dict[str, int]:
     """Code -> status of every problem the middleware answers outside the merchant API."""
     kinds = [kind for _, kind in ERROR_TABLE] + [INTERNAL, UNREADABLE_BODY]
     kinds += [classify(WebhookRejected(reason=reason)) for reason in Rejection]
-    by_aiohttp = {code: status for status, code in _HTTP_CODES.items()}
+    by_aiohttp = {code: status for status, code in HTTP_CODES.items()}
     return {kind.code: kind.status for kind in kinds} | by_aiohttp
 
 

@@ -430,12 +430,16 @@ class PostgresOrderRepository(SqlRepository, OrderRepository):
         self, buyer_id: SubjectId, status: OrderStatus | None, page: PageRequest
     ) -> Page[Order]:
         before, limit = page.after or MAX_UUID, page.limit + 1
-        if status is None:
-            rows = await self._entities(Order, sql.ORDERS_OF_BUYER, (buyer_id, before, limit))
-        else:
-            rows = await self._entities(
-                Order, sql.ORDERS_OF_BUYER_IN_STATUS, (buyer_id, status.value, before, limit)
-            )
+        rows = await self._entities(
+            Order,
+            sql.ORDERS_OF_BUYER,
+            {
+                "buyer": buyer_id,
+                "before": before,
+                "status": status and status.value,
+                "limit": limit,
+            },
+        )
         return page_of(rows, page.limit, lambda x: x.id)
 
     async def list_for_seller(

@@ -395,17 +395,13 @@ ORDER_BY_ID = f"""
 SELECT {ORDER_COLUMNS}
 FROM orders WHERE id = %s
 """
+# Walks orders_buyer_id_idx; a status, when given, filters the rows it walks.
 ORDERS_OF_BUYER = f"""
 SELECT {ORDER_COLUMNS}
 FROM orders
-WHERE buyer_id = %s AND id < %s
-ORDER BY id DESC LIMIT %s
-"""
-ORDERS_OF_BUYER_IN_STATUS = f"""
-SELECT {ORDER_COLUMNS}
-FROM orders
-WHERE buyer_id = %s AND status = %s AND id < %s
-ORDER BY id DESC LIMIT %s
+WHERE buyer_id = %(buyer)s AND id < %(before)s
+    AND (%(status)s::text IS NULL OR status = %(status)s)
+ORDER BY id DESC LIMIT %(limit)s
 """
 ORDERS_OF_SELLER = f"""
 SELECT {ORDER_COLUMNS}

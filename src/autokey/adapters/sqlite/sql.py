@@ -268,16 +268,11 @@ ORDER_GET = f"""
 SELECT {ORDER_COLUMNS}
 FROM orders WHERE id = :id
 """
+# Walks orders_buyer_id; a status, when given, filters the rows it walks.
 ORDERS_OF_BUYER = f"""
 SELECT {ORDER_COLUMNS}
 FROM orders
-WHERE buyer_id = :buyer_id AND id < :after
-ORDER BY id DESC LIMIT :limit
-"""
-ORDERS_OF_BUYER_WITH_STATUS = f"""
-SELECT {ORDER_COLUMNS}
-FROM orders
-WHERE buyer_id = :buyer_id AND status = :status AND id < :after
+WHERE buyer_id = :buyer_id AND id < :after AND (:status IS NULL OR status = :status)
 ORDER BY id DESC LIMIT :limit
 """
 ORDERS_OF_SELLER = f"""
@@ -339,7 +334,7 @@ SELECT scope, key, fingerprint, state, created_at, locked_until, expires_at,
 FROM idempotency_records
 WHERE scope = :scope AND key = :key
 """
-IDEMPOTENCY_INSERT = """
+_IDEMPOTENCY_ROW = """
 INSERT INTO idempotency_records (
     scope, key, fingerprint, state, created_at, locked_until, expires_at,
     response_status, response_body
@@ -348,18 +343,9 @@ VALUES (
     :scope, :key, :fingerprint, :state, :created_at, :locked_until, :expires_at,
     :response_status, :response_body
 )
-ON CONFLICT (scope, key) DO NOTHING
 """
-IDEMPOTENCY_REPLACE = """
-INSERT INTO idempotency_records (
-    scope, key, fingerprint, state, created_at, locked_until, expires_at,
-    response_status, response_body
-)
-VALUES (
-    :scope, :key, :fingerprint, :state, :created_at, :locked_until, :expires_at,
-    :response_status, :response_body
-)
-ON CONFLICT (scope, key) DO UPDATE
+IDEMPOTENCY_INSERT = _IDEMPOTENCY_ROW + "ON CONFLICT (scope, key) DO NOTHING\n"
+IDEMPOTENCY_REPLACE = _IDEMPOTENCY_ROW + """ON CONFLICT (scope, key) DO UPDATE
 SET fingerprint = excluded.fingerprint, state = excluded.state,
     created_at = excluded.created_at, locked_until = excluded.locked_until,
     expires_at = excluded.expires_at, response_status = excluded.response_status,

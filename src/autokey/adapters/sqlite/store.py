@@ -384,13 +384,9 @@ class SqliteOrderRepository(port.OrderRepository):
             "buyer_id": buyer_id.bytes,
             "after": rows.cursor_after(page.after, descending=True),
             "limit": limit_of(page),
+            "status": None if status is None else status.value,
         }
-        if status is None:
-            found = await self._db.fetchall(sql.ORDERS_OF_BUYER, params)
-        else:
-            found = await self._db.fetchall(
-                sql.ORDERS_OF_BUYER_WITH_STATUS, {**params, "status": status.value}
-            )
+        found = await self._db.fetchall(sql.ORDERS_OF_BUYER, params)
         return page_of(rows.entities_of(found, Order), page, lambda o: o.id)
 
     async def list_for_seller(

@@ -345,12 +345,15 @@ VALUES (
 )
 """
 IDEMPOTENCY_INSERT = _IDEMPOTENCY_ROW + "ON CONFLICT (scope, key) DO NOTHING\n"
-IDEMPOTENCY_REPLACE = _IDEMPOTENCY_ROW + """ON CONFLICT (scope, key) DO UPDATE
+IDEMPOTENCY_REPLACE = (
+    _IDEMPOTENCY_ROW
+    + """ON CONFLICT (scope, key) DO UPDATE
 SET fingerprint = excluded.fingerprint, state = excluded.state,
     created_at = excluded.created_at, locked_until = excluded.locked_until,
     expires_at = excluded.expires_at, response_status = excluded.response_status,
     response_body = excluded.response_body
 """
+)
 # A claim is identified by its lease end: a take-over always writes a later one.
 _IN_FLIGHT: Final = literal(IdempotencyState.IN_FLIGHT)
 IDEMPOTENCY_COMPLETE = f"""

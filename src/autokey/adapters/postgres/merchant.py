@@ -10,16 +10,9 @@ from uuid import UUID
 from autokey.adapters.postgres import sql
 from autokey.adapters.postgres.connection import MIN_UUID, SqlRepository, page_of, translated
 from autokey.adapters.postgres.rows import params
+from autokey.domain.model import merchant
 from autokey.domain.model.errors import DuplicateResource
 from autokey.domain.model.ids import OfferId, PoolId, SubjectId
-from autokey.domain.model.merchant import (
-    G2AOfferLink,
-    MerchantAccessToken,
-    MerchantCredential,
-    MerchantNotification,
-    Reservation,
-    ReturnedKey,
-)
 from autokey.domain.model.offers import Offer
 from autokey.domain.model.pages import Page, PageRequest
 from autokey.ports.store import MerchantRepository
@@ -33,12 +26,14 @@ def _order_ref(order_ref: str) -> int | None:
 
 
 class PostgresMerchantRepository(SqlRepository, MerchantRepository):
-    async def add_credential(self, credential: MerchantCredential) -> None:
+    async def add_credential(self, credential: merchant.MerchantCredential) -> None:
         if not await self._run(sql.INSERT_CREDENTIAL, params(credential)):
             raise DuplicateResource(resource="merchant_credential", id=credential.client_id)
 
-    async def get_credential(self, client_id: str) -> MerchantCredential | None:
-        return await self._entity(MerchantCredential, sql.MERCHANT_CREDENTIAL, (client_id,))
+    async def get_credential(self, client_id: str) -> merchant.MerchantCredential | None:
+        return await self._entity(
+            merchant.MerchantCredential, sql.MERCHANT_CREDENTIAL, (client_id,)
+        )
 
     async def revoke_credential(self, client_id: str, at: datetime) -> bool:
         if not await self._run(sql.REVOKE_CREDENTIAL, (at, client_id)):
@@ -46,14 +41,14 @@ class PostgresMerchantRepository(SqlRepository, MerchantRepository):
         await self._run(sql.DROP_MERCHANT_TOKENS_OF_CLIENT, (client_id,))
         return True
 
-    async def add_access_token(self, token: MerchantAccessToken) -> None:
+    async def add_access_token(self, token: merchant.MerchantAccessToken) -> None:
         await self._run(
             sql.PRUNE_MERCHANT_TOKENS, (token.expires_at - timedelta(seconds=_TOKEN_GRACE_S),)
         )
         await self._run(sql.INSERT_MERCHANT_TOKEN, params(token))
 
-    async def find_access_token(self, token_hash: bytes) -> MerchantAccessToken | None:
-        return await self._entity(MerchantAccessToken, sql.MERCHANT_TOKEN, (token_hash,))
+    async def find_access_token(self, token_hash: bytes) -> merchant.MerchantAccessToken | None:
+        return await self._entity(merchant.MerchantAccessToken, sql.MERCHANT_TOKEN, (token_hash,))
 
     async def find_linked_offer(self, seller_id: SubjectId, product_id: str) -> Offer | None:
         return await self._entity(Offer, sql.LINKED_OFFER, (seller_id, product_id))
@@ -62,34 +57,38 @@ class PostgresMerchantRepository(SqlRepository, MerchantRepository):
         row = await self._one(sql.AVAILABLE_UP_TO, (pool_id, cap))
         return 0 if row is None else int(row[0])
 
-    async def add_reservation(self, reservation: Reservation) -> None:
+    async def add_reservation(self, reservation: merchant.Reservation) -> None:
         if not await self._run(sql.INSERT_RESERVATION, params(reservation)):
             raise DuplicateResource(resource="reservation", id=reservation.id)
 
-    async def save_reservation(self, reservation: Reservation) -> None:
+    async def save_reservation(self, reservation: merchant.Reservation) -> None:
         await self._run(sql.SAVE_RESERVATION, params(reservation))
 
     async def get_reservation(
         self, seller_id: SubjectId, reservation_id: str, *, for_update: bool = False
-    ) -> Reservation | None:
+    ) -> merchant.Reservation | None:
         query = sql.locked(sql.RESERVATION) if for_update else sql.RESERVATION
-        return await self._entity(Reservation, query, (reservation_id, seller_id))
+        return await self._entity(merchant.Reservation, query, (reservation_id, seller_id))
 
-    async def list_reservations(self, seller_id: SubjectId, page: PageRequest) -> Page[Reservation]:
+    async def list_reservations(
+        self, seller_id: SubjectId, page: PageRequest
+    ) -> Page[merchant.Reservation]:
         after = str(page.after or MIN_UUID)
         rows = await self._entities(
-            Reservation, sql.RESERVATIONS_OF_SELLER, (seller_id, after, page.limit + 1)
+            merchant.Reservation, sql.RESERVATIONS_OF_SELLER, (seller_id, after, page.limit + 1)
         )
         return page_of(rows, page.limit, lambda r: UUID(r.id))
 
-    async def find_ordered(self, seller_id: SubjectId, order_ref: str) -> Reservation | None:
+    async def find_ordered(
+        self, seller_id: SubjectId, order_ref: str
+    ) -> merchant.Reservation | None:
         return await self._entity(
-            Reservation,
+            merchant.Reservation,
             sql.ORDERED_RESERVATION,
             (seller_id, order_ref, _order_ref(order_ref), order_ref),
         )
 
-    async def add_returned_keys(self, returned: Sequence[ReturnedKey]) -> int:
+    async def add_returned_keys(self, returned: Sequence[merchant.ReturnedKey]) -> int:
         added = 0
         for r in returned:
             added += await self._run(sql.INSERT_RETURNED, params(r))
@@ -97,39 +96,43 @@ class PostgresMerchantRepository(SqlRepository, MerchantRepository):
 
     async def list_returned_keys(
         self, seller_id: SubjectId, page: PageRequest
-    ) -> Page[ReturnedKey]:
+    ) -> Page[merchant.ReturnedKey]:
         rows = await self._entities(
-            ReturnedKey, sql.RETURNED_OF_SELLER, (seller_id, page.after or MIN_UUID, page.limit + 1)
+            merchant.ReturnedKey,
+            sql.RETURNED_OF_SELLER,
+            (seller_id, page.after or MIN_UUID, page.limit + 1),
         )
         return page_of(rows, page.limit, lambda r: r.key_id)
 
-    async def add_notification(self, notification: MerchantNotification) -> None:
+    async def add_notification(self, notification: merchant.MerchantNotification) -> None:
         await self._run(sql.INSERT_NOTIFICATION, params(notification))
 
     async def list_notifications(
         self, seller_id: SubjectId, page: PageRequest
-    ) -> Page[MerchantNotification]:
+    ) -> Page[merchant.MerchantNotification]:
         rows = await self._entities(
-            MerchantNotification,
+            merchant.MerchantNotification,
             sql.NOTIFICATIONS_OF_SELLER,
             (seller_id, page.after or MIN_UUID, page.limit + 1),
         )
         return page_of(rows, page.limit, lambda n: n.id)
 
-    async def save_link(self, link: G2AOfferLink) -> None:
+    async def save_link(self, link: merchant.G2AOfferLink) -> None:
         # In a savepoint: a G2A offer id another offer holds raises DuplicateResource and
         # leaves the transaction usable.
         with translated("g2a_offer", link.g2a_offer_id):
             async with self._conn.transaction():
                 await self._conn.execute(sql.SAVE_OFFER_LINK, params(link))
 
-    async def get_link(self, offer_id: OfferId) -> G2AOfferLink | None:
-        return await self._entity(G2AOfferLink, sql.OFFER_LINK, (offer_id,))
+    async def get_link(self, offer_id: OfferId) -> merchant.G2AOfferLink | None:
+        return await self._entity(merchant.G2AOfferLink, sql.OFFER_LINK, (offer_id,))
 
-    async def list_links(self) -> Sequence[G2AOfferLink]:
-        return await self._entities(G2AOfferLink, sql.OFFER_LINKS, ())
+    async def list_links(self) -> Sequence[merchant.G2AOfferLink]:
+        return await self._entities(merchant.G2AOfferLink, sql.OFFER_LINKS, ())
 
-    async def find_link(self, seller_id: SubjectId, g2a_offer_id: str) -> G2AOfferLink | None:
+    async def find_link(
+        self, seller_id: SubjectId, g2a_offer_id: str
+    ) -> merchant.G2AOfferLink | None:
         return await self._entity(
-            G2AOfferLink, sql.OFFER_LINK_BY_G2A_OFFER, (seller_id, g2a_offer_id)
+            merchant.G2AOfferLink, sql.OFFER_LINK_BY_G2A_OFFER, (seller_id, g2a_offer_id)
         )

@@ -26,19 +26,11 @@ from psycopg.rows import AsyncRowFactory, RowMaker
 from psycopg.types.json import Jsonb
 
 from autokey.adapters.merchant_rows import lines_from, lines_value
-from autokey.domain.model import ids
+from autokey.domain.model import ids, merchant
 from autokey.domain.model.audit import AuditEvent
 from autokey.domain.model.auth import ApiToken
 from autokey.domain.model.idempotency import IdempotencyRecord, StoredResponse
 from autokey.domain.model.keys import Key, KeyPool, PinnedIndexKey
-from autokey.domain.model.merchant import (
-    G2AOfferLink,
-    MerchantAccessToken,
-    MerchantCredential,
-    MerchantNotification,
-    Reservation,
-    ReturnedKey,
-)
 from autokey.domain.model.offers import Money, Offer
 from autokey.domain.model.orders import Order
 from autokey.domain.model.outbound import Delivery, WebhookEndpoint
@@ -97,11 +89,11 @@ _ONE_COLUMN_PER_ATTRIBUTE: tuple[type[Any], ...] = (
     WebhookEvent,
     WebhookEndpoint,
     Delivery,
-    MerchantCredential,
-    MerchantAccessToken,
-    ReturnedKey,
-    MerchantNotification,
-    G2AOfferLink,
+    merchant.MerchantCredential,
+    merchant.MerchantAccessToken,
+    merchant.ReturnedKey,
+    merchant.MerchantNotification,
+    merchant.G2AOfferLink,
 )
 """Entities stored one attribute per column of the same name (the others are below)."""
 
@@ -147,7 +139,7 @@ def make_row_converter() -> cattrs.Converter:
     spanning(Order, {"unit_price": _UNIT_PRICE[0]}, unit_price=passed)
     spanning(IdempotencyRecord, {"response": _response_of}, response=passed)
     spanning(AuditEvent, {}, details=passed)
-    spanning(Reservation, {"lines": lambda row: lines_from(row["lines"])}, lines=passed)
+    spanning(merchant.Reservation, {"lines": lambda row: lines_from(row["lines"])}, lines=passed)
     spanning(PinnedIndexKey, {}, id=override(rename="key_id"))
 
     def flattening(
@@ -178,7 +170,7 @@ def make_row_converter() -> cattrs.Converter:
         WebhookEndpoint,
         {"event_types": lambda types: {"event_types": sorted(t.value for t in types)}},
     )
-    flattening(Reservation, {"lines": lambda lines: {"lines": Jsonb(lines_value(lines))}})
+    flattening(merchant.Reservation, {"lines": lambda lines: {"lines": Jsonb(lines_value(lines))}})
     flattening(PinnedIndexKey, {}, id=override(rename="key_id"))
     return c
 

@@ -193,7 +193,11 @@ def _row_factory(cls: type[E]) -> AsyncRowFactory[E]:
     structure = ROWS.get_structure_hook(cls)
 
     def factory(cursor: AsyncCursor[Any]) -> RowMaker[E]:
-        names: Sequence[str] = [column.name for column in cursor.description or ()]
+        # Read from the result, as psycopg's own dict_row does: `cursor.description` would
+        # build a Column object per column on every statement of the hot path.
+        names: list[str] = []
+        if (result := cursor.pgresult) is not None:
+            names = [(result.fname(i) or b"").decode() for i in range(result.nfields)]
 
         def make(values: Sequence[Any]) -> E:
             # One value per column, so no strict zip.

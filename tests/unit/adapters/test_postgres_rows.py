@@ -89,16 +89,20 @@ st.register_type_strategy(
 details = st.dictionaries(st.text(max_size=5), st.text(max_size=5) | st.integers(), max_size=3)
 
 
-class _Column:
-    def __init__(self, name: str) -> None:
-        self.name = name
+class _Result:
+    """What the row factory reads of a result: the names of its columns."""
+
+    def __init__(self, names: list[str]) -> None:
+        self._names = [n.encode() for n in names]
+        self.nfields = len(names)
+
+    def fname(self, index: int) -> bytes:
+        return self._names[index]
 
 
 class _Cursor:
-    """What the row factory reads of a cursor: the names of the result's columns."""
-
     def __init__(self, names: list[str]) -> None:
-        self.description = [_Column(n) for n in names]
+        self.pgresult = _Result(names)
 
 
 def _loaded(value: Any) -> Any:

@@ -26,7 +26,7 @@ from autokey.adapters.postgres import sql
 from autokey.adapters.postgres.rows import entity_rows
 from autokey.adapters.store_errors import failed_statement, refused_value
 from autokey.domain.model.errors import AutokeyError, DuplicateResource, NotFound, StoreUnavailable
-from autokey.domain.model.pages import Page
+from autokey.domain.model.pages import Page, PageRequest
 
 STORE_NAME: Final = "postgres"
 
@@ -111,6 +111,14 @@ class SqlRepository:
             cur = self._conn.cursor(row_factory=entity_rows(cls))
             await cur.execute(query, params)
             return await cur.fetchall()
+
+    async def _owned_page(
+        self, cls: type[E], query: str, owner: UUID, page: PageRequest, key: Callable[[E], UUID]
+    ) -> Page[E]:
+        """A keyset page of an owner's rows: `query` takes (owner, after, limit) and walks
+        ids upwards; one row more than the page says whether another page follows."""
+        rows = await self._entities(cls, query, (owner, page.after or MIN_UUID, page.limit + 1))
+        return page_of(rows, page.limit, key)
 
     async def _entity(
         self, cls: type[E], query: str, params: Sequence[Any] | Mapping[str, Any]

@@ -97,12 +97,9 @@ class PostgresMerchantRepository(SqlRepository, MerchantRepository):
     async def list_returned_keys(
         self, seller_id: SubjectId, page: PageRequest
     ) -> Page[merchant.ReturnedKey]:
-        rows = await self._entities(
-            merchant.ReturnedKey,
-            sql.RETURNED_OF_SELLER,
-            (seller_id, page.after or MIN_UUID, page.limit + 1),
+        return await self._owned_page(
+            merchant.ReturnedKey, sql.RETURNED_OF_SELLER, seller_id, page, lambda r: r.key_id
         )
-        return page_of(rows, page.limit, lambda r: r.key_id)
 
     async def add_notification(self, notification: merchant.MerchantNotification) -> None:
         await self._run(sql.INSERT_NOTIFICATION, params(notification))
@@ -110,12 +107,13 @@ class PostgresMerchantRepository(SqlRepository, MerchantRepository):
     async def list_notifications(
         self, seller_id: SubjectId, page: PageRequest
     ) -> Page[merchant.MerchantNotification]:
-        rows = await self._entities(
+        return await self._owned_page(
             merchant.MerchantNotification,
             sql.NOTIFICATIONS_OF_SELLER,
-            (seller_id, page.after or MIN_UUID, page.limit + 1),
+            seller_id,
+            page,
+            lambda n: n.id,
         )
-        return page_of(rows, page.limit, lambda n: n.id)
 
     async def save_link(self, link: merchant.G2AOfferLink) -> None:
         # In a savepoint: a G2A offer id another offer holds raises DuplicateResource and

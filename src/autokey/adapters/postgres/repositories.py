@@ -110,10 +110,7 @@ class PostgresPoolRepository(SqlRepository, PoolRepository):
         return await self._entity(KeyPool, sql.POOL_BY_ID, (pool_id,))
 
     async def list_for_seller(self, seller_id: SubjectId, page: PageRequest) -> Page[KeyPool]:
-        rows = await self._entities(
-            KeyPool, sql.POOLS_OF_SELLER, (seller_id, page.after or MIN_UUID, page.limit + 1)
-        )
-        return page_of(rows, page.limit, lambda x: x.id)
+        return await self._owned_page(KeyPool, sql.POOLS_OF_SELLER, seller_id, page, lambda x: x.id)
 
     async def counts(self, pool_id: PoolId) -> PoolCounts:
         rows = await self._all(sql.POOL_COUNTS, {"pool": pool_id})
@@ -377,10 +374,7 @@ class PostgresOfferRepository(SqlRepository, OfferRepository):
         return await self._entity(Offer, sql.OFFER_BY_ID, (offer_id,))
 
     async def list_for_seller(self, seller_id: SubjectId, page: PageRequest) -> Page[Offer]:
-        rows = await self._entities(
-            Offer, sql.OFFERS_OF_SELLER, (seller_id, page.after or MIN_UUID, page.limit + 1)
-        )
-        return page_of(rows, page.limit, lambda x: x.id)
+        return await self._owned_page(Offer, sql.OFFERS_OF_SELLER, seller_id, page, lambda x: x.id)
 
     async def lock_stocked(self, pool_id: PoolId | None, page: PageRequest) -> Page[Offer]:
         rows = await self._entities(

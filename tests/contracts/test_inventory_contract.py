@@ -214,7 +214,10 @@ async def test_release_and_deliver_move_only_the_orders_reserved_keys(store: Sto
         await tx.keys.claim(pool.id, second, 1, b.T0)
     async with store.transaction() as tx:
         assert list(await tx.keys.release_order(first)) == [keys[0].id, keys[1].id]
-        assert list(await tx.keys.deliver_order(second, later)) == [keys[2].id]
+        delivered = await tx.keys.deliver_order(second, later)
+        assert [(k.id, k.status, k.order_id, k.delivered_at, k.sealed) for k in delivered] == [
+            (keys[2].id, KeyStatus.DELIVERED, second, later, keys[2].sealed)
+        ]
         assert await tx.keys.release_order(second) == []
     async with store.transaction() as tx:
         assert await tx.pools.counts(pool.id) == PoolCounts(available=3, delivered=1)

@@ -210,10 +210,10 @@ class KeyRepository(Protocol):
         nothing."""
         ...
 
-    async def deliver_order(self, order_id: ids.OrderId, now: datetime) -> Sequence[ids.KeyId]:
+    async def deliver_order(self, order_id: ids.OrderId, now: datetime) -> Sequence[Key]:
         """RESERVED -> DELIVERED (`KeyTransition.DELIVER`) at `now` for every key of the
-        order; returns the ids delivered. Idempotent: a second call finds none
-        and returns nothing (`delivered_to` lists what was delivered)."""
+        order; returns the keys delivered, as delivered, in id order. Idempotent: a second
+        call finds none and returns nothing (`delivered_to` lists what was delivered)."""
         ...
 
 

@@ -192,13 +192,13 @@ class MemoryKeyRepository(port.KeyRepository):
             released.append(key.id)
         return released
 
-    async def deliver_order(self, order_id: ids.OrderId, now: datetime) -> Sequence[ids.KeyId]:
+    async def deliver_order(self, order_id: ids.OrderId, now: datetime) -> Sequence[Key]:
         delivered = []
         for key in self._of_order(order_id, KeyTransition.DELIVER.source):
             done = copy(key)
             done.deliver(now)
             self._j.put_key(self._t, done)
-            delivered.append(key.id)
+            delivered.append(copy(done))
         return delivered
 
 

@@ -312,8 +312,9 @@ class PostgresKeyRepository(SqlRepository, KeyRepository):
     async def release_order(self, order_id: OrderId) -> Sequence[KeyId]:
         return _sorted_ids(await self._all(sql.KEY_RELEASE_OF_ORDER, (order_id,)))
 
-    async def deliver_order(self, order_id: OrderId, now: datetime) -> Sequence[KeyId]:
-        return _sorted_ids(await self._all(sql.KEY_DELIVER_OF_ORDER, (now, order_id)))
+    async def deliver_order(self, order_id: OrderId, now: datetime) -> Sequence[Key]:
+        delivered = await self._entities(Key, sql.KEY_DELIVER_OF_ORDER, (now, order_id))
+        return sorted(delivered, key=lambda k: k.id)
 
 
 # --- Keyring (ADR 0011) ---------------------------------------------------------------------
@@ -582,24 +583,35 @@ class PostgresIdempotencyRepository(SqlRepository, IdempotencyRepository):
 # --- Audit log -----------------------------------------------------------------------------
 
 
+def _event_values(events: Sequence[AuditEvent]) -> list[object]:
+    """`sql.insert_events` parameters: each event's columns in turn, its key ids as one array
+    literal."""
+    return [
+        value
+        for e in events
+        for value in (
+            e.id,
+            e.occurred_at,
+            e.action.value,
+            e.actor,
+            e.pool_id,
+            e.order_id,
+            "{" + ",".join(str(k) for k in e.key_ids) + "}",
+            Jsonb(dict(e.details)),
+        )
+    ]
+
+
 class PostgresAuditLog(SqlRepository, AuditLog):
     async def append(self, events: Sequence[AuditEvent]) -> None:
         if not events:
             return
-        columns = (
-            [e.id for e in events],
-            [e.occurred_at for e in events],
-            [e.action.value for e in events],
-            [e.actor for e in events],
-            [e.pool_id for e in events],
-            [e.order_id for e in events],
-            ["{" + ",".join(str(k) for k in e.key_ids) + "}" for e in events],
-            [Jsonb(dict(e.details)) for e in events],
-        )
         with translated("audit_event", str(events[0].id)):
             # Only queued inside a unit of work (ids are fresh UUIDv7s: nothing to wait for);
             # it travels with the next statement that needs an answer, or with COMMIT.
-            await self._conn.execute(sql.INSERT_EVENTS, columns)
+            for start in range(0, len(events), sql.EVENTS_PER_INSERT):
+                chunk = events[start : start + sql.EVENTS_PER_INSERT]
+                await self._conn.execute(sql.insert_events(len(chunk)), _event_values(chunk))
 
     async def list_events(self, pool_id: PoolId | None, page: PageRequest) -> Page[AuditEvent]:
         after, limit = page.after or MIN_UUID, page.limit + 1

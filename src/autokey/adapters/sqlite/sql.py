@@ -93,10 +93,11 @@ SELECT n FROM key_counts WHERE pool_id = :pool_id AND status = {literal(KeyStatu
 
 # --- keys ---------------------------------------------------------------------------------
 
-KEY_INSERT = """
-INSERT INTO keys (
-    id, pool_id, status, sealed, fingerprint, created_at, order_id, reserved_at, delivered_at
+KEY_COLUMNS = (
+    "id, pool_id, status, sealed, fingerprint, created_at, order_id, reserved_at, delivered_at"
 )
+KEY_INSERT = f"""
+INSERT INTO keys ({KEY_COLUMNS})
 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
 ON CONFLICT (fingerprint) DO NOTHING
 """
@@ -110,12 +111,12 @@ STAGED_KEY_IDS_STORED = """
 SELECT s.id FROM temp.staged_key_ids AS s JOIN main.keys AS k ON k.id = s.id
 """
 CLEAR_STAGED_KEY_IDS = "DELETE FROM temp.staged_key_ids"
-KEY_GET = """
-SELECT id, pool_id, status, sealed, fingerprint, created_at, order_id, reserved_at, delivered_at
+KEY_GET = f"""
+SELECT {KEY_COLUMNS}
 FROM keys WHERE id = :id
 """
-KEY_BY_FINGERPRINT = """
-SELECT id, pool_id, status, sealed, fingerprint, created_at, order_id, reserved_at, delivered_at
+KEY_BY_FINGERPRINT = f"""
+SELECT {KEY_COLUMNS}
 FROM keys WHERE fingerprint = :fingerprint
 """
 KEY_SAVE = """
@@ -124,14 +125,14 @@ SET status = :status, order_id = :order_id, reserved_at = :reserved_at,
     delivered_at = :delivered_at
 WHERE id = :id
 """
-KEYS_IN_POOL = """
-SELECT id, pool_id, status, sealed, fingerprint, created_at, order_id, reserved_at, delivered_at
+KEYS_IN_POOL = f"""
+SELECT {KEY_COLUMNS}
 FROM keys
 WHERE pool_id = :pool_id AND id > :after
 ORDER BY id LIMIT :limit
 """
-KEYS_IN_POOL_WITH_STATUS = """
-SELECT id, pool_id, status, sealed, fingerprint, created_at, order_id, reserved_at, delivered_at
+KEYS_IN_POOL_WITH_STATUS = f"""
+SELECT {KEY_COLUMNS}
 FROM keys
 WHERE pool_id = :pool_id AND status = :status AND id > :after
 ORDER BY id LIMIT :limit
@@ -149,8 +150,8 @@ KEYS_DELIVERED_TO_ORDER = f"""
 SELECT id FROM keys
 WHERE order_id = :order_id AND status = {literal(KeyStatus.DELIVERED)} ORDER BY id
 """
-KEYS_OF_ORDER = """
-SELECT id, pool_id, status, sealed, fingerprint, created_at, order_id, reserved_at, delivered_at
+KEYS_OF_ORDER = f"""
+SELECT {KEY_COLUMNS}
 FROM keys
 WHERE order_id = :order_id
 ORDER BY id
@@ -180,8 +181,8 @@ INSERT INTO index_key (singleton, key_id, sealed) VALUES (1, :key_id, :sealed)
 ON CONFLICT (singleton) DO NOTHING
 """
 INDEX_KEY_RESEAL = "UPDATE index_key SET sealed = :sealed"
-KEYS_SEALED_UNDER = """
-SELECT id, pool_id, status, sealed, fingerprint, created_at, order_id, reserved_at, delivered_at
+KEYS_SEALED_UNDER = f"""
+SELECT {KEY_COLUMNS}
 FROM keys
 WHERE id > :after AND lower(hex(substr(sealed, 2, 4))) IN (SELECT value FROM json_each(:ids))
 ORDER BY id LIMIT :limit
@@ -196,7 +197,7 @@ RETURNING id
 KEY_DELIVER = f"""
 UPDATE keys SET status = {literal(_DELIVER.target)}, delivered_at = :now
 WHERE order_id = :order_id AND status = {literal(_DELIVER.source)}
-RETURNING id
+RETURNING {KEY_COLUMNS}
 """
 
 # --- offers -------------------------------------------------------------------------------

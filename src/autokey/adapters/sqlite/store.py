@@ -251,11 +251,11 @@ class SqliteKeyRepository(port.KeyRepository):
         found = await self._db.fetchall(sql.KEY_RELEASE, {"order_id": order_id.bytes})
         return [ids.KeyId(i) for i in _sorted_ids(found)]
 
-    async def deliver_order(self, order_id: ids.OrderId, now: datetime) -> Sequence[ids.KeyId]:
+    async def deliver_order(self, order_id: ids.OrderId, now: datetime) -> Sequence[Key]:
         found = await self._db.fetchall(
             sql.KEY_DELIVER, {"order_id": order_id.bytes, "now": rows.time_col(now)}
         )
-        return [ids.KeyId(i) for i in _sorted_ids(found)]
+        return sorted(rows.entities_of(found, Key), key=lambda k: k.id)
 
 
 class SqliteKeyringRepository(port.KeyringRepository):

@@ -15,6 +15,7 @@ from autokey.domain.model.audit import AuditAction, AuditEvent
 from autokey.domain.model.auth import Principal, Role
 from autokey.domain.model.errors import OfferNotAvailable
 from autokey.domain.model.ids import KeyId, OfferId, OrderId
+from autokey.domain.model.keys import Key
 from autokey.domain.model.orders import (
     Fulfillment,
     Order,
@@ -150,14 +151,18 @@ class OrderService:
         if step is Fulfillment.SOURCE:
             return OrderView(order=order, sourcing_required=True)
         if step is Fulfillment.DELIVER:
-            await self._deliver(tx, principal, order, now)
-        view = await self._reveal(tx, principal, order)
+            keys = await self._deliver(tx, principal, order, now)
+        else:
+            keys = await tx.keys.for_order(order.id)
+        view = await self._reveal(tx, principal, order, keys)
         return attrs.evolve(view, moved=step is Fulfillment.DELIVER)
 
     async def _deliver(
         self, tx: UnitOfWork, principal: Principal, order: Order, now: datetime
-    ) -> None:
-        delivered = await tx.keys.deliver_order(order.id, now)
+    ) -> Sequence[Key]:
+        """The order's reserved keys, delivered (read back by the statement that delivers)."""
+        keys = await tx.keys.deliver_order(order.id, now)
+        delivered = [k.id for k in keys]
         await tx.orders.save(order)
         await tx.audit.append(
             [
@@ -173,6 +178,7 @@ class OrderService:
             OutboundEventType.ORDER_FULFILLED,
             {"orderId": order.id, "offerId": order.offer_id, "keyIds": delivered},
         )
+        return keys
 
     async def settle_in(
         self, tx: UnitOfWork, principal: Principal, order_id: OrderId, reference: str
@@ -196,8 +202,10 @@ class OrderService:
         await tx.orders.save(order)
         return order
 
-    async def _reveal(self, tx: UnitOfWork, principal: Principal, order: Order) -> OrderView:
-        keys = await tx.keys.for_order(order.id)
+    async def _reveal(
+        self, tx: UnitOfWork, principal: Principal, order: Order, keys: Sequence[Key]
+    ) -> OrderView:
+        """The order with its `keys` opened, the reveal audited."""
         revealed = tuple(
             DeliveredKey(
                 id=k.id, plaintext=self._cipher.open(k.sealed, context=key_context(k.pool_id, k.id))
@@ -247,7 +255,7 @@ class OrderService:
         async def step(tx: UnitOfWork) -> OrderView:
             order = await self._own_order(tx, principal, order_id)
             if order.status is OrderStatus.FULFILLED:
-                return await self._reveal(tx, principal, order)
+                return await self._reveal(tx, principal, order, await tx.keys.for_order(order.id))
             return OrderView(order=order)
 
         return await transact(self._store, step)

@@ -130,14 +130,14 @@ async def insert_select(url: str, count: int, tag: str) -> float:
         return elapsed
 
 
-def presealed_rows(count: int, tag: str) -> tuple[PoolId, PostgresKeyStage]:
+def presealed_rows(count: int, tag: str, stage: PostgresKeyStage) -> PoolId:
     """`count` rows shaped like autokey's (UUIDv7 ids, random sealed bytes of the real length,
-    distinct fingerprints) in a new pool, spooled in COPY's binary format before any timing
-    by the same encoder the store uses."""
+    distinct fingerprints) in a new pool, spooled into `stage` in COPY's binary format before
+    any timing by the same encoder the store uses."""
     # Ids from autokey's own UUIDv7 generator: time-ordered, like an upload's, so both append
     # to the primary key (random ids would land all over it and make COPY look slow).
     ids = Uuid7Ids()
-    pool, now, stage = PoolId(uuid.uuid4()), datetime.now(UTC), PostgresKeyStage()
+    pool, now = PoolId(uuid.uuid4()), datetime.now(UTC)
     for start in range(0, count, LINES_PER_CHUNK):
         stage.put(
             [
@@ -152,7 +152,7 @@ def presealed_rows(count: int, tag: str) -> tuple[PoolId, PostgresKeyStage]:
                 for i in range(start, min(count, start + LINES_PER_CHUNK))
             ]
         )
-    return pool, stage
+    return pool
 
 
 async def copy_presealed(url: str, pool: PoolId, stage: PostgresKeyStage) -> float:
@@ -166,7 +166,7 @@ async def copy_presealed(url: str, pool: PoolId, stage: PostgresKeyStage) -> flo
         )
         started = time.perf_counter()
         async with db.cursor() as cur, cur.copy(COPY) as copy:
-            for block in stage.blocks():
+            async for block in stage.blocks():
                 await copy.write(block)
         elapsed = time.perf_counter() - started
         cur = await db.execute("SELECT count(*) FROM keys WHERE pool_id = %s", (pool,))
@@ -203,7 +203,11 @@ async def main() -> None:
             rss_idle = rss_mib(pid)
             small, _ = await upload(session, api, auth, WARM_UP, 10_000_000)
             rss_small = peak_rss_mib(pid)
-            copies = [await asyncio.to_thread(presealed_rows, COUNT, t) for t in ("a", "b")]
+            copies = []
+            for tag in ("a", "b"):
+                stage = PostgresKeyStage()  # on the event loop that reads it
+                copies.append((await asyncio.to_thread(presealed_rows, COUNT, tag, stage), stage))
+                stage.end()
 
             await checkpoint(url)
             sql_before = await insert_select(url, COUNT, "before")

@@ -3,6 +3,7 @@ must all behave exactly like this."""
 
 from __future__ import annotations
 
+import asyncio
 from datetime import timedelta
 
 import attrs
@@ -313,6 +314,7 @@ async def test_a_stage_stores_its_new_keys_and_names_the_positions_it_skips(
     try:
         stage.put(staged[:2])
         stage.put(staged[2:])
+        stage.end()
         assert len(stage) == 4
         async with store.bulk_transaction() as tx:
             assert list(await tx.keys.add_staged(stage)) == [1, 3]
@@ -331,6 +333,7 @@ async def test_a_stage_of_only_new_keys_skips_none(store: Store) -> None:
     stage = store.stage_keys()
     try:
         stage.put(keys)
+        stage.end()
         async with store.bulk_transaction() as tx:
             await tx.pools.add(pool)
             assert list(await tx.keys.add_staged(stage)) == []
@@ -339,6 +342,35 @@ async def test_a_stage_of_only_new_keys_skips_none(store: Store) -> None:
     async with store.transaction() as tx:
         assert await tx.pools.counts(pool.id) == PoolCounts(available=50)
         assert await tx.keys.get(keys[-1].id) == keys[-1]
+
+
+@pytest.mark.parametrize("repeat_late", [False, True], ids=["copy", "merge"])
+async def test_a_stage_is_stored_while_it_fills_and_only_once_it_ends(
+    store: Store, repeat_late: bool
+) -> None:
+    pool = b.pool()
+    async with store.transaction() as tx:
+        await tx.pools.add(pool)
+    batches = [[b.key(pool.id, f"FILLING-{n}-{i}") for i in range(30)] for n in range(4)]
+    if repeat_late:  # the last batch repeats the first key: found only after the others
+        batches[-1][-1] = b.key(pool.id, "FILLING-0-0")
+    stage = store.stage_keys()
+    try:
+        async with store.bulk_transaction() as tx:
+            storing = asyncio.ensure_future(tx.keys.add_staged(stage))
+            for batch in batches:
+                await asyncio.to_thread(stage.put, batch)
+                await asyncio.sleep(0.02)
+            await asyncio.sleep(0.1)
+            assert not storing.done()  # everything is put, but the stage has not ended
+            stage.end()
+            skipped = await asyncio.wait_for(storing, timeout=10)
+    finally:
+        stage.close()
+    assert list(skipped) == ([119] if repeat_late else [])
+    async with store.transaction() as tx:
+        assert await tx.pools.counts(pool.id) == PoolCounts(available=120 - len(skipped))
+        assert await tx.keys.get(batches[2][7].id) == batches[2][7]
 
 
 @pytest.mark.parametrize("with_repeat", [False, True], ids=["copy", "merge"])
@@ -350,6 +382,7 @@ async def test_a_rolled_back_stage_leaves_nothing(store: Store, with_repeat: boo
     stage = store.stage_keys()
     try:
         stage.put([*keys, b.key(pool.id, "ROLLED-BACK-0")] if with_repeat else keys)
+        stage.end()
         with pytest.raises(_Boom):
             async with store.bulk_transaction() as tx:
                 await tx.keys.add_staged(stage)

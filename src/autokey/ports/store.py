@@ -117,13 +117,19 @@ class PoolRepository(Protocol):
 
 
 class KeyStage(Protocol):
-    """The keys of one bulk upload, spooled outside any transaction (memory stays bounded,
-    no connection is held), then stored at once by `KeyRepository.add_staged`. A stage is
-    used by one task at a time and only with the store that made it."""
+    """The keys of one bulk upload, spooled outside any transaction (memory stays bounded),
+    and stored at once by `KeyRepository.add_staged`, which may start while the stage is
+    still being filled. A stage is filled by one task at a time, is made on the event loop
+    that stores it, and is used only with the store that made it."""
 
     def put(self, keys: Sequence[Key]) -> None:
         """Append keys, in order. Synchronous and CPU-bound (encoding, file writes): call it
         from a worker thread, never on the event loop. Fingerprints may repeat."""
+        ...
+
+    def end(self) -> None:
+        """No more keys will be put. Call it on the event loop, also when filling failed:
+        `add_staged` returns only after it."""
         ...
 
     def __len__(self) -> int:
@@ -131,7 +137,7 @@ class KeyStage(Protocol):
         ...
 
     def close(self) -> None:
-        """Discard the spool. Idempotent; the stage is unusable afterwards."""
+        """Discard the spool (ending it). Idempotent; the stage is unusable afterwards."""
         ...
 
 
@@ -139,8 +145,9 @@ class KeyRepository(Protocol):
     async def add_staged(self, stage: KeyStage) -> Sequence[int]:
         """Insert every staged key whose fingerprint is stored nowhere yet (in any pool) and
         was not staged at an earlier position; return the 0-based positions, ascending, of
-        the keys skipped. All or nothing with the rest of the transaction; fast on large
-        stages (one bulk load, not one statement per key)."""
+        the keys skipped. The stage may still be filling: keys are stored as they are put,
+        and this returns once the stage has ended. All or nothing with the rest of the
+        transaction; fast on large stages (one bulk load, not one statement per key)."""
         ...
 
     async def add_new(self, keys: Sequence[Key]) -> frozenset[ids.KeyId]:

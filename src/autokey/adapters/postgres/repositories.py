@@ -9,15 +9,15 @@ comes from row locks, not from isolation level: `claim` and `lock_expired` take 
 from __future__ import annotations
 
 import struct
-import tempfile
-from collections.abc import Collection, Iterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Collection, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
-from typing import IO, Final
+from typing import Final
 
 from psycopg import errors as pg_errors
 from psycopg.rows import TupleRow
 from psycopg.types.json import Jsonb
 
+from autokey.adapters.key_spool import Filling
 from autokey.adapters.postgres import sql
 from autokey.adapters.postgres.connection import (
     MAX_UUID,
@@ -146,31 +146,29 @@ _MICROSECOND: Final = timedelta(microseconds=1)
 _COPY_BLOCK: Final = 1024 * 1024
 
 
-class PostgresKeyStage(KeyStage):
-    """Keys as rows of PostgreSQL's binary COPY format in an anonymous temporary file
-    (unlinked at creation: a kill -9 leaves nothing behind)."""
+class PostgresKeyStage(Filling, KeyStage):
+    """Keys as rows of PostgreSQL's binary COPY format in a `Filling` file, streamed to COPY
+    as they are written."""
 
     def __init__(self) -> None:
-        self._file: IO[bytes] = tempfile.TemporaryFile()  # noqa: SIM115 - closed by close()
+        super().__init__()
         self._file.write(_COPY_SIGNATURE)
-        self._count = 0
+        self._wrote(0)
 
     def put(self, keys: Sequence[Key]) -> None:
         self._file.write(b"".join(map(_copy_row, keys)))
-        self._count += len(keys)
+        self._wrote(len(keys))
 
-    def __len__(self) -> int:
-        return self._count
-
-    def close(self) -> None:
-        self._file.close()
-
-    def blocks(self) -> Iterator[bytes]:
-        """The whole COPY stream, trailer included, in blocks of bounded size."""
-        self._file.flush()
-        self._file.seek(0)
-        while block := self._file.read(_COPY_BLOCK):
-            yield block
+    async def blocks(self) -> AsyncIterator[bytes]:
+        """The whole COPY stream, trailer included, in blocks of bounded size, each as soon
+        as it is written; the trailer once the stage has ended."""
+        offset, ended = 0, False
+        while not ended:
+            written, ended = await self._grown(offset)
+            while offset < written:
+                block = self._read_at(offset, min(_COPY_BLOCK, written - offset))
+                offset += len(block)
+                yield block
         yield _COPY_TRAILER
 
 
@@ -205,8 +203,6 @@ class PostgresKeyRepository(SqlRepository, KeyRepository):
     async def add_staged(self, stage: KeyStage) -> Sequence[int]:
         if not isinstance(stage, PostgresKeyStage):
             raise TypeError(f"a stage of another store: {type(stage).__name__}")
-        if not len(stage):
-            return []
         with translated("key"):
             await self._conn.execute(sql.ADVISORY_XACT_LOCK, (_UPLOAD_LOCK,))
             try:
@@ -215,6 +211,7 @@ class PostgresKeyRepository(SqlRepository, KeyRepository):
                 return []
             except pg_errors.UniqueViolation:
                 pass  # a fingerprint stored already, or repeated in the stage: merge instead
+            await stage.until_ended()
             await self._conn.execute(sql.CREATE_UPLOAD_STAGE)
             await self._copy(sql.COPY_UPLOAD_STAGE, stage)
             cur = await self._conn.execute(sql.MERGE_UPLOAD_STAGE)
@@ -222,7 +219,7 @@ class PostgresKeyRepository(SqlRepository, KeyRepository):
 
     async def _copy(self, statement: str, stage: PostgresKeyStage) -> None:
         async with self._conn.cursor() as cur, cur.copy(statement) as copy:
-            for block in stage.blocks():
+            async for block in stage.blocks():
                 await copy.write(block)
 
     async def add_new(self, keys: Sequence[Key]) -> frozenset[KeyId]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 from array import array
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Awaitable, Iterator
 from datetime import datetime
 
 import attrs
@@ -106,36 +106,59 @@ class InventoryService:
 
         Lines are trimmed; blank ones are ignored. Keys are validated and sealed in a worker
         thread, `batch_size` lines at a time (`lines` is read there, so it may block), into a
-        stage spooled outside any transaction; one short transaction then stores the stage.
-        Memory stays flat but for the line number of each key (4 bytes).
+        stage that one transaction streams to the store while it is filled: the database
+        writes while Python seals. Memory stays flat but for the line number of each key
+        (4 bytes).
         """
         async with self._store.transaction() as tx:
             pool = await owned_pool(tx, principal, pool_id)
         report, numbers = UploadReport(), array("I")  # 4 bytes a key: line numbers
-        stage = self._store.stage_keys()
+        stage, stop = self._store.stage_keys(), asyncio.Event()
+        filling = asyncio.ensure_future(self._fill(stage, stop, pool_id, lines, report, numbers))
         try:
-            while await asyncio.to_thread(
+            counts = await self._store_stage(principal, pool, stage, filling, report, numbers)
+        finally:
+            stop.set()  # the batch in its thread finishes first: the stage is closed after it
+            try:
+                await asyncio.gather(filling, return_exceptions=True)
+            finally:
+                stage.close()
+        report.errors.sort(key=lambda e: e.line)
+        return report, counts
+
+    async def _fill(
+        self,
+        stage: KeyStage,
+        stop: asyncio.Event,
+        pool_id: PoolId,
+        lines: Iterator[tuple[int, str]],
+        report: UploadReport,
+        numbers: array[int],
+    ) -> None:
+        try:
+            while not stop.is_set() and await asyncio.to_thread(
                 self._stage_batch, pool_id, lines, stage, report, numbers
             ):
                 pass
-            counts = await self._store_stage(principal, pool, stage, report, numbers)
         finally:
-            stage.close()
-        report.errors.sort(key=lambda e: e.line)
-        return report, counts
+            stage.end()
 
     async def _store_stage(
         self,
         principal: Principal,
         pool: KeyPool,
         stage: KeyStage,
+        filled: Awaitable[None],
         report: UploadReport,
         numbers: array[int],
     ) -> PoolCounts:
-        """Store the staged keys in one transaction, the ones already stored reported as
-        duplicates, and announce the upload; the pool's counts after it."""
+        """Store the staged keys in one transaction once `filled` (which failing rolls it
+        back), the ones already stored reported as duplicates, and announce the upload; the
+        pool's counts after it."""
         async with self._store.bulk_transaction() as tx:
-            for position in await tx.keys.add_staged(stage):
+            skipped = await tx.keys.add_staged(stage)
+            await filled
+            for position in skipped:
                 report.reject(numbers[position], LineProblem.DUPLICATE)
             report.added = added = len(numbers) - report.duplicates
             if added:

@@ -250,7 +250,7 @@ def _serve(settings: Settings, host: str | None, port: int | None, workers: int 
         if count == 1:
             app = serve_app(settings)
             everything = [(app, host, port), *metrics_listeners(app, True)]
-            asyncio.run(runner.serve(everything, keepalive_timeout=keepalive_s))
+            runner.run(runner.serve(everything, keepalive_timeout=keepalive_s))
             return 0
         sock = runner.listening_socket(host, port)  # bound once, shared by every worker
     except (StartupRefused, KeyringMismatch, StoreUnavailable):
@@ -269,7 +269,7 @@ def _serve(settings: Settings, host: str | None, port: int | None, workers: int 
         app = serve_app(settings, background_jobs=index == 0)
         everything = [(app, shared), *metrics_listeners(app, index == 0)]
         # SIGINT (Ctrl-C) is the supervisor's to answer; SIGTERM stops a worker gracefully.
-        asyncio.run(
+        runner.run(
             runner.serve(everything, stop_on=(signal.SIGTERM,), keepalive_timeout=keepalive_s)
         )
 

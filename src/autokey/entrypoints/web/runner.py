@@ -15,7 +15,7 @@ import asyncio
 import errno
 import signal
 import socket
-from collections.abc import Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from typing import Any
 
 import attrs
@@ -104,6 +104,21 @@ def listening_socket(host: str, port: int) -> socket.socket:
         if exc.errno == errno.EADDRINUSE:
             raise AddressInUse(host, port) from exc
         raise
+
+
+def run(main: Coroutine[Any, Any, None]) -> None:
+    """Run `main` (`serve`) to completion on uvloop's event loop, or on asyncio's where
+    uvloop is not installed (ADR 0031: it cut the server's CPU per order by about 10 %)."""
+    with asyncio.Runner(loop_factory=_uvloop_factory()) as loop_runner:
+        loop_runner.run(main)
+
+
+def _uvloop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
+    try:
+        import uvloop  # optional: not built for every platform
+    except ImportError:
+        return None
+    return uvloop.new_event_loop
 
 
 async def serve(

@@ -16,7 +16,7 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import AsyncIterator, Iterable, Iterator
+from collections.abc import AsyncIterator, Iterable, Iterator, Sequence
 from contextlib import asynccontextmanager, contextmanager
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
@@ -289,13 +289,13 @@ def count_round_trips(log: str) -> int:
 
 
 @asynccontextmanager
-async def traced(pid: int) -> AsyncIterator[list[int]]:
-    """strace the running process `pid` for the block; the list yielded holds the round trips
-    to PostgreSQL counted once the block has ended."""
+async def traced(pids: Sequence[int]) -> AsyncIterator[list[int]]:
+    """strace the running processes `pids` (a server and its workers) for the block; the list
+    yielded holds the round trips to PostgreSQL counted once the block has ended."""
     with tempfile.TemporaryDirectory() as tmp:
         log = f"{tmp}/trace"
         tracer = await asyncio.create_subprocess_exec(
-            *strace_command(log), "-p", str(pid),
+            *strace_command(log), *(arg for pid in pids for arg in ("-p", str(pid))),
             stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL,
         )  # fmt: skip
         await asyncio.sleep(1.0)  # strace attaches to every thread before the block runs

@@ -97,7 +97,7 @@ async def _client(
 
 
 async def round_trips(
-    api: str, pid: int, buyer: str, offer: str, url: str, variables: dict[str, str]
+    api: str, pids: list[int], buyer: str, offer: str, url: str, variables: dict[str, str]
 ) -> str:
     """Round trips to PostgreSQL per call, counted with strace on the server (one client, one
     call at a time, so nothing is batched), and per order for pgbench the same way."""
@@ -106,7 +106,7 @@ async def round_trips(
     async with aiohttp.ClientSession() as session:
         async with session.get(f"{api}/orders", headers=auth) as r:  # principal cached
             assert r.status == 200
-        async with traced(pid) as counted:
+        async with traced(pids) as counted:
             ids = []
             for _ in range(n):
                 async with session.post(
@@ -116,7 +116,7 @@ async def round_trips(
                     ids.append((await r.json())["id"])
         per_call["create"] = counted[0] / n
         for call in ("pay", "fulfill"):
-            async with traced(pid) as counted:
+            async with traced(pids) as counted:
                 for order_id in ids:
                     async with session.post(f"{api}/orders/{order_id}/{call}", headers=auth) as r:
                         assert r.status == 200, await r.text()
@@ -393,7 +393,9 @@ async def main() -> None:
             }
             trips = ""
             if ROUND_TRIP_ORDERS:
-                trips = await round_trips(apis[0], pids[0], buyer, app_offer["id"], url, variables)
+                trips = await round_trips(
+                    apis[0], process_tree(pids[0]), buyer, app_offer["id"], url, variables
+                )
             rows = []
             for clients in CLIENTS:
                 app = await autokey_run(apis, pids, buyer, app_offer["id"], clients, SECONDS)

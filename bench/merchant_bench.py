@@ -24,7 +24,7 @@ import aiohttp
 import psycopg
 
 sys.path.insert(0, os.path.dirname(__file__))
-from _harness import CpuMeter, cli, environment, scratch_database, server
+from _harness import CpuMeter, cli, environment, process_tree, scratch_database, server
 from orders_bench import SECONDS, SERVERS, WARMUP, _cores, _pct, pgbench_run, setup
 
 CLIENTS = [int(c) for c in os.environ.get("BENCH_CLIENTS", "32").split(",")]
@@ -117,7 +117,8 @@ async def main() -> None:
         seller = json.loads(cli("token", "create", "--role", "seller", env=env))
         async with contextlib.AsyncExitStack() as stack:
             started = [await stack.enter_async_context(server(env)) for _ in range(SERVERS)]
-            apis, pids = [a for a, _ in started], [p for _, p in started]
+            apis = [a for a, _ in started]
+            pids = [worker for _, p in started for worker in process_tree(p)]
             stock = STOCK_PER_LEVEL * len(CLIENTS)
             # Two active offers of one seller need two G2A product ids.
             await setup(apis[0], seller["token"], "g2a", stock, g2aProductId=str(PRODUCT))

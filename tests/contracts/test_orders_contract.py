@@ -10,11 +10,11 @@ import pytest
 
 from autokey.domain.model.audit import AuditAction, AuditEvent
 from autokey.domain.model.idempotency import IdempotencyRecord, IdempotencyState, StoredResponse
-from autokey.domain.model.ids import EventId, OrderId
+from autokey.domain.model.ids import EventId, KeyId, OrderId
 from autokey.domain.model.merchant import G2A_CUSTOMER, Channel
 from autokey.domain.model.offers import MAX_AMOUNT_DIGITS, Money, OfferStatus
 from autokey.domain.model.orders import MAX_QUANTITY, OrderStatus, SalesFilter
-from autokey.domain.model.pages import PageRequest
+from autokey.domain.model.pages import MAX_PAGE_SIZE, PageRequest
 from autokey.ports.store import Store
 from tests import builders as b
 
@@ -262,6 +262,35 @@ async def test_audit_events_append_and_list_per_pool(store: Store) -> None:
         first = await tx.audit.list_events(None, PageRequest(limit=2))
         assert list(first.items) == events[:2]
         assert first.next_after == events[1].id
+
+
+async def test_a_long_append_stores_every_event_in_order(store: Store) -> None:
+    pool = b.pool()
+    events = [  # more than one statement's worth on PostgreSQL (500 events a statement)
+        AuditEvent(
+            id=EventId(b.new_uuid()),
+            occurred_at=b.T0,
+            action=AuditAction.KEYS_REVEALED,
+            actor=pool.seller_id,
+            pool_id=pool.id,
+            key_ids=(KeyId(b.new_uuid()),),
+            details={"n": n},
+        )
+        for n in range(1_201)
+    ]
+    async with store.transaction() as tx:
+        await tx.pools.add(pool)
+        await tx.audit.append(events)
+    stored: list[AuditEvent] = []
+    page = PageRequest(limit=MAX_PAGE_SIZE)
+    async with store.transaction() as tx:
+        while True:
+            found = await tx.audit.list_events(pool.id, page)
+            stored += found.items
+            if found.next_after is None:
+                break
+            page = PageRequest(limit=MAX_PAGE_SIZE, after=found.next_after)
+    assert stored == events
 
 
 @pytest.mark.parametrize(

@@ -590,14 +590,6 @@ def insert_events(count: int) -> str:
 
 
 EVENTS = """
-INSERT INTO audit_events (id, occurred_at, action, actor, pool_id, order_id, key_ids, details)
-SELECT id, occurred_at, action, actor, pool_id, order_id, key_ids::uuid[], details
-FROM unnest(
-    %s::uuid[], %s::timestamptz[], %s::text[], %s::uuid[], %s::uuid[], %s::uuid[], %s::text[],
-    %s::jsonb[]
-) AS e(id, occurred_at, action, actor, pool_id, order_id, key_ids, details)
-"""
-EVENTS = """
 SELECT id, occurred_at, action, actor, pool_id, order_id, key_ids, details
 FROM audit_events
 WHERE id > %s

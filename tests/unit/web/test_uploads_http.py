@@ -79,3 +79,36 @@ async def test_a_corrupt_compressed_body_is_a_400_problem() -> None:
         status, answer, stored = await _upload(api, corrupt, **{"Content-Encoding": "gzip"})
         assert (status, answer["code"], stored) == (400, "corrupt_body", 0)
         assert answer["errors"] == [{"field": "body", "code": "corrupt_encoding"}]
+
+
+async def test_a_compressed_body_that_stops_early_stores_nothing() -> None:
+    plain = b"".join(b"CUT-%06d\n" % i for i in range(100_000))
+    packed = gzip.compress(plain)
+    async with running_api(MemoryStore()) as api:
+        for encoding, cut in (
+            ("gzip", packed[: len(packed) // 2]),  # half the stream
+            ("gzip", packed[:-8]),  # every key, but not the trailer (CRC and length)
+            ("deflate", zlib.compress(plain)[:-4]),  # every key, but not the checksum
+        ):
+            status, answer, stored = await _upload(api, cut, **{"Content-Encoding": encoding})
+            assert (status, answer["code"], stored) == (400, "corrupt_body", 0), encoding
+            assert answer["errors"] == [{"field": "body", "code": "corrupt_encoding"}]
+
+
+async def test_gzip_members_in_a_row_and_raw_deflate_are_decoded_whole() -> None:
+    first = b"".join(b"MEMBER-A-%05d\n" % i for i in range(700))
+    second = b"".join(b"MEMBER-B-%05d\n" % i for i in range(300))
+    raw = zlib.compressobj(wbits=-zlib.MAX_WBITS)
+    async with running_api(MemoryStore()) as api:
+        members = gzip.compress(first) + gzip.compress(second)  # as `gzip -c a b` writes
+        status, answer, stored = await _upload(api, members, **{"Content-Encoding": "gzip"})
+        assert (status, answer["added"], stored) == (200, 1000, 1000)
+        deflated = raw.compress(first.replace(b"MEMBER", b"RAWDEF")) + raw.flush()
+        status, answer, stored = await _upload(api, deflated, **{"Content-Encoding": "deflate"})
+        assert (status, answer["added"], stored) == (200, 700, 700)
+
+
+async def test_an_unknown_encoding_is_refused_not_stored_as_text() -> None:
+    async with running_api(MemoryStore()) as api:
+        status, answer, stored = await _upload(api, b"BROTLI-1\n", **{"Content-Encoding": "br"})
+        assert (status, answer["code"], stored) == (400, "corrupt_body", 0)

@@ -30,12 +30,12 @@ from autokey.entrypoints.web import (
     seller_webhooks,
     webhooks,
 )
+from autokey.entrypoints.web.bodies import HANDLER_ARGS, MAX_JSON_BODY
 from autokey.entrypoints.web.context import CONTAINER, CONVERTER
 from autokey.entrypoints.web.problems import problem_middleware
 from autokey.entrypoints.web.runner import response_defaults
 from autokey.entrypoints.web.schemas import make_http_converter, make_merchant_converter
 
-MAX_JSON_BODY = 4 * 1024 * 1024
 DISPATCH_INTERVAL_S = 1.0
 log = structlog.get_logger("autokey.app")
 
@@ -47,6 +47,7 @@ def make_app(container: Container) -> web.Application:
     app = web.Application(
         middlewares=[observability.observability_middleware, problem_middleware],
         client_max_size=MAX_JSON_BODY,
+        handler_args=HANDLER_ARGS,
     )
     app[CONTAINER] = container
     app[CONVERTER] = make_http_converter()

@@ -20,6 +20,7 @@ from autokey.domain.model.errors import FieldProblem, InvalidInput, NotFound, Un
 from autokey.domain.model.limits import Limit
 from autokey.domain.model.pages import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, Page, PageRequest
 from autokey.entrypoints.container import Container
+from autokey.entrypoints.web.bodies import body_bytes
 from autokey.entrypoints.web.schemas import parse_uuid
 
 T = TypeVar("T")
@@ -81,7 +82,7 @@ def converter(request: web.Request) -> cattrs.Converter:
 
 async def read_json(request: web.Request, cls: type[T], *, optional: bool = False) -> T:
     """Parse and validate a JSON body into `cls`; InvalidInput naming the fields otherwise."""
-    raw = await request.read()
+    raw = await body_bytes(request)
     if not raw.strip() and optional:
         return cls()
     try:

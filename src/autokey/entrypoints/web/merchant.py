@@ -6,6 +6,7 @@ contract's statuses from the merchant rows of the problem table."""
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import parse_qsl
 from uuid import UUID
 
 import attrs
@@ -22,6 +23,7 @@ from autokey.domain.services.merchant import (
     Stock,
 )
 from autokey.entrypoints.container import Container
+from autokey.entrypoints.web.bodies import HANDLER_ARGS, body_bytes
 from autokey.entrypoints.web.context import CONTAINER, CONVERTER, read_json
 from autokey.entrypoints.web.problems import merchant_problem_middleware
 from autokey.entrypoints.web.schemas import make_merchant_converter
@@ -58,7 +60,7 @@ class NotificationBodyIn:
 
 
 def make_merchant_app(container: Container) -> web.Application:
-    app = web.Application(middlewares=[merchant_problem_middleware])
+    app = web.Application(middlewares=[merchant_problem_middleware], handler_args=HANDLER_ARGS)
     app[CONTAINER] = container
     app[CONVERTER] = make_merchant_converter()
     app.add_routes(routes)
@@ -115,7 +117,8 @@ async def token(request: web.Request) -> web.Response:
     """Client credentials in the query string or a form body (G2A documents GET + query)."""
     fields = dict(request.query)
     if request.method == "POST" and request.content_type == "application/x-www-form-urlencoded":
-        fields.update({k: v for k, v in (await request.post()).items() if isinstance(v, str)})
+        form = (await body_bytes(request)).decode("utf-8", errors="replace")
+        fields.update(parse_qsl(form, keep_blank_values=True))
     if fields.get("grant_type") != "client_credentials":
         raise InvalidInput.of("grant_type", "unsupported_grant_type")
     client_id, secret = fields.get("client_id", ""), fields.get("client_secret", "")

@@ -17,6 +17,7 @@ from autokey.domain.model.merchant import Channel
 from autokey.domain.model.orders import OrderStatus, SalesFilter
 from autokey.domain.services.orders import OrderView
 from autokey.domain.services.transactions import transact
+from autokey.entrypoints.web.bodies import body_bytes
 from autokey.entrypoints.web.context import (
     container,
     converter,
@@ -69,7 +70,7 @@ async def _respond(request: web.Request, who: Principal, step: Step, status: int
         response = await transact(container(request).store(), effect)
     else:
         fingerprint = hashlib.sha256(
-            b"\n".join([request.method.encode(), request.path.encode(), await request.read()])
+            b"\n".join([request.method.encode(), request.path.encode(), await body_bytes(request)])
         ).digest()
         outcome = (
             await container(request)

@@ -20,6 +20,7 @@ from autokey.domain.model.errors import (
 )
 from autokey.domain.model.keys import MAX_KEY_LENGTH
 from autokey.entrypoints.settings import UploadLimits
+from autokey.entrypoints.web.bodies import Undecodable, decoded_pieces
 
 MAX_LINE_BYTES = 4 * MAX_KEY_LENGTH + 4
 """Keep at most this much of one line: anything longer is invalid anyway (too long)."""
@@ -27,16 +28,16 @@ CHUNK_BYTES = 256 * 1024
 
 
 async def spool_body(request: web.Request, limits: UploadLimits) -> IO[bytes]:
-    """The body in a temporary file positioned at its start. aiohttp has undone any
-    Content-Encoding (gzip, deflate...) already, inflating a bounded piece at a time, so the
-    caps count decoded bytes and lines: BodyTooLarge or TooManyLines as soon as one is passed,
-    before the rest is inflated; CorruptBody when the body does not decode."""
+    """The body in a temporary file positioned at its start. Its Content-Encoding (gzip,
+    deflate) is undone a bounded piece at a time (`bodies.decoded_pieces`), so the caps count
+    decoded bytes and lines: BodyTooLarge or TooManyLines as soon as one is passed, before
+    the rest is inflated; CorruptBody when the body does not decode or stops early."""
     spool: IO[bytes] = tempfile.TemporaryFile()  # noqa: SIM115 - the caller closes it
     try:
         size = newlines = 0
         last = b"\n"
         try:
-            async for piece in request.content.iter_chunked(CHUNK_BYTES):
+            async for piece in decoded_pieces(request, CHUNK_BYTES):
                 size += len(piece)
                 newlines += piece.count(b"\n")
                 if newlines > limits.max_lines:
@@ -47,7 +48,7 @@ async def spool_body(request: web.Request, limits: UploadLimits) -> IO[bytes]:
                 last = piece[-1:]
                 # Buffered pieces are handed over without suspending: let others run.
                 await asyncio.sleep(0)
-        except web.RequestPayloadError as exc:  # caused by aiohttp's ContentEncodingError
+        except (web.RequestPayloadError, Undecodable) as exc:  # broken framing or encoding
             _abandon(request)
             encoding = request.headers.get("Content-Encoding", "")
             raise CorruptBody(problems=(_CORRUPT,), encoding=encoding) from exc
@@ -64,9 +65,9 @@ async def spool_body(request: web.Request, limits: UploadLimits) -> IO[bytes]:
 
 
 def _abandon(request: web.Request) -> None:
-    """Read no more of the body. At EOF, aiohttp does not drain (and inflate) the rest after
-    our answer: it would, without yielding, for as long as a flood lasts, or fail again on a
-    corrupt stream. The answer closes the connection (problems.py), so the unread bytes are
+    """Read no more of the body. At EOF, aiohttp does not drain the rest after our answer:
+    it would, without yielding, for as long as a flood lasts, or fail again on a corrupt
+    stream. The answer closes the connection (problems.py), so the unread bytes are
     never parsed as a next request."""
     request.content.feed_eof()
 

@@ -24,6 +24,7 @@ from autokey.domain.model.webhooks import (
     WebhookRequest,
 )
 from autokey.domain.services.webhooks import ParsedEvent
+from autokey.entrypoints.web.bodies import Undecodable, decoded_pieces
 from autokey.entrypoints.web.context import container
 from autokey.entrypoints.web.operations import Operation
 from autokey.entrypoints.web.problems import UNREADABLE_BODY
@@ -41,10 +42,13 @@ async def _read_body(request: web.Request) -> bytes:
     if (request.content_length or 0) > MAX_BODY_BYTES:
         raise WebhookRejected(reason=Rejection.PAYLOAD_TOO_LARGE)
     body = bytearray()
-    async for chunk in request.content.iter_chunked(64 * 1024):
-        body += chunk
-        if len(body) > MAX_BODY_BYTES:
-            raise WebhookRejected(reason=Rejection.PAYLOAD_TOO_LARGE)
+    try:
+        async for chunk in decoded_pieces(request, 64 * 1024):
+            body += chunk
+            if len(body) > MAX_BODY_BYTES:
+                raise WebhookRejected(reason=Rejection.PAYLOAD_TOO_LARGE)
+    except Undecodable as exc:
+        raise web.RequestPayloadError(str(exc)) from exc
     return bytes(body)
 
 

@@ -24,7 +24,7 @@ from autokey.domain.model.webhooks import (
     WebhookRequest,
 )
 from autokey.domain.services.webhooks import ParsedEvent
-from autokey.entrypoints.web.bodies import Undecodable, decoded_pieces
+from autokey.entrypoints.web.bodies import body_bytes
 from autokey.entrypoints.web.context import container
 from autokey.entrypoints.web.operations import Operation
 from autokey.entrypoints.web.problems import UNREADABLE_BODY
@@ -38,18 +38,13 @@ G2A_CONVERTER = web.AppKey("g2a_converter", cattrs.Converter)
 
 
 async def _read_body(request: web.Request) -> bytes:
-    """At most MAX_BODY_BYTES + 1 bytes: enough to know a body is too large, never more."""
+    """At most MAX_BODY_BYTES + 1 decoded bytes: enough to know a body is too large."""
     if (request.content_length or 0) > MAX_BODY_BYTES:
         raise WebhookRejected(reason=Rejection.PAYLOAD_TOO_LARGE)
-    body = bytearray()
     try:
-        async for chunk in decoded_pieces(request, 64 * 1024):
-            body += chunk
-            if len(body) > MAX_BODY_BYTES:
-                raise WebhookRejected(reason=Rejection.PAYLOAD_TOO_LARGE)
-    except Undecodable as exc:
-        raise web.RequestPayloadError(str(exc)) from exc
-    return bytes(body)
+        return await body_bytes(request, MAX_BODY_BYTES)
+    except web.HTTPRequestEntityTooLarge:
+        raise WebhookRejected(reason=Rejection.PAYLOAD_TOO_LARGE) from None
 
 
 def _parse(converter: cattrs.Converter, body: bytes) -> ParsedEvent:

@@ -187,6 +187,20 @@ class KeyRepository(Protocol):
         call reserves more keys."""
         ...
 
+    async def claim_many(
+        self,
+        pool_id: ids.PoolId,
+        wants: Sequence[tuple[ids.OrderId, int]],
+        now: datetime,
+    ) -> Mapping[ids.OrderId, Sequence[ids.KeyId]]:
+        """`claim` for several orders of one pool at once (group commit), each all or
+        nothing: the orders are served in turn, oldest keys first, and serving stops at the
+        first order that cannot get every key it wants; those orders claim nothing. Returns
+        the ids claimed for each order served, in id order (orders not served are absent).
+        As in `claim`, keys another transaction holds are passed over, so an order may go
+        unserved while the pool still has keys: the caller tries it again alone."""
+        ...
+
     async def advance_claim_marks(self) -> int:
         """Housekeeping for stores whose claims start at a remembered mark: move each pool's
         mark to its oldest AVAILABLE key; returns how many marks moved (0 where claims need
@@ -221,6 +235,13 @@ class KeyRepository(Protocol):
         """RESERVED -> DELIVERED (`KeyTransition.DELIVER`) at `now` for every key of the
         order; returns the keys delivered, as delivered, in id order. Idempotent: a second
         call finds none and returns nothing (`delivered_to` lists what was delivered)."""
+        ...
+
+    async def deliver_orders(
+        self, order_ids: Collection[ids.OrderId], now: datetime
+    ) -> Mapping[ids.OrderId, Sequence[Key]]:
+        """`deliver_order` for several orders at once: the keys delivered to each, as
+        delivered, in id order (orders without a RESERVED key are absent)."""
         ...
 
 
@@ -272,6 +293,10 @@ class OfferRepository(Protocol):
         """The offer with that id, of any seller; None if unknown."""
         ...
 
+    async def get_many(self, offer_ids: Collection[ids.OfferId]) -> Mapping[ids.OfferId, Offer]:
+        """The offers with those ids, by id; unknown ids are absent."""
+        ...
+
     async def list_for_seller(self, seller_id: ids.SubjectId, page: PageRequest) -> Page[Offer]:
         """The seller's offers in id (creation) order."""
         ...
@@ -291,6 +316,11 @@ class OrderRepository(Protocol):
         usable."""
         ...
 
+    async def add_many(self, orders: Sequence[Order]) -> None:
+        """Store new orders that have no upstream order id, all or none: DuplicateResource
+        if one of their ids is stored (the transaction is then unusable)."""
+        ...
+
     async def save(self, order: Order) -> None:
         """Persist status, timestamps, cancel reason and upstream fields of an existing order.
         NotFound if it is not stored; DuplicateResource(resource=UPSTREAM_ORDER) if another
@@ -300,6 +330,18 @@ class OrderRepository(Protocol):
     async def get(self, order_id: ids.OrderId, *, for_update: bool = False) -> Order | None:
         """The order with that id, of any buyer; None if unknown. `for_update` makes it this
         transaction's until it ends (see the module docstring)."""
+        ...
+
+    async def save_many(self, orders: Sequence[Order]) -> None:
+        """`save` for several orders that have no upstream order id. NotFound, naming one,
+        if one is not stored: the others may be written by then, so the caller rolls back."""
+        ...
+
+    async def get_many(
+        self, order_ids: Collection[ids.OrderId], *, for_update: bool = False
+    ) -> Mapping[ids.OrderId, Order]:
+        """The orders with those ids, by id; unknown ids are absent. `for_update` takes them
+        in id order, so two transactions taking overlapping sets never deadlock."""
         ...
 
     async def list_for_buyer(

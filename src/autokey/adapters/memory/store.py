@@ -16,6 +16,7 @@ import attrs
 from autokey.adapters.key_spool import SpooledKeys, add_staged_in_batches
 from autokey.adapters.memory.merchant import MemoryMerchantRepository
 from autokey.adapters.memory.tables import Journal, Tables, copy, page_of, stored
+from autokey.adapters.one_by_one import KeysOneByOne, OffersOneByOne, OrdersOneByOne
 from autokey.domain.model import ids
 from autokey.domain.model.audit import AuditEvent
 from autokey.domain.model.auth import ApiToken
@@ -95,7 +96,7 @@ class MemoryPoolRepository(port.PoolRepository):
         return 0  # put_key keeps exact totals: nothing to fold
 
 
-class MemoryKeyRepository(port.KeyRepository):
+class MemoryKeyRepository(KeysOneByOne):
     def __init__(self, t: Tables, j: Journal) -> None:
         self._t, self._j = t, j
 
@@ -241,7 +242,7 @@ class MemoryKeyringRepository(port.KeyringRepository):
             self._j.put(self._t.keys, key_id, attrs.evolve(self._t.keys[key_id], sealed=sealed))
 
 
-class MemoryOfferRepository(port.OfferRepository):
+class MemoryOfferRepository(OffersOneByOne):
     def __init__(self, t: Tables, j: Journal) -> None:
         self._t, self._j = t, j
 
@@ -274,7 +275,7 @@ class MemoryOfferRepository(port.OfferRepository):
         return page_of(stocked, page, lambda o: o.id)
 
 
-class MemoryOrderRepository(port.OrderRepository):
+class MemoryOrderRepository(OrdersOneByOne):
     def __init__(self, t: Tables, j: Journal) -> None:
         self._t, self._j = t, j
 

@@ -287,6 +287,26 @@ class PostgresKeyRepository(SqlRepository, KeyRepository):
             rows += await self._all(sql.KEY_RESERVE, (order_id, now, pool_id, quantity - len(rows)))
         return _sorted_ids(rows)
 
+    async def claim_many(
+        self, pool_id: PoolId, wants: Sequence[tuple[OrderId, int]], now: datetime
+    ) -> Mapping[OrderId, Sequence[KeyId]]:
+        # From the claim mark only: an order left unserved is tried again alone, and the
+        # single claim also walks the range below the mark.
+        found = await self._all(
+            sql.KEYS_RESERVE_FOR_ORDERS,
+            {
+                "orders": [order_id for order_id, _ in wants],
+                "quantities": [quantity for _, quantity in wants],
+                "pool": pool_id,
+                "total": sum(quantity for _, quantity in wants),
+                "now": now,
+            },
+        )
+        served: dict[OrderId, list[KeyId]] = {}
+        for order_id, key_id in sorted(found):
+            served.setdefault(OrderId(order_id), []).append(KeyId(key_id))
+        return served
+
     async def advance_claim_marks(self) -> int:
         row = await self._one(sql.ADVANCE_CLAIM_MARKS, ())
         return 0 if row is None else int(row[0])
@@ -312,6 +332,16 @@ class PostgresKeyRepository(SqlRepository, KeyRepository):
     async def deliver_order(self, order_id: OrderId, now: datetime) -> Sequence[Key]:
         delivered = await self._entities(Key, sql.KEY_DELIVER_OF_ORDER, (now, order_id))
         return sorted(delivered, key=lambda k: k.id)
+
+    async def deliver_orders(
+        self, order_ids: Collection[OrderId], now: datetime
+    ) -> Mapping[OrderId, Sequence[Key]]:
+        delivered: dict[OrderId, list[Key]] = {}
+        found = await self._entities(Key, sql.KEYS_DELIVER_OF_ORDERS, (now, list(order_ids)))
+        for key in sorted(found, key=lambda k: k.id):
+            assert key.order_id is not None  # a delivered key belongs to an order
+            delivered.setdefault(key.order_id, []).append(key)
+        return delivered
 
 
 # --- Keyring (ADR 0011) ---------------------------------------------------------------------
@@ -371,6 +401,10 @@ class PostgresOfferRepository(SqlRepository, OfferRepository):
     async def get(self, offer_id: OfferId) -> Offer | None:
         return await self._entity(Offer, sql.OFFER_BY_ID, (offer_id,))
 
+    async def get_many(self, offer_ids: Collection[OfferId]) -> Mapping[OfferId, Offer]:
+        found = await self._entities(Offer, sql.OFFERS_BY_IDS, (list(offer_ids),))
+        return {offer.id: offer for offer in found}
+
     async def list_for_seller(self, seller_id: SubjectId, page: PageRequest) -> Page[Offer]:
         return await self._owned_page(Offer, sql.OFFERS_OF_SELLER, seller_id, page, lambda x: x.id)
 
@@ -414,9 +448,36 @@ class PostgresOrderRepository(SqlRepository, OrderRepository):
                     changed = (await self._conn.execute(sql.SAVE_ORDER, values)).rowcount
         require_saved(changed, "order", order.id)
 
+    async def add_many(self, orders: Sequence[Order]) -> None:
+        for start in range(0, len(orders), sql.ORDERS_PER_STATEMENT):
+            chunk = orders[start : start + sql.ORDERS_PER_STATEMENT]
+            values = [params(order) for order in chunk]
+            await self._send(
+                sql.insert_orders(len(chunk)), [v[f] for v in values for f in sql.ORDER_FIELDS]
+            )
+
+    async def save_many(self, orders: Sequence[Order]) -> None:
+        for start in range(0, len(orders), sql.ORDERS_PER_STATEMENT):
+            chunk = orders[start : start + sql.ORDERS_PER_STATEMENT]
+            values = [params(order) for order in chunk]
+            found = await self._all(
+                sql.save_orders(len(chunk)),
+                [v[f] for v in values for f in sql.ORDER_SAVED_FIELDS],
+            )
+            saved = {row[0] for row in found}
+            for order in chunk:
+                require_saved(order.id in saved, "order", order.id)
+
     async def get(self, order_id: OrderId, *, for_update: bool = False) -> Order | None:
         query = sql.locked(sql.ORDER_BY_ID) if for_update else sql.ORDER_BY_ID
         return await self._entity(Order, query, (order_id,))
+
+    async def get_many(
+        self, order_ids: Collection[OrderId], *, for_update: bool = False
+    ) -> Mapping[OrderId, Order]:
+        query = sql.locked(sql.ORDERS_BY_IDS) if for_update else sql.ORDERS_BY_IDS
+        found = await self._entities(Order, query, (list(order_ids),))
+        return {order.id: order for order in found}
 
     async def list_for_buyer(
         self, buyer_id: SubjectId, status: OrderStatus | None, page: PageRequest

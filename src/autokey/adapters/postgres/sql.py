@@ -257,6 +257,47 @@ UPDATE keys SET status = {literal(KeyTransition.DELIVER.target)}, delivered_at =
 WHERE order_id = %s AND status = {literal(KeyTransition.DELIVER.source)}
 RETURNING {KEY_COLUMNS}
 """
+# Group commit: the claims of several orders of one pool in one statement. The orders, in
+# batch order, want the key ranges (after, upto] of the keys locked oldest first; the prefix
+# of orders whose range was locked in full is served, the rest claim nothing.
+KEYS_RESERVE_FOR_ORDERS = f"""
+WITH wanted AS (
+    SELECT order_id, upto - quantity AS after, upto
+    FROM (
+        SELECT order_id, quantity, sum(quantity) OVER (ORDER BY n) AS upto
+        FROM unnest(%(orders)s::uuid[], %(quantities)s::int[])
+            WITH ORDINALITY AS w(order_id, quantity, n)
+    ) AS w
+),
+picked AS (
+    SELECT id, row_number() OVER (ORDER BY created_at, id) AS n
+    FROM (
+        SELECT id, created_at FROM keys
+        WHERE pool_id = %(pool)s AND status = {literal(KeyTransition.RESERVE.source)}
+            AND created_at >= coalesce(
+                (SELECT created_at FROM key_claim_marks WHERE pool_id = %(pool)s), '-infinity'
+            )
+        ORDER BY created_at, id
+        LIMIT %(total)s
+        FOR UPDATE SKIP LOCKED
+    ) AS free
+),
+served AS (
+    SELECT p.id, w.order_id FROM picked AS p
+    JOIN wanted AS w ON p.n > w.after AND p.n <= w.upto
+    WHERE w.upto <= (SELECT count(*) FROM picked)
+)
+UPDATE keys AS k
+SET status = {literal(KeyTransition.RESERVE.target)}, order_id = s.order_id,
+    reserved_at = %(now)s
+FROM served AS s WHERE k.id = s.id
+RETURNING k.order_id, k.id
+"""
+KEYS_DELIVER_OF_ORDERS = f"""
+UPDATE keys SET status = {literal(KeyTransition.DELIVER.target)}, delivered_at = %s
+WHERE order_id = ANY(%s) AND status = {literal(KeyTransition.DELIVER.source)}
+RETURNING {KEY_COLUMNS}
+"""
 ADVISORY_XACT_LOCK = "SELECT pg_advisory_xact_lock(%s)"
 COPY_KEYS = """
 COPY keys (id, pool_id, status, sealed, fingerprint, created_at) FROM STDIN (FORMAT BINARY)
@@ -353,6 +394,7 @@ UPDATE offers SET title = %(title)s, price_amount = %(price_amount)s,
 WHERE id = %(id)s
 """
 OFFER_BY_ID = f"SELECT {OFFER_COLUMNS} FROM offers WHERE id = %s"
+OFFERS_BY_IDS = f"SELECT {OFFER_COLUMNS} FROM offers WHERE id = ANY(%s)"
 OFFERS_OF_SELLER = _seller_page(OFFER_COLUMNS, "offers")
 # NO KEY UPDATE: sweeps exclude each other, but an order inserted meanwhile (its foreign key
 # takes KEY SHARE on the offer) never waits for a sweep.
@@ -395,6 +437,46 @@ ORDER_BY_ID = f"""
 SELECT {ORDER_COLUMNS}
 FROM orders WHERE id = %s
 """
+ORDERS_BY_IDS = f"""
+SELECT {ORDER_COLUMNS}
+FROM orders WHERE id = ANY(%s)
+ORDER BY id
+"""
+ORDER_FIELDS = tuple(c.strip() for c in ORDER_COLUMNS.split(","))
+ORDERS_PER_STATEMENT = 500
+"""Longer batches take several statements (18 parameters an order, 65,535 a statement)."""
+
+
+@lru_cache(maxsize=64)
+def insert_orders(count: int) -> str:
+    """The INSERT of `count` new orders, their `ORDER_FIELDS` in turn."""
+    row = "(" + ", ".join(["%s"] * len(ORDER_FIELDS)) + ")"
+    return f"INSERT INTO orders ({', '.join(ORDER_FIELDS)}) VALUES {', '.join([row] * count)}"
+
+
+ORDER_SAVED_FIELDS = (
+    "id", "status", "updated_at", "reserved_until", "paid_at", "fulfilled_at", "canceled_at",
+    "cancel_reason",
+)  # fmt: skip
+_SAVED_ROW = (
+    "(%s::uuid, %s::text, %s::timestamptz, %s::timestamptz, %s::timestamptz, %s::timestamptz,"
+    " %s::timestamptz, %s::text)"
+)
+
+
+@lru_cache(maxsize=64)
+def save_orders(count: int) -> str:
+    """The UPDATE of `count` orders' `ORDER_SAVED_FIELDS` (not their upstream fields),
+    returning the ids it found."""
+    columns = ", ".join(f"{c} = v.{c}" for c in ORDER_SAVED_FIELDS[1:])
+    return f"""
+UPDATE orders AS o SET {columns}
+FROM (VALUES {", ".join([_SAVED_ROW] * count)}) AS v({", ".join(ORDER_SAVED_FIELDS)})
+WHERE o.id = v.id
+RETURNING o.id
+"""
+
+
 # Walks orders_buyer_id_idx; a status, when given, filters the rows it walks.
 ORDERS_OF_BUYER = f"""
 SELECT {ORDER_COLUMNS}

@@ -32,6 +32,7 @@ import aiosqlite
 import attrs
 
 from autokey.adapters.key_spool import SpooledKeys, add_staged_in_batches
+from autokey.adapters.one_by_one import KeysOneByOne, OffersOneByOne, OrdersOneByOne
 from autokey.adapters.sqlite import rows, sql
 from autokey.adapters.sqlite.connection import (
     STORE_NAME,
@@ -152,7 +153,7 @@ class SqlitePoolRepository(port.PoolRepository):
         return 0  # the triggers keep exact totals: nothing to fold
 
 
-class SqliteKeyRepository(port.KeyRepository):
+class SqliteKeyRepository(KeysOneByOne):
     def __init__(self, session: Session) -> None:
         self._db = session
 
@@ -294,7 +295,7 @@ class SqliteKeyringRepository(port.KeyringRepository):
         await self._db.execute(sql.KEY_RESEAL, {"id": key_id.bytes, "sealed": sealed})
 
 
-class SqliteOfferRepository(port.OfferRepository):
+class SqliteOfferRepository(OffersOneByOne):
     def __init__(self, session: Session) -> None:
         self._db = session
 
@@ -338,7 +339,7 @@ class SqliteOfferRepository(port.OfferRepository):
         return page_of(rows.entities_of(found, Offer), page, lambda o: o.id)
 
 
-class SqliteOrderRepository(port.OrderRepository):
+class SqliteOrderRepository(OrdersOneByOne):
     def __init__(self, session: Session) -> None:
         self._db = session
 

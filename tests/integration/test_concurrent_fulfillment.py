@@ -1,9 +1,11 @@
 """200 concurrent order -> pay -> fulfill flows against a pool of 150 keys, over HTTP, on real
-servers: exactly 150 fulfilled with 150 distinct keys, 50 refused out_of_stock, counts add up."""
+servers: exactly 150 fulfilled with 150 distinct keys, 50 refused out_of_stock, counts add up.
+The calls share group-commit batches (ADR 0032); failing calls among them fail alone."""
 
 from __future__ import annotations
 
 import asyncio
+import uuid
 from collections import Counter
 from contextlib import AsyncExitStack
 from pathlib import Path
@@ -12,7 +14,15 @@ from typing import Any
 import aiohttp
 import pytest
 
-from tests.integration.server import autokey, serve, server_env, stocked_offer, token
+from tests.integration.server import (
+    autokey,
+    metrics_url,
+    serve,
+    server_env,
+    stocked_offer,
+    token,
+    with_metrics,
+)
 from tests.services import scratch_postgres
 
 FLOWS, KEYS = 200, 150
@@ -69,6 +79,74 @@ async def _run(env: dict[str, str], processes: int, *serve_args: str) -> None:
 async def test_concurrent_flows_on_postgres(processes: int) -> None:
     async with scratch_postgres() as url:
         await _run(server_env(url), processes)
+
+
+async def _batches(session: aiohttp.ClientSession, env: dict[str, str]) -> dict[str, float]:
+    """The group-commit histogram's count and sum per call, from /metrics."""
+    async with session.get(metrics_url(env)) as r:
+        text = await r.text()
+    found: dict[str, float] = {}
+    for line in text.splitlines():
+        for part in ("count", "sum"):
+            prefix = f"autokey_group_commit_batch_size_{part}{{call="
+            if line.startswith(prefix):
+                call = line[len(prefix) :].split('"')[1]
+                found[f"{call}_{part}"] = float(line.rsplit(" ", 1)[1])
+    return found
+
+
+@pytest.mark.postgres
+async def test_failing_calls_inside_batches_leave_the_other_orders_correct() -> None:
+    """Good flows race calls that fail (an unknown offer, another buyer's order, an order not
+    paid yet) in the same batches: each failing call gets its own error, every good order
+    its own key, and the batches did hold several calls."""
+    async with scratch_postgres() as url:
+        env = with_metrics(server_env(url))
+        autokey("migrate", env=env)
+        seller, buyer, other = token("seller", env), token("buyer", env), token("buyer", env)
+        async with serve(env) as api, aiohttp.ClientSession() as session:
+            _, offer = await stocked_offer(
+                session, api, seller, [f"MIX-{i:03d}" for i in range(60)]
+            )
+            auth = {"Authorization": f"Bearer {buyer}"}
+            # Orders the failing calls aim at: one stays unpaid, one is another buyer's.
+            targets = []
+            for _ in range(2):
+                async with session.post(
+                    f"{api}/orders", json={"offerId": offer}, headers=auth
+                ) as r:
+                    targets.append((await r.json())["id"])
+
+            async def failing(kind: int) -> tuple[int, str]:
+                if kind == 0:
+                    call = session.post(
+                        f"{api}/orders", json={"offerId": str(uuid.uuid4())}, headers=auth
+                    )
+                elif kind == 1:
+                    call = session.post(
+                        f"{api}/orders/{targets[1]}/pay",
+                        headers={"Authorization": f"Bearer {other}"},
+                    )
+                else:
+                    call = session.post(f"{api}/orders/{targets[0]}/fulfill", headers=auth)
+                async with call as r:
+                    return r.status, (await r.json())["code"]
+
+            results = await asyncio.gather(
+                *(_flow(session, api, buyer, offer) for _ in range(50)),
+                *(failing(i % 3) for i in range(30)),
+            )
+            flows, failures = results[:50], results[50:]
+            assert Counter(kind for kind, _ in flows) == {"fulfilled": 50}
+            assert len({key for _, key in flows}) == 50
+            assert Counter(failures) == {
+                (400, "offer_not_available"): 10,
+                (404, "not_found"): 10,
+                (409, "order_not_paid"): 10,
+            }
+            batches = await _batches(session, env)
+        for call in ("create", "pay", "fulfill"):
+            assert batches[f"{call}_sum"] > batches[f"{call}_count"], batches  # some > 1
 
 
 @pytest.mark.postgres

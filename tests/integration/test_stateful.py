@@ -284,6 +284,61 @@ class OrderMachine(_Machine):
         self.status[order_id] = after
         return view
 
+    @rule(
+        creates=st.lists(st.tuples(st.integers(0, 2), st.integers(1, 3)), max_size=4),
+        calls=st.lists(
+            st.tuples(st.sampled_from(["pay", "fulfill"]), st.integers(0, 100), st.booleans()),
+            max_size=4,
+        ),
+    )
+    def calls_at_the_same_moment(
+        self, creates: list[tuple[int, int]], calls: list[tuple[str, int, bool]]
+    ) -> None:
+        """Creates, payments and fulfillments at once, through group commit, some by a
+        buyer who does not own the order: each call ends as it would alone."""
+        targets: dict[OrderId, tuple[str, bool]] = {}
+        for method, pick, stranger in calls:
+            if self.placed:
+                targets.setdefault(self._pick(pick), (method, stranger))
+        outsider = Principal(subject=SubjectId(uuid.uuid4()), role=Role.BUYER)
+
+        async def at_once() -> list[Any]:
+            runs = [self.orders.create(self.buyers[b], self.offer_id, q) for b, q in creates]
+            runs += [
+                getattr(self.orders, method)(outsider if stranger else self.placed[o][0], o)
+                for o, (method, stranger) in targets.items()
+            ]
+            return await asyncio.gather(*runs, return_exceptions=True)
+
+        results = self.run(at_once())
+        for (buyer, quantity), result in zip(creates, results, strict=False):
+            if isinstance(result, OutOfStock):
+                continue
+            assert not isinstance(result, BaseException), result
+            self.placed[result.order.id] = (self.buyers[buyer], quantity)
+            self.status[result.order.id] = OrderStatus.PENDING
+            self.bump(available=-quantity, reserved=quantity)
+        assert self.model.available >= 0
+        for (order_id, (method, stranger)), result in zip(
+            targets.items(), results[len(creates) :], strict=True
+        ):
+            self._settle(order_id, method, stranger, result)
+
+    def _settle(self, order_id: OrderId, method: str, stranger: bool, result: Any) -> None:
+        before, quantity = self.status[order_id], self.placed[order_id][1]
+        allowed = (
+            (OrderStatus.PENDING,) if method == "pay" else (OrderStatus.PAID, OrderStatus.FULFILLED)
+        )
+        if stranger or before not in allowed:
+            assert isinstance(result, DomainError), (method, before, result)
+            return
+        assert not isinstance(result, BaseException), (method, before, result)
+        self.status[order_id] = OrderStatus.PAID if method == "pay" else OrderStatus.FULFILLED
+        if method == "fulfill":
+            assert len(result.keys) == quantity
+            if before is OrderStatus.PAID:
+                self.bump(reserved=-quantity, delivered=quantity)
+
     @rule()
     def expire_reservations(self) -> None:
         self.clock.advance(TTL_S + 1)

@@ -130,6 +130,7 @@ class Container(containers.DeclarativeContainer):
     rate_limiter = providers.Singleton(_rate_limiter, settings.provided.rate_limits, redis)
     inventory = providers.Singleton(InventoryService, store, cipher, blind_index, clock, ids)
     offers = providers.Singleton(OfferService, store, clock, ids)
+    domain_metrics = providers.Singleton(DomainMetrics, metrics_registry)
     orders = providers.Singleton(
         OrderService,
         store,
@@ -138,6 +139,8 @@ class Container(containers.DeclarativeContainer):
         clock,
         ids,
         reservation_ttl_s=settings.provided.reservation_ttl_s,
+        group_commit=settings.provided.group_commit,
+        on_batch=domain_metrics.provided.group_commit_batch,
     )
     idempotency = providers.Singleton(
         IdempotencyService, store, clock, settings.provided.idempotency_lease_s
@@ -201,7 +204,6 @@ class Container(containers.DeclarativeContainer):
 
     # ---- observability: metrics and readiness ------------------------------------------
     http_metrics = providers.Singleton(HttpMetrics, metrics_registry)
-    domain_metrics = providers.Singleton(DomainMetrics, metrics_registry)
     pool_stock = providers.Singleton(AuditedPoolStock, store)
     key_stock = providers.Singleton(
         KeyStockCollector,

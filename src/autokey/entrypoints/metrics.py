@@ -97,6 +97,13 @@ class DomainMetrics:
             ["transition"],
             registry=registry,
         )
+        self.group_commit_batches = Histogram(
+            "autokey_group_commit_batch_size",
+            "Calls per group-commit batch of the buyer API (ADR 0032), by call.",
+            ["call"],
+            buckets=(1, 2, 4, 8, 16, 32, 64),
+            registry=registry,
+        )
         # Series exist at 0 from the start, so rate() and absent() behave before the first event.
         for transition in ORDER_TRANSITIONS:
             self.orders_transitions.labels(transition)
@@ -107,6 +114,9 @@ class DomainMetrics:
 
     def order_transition(self, transition: str, count: int = 1) -> None:
         self.orders_transitions.labels(transition).inc(count)
+
+    def group_commit_batch(self, call: str, size: int) -> None:
+        self.group_commit_batches.labels(call).observe(size)
 
     def g2a_transition(self, transition: str, count: int) -> None:
         self.g2a_transitions.labels(transition).inc(count)

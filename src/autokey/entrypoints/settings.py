@@ -144,6 +144,8 @@ class Settings:
     """(host, port) of the /metrics listener; None when AUTOKEY_METRICS_ADDR is set empty."""
     workers: int
     """`serve` processes; 0: one per CPU on PostgreSQL, one otherwise."""
+    group_commit: bool = True
+    """Concurrent order creates, payments and fulfillments share transactions (ADR 0032)."""
     uploads: UploadLimits = UploadLimits()
     redis_url: str | None = attrs.field(repr=False)
     http: HttpSettings = HttpSettings()
@@ -198,8 +200,8 @@ class _Reader:
             self.problems.append(f"{name} must be between {low} and {high}, got {value}")
         return value
 
-    def flag(self, name: str) -> bool:
-        raw = self.text(name, "0").lower()
+    def flag(self, name: str, default: bool = False) -> bool:
+        raw = self.text(name, "1" if default else "0").lower()
         if raw not in ("0", "1", "true", "false"):
             self.problems.append(f"{name} must be 0 or 1, got {raw!r}")
         return raw in ("1", "true")
@@ -353,6 +355,7 @@ def load_settings(environ: Mapping[str, str]) -> Settings:
         payments=Payments(r.choice("AUTOKEY_PAYMENTS", Payments, payments_default)),
         metrics_addr=_metrics_addr(r),
         workers=r.integer("AUTOKEY_WORKERS", 0, 0, 256),
+        group_commit=r.flag("AUTOKEY_GROUP_COMMIT", default=True),
         uploads=UploadLimits(
             max_bytes=r.integer("AUTOKEY_UPLOAD_MAX_BYTES", DEFAULT_UPLOAD_MAX_BYTES, 1, 1 << 40),
             max_lines=r.integer(

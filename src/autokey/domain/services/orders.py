@@ -6,16 +6,24 @@ inside the same transaction as its idempotency record; `transact` runs it standa
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import contextlib
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from datetime import datetime, timedelta
+from typing import TypeVar
 
 import attrs
 
 from autokey.domain.model.audit import AuditAction, AuditEvent
 from autokey.domain.model.auth import Principal, Role
-from autokey.domain.model.errors import OfferNotAvailable
+from autokey.domain.model.errors import (
+    AutokeyError,
+    OfferNotAvailable,
+    StockBusy,
+    StoreUnavailable,
+)
 from autokey.domain.model.ids import KeyId, OfferId, OrderId
 from autokey.domain.model.keys import Key
+from autokey.domain.model.offers import Offer
 from autokey.domain.model.orders import (
     Fulfillment,
     Order,
@@ -26,8 +34,9 @@ from autokey.domain.model.orders import (
 from autokey.domain.model.outbound import OutboundEventType
 from autokey.domain.model.pages import Page, PageRequest
 from autokey.domain.services.audit import order_event
+from autokey.domain.services.batching import GroupCommit
 from autokey.domain.services.inventory import key_context
-from autokey.domain.services.outbound import announce
+from autokey.domain.services.outbound import Notice, announce_all
 from autokey.domain.services.transactions import transact
 from autokey.ports.crypto import KeyCipher
 from autokey.ports.payments import PaymentGateway
@@ -35,6 +44,7 @@ from autokey.ports.store import Store, UnitOfWork
 from autokey.ports.system import Clock, IdGenerator
 
 SWEEP_BATCH = 100
+C = TypeVar("C")
 
 
 @attrs.frozen(kw_only=True)
@@ -57,6 +67,19 @@ class OrderView:
 
 
 @attrs.frozen(kw_only=True)
+class CreateCall:
+    principal: Principal
+    offer_id: OfferId
+    quantity: int
+
+
+@attrs.frozen(kw_only=True)
+class OrderCall:
+    principal: Principal
+    order_id: OrderId
+
+
+@attrs.frozen(kw_only=True)
 class Sale:
     """A seller's view of one order: its metadata and the ids of the keys it delivered."""
 
@@ -73,10 +96,29 @@ class OrderService:
         clock: Clock,
         ids: IdGenerator,
         reservation_ttl_s: int,
+        *,
+        group_commit: bool = True,
+        on_batch: Callable[[str, int], None] | None = None,
     ) -> None:
+        """`group_commit` batches `create`, `pay` and `fulfill`; `on_batch(call, size)` is
+        told each batch's size as it starts."""
         self._store, self._cipher, self._payments = store, cipher, payments
         self._clock, self._ids = clock, ids
         self._ttl = timedelta(seconds=reservation_ttl_s)
+        self._group_commit, self._on_batch = group_commit, on_batch
+        self._creates = self._grouped(
+            "create",
+            lambda tx, c: self.create_in(tx, c.principal, c.offer_id, c.quantity),
+            self.create_many_in,
+        )
+        self._pays = self._grouped(
+            "pay", lambda tx, c: self.pay_in(tx, c.principal, c.order_id), self.pay_many_in
+        )
+        self._fulfills = self._grouped(
+            "fulfill",
+            lambda tx, c: self.fulfill_in(tx, c.principal, c.order_id),
+            self.fulfill_many_in,
+        )
 
     def _event(
         self,
@@ -93,8 +135,7 @@ class OrderService:
     async def _own_order(
         self, tx: UnitOfWork, principal: Principal, order_id: OrderId, *, lock: bool = False
     ) -> Order:
-        principal.require(Role.BUYER, action="manage_orders")
-        return principal.must_own(await tx.orders.get(order_id, for_update=lock), "order", order_id)
+        return _owned_by(principal, await tx.orders.get(order_id, for_update=lock), order_id)
 
     async def create_in(
         self, tx: UnitOfWork, principal: Principal, offer_id: OfferId, quantity: int
@@ -103,18 +144,11 @@ class OrderService:
         is fulfilled). OutOfStock or StockBusy when too few could be claimed (`Order.shortfall`)."""
         principal.require(Role.BUYER, action="create_order")
         check_quantity(quantity)
+        now = self._clock.now()
         offer = await tx.offers.get(offer_id)
         if offer is None:
             raise OfferNotAvailable(offer_id=str(offer_id))
-        now = self._clock.now()
-        order = Order.place(
-            id=OrderId(self._ids.new_id()),
-            buyer_id=principal.subject,
-            offer=offer,
-            quantity=quantity,
-            now=now,
-            reserved_until=now + self._ttl,
-        )
+        order = self._place(principal, offer, quantity, now)
         await tx.orders.add(order)
         events = [self._event(principal, AuditAction.ORDER_CREATED, order)]
         if not offer.sources_upstream:
@@ -125,6 +159,16 @@ class OrderService:
             events.append(self._event(principal, AuditAction.KEYS_RESERVED, order, claimed))
         await tx.audit.append(events)
         return OrderView(order=order, moved=True)
+
+    def _place(self, principal: Principal, offer: Offer, quantity: int, now: datetime) -> Order:
+        return Order.place(
+            id=OrderId(self._ids.new_id()),
+            buyer_id=principal.subject,
+            offer=offer,
+            quantity=quantity,
+            now=now,
+            reserved_until=now + self._ttl,
+        )
 
     async def pay_in(self, tx: UnitOfWork, principal: Principal, order_id: OrderId) -> OrderView:
         """PENDING -> PAID through the payment gateway."""
@@ -162,23 +206,18 @@ class OrderService:
     ) -> Sequence[Key]:
         """The order's reserved keys, delivered (read back by the statement that delivers)."""
         keys = await tx.keys.deliver_order(order.id, now)
-        delivered = [k.id for k in keys]
         await tx.orders.save(order)
-        await tx.audit.append(
-            [
-                self._event(principal, AuditAction.KEYS_DELIVERED, order, delivered),
-                self._event(principal, AuditAction.ORDER_FULFILLED, order),
-            ]
-        )
-        await announce(
-            tx,
-            self._ids,
-            self._clock,
-            order.seller_id,
-            OutboundEventType.ORDER_FULFILLED,
-            {"orderId": order.id, "offerId": order.offer_id, "keyIds": delivered},
-        )
+        await tx.audit.append(self._delivery_events(principal, order, keys))
+        await announce_all(tx, self._ids, self._clock, [_fulfilled(order, keys)])
         return keys
+
+    def _delivery_events(
+        self, principal: Principal, order: Order, keys: Sequence[Key]
+    ) -> list[AuditEvent]:
+        return [
+            self._event(principal, AuditAction.KEYS_DELIVERED, order, [k.id for k in keys]),
+            self._event(principal, AuditAction.ORDER_FULFILLED, order),
+        ]
 
     async def settle_in(
         self, tx: UnitOfWork, principal: Principal, order_id: OrderId, reference: str
@@ -206,16 +245,24 @@ class OrderService:
         self, tx: UnitOfWork, principal: Principal, order: Order, keys: Sequence[Key]
     ) -> OrderView:
         """The order with its `keys` opened, the reveal audited."""
-        revealed = tuple(
-            DeliveredKey(
-                id=k.id, plaintext=self._cipher.open(k.sealed, context=key_context(k.pool_id, k.id))
-            )
-            for k in keys
+        view = self._opened(order, keys)
+        await tx.audit.append([self._revealed(principal, order, keys)])
+        return view
+
+    def _opened(self, order: Order, keys: Sequence[Key]) -> OrderView:
+        return OrderView(
+            order=order,
+            keys=tuple(
+                DeliveredKey(
+                    id=k.id,
+                    plaintext=self._cipher.open(k.sealed, context=key_context(k.pool_id, k.id)),
+                )
+                for k in keys
+            ),
         )
-        await tx.audit.append(
-            [self._event(principal, AuditAction.KEYS_REVEALED, order, [k.id for k in keys])]
-        )
-        return OrderView(order=order, keys=revealed)
+
+    def _revealed(self, principal: Principal, order: Order, keys: Sequence[Key]) -> AuditEvent:
+        return self._event(principal, AuditAction.KEYS_REVEALED, order, [k.id for k in keys])
 
     async def cancel_in(
         self,
@@ -248,6 +295,135 @@ class OrderService:
                 self._event(actor, AuditAction.KEYS_RELEASED, order, released),
             ]
         )
+
+    # --- Group commit (ADR 0032) -----------------------------------------------------------
+    # `create`, `pay` and `fulfill` run a call in a batch with the calls of its kind waiting
+    # at the same moment (`GroupCommit`); `*_many_in` are the batches' steps. Each order is
+    # all or nothing, and a call a batch cannot complete as `*_in` would runs alone.
+
+    async def create(self, principal: Principal, offer_id: OfferId, quantity: int) -> OrderView:
+        call = CreateCall(principal=principal, offer_id=offer_id, quantity=quantity)
+        return await self._creates.run(call)
+
+    async def pay(self, principal: Principal, order_id: OrderId) -> OrderView:
+        return await self._pays.run(OrderCall(principal=principal, order_id=order_id))
+
+    async def fulfill(self, principal: Principal, order_id: OrderId) -> OrderView:
+        return await self._fulfills.run(OrderCall(principal=principal, order_id=order_id))
+
+    def _grouped(
+        self,
+        name: str,
+        one: Callable[[UnitOfWork, C], Awaitable[OrderView]],
+        many: Callable[[UnitOfWork, Sequence[C]], Awaitable[list[OrderView | None]]],
+    ) -> GroupCommit[C, OrderView]:
+        async def together(calls: Sequence[C]) -> list[OrderView | None]:
+            # A lone call runs as it would alone, but once: stock merely busy is retried
+            # alone, outside the batch, so the next batch does not wait for the retries.
+            try:
+                async with self._store.transaction() as tx:
+                    if len(calls) == 1:
+                        return [await one(tx, calls[0])]
+                    return await many(tx, calls)
+            except StockBusy:
+                return [None] * len(calls)
+
+        async def alone(call: C) -> OrderView:
+            return await transact(self._store, lambda tx: one(tx, call))
+
+        on_batch = self._on_batch
+        return GroupCommit(
+            together,
+            alone,
+            enabled=self._group_commit,
+            observe=None if on_batch is None else lambda size: on_batch(name, size),
+            shared=(StoreUnavailable,),
+        )
+
+    async def create_many_in(
+        self, tx: UnitOfWork, calls: Sequence[CreateCall]
+    ) -> list[OrderView | None]:
+        """`create_in` for a batch, with one claim per pool. A call that would not succeed
+        as `create_in` (an error to report, a G2A offer, stock short or busy) is None."""
+        now = self._clock.now()
+        offers = await tx.offers.get_many({c.offer_id for c in calls})
+        placed: dict[int, Order] = {}
+        for i, c in enumerate(calls):
+            offer = offers.get(c.offer_id)
+            if offer is None or offer.sources_upstream:
+                continue
+            with contextlib.suppress(AutokeyError):
+                c.principal.require(Role.BUYER, action="create_order")
+                placed[i] = self._place(c.principal, offer, check_quantity(c.quantity), now)
+        claimed: dict[OrderId, Sequence[KeyId]] = {}
+        for pool_id in sorted({o.pool_id for o in placed.values()}):
+            wants = [(o.id, o.quantity) for o in placed.values() if o.pool_id == pool_id]
+            claimed.update(await tx.keys.claim_many(pool_id, wants, now))
+        created = {i: o for i, o in placed.items() if o.id in claimed}
+        await tx.orders.add_many(list(created.values()))
+        await tx.audit.append(
+            [
+                event
+                for i, o in created.items()
+                for event in (
+                    self._event(calls[i].principal, AuditAction.ORDER_CREATED, o),
+                    self._event(calls[i].principal, AuditAction.KEYS_RESERVED, o, claimed[o.id]),
+                )
+            ]
+        )
+        return [
+            OrderView(order=created[i], moved=True) if i in created else None
+            for i in range(len(calls))
+        ]
+
+    async def pay_many_in(
+        self, tx: UnitOfWork, calls: Sequence[OrderCall]
+    ) -> list[OrderView | None]:
+        """`pay_in` for a batch; a call that would not succeed as `pay_in` is None."""
+        now = self._clock.now()
+        orders = await tx.orders.get_many({c.order_id for c in calls}, for_update=True)
+        paid: dict[int, tuple[Order, str]] = {}
+        for i, order in _owned(calls, orders).items():
+            with contextlib.suppress(AutokeyError):
+                order.pay(now)
+                paid[i] = (order, await self._payments.charge(order))
+        await tx.orders.save_many([order for order, _ in paid.values()])
+        await tx.audit.append(
+            [
+                self._event(calls[i].principal, AuditAction.ORDER_PAID, order, payment=reference)
+                for i, (order, reference) in paid.items()
+            ]
+        )
+        return [
+            OrderView(order=paid[i][0], moved=True) if i in paid else None
+            for i in range(len(calls))
+        ]
+
+    async def fulfill_many_in(
+        self, tx: UnitOfWork, calls: Sequence[OrderCall]
+    ) -> list[OrderView | None]:
+        """`fulfill_in` for a batch of first deliveries; any other call (an error to report,
+        keys delivered before, a key bought upstream) is None."""
+        now = self._clock.now()
+        orders = await tx.orders.get_many({c.order_id for c in calls}, for_update=True)
+        owned = _owned(calls, orders)
+        paid = {o.offer_id for o in owned.values() if o.status is OrderStatus.PAID}
+        offers = await tx.offers.get_many(paid)
+        ready = {i: o for i, o in owned.items() if _delivers(o, offers.get(o.offer_id), now)}
+        keys = await tx.keys.deliver_orders([o.id for o in ready.values()], now)
+        await tx.orders.save_many(list(ready.values()))
+        views = {i: self._opened(o, keys.get(o.id, ())) for i, o in ready.items()}
+        events: list[AuditEvent] = []
+        for i, o in ready.items():
+            delivered = keys.get(o.id, ())
+            events += self._delivery_events(calls[i].principal, o, delivered)
+            events.append(self._revealed(calls[i].principal, o, delivered))
+        await tx.audit.append(events)
+        notices = [_fulfilled(o, keys.get(o.id, ())) for o in ready.values()]
+        await announce_all(tx, self._ids, self._clock, notices)
+        return [
+            attrs.evolve(views[i], moved=True) if i in views else None for i in range(len(calls))
+        ]
 
     async def get(self, principal: Principal, order_id: OrderId) -> OrderView:
         """The buyer's order; a FULFILLED one with its keys (each reveal is audited)."""
@@ -293,3 +469,36 @@ class OrderService:
             total += len(expired)
             if len(expired) < SWEEP_BATCH:
                 return total
+
+
+def _owned_by(principal: Principal, order: Order | None, order_id: OrderId) -> Order:
+    principal.require(Role.BUYER, action="manage_orders")
+    return principal.must_own(order, "order", order_id)
+
+
+def _owned(calls: Sequence[OrderCall], orders: Mapping[OrderId, Order]) -> dict[int, Order]:
+    """By call, the order `_own_order` would give the call; only for the first call naming
+    an order (a repeat runs alone, after it)."""
+    owned: dict[int, Order] = {}
+    named: set[OrderId] = set()
+    for i, call in enumerate(calls):
+        if call.order_id in named:
+            continue
+        named.add(call.order_id)
+        with contextlib.suppress(AutokeyError):
+            owned[i] = _owned_by(call.principal, orders.get(call.order_id), call.order_id)
+    return owned
+
+
+def _delivers(order: Order, offer: Offer | None, now: datetime) -> bool:
+    """Whether `fulfill_in` would deliver the order's reserved keys now (moving it on)."""
+    upstream = offer is not None and offer.sources_upstream
+    try:
+        return order.request_fulfillment(now, sourced_upstream=upstream) is Fulfillment.DELIVER
+    except AutokeyError:
+        return False
+
+
+def _fulfilled(order: Order, keys: Sequence[Key]) -> Notice:
+    data = {"orderId": order.id, "offerId": order.offer_id, "keyIds": [k.id for k in keys]}
+    return order.seller_id, OutboundEventType.ORDER_FULFILLED, data

@@ -35,6 +35,10 @@ log = structlog.get_logger("autokey.outbound")
 DISPATCH_BATCH = 20
 
 
+Notice = tuple[SubjectId, OutboundEventType, Mapping[str, object]]
+"""A change to announce: the seller it concerns, its event type and its data."""
+
+
 async def announce(
     tx: UnitOfWork,
     ids: IdGenerator,
@@ -45,13 +49,23 @@ async def announce(
 ) -> None:
     """Write one delivery per endpoint of the seller that wants `event_type`, in `tx`: the
     event exists exactly when the change it announces is committed."""
-    endpoints = [e for e in await tx.endpoints.list_for_seller(seller_id) if e.wants(event_type)]
-    if not endpoints:
-        return
+    await announce_all(tx, ids, clock, [(seller_id, event_type, data)])
+
+
+async def announce_all(
+    tx: UnitOfWork, ids: IdGenerator, clock: Clock, notices: Sequence[Notice]
+) -> None:
+    """`announce` for several changes of one transaction, each seller's endpoints read once."""
+    sellers = dict.fromkeys(seller for seller, _, _ in notices)
+    endpoints = {seller: await tx.endpoints.list_for_seller(seller) for seller in sellers}
     now = clock.now()
-    body = json.dumps(payload(event_type, now, data), separators=(",", ":"), default=str)
-    await tx.deliveries.add(
-        [
+    deliveries = []
+    for seller_id, event_type, data in notices:
+        wanting = [e for e in endpoints[seller_id] if e.wants(event_type)]
+        if not wanting:
+            continue
+        body = json.dumps(payload(event_type, now, data), separators=(",", ":"), default=str)
+        deliveries += [
             Delivery(
                 id=DeliveryId(ids.new_id()),
                 endpoint_id=e.id,
@@ -62,9 +76,10 @@ async def announce(
                 created_at=now,
                 next_attempt_at=now,
             )
-            for e in endpoints
+            for e in wanting
         ]
-    )
+    if deliveries:
+        await tx.deliveries.add(deliveries)
 
 
 class SellerWebhookService:

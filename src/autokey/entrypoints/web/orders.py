@@ -49,24 +49,35 @@ ORDER_STATUS = status_param(OrderStatus, "orders")
 CHANNEL = "Only orders from autokey's buyer API (`api`) or from G2A (`g2a`)."
 
 
-async def _respond(request: web.Request, who: Principal, step: Step, status: int) -> web.Response:
-    """Run `step` in a transaction; with an Idempotency-Key, exactly once per key. An order
-    whose key is bought upstream is sourced once the transaction is over (and nothing is
-    stored for the key: a repeat sources again)."""
+async def _respond(
+    request: web.Request,
+    who: Principal,
+    step: Step,
+    status: int,
+    batched: Callable[[], Awaitable[OrderView]] | None = None,
+) -> web.Response:
+    """Run `step` in a transaction; with an Idempotency-Key, exactly once per key, in the
+    transaction that stores the key's record. Without one, `batched` runs the call when given
+    (group commit, ADR 0032). An order whose key is bought upstream is sourced once the
+    transaction is over (and nothing is stored for the key: a repeat sources again)."""
 
     ran: list[OrderView] = []
 
-    async def effect(tx: UnitOfWork) -> StoredResponse | None:
-        view = await step(tx)
+    def stored(view: OrderView) -> StoredResponse | None:
         ran[:] = [view]
         if view.sourcing_required:
             return None
         body = json.dumps(converter(request).unstructure(OrderOut.of_view(view)))
         return StoredResponse(status=status, body=body.encode())
 
+    async def effect(tx: UnitOfWork) -> StoredResponse | None:
+        return stored(await step(tx))
+
     key = request.headers.get("Idempotency-Key")
     headers = {}
-    if key is None:
+    if key is None and batched is not None:
+        response = stored(await batched())
+    elif key is None:
         response = await transact(container(request).store(), effect)
     else:
         fingerprint = hashlib.sha256(
@@ -127,11 +138,13 @@ async def create_order(request: web.Request) -> web.Response:
     who = await principal(request)
     body = await read_json(request, CreateOrderIn)
     orders = container(request).orders()
+    offer_id = OfferId(body.offer_id)
     return await _respond(
         request,
         who,
-        lambda tx: orders.create_in(tx, who, OfferId(body.offer_id), body.quantity),
+        lambda tx: orders.create_in(tx, who, offer_id, body.quantity),
         201,
+        lambda: orders.create(who, offer_id, body.quantity),
     )
 
 
@@ -146,7 +159,13 @@ async def create_order(request: web.Request) -> web.Response:
 async def pay(request: web.Request) -> web.Response:
     who, order_id = await principal(request), _order_id(request)
     orders = container(request).orders()
-    return await _respond(request, who, lambda tx: orders.pay_in(tx, who, order_id), 200)
+    return await _respond(
+        request,
+        who,
+        lambda tx: orders.pay_in(tx, who, order_id),
+        200,
+        lambda: orders.pay(who, order_id),
+    )
 
 
 @routes.post("/orders/{order_id}/fulfill")
@@ -175,7 +194,13 @@ async def fulfill(request: web.Request) -> web.Response:
     who, order_id = await principal(request), _order_id(request)
     orders = container(request).orders()
     try:
-        return await _respond(request, who, lambda tx: orders.fulfill_in(tx, who, order_id), 200)
+        return await _respond(
+            request,
+            who,
+            lambda tx: orders.fulfill_in(tx, who, order_id),
+            200,
+            lambda: orders.fulfill(who, order_id),
+        )
     except KeyMaterialUnreadable:
         # Rolled back; the buyer owns the order (fulfill_in checked). Deal with the keys in a
         # transaction of its own, then answer from the order's new state.

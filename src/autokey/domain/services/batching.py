@@ -1,0 +1,96 @@
+"""Group commit: concurrent calls of one kind share one transaction.
+
+While a batch of calls is in its transaction, the calls that arrive wait together, and the
+next batch takes them all (up to a size). At 32 concurrent buyers, ten orders then cost one
+transaction and a handful of statements instead of ten of each (ADR 0032). A call that
+waits alone is a batch of one, so a quiet server answers as fast as before.
+
+A batch answers each call with its result, or with None for a call the batch could not
+complete as the call alone would (an error to report, stock short, a case the batch does not
+handle); that call then runs alone, after the batch, in the caller's own task. A batch that
+fails as a whole is rolled back and each of its calls runs alone, so one call's failure never
+fails its neighbours; only an error every call would meet alone (the store unreachable) is
+every call's answer at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Generic, TypeVar
+
+C = TypeVar("C")
+R = TypeVar("R")
+
+MAX_BATCH = 64
+"""Calls per batch: bounds a batch's statements and how long its locks are held."""
+
+
+class GroupCommit(Generic[C, R]):
+    """Runs calls through `together` in batches, and through `alone` when a batch says so.
+
+    `together(calls)` runs a batch in one transaction and returns, per call, its result or
+    None. For a batch of one, what it raises is that call's answer; for a larger batch, an
+    exception runs every call alone."""
+
+    def __init__(
+        self,
+        together: Callable[[Sequence[C]], Awaitable[Sequence[R | None]]],
+        alone: Callable[[C], Awaitable[R]],
+        *,
+        limit: int = MAX_BATCH,
+        enabled: bool = True,
+        observe: Callable[[int], None] | None = None,
+        shared: tuple[type[Exception], ...] = (),
+    ) -> None:
+        """With `enabled` false, every call runs alone at once. `observe` is told the size
+        of each batch as it starts (metrics). A `shared` exception raised by a batch is every
+        call's answer instead (an outage: running each alone would only wait for it again)."""
+        self._together, self._alone, self._limit = together, alone, limit
+        self._enabled, self._observe, self._shared = enabled, observe, shared
+        self._waiting: list[tuple[C, asyncio.Future[R | None]]] = []
+        self._draining: asyncio.Task[None] | None = None
+
+    async def run(self, call: C) -> R:
+        if not self._enabled:
+            return await self._alone(call)
+        future: asyncio.Future[R | None] = asyncio.get_running_loop().create_future()
+        self._waiting.append((call, future))
+        if self._draining is None:
+            self._draining = asyncio.create_task(self._drain())
+        result = await future
+        return await self._alone(call) if result is None else result
+
+    async def _drain(self) -> None:
+        """Batch after batch until no call waits. A caller that went away before its batch
+        began (its future cancelled) is left out: nothing was done for it."""
+        batch: list[tuple[C, asyncio.Future[R | None]]] = []
+        try:
+            while self._waiting:
+                taken, self._waiting = self._waiting[: self._limit], self._waiting[self._limit :]
+                batch = [(call, future) for call, future in taken if not future.done()]
+                if batch:
+                    await self._run(batch)
+        finally:
+            self._draining = None
+            # Cancelled mid-batch (shutdown): so are its callers and those still waiting.
+            for _, future in [*batch, *self._waiting]:
+                future.cancel()
+            self._waiting = []
+
+    async def _run(self, batch: list[tuple[C, asyncio.Future[R | None]]]) -> None:
+        results: Sequence[R | None]
+        if self._observe is not None:
+            self._observe(len(batch))
+        try:
+            results = await self._together([call for call, _ in batch])
+        except Exception as exc:
+            if len(batch) == 1 or isinstance(exc, self._shared):
+                for _, future in batch:
+                    if not future.done():
+                        future.set_exception(exc)
+                return
+            results = [None] * len(batch)
+        for (_, future), result in zip(batch, results, strict=True):
+            if not future.done():
+                future.set_result(result)

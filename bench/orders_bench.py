@@ -7,6 +7,7 @@ Settings (environment):
   BENCH_CLIENTS=1,8,32   concurrency levels
   BENCH_SECONDS=20       measured seconds per level and side (after BENCH_WARMUP=3 s)
   BENCH_POOL_SIZE        AUTOKEY_DB_POOL_SIZE for the server (default: autokey's, 10)
+  BENCH_GROUP_COMMIT=0   AUTOKEY_GROUP_COMMIT for the server (default: autokey's, on)
   BENCH_SERVERS=1        autokey serve processes on the same database (clients alternate)
   BENCH_WORKERS          `autokey serve --workers` of each: e.g. 1; unset: autokey's default
                          (one worker per CPU on PostgreSQL)
@@ -58,6 +59,7 @@ WARMUP = float(os.environ.get("BENCH_WARMUP", "3"))
 CLIENTS = [int(c) for c in os.environ.get("BENCH_CLIENTS", "1,8,32").split(",")]
 SERVERS = int(os.environ.get("BENCH_SERVERS", "1"))
 POOL_SIZE = os.environ.get("BENCH_POOL_SIZE")
+GROUP_COMMIT = os.environ.get("BENCH_GROUP_COMMIT")
 PROFILE = os.environ.get("BENCH_PROFILE", "1") == "1"
 ROUND_TRIP_ORDERS = int(os.environ.get("BENCH_ROUND_TRIPS", "200"))
 PGBENCH = shutil.which("pgbench") or "/usr/lib/postgresql/15/bin/pgbench"
@@ -372,6 +374,8 @@ def _cores(c: dict[str, float], *parts: str) -> str:
 async def main() -> None:
     async with scratch_database() as url:
         extra = {"AUTOKEY_DB_POOL_SIZE": POOL_SIZE} if POOL_SIZE else {}
+        if GROUP_COMMIT is not None:
+            extra["AUTOKEY_GROUP_COMMIT"] = GROUP_COMMIT
         env = environment(url, **extra)
         cli("migrate", env=env)
         seller, buyer = token("seller", env), token("buyer", env)
@@ -411,6 +415,7 @@ async def main() -> None:
         f"{SERVERS} autokey serve process(es) of {workers} worker(s)"
         f" (BENCH_WORKERS={WORKERS or 'unset: autokey default'}),"
         f" AUTOKEY_DB_POOL_SIZE={POOL_SIZE or 'default (10)'},"
+        f" AUTOKEY_GROUP_COMMIT={GROUP_COMMIT or 'default (1)'},"
         f" {SECONDS:.0f} s per level after {WARMUP:.0f} s warm-up"
     )
     print(

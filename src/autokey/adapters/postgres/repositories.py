@@ -15,7 +15,6 @@ from typing import Final
 
 from psycopg import errors as pg_errors
 from psycopg.rows import TupleRow
-from psycopg.types.json import Jsonb
 
 from autokey.adapters.key_spool import Filling
 from autokey.adapters.postgres import sql
@@ -26,7 +25,7 @@ from autokey.adapters.postgres.connection import (
     page_of,
     translated,
 )
-from autokey.adapters.postgres.rows import params
+from autokey.adapters.postgres.rows import id_array, json_rows, params
 from autokey.adapters.store_errors import require_saved
 from autokey.domain.model.audit import AuditEvent
 from autokey.domain.model.auth import ApiToken
@@ -295,8 +294,8 @@ class PostgresKeyRepository(SqlRepository, KeyRepository):
         found = await self._all(
             sql.KEYS_RESERVE_FOR_ORDERS,
             {
-                "orders": [order_id for order_id, _ in wants],
-                "quantities": [quantity for _, quantity in wants],
+                "orders": id_array(order_id for order_id, _ in wants),
+                "quantities": "{" + ",".join(str(quantity) for _, quantity in wants) + "}",
                 "pool": pool_id,
                 "total": sum(quantity for _, quantity in wants),
                 "now": now,
@@ -337,7 +336,7 @@ class PostgresKeyRepository(SqlRepository, KeyRepository):
         self, order_ids: Collection[OrderId], now: datetime
     ) -> Mapping[OrderId, Sequence[Key]]:
         delivered: dict[OrderId, list[Key]] = {}
-        found = await self._entities(Key, sql.KEYS_DELIVER_OF_ORDERS, (now, list(order_ids)))
+        found = await self._entities(Key, sql.KEYS_DELIVER_OF_ORDERS, (now, id_array(order_ids)))
         for key in sorted(found, key=lambda k: k.id):
             assert key.order_id is not None  # a delivered key belongs to an order
             delivered.setdefault(key.order_id, []).append(key)
@@ -402,7 +401,7 @@ class PostgresOfferRepository(SqlRepository, OfferRepository):
         return await self._entity(Offer, sql.OFFER_BY_ID, (offer_id,))
 
     async def get_many(self, offer_ids: Collection[OfferId]) -> Mapping[OfferId, Offer]:
-        found = await self._entities(Offer, sql.OFFERS_BY_IDS, (list(offer_ids),))
+        found = await self._entities(Offer, sql.OFFERS_BY_IDS, (id_array(offer_ids),))
         return {offer.id: offer for offer in found}
 
     async def list_for_seller(self, seller_id: SubjectId, page: PageRequest) -> Page[Offer]:
@@ -449,24 +448,13 @@ class PostgresOrderRepository(SqlRepository, OrderRepository):
         require_saved(changed, "order", order.id)
 
     async def add_many(self, orders: Sequence[Order]) -> None:
-        for start in range(0, len(orders), sql.ORDERS_PER_STATEMENT):
-            chunk = orders[start : start + sql.ORDERS_PER_STATEMENT]
-            values = [params(order) for order in chunk]
-            await self._send(
-                sql.insert_orders(len(chunk)), [v[f] for v in values for f in sql.ORDER_FIELDS]
-            )
+        await self._send(sql.INSERT_ORDERS, (json_rows(params(o) for o in orders),))
 
     async def save_many(self, orders: Sequence[Order]) -> None:
-        for start in range(0, len(orders), sql.ORDERS_PER_STATEMENT):
-            chunk = orders[start : start + sql.ORDERS_PER_STATEMENT]
-            values = [params(order) for order in chunk]
-            found = await self._all(
-                sql.save_orders(len(chunk)),
-                [v[f] for v in values for f in sql.ORDER_SAVED_FIELDS],
-            )
-            saved = {row[0] for row in found}
-            for order in chunk:
-                require_saved(order.id in saved, "order", order.id)
+        found = await self._all(sql.SAVE_ORDERS, (json_rows(params(o) for o in orders),))
+        saved = {row[0] for row in found}
+        for order in orders:
+            require_saved(order.id in saved, "order", order.id)
 
     async def get(self, order_id: OrderId, *, for_update: bool = False) -> Order | None:
         query = sql.locked(sql.ORDER_BY_ID) if for_update else sql.ORDER_BY_ID
@@ -476,7 +464,7 @@ class PostgresOrderRepository(SqlRepository, OrderRepository):
         self, order_ids: Collection[OrderId], *, for_update: bool = False
     ) -> Mapping[OrderId, Order]:
         query = sql.locked(sql.ORDERS_BY_IDS) if for_update else sql.ORDERS_BY_IDS
-        found = await self._entities(Order, query, (list(order_ids),))
+        found = await self._entities(Order, query, (id_array(order_ids),))
         return {order.id: order for order in found}
 
     async def list_for_buyer(
@@ -641,25 +629,6 @@ class PostgresIdempotencyRepository(SqlRepository, IdempotencyRepository):
 # --- Audit log -----------------------------------------------------------------------------
 
 
-def _event_values(events: Sequence[AuditEvent]) -> list[object]:
-    """`sql.insert_events` parameters: each event's columns in turn, its key ids as one array
-    literal."""
-    return [
-        value
-        for e in events
-        for value in (
-            e.id,
-            e.occurred_at,
-            e.action.value,
-            e.actor,
-            e.pool_id,
-            e.order_id,
-            "{" + ",".join(str(k) for k in e.key_ids) + "}",
-            Jsonb(dict(e.details)),
-        )
-    ]
-
-
 class PostgresAuditLog(SqlRepository, AuditLog):
     async def append(self, events: Sequence[AuditEvent]) -> None:
         if not events:
@@ -667,9 +636,20 @@ class PostgresAuditLog(SqlRepository, AuditLog):
         with translated("audit_event", str(events[0].id)):
             # Only queued inside a unit of work (ids are fresh UUIDv7s: nothing to wait for);
             # it travels with the next statement that needs an answer, or with COMMIT.
-            for start in range(0, len(events), sql.EVENTS_PER_INSERT):
-                chunk = events[start : start + sql.EVENTS_PER_INSERT]
-                await self._conn.execute(sql.insert_events(len(chunk)), _event_values(chunk))
+            rows = (
+                {
+                    "id": e.id,
+                    "occurred_at": e.occurred_at,
+                    "action": e.action.value,
+                    "actor": e.actor,
+                    "pool_id": e.pool_id,
+                    "order_id": e.order_id,
+                    "key_ids": e.key_ids,
+                    "details": e.details,
+                }
+                for e in events
+            )
+            await self._conn.execute(sql.INSERT_EVENTS, (json_rows(rows),))
 
     async def list_events(self, pool_id: PoolId | None, page: PageRequest) -> Page[AuditEvent]:
         after, limit = page.after or MIN_UUID, page.limit + 1

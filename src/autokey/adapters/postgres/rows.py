@@ -13,7 +13,8 @@ per-row cost stays that of the hand-written positional mapping they replace.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import json
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime
 from decimal import Decimal
 from typing import Any, NewType, TypeVar
@@ -212,3 +213,15 @@ def params(entity: object) -> Params:
     """The named statement parameters of `entity`, one per column."""
     unstructured: Params = ROWS.unstructure(entity)
     return unstructured
+
+
+def json_rows(rows: Iterable[Mapping[str, object]]) -> str:
+    """Rows as one JSON array, the parameter of a `jsonb_to_recordset` statement: ids,
+    instants and amounts as their text (which PostgreSQL reads back exactly)."""
+    return json.dumps(list(rows), default=str, separators=(",", ":"))
+
+
+def id_array(ids: Iterable[UUID]) -> str:
+    """Ids as one `uuid[]` literal: a text parameter, for which psycopg sets up no list dumper
+    (cast it: `%s::uuid[]`)."""
+    return "{" + ",".join(str(i) for i in ids) + "}"

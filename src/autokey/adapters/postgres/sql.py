@@ -9,7 +9,7 @@ from the model transition it performs and named after it (`KEY_RESERVE`).
 
 from __future__ import annotations
 
-from functools import cache, lru_cache
+from functools import cache
 
 from autokey.adapters.sql_literals import literal
 from autokey.domain.model.idempotency import IdempotencyState
@@ -265,7 +265,7 @@ WITH wanted AS (
     SELECT order_id, upto - quantity AS after, upto
     FROM (
         SELECT order_id, quantity, sum(quantity) OVER (ORDER BY n) AS upto
-        FROM unnest(%(orders)s::uuid[], %(quantities)s::int[])
+        FROM unnest(%(orders)s::uuid[], %(quantities)s::integer[])
             WITH ORDINALITY AS w(order_id, quantity, n)
     ) AS w
 ),
@@ -295,7 +295,7 @@ RETURNING k.order_id, k.id
 """
 KEYS_DELIVER_OF_ORDERS = f"""
 UPDATE keys SET status = {literal(KeyTransition.DELIVER.target)}, delivered_at = %s
-WHERE order_id = ANY(%s) AND status = {literal(KeyTransition.DELIVER.source)}
+WHERE order_id = ANY(%s::uuid[]) AND status = {literal(KeyTransition.DELIVER.source)}
 RETURNING {KEY_COLUMNS}
 """
 ADVISORY_XACT_LOCK = "SELECT pg_advisory_xact_lock(%s)"
@@ -394,7 +394,7 @@ UPDATE offers SET title = %(title)s, price_amount = %(price_amount)s,
 WHERE id = %(id)s
 """
 OFFER_BY_ID = f"SELECT {OFFER_COLUMNS} FROM offers WHERE id = %s"
-OFFERS_BY_IDS = f"SELECT {OFFER_COLUMNS} FROM offers WHERE id = ANY(%s)"
+OFFERS_BY_IDS = f"SELECT {OFFER_COLUMNS} FROM offers WHERE id = ANY(%s::uuid[])"
 OFFERS_OF_SELLER = _seller_page(OFFER_COLUMNS, "offers")
 # NO KEY UPDATE: sweeps exclude each other, but an order inserted meanwhile (its foreign key
 # takes KEY SHARE on the offer) never waits for a sweep.
@@ -439,44 +439,30 @@ FROM orders WHERE id = %s
 """
 ORDERS_BY_IDS = f"""
 SELECT {ORDER_COLUMNS}
-FROM orders WHERE id = ANY(%s)
+FROM orders WHERE id = ANY(%s::uuid[])
 ORDER BY id
 """
-ORDER_FIELDS = tuple(c.strip() for c in ORDER_COLUMNS.split(","))
-ORDERS_PER_STATEMENT = 500
-"""Longer batches take several statements (18 parameters an order, 65,535 a statement)."""
-
-
-@lru_cache(maxsize=64)
-def insert_orders(count: int) -> str:
-    """The INSERT of `count` new orders, their `ORDER_FIELDS` in turn."""
-    row = "(" + ", ".join(["%s"] * len(ORDER_FIELDS)) + ")"
-    return f"INSERT INTO orders ({', '.join(ORDER_FIELDS)}) VALUES {', '.join([row] * count)}"
-
-
-ORDER_SAVED_FIELDS = (
-    "id", "status", "updated_at", "reserved_until", "paid_at", "fulfilled_at", "canceled_at",
-    "cancel_reason",
-)  # fmt: skip
-_SAVED_ROW = (
-    "(%s::uuid, %s::text, %s::timestamptz, %s::timestamptz, %s::timestamptz, %s::timestamptz,"
-    " %s::timestamptz, %s::text)"
-)
-
-
-@lru_cache(maxsize=64)
-def save_orders(count: int) -> str:
-    """The UPDATE of `count` orders' `ORDER_SAVED_FIELDS` (not their upstream fields),
-    returning the ids it found."""
-    columns = ", ".join(f"{c} = v.{c}" for c in ORDER_SAVED_FIELDS[1:])
-    return f"""
-UPDATE orders AS o SET {columns}
-FROM (VALUES {", ".join([_SAVED_ROW] * count)}) AS v({", ".join(ORDER_SAVED_FIELDS)})
+# Group commit: the orders of a batch as one JSON array of their columns (as INSERT_EVENTS).
+_ORDER_RECORD = """
+    id uuid, buyer_id uuid, seller_id uuid, offer_id uuid, pool_id uuid, quantity integer,
+    unit_price_amount numeric, unit_price_currency text, status text, created_at timestamptz,
+    updated_at timestamptz, reserved_until timestamptz, paid_at timestamptz,
+    fulfilled_at timestamptz, canceled_at timestamptz, cancel_reason text,
+    upstream_order_id text, upstream_state text
+"""
+INSERT_ORDERS = f"""
+INSERT INTO orders ({ORDER_COLUMNS})
+SELECT {ORDER_COLUMNS} FROM jsonb_to_recordset(%s::jsonb) AS o({_ORDER_RECORD})
+"""
+# Every field `SAVE_ORDER` writes but the upstream ones; returns the ids it found.
+SAVE_ORDERS = f"""
+UPDATE orders AS o SET status = v.status, updated_at = v.updated_at,
+    reserved_until = v.reserved_until, paid_at = v.paid_at, fulfilled_at = v.fulfilled_at,
+    canceled_at = v.canceled_at, cancel_reason = v.cancel_reason
+FROM jsonb_to_recordset(%s::jsonb) AS v({_ORDER_RECORD})
 WHERE o.id = v.id
 RETURNING o.id
 """
-
-
 # Walks orders_buyer_id_idx; a status, when given, filters the rows it walks.
 ORDERS_OF_BUYER = f"""
 SELECT {ORDER_COLUMNS}
@@ -652,23 +638,18 @@ PURGE_IDEMPOTENCY = "DELETE FROM idempotency_records WHERE expires_at <= %s"
 
 # --- Audit log -----------------------------------------------------------------------------
 
-# One statement for every event of an append, one VALUES row of scalars per event: psycopg
-# dumps these several times faster than the same values as unnest arrays (a list dumper is
-# set up afresh on every statement), and an append is on every order call. Each event's key
-# ids travel as one array literal.
-_EVENT_ROW = "(%s, %s, %s, %s, %s, %s, %s::uuid[], %s)"
-EVENTS_PER_INSERT = 500
-"""Longer appends take several statements (8 parameters an event, 65,535 a statement)."""
-
-
-@lru_cache(maxsize=64)
-def insert_events(count: int) -> str:
-    """The INSERT of `count` audit events."""
-    rows = ", ".join([_EVENT_ROW] * count)
-    return (
-        "INSERT INTO audit_events"
-        f" (id, occurred_at, action, actor, pool_id, order_id, key_ids, details) VALUES {rows}"
-    )
+# One statement for every event of an append, the events as one JSON array: the statement
+# text and its one parameter are the same for any number of events, so psycopg converts it
+# once and PostgreSQL prepares it once, where a VALUES row per event (or an unnest array per
+# column) cost the client several times more CPU in a batch of thirty (benchmarks §0000).
+INSERT_EVENTS = """
+INSERT INTO audit_events (id, occurred_at, action, actor, pool_id, order_id, key_ids, details)
+SELECT id, occurred_at, action, actor, pool_id, order_id, key_ids, details
+FROM jsonb_to_recordset(%s::jsonb) AS e(
+    id uuid, occurred_at timestamptz, action text, actor uuid, pool_id uuid, order_id uuid,
+    key_ids uuid[], details jsonb
+)
+"""
 
 
 EVENTS = """

@@ -7,6 +7,7 @@ Settings (environment):
   BENCH_CLIENTS=32       concurrency levels, comma-separated
   BENCH_SECONDS=20       measured seconds per level and side (after BENCH_WARMUP=3 s)
   BENCH_SERVERS=1        autokey serve processes on the same database (callers alternate)
+  BENCH_GROUP_COMMIT=0   AUTOKEY_GROUP_COMMIT for the server (default: autokey's, on)
   BENCH_VERBOSE=1        print pgbench's full reports
 """
 
@@ -25,7 +26,16 @@ import psycopg
 
 sys.path.insert(0, os.path.dirname(__file__))
 from _harness import CpuMeter, cli, environment, process_tree, scratch_database, server
-from orders_bench import SECONDS, SERVERS, WARMUP, _cores, _pct, pgbench_run, setup
+from orders_bench import (
+    GROUP_COMMIT,
+    SECONDS,
+    SERVERS,
+    WARMUP,
+    _cores,
+    _pct,
+    pgbench_run,
+    setup,
+)
 
 CLIENTS = [int(c) for c in os.environ.get("BENCH_CLIENTS", "32").split(",")]
 SCRIPT = os.path.join(os.path.dirname(__file__), "merchant_flow.sql")
@@ -112,7 +122,7 @@ async def merchant_token(api: str, env: dict[str, str], seller_subject: str) -> 
 
 async def main() -> None:
     async with scratch_database() as url:
-        env = environment(url)
+        env = environment(url, **({"AUTOKEY_GROUP_COMMIT": GROUP_COMMIT} if GROUP_COMMIT else {}))
         cli("migrate", env=env)
         seller = json.loads(cli("token", "create", "--role", "seller", env=env))
         async with contextlib.AsyncExitStack() as stack:

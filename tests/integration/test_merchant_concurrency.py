@@ -15,7 +15,7 @@ import aiohttp
 import attrs
 import pytest
 
-from tests.integration.server import autokey, serve, server_env
+from tests.integration.server import autokey, metrics_url, serve, server_env, with_metrics
 from tests.services import scratch_postgres
 
 pytestmark = pytest.mark.postgres
@@ -25,6 +25,7 @@ KEYS = 200
 
 @attrs.frozen
 class Market:
+    env: dict[str, str]
     apis: list[str]
     session: aiohttp.ClientSession
     merchant: dict[str, str]
@@ -44,9 +45,10 @@ def _cli_json(*args: str, env: dict[str, str]) -> dict[str, Any]:
 @asynccontextmanager
 async def _market(processes: int) -> AsyncIterator[Market]:
     """`processes` servers on one scratch database; a published AUTO_KEY offer of 200 keys
-    sold on G2A, a merchant token for its seller and a buyer token."""
+    sold on G2A, a merchant token for its seller and a buyer token. One server also serves
+    /metrics."""
     async with scratch_postgres() as url, AsyncExitStack() as stack:
-        env = server_env(url)
+        env = with_metrics(server_env(url)) if processes == 1 else server_env(url)
         autokey("migrate", env=env)
         seller = _cli_json("token", "create", "--role", "seller", env=env)
         buyer = _cli_json("token", "create", "--role", "buyer", env=env)
@@ -86,6 +88,7 @@ async def _market(processes: int) -> AsyncIterator[Market]:
         async with session.get(f"{apis[-1]}/g2a/merchant/oauth/token", params=query) as r:
             access = (await r.json())["access_token"]
         yield Market(
+            env=env,
             apis=apis,
             session=session,
             merchant={"Authorization": f"Bearer {access}"},
@@ -163,3 +166,61 @@ async def test_buyer_orders_racing_g2a_reservations_never_share_a_key() -> None:
         assert len(g2a_keys) + len(buyer_keys) == KEYS
         assert set(g2a_keys).isdisjoint(buyer_keys)
         assert set(g2a_keys) | set(buyer_keys) == m.uploaded
+
+
+async def _batch_sizes(m: Market) -> dict[str, float]:
+    """Per call, the group-commit histogram's sum over its count: the mean calls per batch."""
+    async with m.session.get(metrics_url(m.env)) as r:
+        text = await r.text()
+    parts: dict[str, dict[str, float]] = {}
+    for line in text.splitlines():
+        for part in ("count", "sum"):
+            prefix = f"autokey_group_commit_batch_size_{part}{{call="
+            if line.startswith(prefix):
+                call = line[len(prefix) :].split('"')[1]
+                parts.setdefault(call, {})[part] = float(line.rsplit(" ", 1)[1])
+    return {call: p["sum"] / p["count"] for call, p in parts.items() if p.get("count")}
+
+
+async def test_failing_merchant_calls_inside_batches_leave_the_others_correct() -> None:
+    """Reservations of an unknown product, repeated orders and orders of unknown
+    reservations race good calls in the same batches: each failing call gets its own
+    answer, every good reservation its own key."""
+    async with _market(1) as m:
+        unknown = [{"product_id": PRODUCT + 1, "quantity": 1}]
+
+        async def stranger(i: int) -> tuple[int, Any]:
+            async with m.session.post(
+                f"{m.api(i)}/g2a/merchant/reservation", json=unknown, headers=m.merchant
+            ) as r:
+                return r.status, await r.json()
+
+        reserved = await asyncio.gather(
+            *(_reserve(m, i) for i in range(60)), *(stranger(i) for i in range(10))
+        )
+        assert [status for status, _ in reserved] == [200] * 60 + [404] * 10
+        ids = [body["reservation_id"] for _, body in reserved[:60]]
+
+        async def order(i: int, reservation_id: str) -> tuple[int, list[str]]:
+            body = {"reservation_id": reservation_id, "g2a_order_id": 2_000_000 + i}
+            async with m.session.post(
+                f"{m.api(i)}/g2a/merchant/order", json=body, headers=m.merchant
+            ) as r:
+                result = await r.json()
+                keys = [item["value"] for s in result.get("stock", []) for item in s["inventory"]]
+                return r.status, keys
+
+        ordered = await asyncio.gather(
+            *(order(i, r) for i, r in enumerate(ids)),
+            *(order(100 + i, r) for i, r in enumerate(ids[:10])),  # the same reservations again
+            *(order(200 + i, f"no-such-{i}") for i in range(10)),
+        )
+        first, again, missing = ordered[:10], ordered[60:70], ordered[70:]
+        assert sorted(s for s, _ in first + again) == [200] * 10 + [409] * 10
+        assert [s for s, _ in ordered[10:60]] == [200] * 50
+        assert [s for s, _ in missing] == [404] * 10
+        keys = [k for status, ks in ordered if status == 200 for k in ks]
+        assert len(keys) == len(set(keys)) == 60
+        sizes = await _batch_sizes(m)
+        assert sizes["g2a_reserve"] > 1, sizes
+        assert sizes["g2a_order"] > 1, sizes

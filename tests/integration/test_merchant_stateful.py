@@ -4,7 +4,9 @@ counts, and the keys every order and reservation holds, match a simple model aft
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
+from typing import Any
 
 import pytest
 from hypothesis import strategies as st
@@ -124,6 +126,56 @@ class MerchantMachine(OrderMachine):
             assert len(view.stock[0].keys) == quantity
             self.bump(reserved=-quantity, delivered=quantity)
             self.state[rid] = ORDERED
+
+    @rule(
+        quantities=st.lists(st.integers(1, 3), max_size=4),
+        picks=st.lists(st.integers(0, 100), max_size=4),
+    )
+    def g2a_calls_at_the_same_moment(self, quantities: list[int], picks: list[int]) -> None:
+        """One-item reservations and orders at once, through group commit: each call ends
+        as it would alone (a repeated order of one reservation too)."""
+        rids = [self._pick_reservation(p) for p in picks] if self.reservations else []
+
+        async def at_once() -> list[Any]:
+            calls = [
+                self.merchant.reserve(
+                    self.seller.subject, [ReserveItem(product_id=PRODUCT, quantity=q)]
+                )
+                for q in quantities
+            ]
+            for rid in rids:
+                self.g2a_ids += 1
+                calls.append(self.merchant.order(self.seller.subject, rid, self.g2a_ids))
+            return await asyncio.gather(*calls, return_exceptions=True)
+
+        results = self.run(at_once())
+        for quantity, result in zip(quantities, results, strict=False):
+            if isinstance(result, OutOfStock):
+                continue
+            assert not isinstance(result, BaseException), result
+            self.bump(available=-quantity, reserved=quantity)
+            rid = result.reservation.id
+            self.reservations[rid] = (result.reservation.lines[0].order_id, quantity)
+            self.state[rid] = OPEN
+        assert self.model.available >= 0
+        seen: set[str] = set()
+        for rid, result in zip(rids, results[len(quantities) :], strict=True):
+            before = self.state[rid]
+            if before == OPEN and rid not in seen:
+                assert not isinstance(result, BaseException), result
+                quantity = self.reservations[rid][1]
+                assert len(result.stock[0].keys) == quantity
+                self.bump(reserved=-quantity, delivered=quantity)
+                self.state[rid] = ORDERED
+            else:
+                expected = {
+                    OPEN: OrderExists,  # ordered by an earlier call of this moment
+                    ORDERED: OrderExists,
+                    RELEASED: NotFound,
+                    EXPIRED: ReservationExpired,
+                }[before]
+                assert isinstance(result, expected), (before, result)
+            seen.add(rid)
 
     @precondition(lambda self: ORDERED in self.state.values())
     @rule(pick=st.integers(0, 100))

@@ -12,6 +12,7 @@ from datetime import datetime
 
 from autokey.domain.model import ids
 from autokey.domain.model.keys import Key
+from autokey.domain.model.merchant import Reservation
 from autokey.domain.model.offers import Offer
 from autokey.domain.model.orders import Order
 from autokey.ports import store as port
@@ -60,3 +61,26 @@ class OrdersOneByOne(port.OrderRepository):
     ) -> Mapping[ids.OrderId, Order]:
         found = {i: await self.get(i, for_update=for_update) for i in sorted(set(order_ids))}
         return {order_id: order for order_id, order in found.items() if order is not None}
+
+
+class MerchantOneByOne(port.MerchantRepository):
+    async def get_reservations(
+        self,
+        seller_id: ids.SubjectId,
+        reservation_ids: Collection[str],
+        *,
+        for_update: bool = False,
+    ) -> Mapping[str, Reservation]:
+        found = {
+            i: await self.get_reservation(seller_id, i, for_update=for_update)
+            for i in sorted(set(reservation_ids))
+        }
+        return {i: reservation for i, reservation in found.items() if reservation is not None}
+
+    async def add_reservations(self, reservations: Sequence[Reservation]) -> None:
+        for reservation in reservations:
+            await self.add_reservation(reservation)
+
+    async def save_reservations(self, reservations: Sequence[Reservation]) -> None:
+        for reservation in reservations:
+            await self.save_reservation(reservation)

@@ -179,6 +179,8 @@ class Container(containers.DeclarativeContainer):
         clock,
         ids,
         reservation_ttl_s=settings.provided.g2a_reservation_ttl_s,
+        group_commit=settings.provided.group_commit,
+        on_batch=domain_metrics.provided.group_commit_batch,
     )
 
     g2a_metrics = providers.Singleton(G2AMetrics, metrics_registry)

@@ -99,7 +99,8 @@ class DomainMetrics:
         )
         self.group_commit_batches = Histogram(
             "autokey_group_commit_batch_size",
-            "Calls per group-commit batch of the buyer API (ADR 0032), by call.",
+            "Calls per group-commit batch (ADR 0032), by call: create, pay, fulfill, "
+            "g2a_reserve, g2a_order.",
             ["call"],
             buckets=(1, 2, 4, 8, 16, 32, 64),
             registry=registry,

@@ -549,6 +549,26 @@ class MerchantRepository(Protocol):
         reservation run one after the other."""
         ...
 
+    async def get_reservations(
+        self,
+        seller_id: ids.SubjectId,
+        reservation_ids: Collection[str],
+        *,
+        for_update: bool = False,
+    ) -> Mapping[str, Reservation]:
+        """`get_reservation` for several ids of one seller (group commit), by id; unknown ids
+        and other sellers' are absent. `for_update` takes them in id order."""
+        ...
+
+    async def add_reservations(self, reservations: Sequence[Reservation]) -> None:
+        """Store new reservations whose ids are fresh (those of their first order): a
+        duplicate id fails the statement, and the transaction with it."""
+        ...
+
+    async def save_reservations(self, reservations: Sequence[Reservation]) -> None:
+        """`save_reservation` for several reservations read in this transaction."""
+        ...
+
     async def list_reservations(
         self, seller_id: ids.SubjectId, page: PageRequest
     ) -> Page[Reservation]:

@@ -9,16 +9,16 @@ from uuid import UUID
 import attrs
 
 from autokey.adapters.memory.tables import Journal, Tables, copy, page_of
+from autokey.adapters.one_by_one import MerchantOneByOne
 from autokey.domain.model import merchant
 from autokey.domain.model.errors import DuplicateResource
 from autokey.domain.model.ids import OfferId, PoolId, SubjectId
 from autokey.domain.model.keys import KeyStatus
 from autokey.domain.model.offers import DeliveryType, Offer, OfferStatus
 from autokey.domain.model.pages import Page, PageRequest
-from autokey.ports.store import MerchantRepository
 
 
-class MemoryMerchantRepository(MerchantRepository):
+class MemoryMerchantRepository(MerchantOneByOne):
     def __init__(self, t: Tables, j: Journal) -> None:
         self._m, self._offers, self._keys, self._j = t.merchant, t.offers, t.keys, j
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Final
 from uuid import UUID
@@ -69,6 +69,24 @@ class PostgresMerchantRepository(SqlRepository, MerchantRepository):
     ) -> merchant.Reservation | None:
         query = sql.locked(sql.RESERVATION) if for_update else sql.RESERVATION
         return await self._entity(merchant.Reservation, query, (reservation_id, seller_id))
+
+    async def get_reservations(
+        self, seller_id: SubjectId, reservation_ids: Collection[str], *, for_update: bool = False
+    ) -> Mapping[str, merchant.Reservation]:
+        query = sql.locked(sql.RESERVATIONS_BY_IDS) if for_update else sql.RESERVATIONS_BY_IDS
+        found = await self._entities(
+            merchant.Reservation, query, (list(reservation_ids), seller_id)
+        )
+        return {r.id: r for r in found}
+
+    async def add_reservations(self, reservations: Sequence[merchant.Reservation]) -> None:
+        # Queued, not waited for (fresh ids): they travel with the next statement or COMMIT.
+        for reservation in reservations:
+            await self._send(sql.INSERT_RESERVATION, params(reservation))
+
+    async def save_reservations(self, reservations: Sequence[merchant.Reservation]) -> None:
+        for reservation in reservations:
+            await self._send(sql.SAVE_RESERVATION, params(reservation))
 
     async def list_reservations(
         self, seller_id: SubjectId, page: PageRequest

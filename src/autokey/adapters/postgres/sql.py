@@ -722,6 +722,11 @@ WHERE id = %(id)s
 RESERVATION = f"""
 SELECT {RESERVATION_COLUMNS} FROM g2a_reservations WHERE id = %s AND seller_id = %s
 """
+RESERVATIONS_BY_IDS = f"""
+SELECT {RESERVATION_COLUMNS} FROM g2a_reservations
+WHERE id = ANY(%s::text[]) AND seller_id = %s
+ORDER BY id
+"""
 RESERVATIONS_OF_SELLER = _seller_page(RESERVATION_COLUMNS, "g2a_reservations")
 ORDERED_RESERVATION = f"""
 SELECT {RESERVATION_COLUMNS} FROM g2a_reservations

@@ -10,6 +10,7 @@ from typing import Any, Final
 from uuid import UUID
 
 from autokey.adapters.merchant_rows import lines_from, lines_text
+from autokey.adapters.one_by_one import MerchantOneByOne
 from autokey.adapters.sql_literals import literal
 from autokey.adapters.sqlite import rows, sql
 from autokey.adapters.sqlite.connection import Session, limit_of, page_of
@@ -18,7 +19,6 @@ from autokey.domain.model.ids import KeyId, OfferId, PoolId, SubjectId
 from autokey.domain.model.keys import KeyStatus
 from autokey.domain.model.offers import DeliveryType, Offer, OfferStatus
 from autokey.domain.model.pages import Page, PageRequest
-from autokey.ports.store import MerchantRepository
 
 _INSERT_CREDENTIAL: Final = """
 INSERT INTO g2a_merchant_credentials (client_id, seller_id, name, secret_hash, created_at)
@@ -163,7 +163,7 @@ def _g2a_ref(order_ref: str) -> int | None:
     return int(order_ref) if order_ref.isdigit() and len(order_ref) < 19 else None
 
 
-class SqliteMerchantRepository(MerchantRepository):
+class SqliteMerchantRepository(MerchantOneByOne):
     def __init__(self, session: Session) -> None:
         self._db = session
 

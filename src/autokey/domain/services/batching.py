@@ -19,6 +19,10 @@ import asyncio
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Generic, TypeVar
 
+from autokey.domain.model.errors import StockBusy, StoreUnavailable
+from autokey.domain.services.transactions import transact
+from autokey.ports.store import Store, UnitOfWork
+
 C = TypeVar("C")
 R = TypeVar("R")
 
@@ -94,3 +98,33 @@ class GroupCommit(Generic[C, R]):
         for (_, future), result in zip(batch, results, strict=True):
             if not future.done():
                 future.set_result(result)
+
+
+def grouped(
+    store: Store,
+    one: Callable[[UnitOfWork, C], Awaitable[R]],
+    many: Callable[[UnitOfWork, Sequence[C]], Awaitable[Sequence[R | None]]],
+    *,
+    enabled: bool = True,
+    observe: Callable[[int], None] | None = None,
+) -> GroupCommit[C, R]:
+    """A `GroupCommit` whose batches are transactions of `store`: `many` for a batch; `one`
+    for a lone call, once (stock merely busy is retried alone, outside the batch, so the next
+    batch does not wait for the retries); `one` in `transact`, with its retries, for a call
+    run alone. An unreachable store is every call's answer."""
+
+    async def together(calls: Sequence[C]) -> Sequence[R | None]:
+        try:
+            async with store.transaction() as tx:
+                if len(calls) == 1:
+                    return [await one(tx, calls[0])]
+                return await many(tx, calls)
+        except StockBusy:
+            return [None] * len(calls)
+
+    async def alone(call: C) -> R:
+        return await transact(store, lambda tx: one(tx, call))
+
+    return GroupCommit(
+        together, alone, enabled=enabled, observe=observe, shared=(StoreUnavailable,)
+    )

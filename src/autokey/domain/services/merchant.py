@@ -5,15 +5,16 @@ machinery's own."""
 
 from __future__ import annotations
 
+import contextlib
 import hmac
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime, timedelta
 
 import attrs
 
 from autokey.domain.model.audit import AuditAction, AuditEvent
 from autokey.domain.model.auth import Principal, Role
-from autokey.domain.model.errors import InvalidInput, NotFound, Unauthenticated
+from autokey.domain.model.errors import AutokeyError, InvalidInput, NotFound, Unauthenticated
 from autokey.domain.model.ids import EventId, KeyId, OfferId, OrderId, PoolId, SubjectId
 from autokey.domain.model.merchant import (
     G2A_CUSTOMER,
@@ -32,7 +33,13 @@ from autokey.domain.model.merchant import (
 from autokey.domain.model.offers import DeliveryType, OfferStatus
 from autokey.domain.model.orders import Order
 from autokey.domain.model.pages import Page, PageRequest
-from autokey.domain.services.orders import DeliveredKey, OrderService
+from autokey.domain.services.batching import grouped
+from autokey.domain.services.orders import (
+    CreateCall,
+    DeliveredKey,
+    OrderService,
+    SettleCall,
+)
 from autokey.domain.services.transactions import transact
 from autokey.ports.crypto import SecretHasher
 from autokey.ports.store import Store, UnitOfWork
@@ -46,6 +53,19 @@ _G2A = Principal(subject=G2A_CUSTOMER, role=Role.BUYER)
 class ReserveItem:
     product_id: str
     quantity: int
+
+
+@attrs.frozen(kw_only=True)
+class ReserveCall:
+    seller_id: SubjectId
+    item: ReserveItem
+
+
+@attrs.frozen(kw_only=True)
+class OrderingCall:
+    seller_id: SubjectId
+    reservation_id: str
+    g2a_order_id: int
 
 
 @attrs.frozen(kw_only=True)
@@ -87,10 +107,29 @@ class MerchantService:
         clock: Clock,
         ids: IdGenerator,
         reservation_ttl_s: int,
+        *,
+        group_commit: bool = True,
+        on_batch: Callable[[str, int], None] | None = None,
     ) -> None:
+        """`group_commit` batches one-item reservations and orders (ADR 0032);
+        `on_batch(call, size)` is told each batch's size as it starts."""
         self._store, self._orders, self._hasher = store, orders, hasher
         self._clock, self._ids = clock, ids
         self._ttl = timedelta(seconds=reservation_ttl_s)
+        self._reserves = grouped(
+            store,
+            lambda tx, c: self.reserve_in(tx, c.seller_id, [c.item]),
+            self.reserve_many_in,
+            enabled=group_commit,
+            observe=None if on_batch is None else lambda size: on_batch("g2a_reserve", size),
+        )
+        self._orderings = grouped(
+            store,
+            lambda tx, c: self.order_in(tx, c.seller_id, c.reservation_id, c.g2a_order_id),
+            self.order_many_in,
+            enabled=group_commit,
+            observe=None if on_batch is None else lambda size: on_batch("g2a_order", size),
+        )
 
     # ---- credentials and tokens ----------------------------------------------------------
 
@@ -151,25 +190,64 @@ class MerchantService:
 
     async def reserve(self, seller_id: SubjectId, items: Sequence[ReserveItem]) -> ReservationView:
         """Hold keys for every item or for none: NotFound for a product the seller does not
-        sell (active AUTO_KEY offer with that g2aProductId), OutOfStock when one falls short."""
+        sell (active AUTO_KEY offer with that g2aProductId), OutOfStock when one falls short.
+        A one-item reservation runs in a batch with those arriving at the same moment."""
         if not items:
             raise InvalidInput.of("body", "empty_reservation")
+        if len(items) == 1:
+            return await self._reserves.run(ReserveCall(seller_id=seller_id, item=items[0]))
+        return await transact(self._store, lambda tx: self.reserve_in(tx, seller_id, items))
 
-        async def step(tx: UnitOfWork) -> ReservationView:
-            held = [await self._hold(tx, seller_id, item) for item in items]
-            orders = [order for _, order in held]
-            reservation = Reservation(
-                id=str(orders[0].id),
-                seller_id=seller_id,
-                state=ReservationState.OPEN,
-                lines=tuple(line for line, _ in held),
-                created_at=orders[0].created_at,
-                expires_at=min(o.reserved_until for o in orders),
+    async def reserve_in(
+        self, tx: UnitOfWork, seller_id: SubjectId, items: Sequence[ReserveItem]
+    ) -> ReservationView:
+        held = [await self._hold(tx, seller_id, item) for item in items]
+        reservation = self._reservation_of(seller_id, held)
+        await tx.merchant.add_reservation(reservation)
+        return (await self._views(tx, [reservation]))[0]
+
+    async def reserve_many_in(
+        self, tx: UnitOfWork, calls: Sequence[ReserveCall]
+    ) -> list[ReservationView | None]:
+        """`reserve_in` of one item for a batch of calls, the orders placed together
+        (`OrderService.create_many_in`); a call that would not succeed alone is None."""
+        products = sorted({(c.seller_id, c.item.product_id) for c in calls})
+        offers = {p: await tx.merchant.find_linked_offer(*p) for p in products}
+        linked = {
+            i: offer
+            for i, c in enumerate(calls)
+            if (offer := offers[(c.seller_id, c.item.product_id)]) is not None
+        }
+        creates = [
+            CreateCall(principal=_G2A, offer_id=offer.id, quantity=calls[i].item.quantity)
+            for i, offer in linked.items()
+        ]
+        placed = await self._orders.create_many_in(tx, creates)
+        reservations = {
+            i: self._reservation_of(
+                calls[i].seller_id, [(_line(calls[i].item, view.order), view.order)]
             )
-            await tx.merchant.add_reservation(reservation)
-            return await self._view(tx, reservation)
+            for i, view in zip(linked, placed, strict=True)
+            if view is not None
+        }
+        await tx.merchant.add_reservations(list(reservations.values()))
+        views = dict(
+            zip(reservations, await self._views(tx, list(reservations.values())), strict=True)
+        )
+        return [views.get(i) for i in range(len(calls))]
 
-        return await transact(self._store, step)
+    def _reservation_of(
+        self, seller_id: SubjectId, held: Sequence[tuple[ReservationLine, Order]]
+    ) -> Reservation:
+        orders = [order for _, order in held]
+        return Reservation(
+            id=str(orders[0].id),
+            seller_id=seller_id,
+            state=ReservationState.OPEN,
+            lines=tuple(line for line, _ in held),
+            created_at=orders[0].created_at,
+            expires_at=min(o.reserved_until for o in orders),
+        )
 
     async def _hold(
         self, tx: UnitOfWork, seller_id: SubjectId, item: ReserveItem
@@ -179,13 +257,7 @@ class MerchantService:
         if offer is None:
             raise NotFound(resource="product", id=item.product_id)
         order = (await self._orders.create_in(tx, _G2A, offer.id, item.quantity)).order
-        line = ReservationLine(
-            product_id=item.product_id,
-            quantity=item.quantity,
-            order_id=order.id,
-            pool_id=order.pool_id,
-        )
-        return line, order
+        return _line(item, order), order
 
     async def renew(self, seller_id: SubjectId, reservation_id: str) -> ReservationView:
         """Hold the keys for another TTL from now. NotFound once expired or released."""
@@ -195,7 +267,7 @@ class MerchantService:
             for line in reservation.lines:
                 await self._orders.extend_in(tx, _G2A, line.order_id, until)
             await tx.merchant.save_reservation(reservation)
-            return await self._view(tx, reservation)
+            return (await self._views(tx, [reservation]))[0]
 
     async def release(self, seller_id: SubjectId, reservation_id: str) -> ReservationView | None:
         """Free the reserved keys now; IllegalTransition once ordered. The released reservation,
@@ -213,16 +285,69 @@ class MerchantService:
         self, seller_id: SubjectId, reservation_id: str, g2a_order_id: int
     ) -> ReservationView:
         """Deliver exactly the reserved keys. OrderExists on a repeat (nothing is allocated
-        again), ReservationExpired after expiry, NotFound for an unknown or released one."""
-        async with self._store.transaction() as tx:
-            reservation = await self._reservation(tx, seller_id, reservation_id)
-            reservation.order(g2a_order_id, self._clock.now())
-            delivered = {}
-            for line in reservation.lines:
-                view = await self._orders.settle_in(tx, _G2A, line.order_id, f"g2a:{g2a_order_id}")
-                delivered[line.order_id] = view.keys
-            await tx.merchant.save_reservation(reservation)
-            return await self._view(tx, reservation, delivered)
+        again), ReservationExpired after expiry, NotFound for an unknown or released one.
+        Runs in a batch with the orders arriving at the same moment."""
+        call = OrderingCall(
+            seller_id=seller_id, reservation_id=reservation_id, g2a_order_id=g2a_order_id
+        )
+        return await self._orderings.run(call)
+
+    async def order_in(
+        self, tx: UnitOfWork, seller_id: SubjectId, reservation_id: str, g2a_order_id: int
+    ) -> ReservationView:
+        reservation = await self._reservation(tx, seller_id, reservation_id)
+        reservation.order(g2a_order_id, self._clock.now())
+        delivered = {}
+        for line in reservation.lines:
+            view = await self._orders.settle_in(tx, _G2A, line.order_id, f"g2a:{g2a_order_id}")
+            delivered[line.order_id] = view.keys
+        await tx.merchant.save_reservation(reservation)
+        return (await self._views(tx, [reservation], delivered))[0]
+
+    async def order_many_in(
+        self, tx: UnitOfWork, calls: Sequence[OrderingCall]
+    ) -> list[ReservationView | None]:
+        """`order_in` for a batch of one-line reservations, their orders settled together
+        (`OrderService.settle_many_in`); any other call is None."""
+        ordering = await self._orderable(tx, calls)
+        settles = [
+            SettleCall(
+                principal=_G2A,
+                order_id=r.lines[0].order_id,
+                reference=f"g2a:{calls[i].g2a_order_id}",
+            )
+            for i, r in ordering.items()
+        ]
+        settled = await self._orders.settle_many_in(tx, settles)
+        done = {
+            i: (r, view) for (i, r), view in zip(ordering.items(), settled, strict=True) if view
+        }
+        reservations = [r for r, _ in done.values()]
+        await tx.merchant.save_reservations(reservations)
+        delivered = {r.lines[0].order_id: view.keys for r, view in done.values()}
+        views = dict(zip(done, await self._views(tx, reservations, delivered), strict=True))
+        return [views.get(i) for i in range(len(calls))]
+
+    async def _orderable(
+        self, tx: UnitOfWork, calls: Sequence[OrderingCall]
+    ) -> dict[int, Reservation]:
+        """By call, its one-line reservation moved to ordered (in memory), for the first call
+        naming it; calls that `order_in` would refuse are absent."""
+        found: dict[tuple[SubjectId, str], Reservation] = {}
+        for seller in sorted({c.seller_id for c in calls}):
+            wanted = [c.reservation_id for c in calls if c.seller_id == seller]
+            mine = await tx.merchant.get_reservations(seller, wanted, for_update=True)
+            found.update({(seller, rid): r for rid, r in mine.items()})
+        now, named, ordering = self._clock.now(), set(), {}
+        for i, c in enumerate(calls):
+            reservation = found.get((c.seller_id, c.reservation_id))
+            if reservation is None or len(reservation.lines) != 1 or reservation.id in named:
+                continue
+            named.add(reservation.id)
+            with contextlib.suppress(AutokeyError):
+                reservation.order(c.g2a_order_id, now)
+                ordering[i] = reservation
+        return ordering
 
     async def inventory(self, seller_id: SubjectId, order_ref: str) -> ReservationView:
         """The keys of an order again (each reveal audited); `order_ref` is autokey's order id
@@ -233,7 +358,7 @@ class MerchantService:
             for line in reservation.lines:
                 view = await self._orders.fulfill_in(tx, _G2A, line.order_id)
                 delivered[line.order_id] = view.keys
-            return await self._view(tx, reservation, delivered)
+            return (await self._views(tx, [reservation], delivered))[0]
 
     async def return_keys(
         self, seller_id: SubjectId, order_ref: str, key_ids: Sequence[KeyId]
@@ -380,15 +505,36 @@ class MerchantService:
             raise NotFound(resource="order", id=order_ref[:64])
         return found
 
-    async def _view(
+    async def _views(
         self,
         tx: UnitOfWork,
-        reservation: Reservation,
-        delivered: dict[OrderId, tuple[DeliveredKey, ...]] | None = None,
-    ) -> ReservationView:
-        stock = []
-        for line in reservation.lines:
-            available = await tx.merchant.available_up_to(line.pool_id, MAX_INVENTORY)
-            keys = (delivered or {}).get(line.order_id, ())
-            stock.append(Stock(product_id=line.product_id, inventory_size=available, keys=keys))
-        return ReservationView(reservation=reservation, stock=tuple(stock))
+        reservations: Sequence[Reservation],
+        delivered: Mapping[OrderId, tuple[DeliveredKey, ...]] | None = None,
+    ) -> list[ReservationView]:
+        """Each reservation with its stock: the keys left in each line's pool (read once per
+        pool) and the keys `delivered` to each line's order."""
+        pools = sorted({line.pool_id for r in reservations for line in r.lines})
+        available = {p: await tx.merchant.available_up_to(p, MAX_INVENTORY) for p in pools}
+        return [
+            ReservationView(
+                reservation=r,
+                stock=tuple(
+                    Stock(
+                        product_id=line.product_id,
+                        inventory_size=available[line.pool_id],
+                        keys=(delivered or {}).get(line.order_id, ()),
+                    )
+                    for line in r.lines
+                ),
+            )
+            for r in reservations
+        ]
+
+
+def _line(item: ReserveItem, order: Order) -> ReservationLine:
+    return ReservationLine(
+        product_id=item.product_id,
+        quantity=item.quantity,
+        order_id=order.id,
+        pool_id=order.pool_id,
+    )

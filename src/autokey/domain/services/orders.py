@@ -18,8 +18,6 @@ from autokey.domain.model.auth import Principal, Role
 from autokey.domain.model.errors import (
     AutokeyError,
     OfferNotAvailable,
-    StockBusy,
-    StoreUnavailable,
 )
 from autokey.domain.model.ids import KeyId, OfferId, OrderId
 from autokey.domain.model.keys import Key
@@ -34,7 +32,7 @@ from autokey.domain.model.orders import (
 from autokey.domain.model.outbound import OutboundEventType
 from autokey.domain.model.pages import Page, PageRequest
 from autokey.domain.services.audit import order_event
-from autokey.domain.services.batching import GroupCommit
+from autokey.domain.services.batching import GroupCommit, grouped
 from autokey.domain.services.inventory import key_context
 from autokey.domain.services.outbound import Notice, announce_all
 from autokey.domain.services.transactions import transact
@@ -77,6 +75,12 @@ class CreateCall:
 class OrderCall:
     principal: Principal
     order_id: OrderId
+
+
+@attrs.frozen(kw_only=True)
+class SettleCall(OrderCall):
+    reference: str
+    """Where the money was collected (see `settle_in`)."""
 
 
 @attrs.frozen(kw_only=True)
@@ -317,27 +321,13 @@ class OrderService:
         one: Callable[[UnitOfWork, C], Awaitable[OrderView]],
         many: Callable[[UnitOfWork, Sequence[C]], Awaitable[list[OrderView | None]]],
     ) -> GroupCommit[C, OrderView]:
-        async def together(calls: Sequence[C]) -> list[OrderView | None]:
-            # A lone call runs as it would alone, but once: stock merely busy is retried
-            # alone, outside the batch, so the next batch does not wait for the retries.
-            try:
-                async with self._store.transaction() as tx:
-                    if len(calls) == 1:
-                        return [await one(tx, calls[0])]
-                    return await many(tx, calls)
-            except StockBusy:
-                return [None] * len(calls)
-
-        async def alone(call: C) -> OrderView:
-            return await transact(self._store, lambda tx: one(tx, call))
-
         on_batch = self._on_batch
-        return GroupCommit(
-            together,
-            alone,
+        return grouped(
+            self._store,
+            one,
+            many,
             enabled=self._group_commit,
             observe=None if on_batch is None else lambda size: on_batch(name, size),
-            shared=(StoreUnavailable,),
         )
 
     async def create_many_in(
@@ -404,9 +394,31 @@ class OrderService:
     ) -> list[OrderView | None]:
         """`fulfill_in` for a batch of first deliveries; any other call (an error to report,
         keys delivered before, a key bought upstream) is None."""
+        orders = await tx.orders.get_many({c.order_id for c in calls}, for_update=True)
+        return await self._deliver_many(tx, calls, _owned(calls, orders), self._clock.now())
+
+    async def settle_many_in(
+        self, tx: UnitOfWork, calls: Sequence[SettleCall]
+    ) -> list[OrderView | None]:
+        """`settle_in` for a batch; a call that would not succeed as `settle_in` is None."""
         now = self._clock.now()
         orders = await tx.orders.get_many({c.order_id for c in calls}, for_update=True)
-        owned = _owned(calls, orders)
+        paid: dict[int, Order] = {}
+        for i, order in _owned(calls, orders).items():
+            with contextlib.suppress(AutokeyError):
+                order.pay(now)
+                paid[i] = order
+        return await self._deliver_many(tx, calls, paid, now)
+
+    async def _deliver_many(
+        self,
+        tx: UnitOfWork,
+        calls: Sequence[OrderCall],
+        owned: Mapping[int, Order],
+        now: datetime,
+    ) -> list[OrderView | None]:
+        """Deliver the reserved keys of the `owned` orders (by call) that `fulfill_in` would
+        deliver now, each call's order paid first when it is a `SettleCall`."""
         paid = {o.offer_id for o in owned.values() if o.status is OrderStatus.PAID}
         offers = await tx.offers.get_many(paid)
         ready = {i: o for i, o in owned.items() if _delivers(o, offers.get(o.offer_id), now)}
@@ -415,9 +427,13 @@ class OrderService:
         views = {i: self._opened(o, keys.get(o.id, ())) for i, o in ready.items()}
         events: list[AuditEvent] = []
         for i, o in ready.items():
-            delivered = keys.get(o.id, ())
-            events += self._delivery_events(calls[i].principal, o, delivered)
-            events.append(self._revealed(calls[i].principal, o, delivered))
+            call, delivered = calls[i], keys.get(o.id, ())
+            if isinstance(call, SettleCall):
+                events.append(
+                    self._event(call.principal, AuditAction.ORDER_PAID, o, payment=call.reference)
+                )
+            events += self._delivery_events(call.principal, o, delivered)
+            events.append(self._revealed(call.principal, o, delivered))
         await tx.audit.append(events)
         notices = [_fulfilled(o, keys.get(o.id, ())) for o in ready.values()]
         await announce_all(tx, self._ids, self._clock, notices)

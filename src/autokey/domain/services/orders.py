@@ -15,10 +15,7 @@ import attrs
 
 from autokey.domain.model.audit import AuditAction, AuditEvent
 from autokey.domain.model.auth import Principal, Role
-from autokey.domain.model.errors import (
-    AutokeyError,
-    OfferNotAvailable,
-)
+from autokey.domain.model.errors import AutokeyError, OfferNotAvailable
 from autokey.domain.model.ids import KeyId, OfferId, OrderId
 from autokey.domain.model.keys import Key
 from autokey.domain.model.offers import Offer

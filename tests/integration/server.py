@@ -47,6 +47,22 @@ def metrics_url(env: Mapping[str, str]) -> str:
     return f"http://{env['AUTOKEY_METRICS_ADDR']}/metrics"
 
 
+async def mean_batch_sizes(
+    session: aiohttp.ClientSession, env: Mapping[str, str]
+) -> dict[str, float]:
+    """Per call, the mean calls per group-commit batch so far (ADR 0032), from /metrics."""
+    async with session.get(metrics_url(env)) as r:
+        text = await r.text()
+    parts: dict[str, dict[str, float]] = {}
+    for line in text.splitlines():
+        for part in ("count", "sum"):
+            prefix = f"autokey_group_commit_batch_size_{part}{{call="
+            if line.startswith(prefix):
+                call = line[len(prefix) :].split('"')[1]
+                parts.setdefault(call, {})[part] = float(line.rsplit(" ", 1)[1])
+    return {call: p["sum"] / p["count"] for call, p in parts.items() if p.get("count")}
+
+
 def run_autokey(*args: str, env: Mapping[str, str]) -> subprocess.CompletedProcess[str]:
     """Run an autokey CLI command to completion, whatever its exit code; its stderr joins
     the whole-suite log check."""

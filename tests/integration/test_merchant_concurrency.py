@@ -15,7 +15,7 @@ import aiohttp
 import attrs
 import pytest
 
-from tests.integration.server import autokey, metrics_url, serve, server_env, with_metrics
+from tests.integration.server import autokey, mean_batch_sizes, serve, server_env, with_metrics
 from tests.services import scratch_postgres
 
 pytestmark = pytest.mark.postgres
@@ -168,20 +168,6 @@ async def test_buyer_orders_racing_g2a_reservations_never_share_a_key() -> None:
         assert set(g2a_keys) | set(buyer_keys) == m.uploaded
 
 
-async def _batch_sizes(m: Market) -> dict[str, float]:
-    """Per call, the group-commit histogram's sum over its count: the mean calls per batch."""
-    async with m.session.get(metrics_url(m.env)) as r:
-        text = await r.text()
-    parts: dict[str, dict[str, float]] = {}
-    for line in text.splitlines():
-        for part in ("count", "sum"):
-            prefix = f"autokey_group_commit_batch_size_{part}{{call="
-            if line.startswith(prefix):
-                call = line[len(prefix) :].split('"')[1]
-                parts.setdefault(call, {})[part] = float(line.rsplit(" ", 1)[1])
-    return {call: p["sum"] / p["count"] for call, p in parts.items() if p.get("count")}
-
-
 async def test_failing_merchant_calls_inside_batches_leave_the_others_correct() -> None:
     """Reservations of an unknown product, repeated orders and orders of unknown
     reservations race good calls in the same batches: each failing call gets its own
@@ -221,6 +207,6 @@ async def test_failing_merchant_calls_inside_batches_leave_the_others_correct() 
         assert [s for s, _ in missing] == [404] * 10
         keys = [k for status, ks in ordered if status == 200 for k in ks]
         assert len(keys) == len(set(keys)) == 60
-        sizes = await _batch_sizes(m)
+        sizes = await mean_batch_sizes(m.session, m.env)
         assert sizes["g2a_reserve"] > 1, sizes
         assert sizes["g2a_order"] > 1, sizes

@@ -54,7 +54,7 @@ def private_postgres() -> Iterator[str]:
     temporary directory, started on a free loopback port, stopped and removed afterwards
     (also after an error or Ctrl-C). Yields its admin URL. The newest server binaries under
     /usr/lib/postgresql are used; as root, they run as the `postgres` user (initdb refuses
-    root)."""
+    root). BENCH_PG_OPTIONS adds server options, e.g. "-c autovacuum_naptime=10s"."""
     binaries = sorted(glob.glob("/usr/lib/postgresql/*/bin"), key=lambda d: int(d.split("/")[-2]))
     if not binaries:
         raise RuntimeError("no PostgreSQL server binaries under /usr/lib/postgresql")
@@ -70,6 +70,7 @@ def private_postgres() -> Iterator[str]:
     try:
         run(f"{binaries[-1]}/initdb", "-D", data, "-U", "postgres", "--auth=trust", "-E", "UTF8")
         options = f"-p {port} -k {home} -c listen_addresses=127.0.0.1"
+        options += f" {os.environ.get('BENCH_PG_OPTIONS', '')}"
         run(f"{binaries[-1]}/pg_ctl", "-D", data, "-l", f"{home}/log", "-o", options, "-w", "start")
         try:
             yield f"postgresql://postgres@127.0.0.1:{port}/postgres"

@@ -21,9 +21,13 @@ end the run prints how often autovacuum and autoanalyze processed `keys`.
 Settings (environment):
   BENCH_KEYS=1000000   keys in the pool (and orders delivered)
   BENCH_CLIENTS=8      concurrent buyers
+  BENCH_BATCH=1        orders per claim: above 1, each buyer claims for that many orders at
+                       once (`claim_many`, a group-commit batch of creates) and delivers them
+                       together (`deliver_orders`)
   BENCH_SWEEP_S=15     seconds between housekeeping runs (AUTOKEY_SWEEP_INTERVAL_S's default)
   BENCH_PRIVATE_PG=auto  1: always a private instance; 0: always BENCH_POSTGRES_URL's server;
                        auto: private when that server's autovacuum is off
+  BENCH_PG_OPTIONS     server options of the private instance, e.g. "-c autovacuum_naptime=10s"
 """
 
 from __future__ import annotations
@@ -56,6 +60,7 @@ from autokey.domain.model.ids import OrderId, PoolId
 
 KEYS = int(os.environ.get("BENCH_KEYS", "1000000"))
 CLIENTS = int(os.environ.get("BENCH_CLIENTS", "8"))
+BATCH = int(os.environ.get("BENCH_BATCH", "1"))
 SWEEP_S = float(os.environ.get("BENCH_SWEEP_S", "15"))
 PRIVATE = os.environ.get("BENCH_PRIVATE_PG", "auto")
 
@@ -97,16 +102,26 @@ async def buyer(
 ) -> None:
     """Claim and deliver until the pool is empty; appends (finished at, claim ms) per order."""
     while True:
-        order = OrderId(uuid.uuid4())
+        orders = [OrderId(uuid.uuid4()) for _ in range(BATCH)]
         started = time.perf_counter()
         async with transaction(conn) as keys:
-            claimed = await keys.claim(pool, order, 1, datetime.now(UTC))
+            if BATCH == 1:
+                claimed = {orders[0]: await keys.claim(pool, orders[0], 1, datetime.now(UTC))}
+            else:
+                claimed = dict(
+                    await keys.claim_many(pool, [(o, 1) for o in orders], datetime.now(UTC))
+                )
         claim_ms = (time.perf_counter() - started) * 1000
-        if not claimed:
+        served = [o for o in orders if claimed.get(o)]
+        if not served:
             return
         async with transaction(conn) as keys:
-            await keys.deliver_order(order, datetime.now(UTC))
-        done.append((time.perf_counter(), claim_ms))
+            if BATCH == 1:
+                await keys.deliver_order(served[0], datetime.now(UTC))
+            else:
+                await keys.deliver_orders(served, datetime.now(UTC))
+        finished = time.perf_counter()
+        done.extend((finished, claim_ms) for _ in served)
 
 
 async def housekeeping(env: dict[str, str]) -> None:
@@ -153,8 +168,8 @@ async def main() -> None:
                 total, cores = time.perf_counter() - started, meter.stop()
             async with await psycopg.AsyncConnection.connect(url) as db:
                 vacuumed = await (await db.execute(_VACUUMED)).fetchone()
-    print(f"{len(done):,} keys delivered by {CLIENTS} buyers in {total:.0f} s,"
-          f" load average {os.getloadavg()[0]:.2f}")  # fmt: skip
+    print(f"{len(done):,} keys delivered by {CLIENTS} buyers ({BATCH} orders per claim)"
+          f" in {total:.0f} s, load average {os.getloadavg()[0]:.2f}")  # fmt: skip
     per_order = {k: cores[k] * total / len(done) * 1000 for k in ("client", "postgres", "machine")}
     print("CPU ms per order: " + ", ".join(f"{k} {v:.2f}" for k, v in per_order.items()))
     size = len(done) // 10

@@ -336,3 +336,16 @@ async def test_fulfilling_again_in_a_batch_returns_the_same_keys() -> None:
     assert [v.keys for v in again] == [v.keys for v in first]
     assert [v.moved for v in first] == [True, True]
     assert [v.moved for v in again] == [False, False]
+
+
+def test_a_group_outlives_a_runner_closed_with_a_batch_in_flight() -> None:
+    calls = _Calls()
+    group = GroupCommit(calls.together, calls.run_alone)
+    with asyncio.Runner() as first:
+        task = first.get_loop().create_task(group.run(1))
+        first.run(asyncio.sleep(0.001))  # the batch is in `together`, asleep
+        assert not task.done()
+    # Closing cancelled the batch and its caller; the next loop starts afresh.
+    assert task.cancelled()
+    with asyncio.Runner() as second:
+        assert second.run(group.run(2)) == "batched 2"

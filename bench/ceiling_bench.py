@@ -73,10 +73,10 @@ def flow_steps() -> dict[str, list[str]]:
 
 # Group commit: the same steps as sets of orders (ids in order, so batches lock in one order).
 _GROUP_CREATE = [
-    """INSERT INTO orders (id, buyer_id, seller_id, offer_id, pool_id, quantity,
+    """INSERT INTO orders (id, buyer_id, seller_id, offer_id, pool_id, delivery_type, quantity,
          unit_price_amount, unit_price_currency, status, created_at, updated_at, reserved_until)
-       SELECT o, %(buyer)s, %(seller)s, %(offer)s, %(pool)s, 1, 1, 'EUR', 'PENDING', now(), now(),
-              now() + interval '15 minutes'
+       SELECT o, %(buyer)s, %(seller)s, %(offer)s, %(pool)s, 'AUTO_KEY', 1, 1, 'EUR', 'PENDING',
+              now(), now(), now() + interval '15 minutes'
        FROM unnest(%(ids)s::uuid[]) o""",
     """UPDATE keys k SET status = 'RESERVED', order_id = o.order_id, reserved_at = now()
        FROM (SELECT id, row_number() OVER (ORDER BY created_at, id) AS n FROM (

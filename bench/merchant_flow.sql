@@ -6,9 +6,10 @@ BEGIN;
 SELECT id, key_pool_id FROM offers
 WHERE seller_id = ':seller' AND g2a_product_id = ':product' AND status = 'active'
   AND delivery_type = 'AUTO_KEY';
-INSERT INTO orders (id, buyer_id, seller_id, offer_id, pool_id, quantity, unit_price_amount,
-                    unit_price_currency, status, created_at, updated_at, reserved_until)
-VALUES (gen_random_uuid(), ':buyer', ':seller', ':offer', ':pool', 1, 1, 'EUR', 'PENDING',
+INSERT INTO orders (id, buyer_id, seller_id, offer_id, pool_id, delivery_type, quantity,
+                    unit_price_amount, unit_price_currency, status, created_at, updated_at,
+                    reserved_until)
+VALUES (gen_random_uuid(), ':buyer', ':seller', ':offer', ':pool', 'AUTO_KEY', 1, 1, 'EUR', 'PENDING',
         now(), now(), now() + interval '30 minutes')
 RETURNING id AS order_id \gset
 UPDATE keys SET status = 'RESERVED', order_id = ':order_id', reserved_at = now()

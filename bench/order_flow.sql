@@ -2,9 +2,10 @@
 -- API call (create with a SKIP LOCKED claim, pay, fulfill), as pgbench measures it.
 -- Variables from -D: pool, offer, seller, buyer.
 BEGIN;
-INSERT INTO orders (id, buyer_id, seller_id, offer_id, pool_id, quantity, unit_price_amount,
-                    unit_price_currency, status, created_at, updated_at, reserved_until)
-VALUES (gen_random_uuid(), ':buyer', ':seller', ':offer', ':pool', 1, 1, 'EUR', 'PENDING',
+INSERT INTO orders (id, buyer_id, seller_id, offer_id, pool_id, delivery_type, quantity,
+                    unit_price_amount, unit_price_currency, status, created_at, updated_at,
+                    reserved_until)
+VALUES (gen_random_uuid(), ':buyer', ':seller', ':offer', ':pool', 'AUTO_KEY', 1, 1, 'EUR', 'PENDING',
         now(), now(), now() + interval '15 minutes')
 RETURNING id AS order_id \gset
 UPDATE keys SET status = 'RESERVED', order_id = ':order_id', reserved_at = now()

@@ -89,6 +89,7 @@ def order(o: Offer, buyer: SubjectId, quantity: int = 1, ttl_s: int = 900) -> Or
         seller_id=o.seller_id,
         offer_id=o.id,
         pool_id=o.key_pool_id,
+        delivery_type=o.delivery_type,
         quantity=quantity,
         unit_price=o.price,
         status=OrderStatus.PENDING,

@@ -50,6 +50,7 @@ ENUM_COLUMNS: Mapping[tuple[str, str], type[enum.StrEnum]] = {
     ("offers", "delivery_type"): DeliveryType,
     ("offers", "stock_level"): StockLevel,
     ("orders", "status"): OrderStatus,
+    ("orders", "delivery_type"): DeliveryType,
     ("orders", "upstream_state"): UpstreamState,
     ("idempotency_records", "state"): IdempotencyState,
     ("webhook_events", "type"): WebhookEventType,

@@ -25,10 +25,14 @@ from tests import builders as b
 LATER = b.T0 + timedelta(minutes=1)
 
 
-def _order(status: OrderStatus = OrderStatus.PAID, quantity: int = 2) -> Order:
+def _order(
+    status: OrderStatus = OrderStatus.PAID,
+    quantity: int = 2,
+    delivery: DeliveryType = DeliveryType.AUTO_KEY,
+) -> Order:
     seller = b.seller()
     order = b.order(b.offer(seller, b.pool(seller).id), b.seller(), quantity=quantity)
-    order.status = status
+    order.status, order.delivery_type = status, delivery
     return order
 
 
@@ -77,9 +81,9 @@ def test_a_shortfall_is_busy_when_the_keys_exist_and_out_of_stock_when_they_do_n
 
 def test_fulfilling_a_paid_order_delivers_once_and_again_returns_the_keys_delivered_then() -> None:
     order = _order()
-    assert order.request_fulfillment(b.T0, sourced_upstream=False) is Fulfillment.DELIVER
+    assert order.request_fulfillment(b.T0) is Fulfillment.DELIVER
     assert (order.status, order.fulfilled_at) == (OrderStatus.FULFILLED, b.T0)
-    again = order.request_fulfillment(LATER, sourced_upstream=False)
+    again = order.request_fulfillment(LATER)
     assert again is Fulfillment.DELIVERED_BEFORE
     assert (order.status, order.fulfilled_at, order.updated_at) == (
         OrderStatus.FULFILLED,
@@ -89,16 +93,17 @@ def test_fulfilling_a_paid_order_delivers_once_and_again_returns_the_keys_delive
 
 
 def test_a_key_bought_upstream_is_sourced_outside_and_the_order_is_left_as_it_is() -> None:
-    paid, fulfilling = _order(), _order(OrderStatus.FULFILLING)
-    assert paid.request_fulfillment(b.T0, sourced_upstream=True) is Fulfillment.SOURCE
-    assert fulfilling.request_fulfillment(b.T0, sourced_upstream=False) is Fulfillment.SOURCE
+    paid = _order(delivery=DeliveryType.G2A)
+    fulfilling = _order(OrderStatus.FULFILLING, delivery=DeliveryType.G2A)
+    assert paid.request_fulfillment(b.T0) is Fulfillment.SOURCE
+    assert fulfilling.request_fulfillment(b.T0) is Fulfillment.SOURCE
     assert (paid.status, fulfilling.status) == (OrderStatus.PAID, OrderStatus.FULFILLING)
 
 
 @pytest.mark.parametrize("status", [OrderStatus.PENDING, OrderStatus.CANCELED])
 def test_only_a_paid_order_can_be_fulfilled(status: OrderStatus) -> None:
     with pytest.raises(OrderNotPaid):
-        _order(status).request_fulfillment(b.T0, sourced_upstream=True)
+        _order(status, delivery=DeliveryType.G2A).request_fulfillment(b.T0)
 
 
 def _g2a_offer():  # type: ignore[no-untyped-def]

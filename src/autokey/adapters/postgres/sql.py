@@ -410,11 +410,12 @@ FOR NO KEY UPDATE SKIP LOCKED
 
 INSERT_ORDER = """
 INSERT INTO orders (
-    id, buyer_id, seller_id, offer_id, pool_id, quantity, unit_price_amount,
+    id, buyer_id, seller_id, offer_id, pool_id, delivery_type, quantity, unit_price_amount,
     unit_price_currency, status, created_at, updated_at, reserved_until, paid_at,
     fulfilled_at, canceled_at, cancel_reason, upstream_order_id, upstream_state
 )
-VALUES (%(id)s, %(buyer_id)s, %(seller_id)s, %(offer_id)s, %(pool_id)s, %(quantity)s,
+VALUES (%(id)s, %(buyer_id)s, %(seller_id)s, %(offer_id)s, %(pool_id)s, %(delivery_type)s,
+        %(quantity)s,
         %(unit_price_amount)s, %(unit_price_currency)s, %(status)s, %(created_at)s,
         %(updated_at)s, %(reserved_until)s, %(paid_at)s, %(fulfilled_at)s, %(canceled_at)s,
         %(cancel_reason)s, %(upstream_order_id)s, %(upstream_state)s)
@@ -429,9 +430,9 @@ UPDATE orders SET status = %(status)s, updated_at = %(updated_at)s,
 WHERE id = %(id)s
 """
 ORDER_COLUMNS = """
-id, buyer_id, seller_id, offer_id, pool_id, quantity, unit_price_amount, unit_price_currency,
-    status, created_at, updated_at, reserved_until, paid_at, fulfilled_at, canceled_at,
-    cancel_reason, upstream_order_id, upstream_state
+id, buyer_id, seller_id, offer_id, pool_id, delivery_type, quantity, unit_price_amount,
+    unit_price_currency, status, created_at, updated_at, reserved_until, paid_at, fulfilled_at,
+    canceled_at, cancel_reason, upstream_order_id, upstream_state
 """
 ORDER_BY_ID = f"""
 SELECT {ORDER_COLUMNS}
@@ -444,7 +445,8 @@ ORDER BY id
 """
 # Group commit: the orders of a batch as one JSON array of their columns (as INSERT_EVENTS).
 _ORDER_RECORD = """
-    id uuid, buyer_id uuid, seller_id uuid, offer_id uuid, pool_id uuid, quantity integer,
+    id uuid, buyer_id uuid, seller_id uuid, offer_id uuid, pool_id uuid, delivery_type text,
+    quantity integer,
     unit_price_amount numeric, unit_price_currency text, status text, created_at timestamptz,
     updated_at timestamptz, reserved_until timestamptz, paid_at timestamptz,
     fulfilled_at timestamptz, canceled_at timestamptz, cancel_reason text,

@@ -242,12 +242,13 @@ ORDER BY id LIMIT :limit
 
 ORDER_INSERT = """
 INSERT INTO orders (
-    id, buyer_id, seller_id, offer_id, pool_id, quantity, unit_price_amount,
+    id, buyer_id, seller_id, offer_id, pool_id, delivery_type, quantity, unit_price_amount,
     unit_price_currency, status, created_at, updated_at, reserved_until, paid_at,
     fulfilled_at, canceled_at, cancel_reason, upstream_order_id, upstream_state
 )
 VALUES (
-    :id, :buyer_id, :seller_id, :offer_id, :pool_id, :quantity, :unit_price_amount,
+    :id, :buyer_id, :seller_id, :offer_id, :pool_id, :delivery_type, :quantity,
+    :unit_price_amount,
     :unit_price_currency, :status, :created_at, :updated_at, :reserved_until, :paid_at,
     :fulfilled_at, :canceled_at, :cancel_reason, :upstream_order_id, :upstream_state
 )
@@ -261,9 +262,9 @@ SET status = :status, updated_at = :updated_at, reserved_until = :reserved_until
 WHERE id = :id
 """
 ORDER_COLUMNS = """
-id, buyer_id, seller_id, offer_id, pool_id, quantity, unit_price_amount, unit_price_currency,
-    status, created_at, updated_at, reserved_until, paid_at, fulfilled_at, canceled_at,
-    cancel_reason, upstream_order_id, upstream_state
+id, buyer_id, seller_id, offer_id, pool_id, delivery_type, quantity, unit_price_amount,
+    unit_price_currency, status, created_at, updated_at, reserved_until, paid_at, fulfilled_at,
+    canceled_at, cancel_reason, upstream_order_id, upstream_state
 """
 ORDER_GET = f"""
 SELECT {ORDER_COLUMNS}

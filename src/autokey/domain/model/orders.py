@@ -19,7 +19,7 @@ from autokey.domain.model.errors import (
 )
 from autokey.domain.model.ids import OfferId, OrderId, PoolId, SubjectId
 from autokey.domain.model.merchant import Channel, channel_of
-from autokey.domain.model.offers import Money, Offer
+from autokey.domain.model.offers import DeliveryType, Money, Offer
 
 MAX_QUANTITY = 100
 UPSTREAM_ORDER = "upstream_order"
@@ -132,6 +132,9 @@ class Order:
     seller_id: SubjectId
     offer_id: OfferId
     pool_id: PoolId
+    delivery_type: DeliveryType
+    """The offer's, when the order was placed: a seller who changes the offer later changes
+    how new orders are fulfilled, never this one."""
     quantity: int
     unit_price: Money
     status: OrderStatus
@@ -168,6 +171,7 @@ class Order:
             seller_id=offer.seller_id,
             offer_id=offer.id,
             pool_id=pool_id,
+            delivery_type=offer.delivery_type,
             quantity=quantity,
             unit_price=offer.price,
             status=OrderStatus.PENDING,
@@ -218,14 +222,19 @@ class Order:
             return StockBusy(offer_id=str(self.offer_id))
         return OutOfStock(offer_id=str(self.offer_id), requested=self.quantity, available=available)
 
-    def request_fulfillment(self, now: datetime, *, sourced_upstream: bool) -> Fulfillment:
+    @property
+    def sources_upstream(self) -> bool:
+        """Its key is bought on G2A when it is fulfilled (it reserved none at creation)."""
+        return self.delivery_type is DeliveryType.G2A
+
+    def request_fulfillment(self, now: datetime) -> Fulfillment:
         """The buyer asks for the keys. Fulfilling again returns the keys delivered before;
-        a key bought upstream (FULFILLING, or PAID for an offer `sourced_upstream`) is
-        sourced outside this transaction; otherwise `fulfill`, with its errors."""
+        a key bought upstream (FULFILLING, or PAID and `sources_upstream`) is sourced outside
+        this transaction; otherwise `fulfill`, with its errors."""
         if self.status is OrderStatus.FULFILLED:
             return Fulfillment.DELIVERED_BEFORE
         if self.status is OrderStatus.FULFILLING or (
-            self.status is OrderStatus.PAID and sourced_upstream
+            self.status is OrderStatus.PAID and self.sources_upstream
         ):
             return Fulfillment.SOURCE
         self.fulfill(now)

@@ -152,7 +152,7 @@ class OrderService:
         order = self._place(principal, offer, quantity, now)
         await tx.orders.add(order)
         events = [self._event(principal, AuditAction.ORDER_CREATED, order)]
-        if not offer.sources_upstream:
+        if not order.sources_upstream:
             claimed = await tx.keys.claim(order.pool_id, order.id, quantity, now)
             if len(claimed) < quantity:
                 unclaimed = await tx.keys.count_available(order.pool_id)
@@ -189,10 +189,8 @@ class OrderService:
         decides: the same keys again for a FULFILLED order; a view that says
         `sourcing_required` for a key bought upstream. OrderNotPaid for PENDING or CANCELED."""
         order = await self._own_order(tx, principal, order_id, lock=True)
-        offer = await tx.offers.get(order.offer_id) if order.status is OrderStatus.PAID else None
         now = self._clock.now()
-        upstream = offer is not None and offer.sources_upstream
-        step = order.request_fulfillment(now, sourced_upstream=upstream)
+        step = order.request_fulfillment(now)
         if step is Fulfillment.SOURCE:
             return OrderView(order=order, sourcing_required=True)
         if step is Fulfillment.DELIVER:
@@ -416,9 +414,7 @@ class OrderService:
     ) -> list[OrderView | None]:
         """Deliver the reserved keys of the `owned` orders (by call) that `fulfill_in` would
         deliver now, each call's order paid first when it is a `SettleCall`."""
-        paid = {o.offer_id for o in owned.values() if o.status is OrderStatus.PAID}
-        offers = await tx.offers.get_many(paid)
-        ready = {i: o for i, o in owned.items() if _delivers(o, offers.get(o.offer_id), now)}
+        ready = {i: o for i, o in owned.items() if _delivers(o, now)}
         keys = await tx.keys.deliver_orders([o.id for o in ready.values()], now)
         await tx.orders.save_many(list(ready.values()))
         views = {i: self._opened(o, keys.get(o.id, ())) for i, o in ready.items()}
@@ -503,11 +499,10 @@ def _owned(calls: Sequence[OrderCall], orders: Mapping[OrderId, Order]) -> dict[
     return owned
 
 
-def _delivers(order: Order, offer: Offer | None, now: datetime) -> bool:
+def _delivers(order: Order, now: datetime) -> bool:
     """Whether `fulfill_in` would deliver the order's reserved keys now (moving it on)."""
-    upstream = offer is not None and offer.sources_upstream
     try:
-        return order.request_fulfillment(now, sourced_upstream=upstream) is Fulfillment.DELIVER
+        return order.request_fulfillment(now) is Fulfillment.DELIVER
     except AutokeyError:
         return False
 

@@ -231,7 +231,7 @@ async def minimal_server(
 ) -> AsyncIterator[tuple[str, list[int]]]:
     """`processes` minimal servers on one free port; yields (base URL, pids)."""
     port = free_port()
-    size = str(CLIENTS // processes if mode == "plain" else 3 * LANES)
+    size = str(max(CLIENTS // processes, 1) if mode == "plain" else 3 * LANES)
     command = [sys.executable, __file__, "serve", url, mode, str(port), size]
     started = [
         await asyncio.create_subprocess_exec(*command, stdout=asyncio.subprocess.PIPE)

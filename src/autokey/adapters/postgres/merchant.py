@@ -9,7 +9,7 @@ from uuid import UUID
 
 from autokey.adapters.postgres import sql
 from autokey.adapters.postgres.connection import MIN_UUID, SqlRepository, page_of, translated
-from autokey.adapters.postgres.rows import params
+from autokey.adapters.postgres.rows import json_rows, params
 from autokey.domain.model import merchant
 from autokey.domain.model.errors import DuplicateResource
 from autokey.domain.model.ids import OfferId, PoolId, SubjectId
@@ -80,13 +80,14 @@ class PostgresMerchantRepository(SqlRepository, MerchantRepository):
         return {r.id: r for r in found}
 
     async def add_reservations(self, reservations: Sequence[merchant.Reservation]) -> None:
-        # Queued, not waited for (fresh ids): they travel with the next statement or COMMIT.
-        for reservation in reservations:
-            await self._send(sql.INSERT_RESERVATION, params(reservation))
+        # One statement, queued, not waited for (fresh ids): it travels with the next
+        # statement or COMMIT.
+        if reservations:
+            await self._send(sql.INSERT_RESERVATIONS, (json_rows(map(params, reservations)),))
 
     async def save_reservations(self, reservations: Sequence[merchant.Reservation]) -> None:
-        for reservation in reservations:
-            await self._send(sql.SAVE_RESERVATION, params(reservation))
+        if reservations:
+            await self._send(sql.SAVE_RESERVATIONS, (json_rows(map(params, reservations)),))
 
     async def list_reservations(
         self, seller_id: SubjectId, page: PageRequest

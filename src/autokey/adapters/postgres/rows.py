@@ -217,8 +217,13 @@ def params(entity: object) -> Params:
 
 def json_rows(rows: Iterable[Mapping[str, object]]) -> str:
     """Rows as one JSON array, the parameter of a `jsonb_to_recordset` statement: ids,
-    instants and amounts as their text (which PostgreSQL reads back exactly)."""
-    return json.dumps(list(rows), default=str, separators=(",", ":"))
+    instants and amounts as their text (which PostgreSQL reads back exactly), a jsonb column's
+    value as itself."""
+    return json.dumps(list(rows), default=_json_value, separators=(",", ":"))
+
+
+def _json_value(value: object) -> object:
+    return value.obj if isinstance(value, Jsonb) else str(value)
 
 
 def id_array(ids: Iterable[UUID]) -> str:

@@ -716,6 +716,21 @@ VALUES (%(id)s, %(seller_id)s, %(state)s, %(lines)s, %(created_at)s, %(expires_a
         %(g2a_order_id)s, %(ordered_at)s)
 ON CONFLICT DO NOTHING
 """
+_RESERVATION_RECORD = """
+    id text, seller_id uuid, state text, lines jsonb, created_at timestamptz,
+    expires_at timestamptz, g2a_order_id bigint, ordered_at timestamptz
+"""
+INSERT_RESERVATIONS = f"""
+INSERT INTO g2a_reservations ({RESERVATION_COLUMNS})
+SELECT {RESERVATION_COLUMNS} FROM jsonb_to_recordset(%s::jsonb) AS r({_RESERVATION_RECORD})
+ON CONFLICT DO NOTHING
+"""
+SAVE_RESERVATIONS = f"""
+UPDATE g2a_reservations AS r SET state = v.state, expires_at = v.expires_at,
+    g2a_order_id = v.g2a_order_id, ordered_at = v.ordered_at
+FROM jsonb_to_recordset(%s::jsonb) AS v({_RESERVATION_RECORD})
+WHERE r.id = v.id
+"""
 SAVE_RESERVATION = """
 UPDATE g2a_reservations SET state = %(state)s, expires_at = %(expires_at)s,
     g2a_order_id = %(g2a_order_id)s, ordered_at = %(ordered_at)s

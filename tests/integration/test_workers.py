@@ -13,7 +13,7 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from tests.integration.server import autokey, serve_process, server_env
+from tests.integration.server import autokey, metrics_url, serve_process, server_env, with_metrics
 from tests.services import scratch_postgres
 
 
@@ -36,6 +36,18 @@ async def _until(check: object, timeout_s: float = 30.0) -> None:
             return
         await asyncio.sleep(0.05)
     raise AssertionError("the awaited state never came")
+
+
+async def _unmatched_gets(session: aiohttp.ClientSession, env: dict[str, str]) -> float:
+    """GETs of unknown paths counted by /metrics."""
+    async with session.get(metrics_url(env)) as r:
+        text = await r.text()
+    for line in text.splitlines():
+        if line.startswith("http_server_request_duration_seconds_count{") and all(
+            label in line for label in ('method="GET"', 'route="unmatched"', 'status_class="4xx"')
+        ):
+            return float(line.rsplit(" ", 1)[1])
+    return 0.0
 
 
 def test_several_workers_on_memory_are_refused() -> None:
@@ -87,3 +99,29 @@ async def test_a_kill_9_of_the_supervisor_leaves_no_worker() -> None:
             process.kill()
             await process.wait()
             await _until(lambda: not [pid for pid in workers if _alive(pid)])
+
+
+@pytest.mark.postgres
+async def test_metrics_count_the_requests_of_every_worker_and_of_restarted_ones() -> None:
+    async with scratch_postgres() as url:
+        env = with_metrics(server_env(url))
+        autokey("migrate", env=env)
+        async with (
+            serve_process(env, "--workers", "2") as (api, process),
+            aiohttp.ClientSession(connector=aiohttp.TCPConnector(force_close=True)) as session,
+        ):
+            await _until(lambda: len(_children(process.pid)) == 2)
+
+            async def unknown_pages(n: int) -> None:
+                # A connection each: both workers accept some of them.
+                for _ in range(n):
+                    async with session.get(f"{api}/no-such-page") as r:
+                        assert r.status == 404
+
+            await unknown_pages(40)
+            assert await _unmatched_gets(session, env) == 40
+            first = _children(process.pid)
+            os.kill(max(first), signal.SIGKILL)  # not worker 0, which serves /metrics
+            await _until(lambda: len(_children(process.pid) - first) == 1)
+            await unknown_pages(10)
+            assert await _unmatched_gets(session, env) == 50  # the dead worker's count stays

@@ -15,6 +15,7 @@ import os
 import signal
 import socket
 import sys
+import tempfile
 import uuid
 from collections.abc import Sequence
 from datetime import UTC, datetime
@@ -219,6 +220,7 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _serve(settings: Settings, host: str | None, port: int | None, workers: int | None) -> int:
+    from autokey.entrypoints.metrics import share_between_workers
     from autokey.entrypoints.web import runner
     from autokey.entrypoints.web.app import make_metrics_app, serve_app
     from autokey.entrypoints.web.context import CONTAINER
@@ -243,7 +245,8 @@ def _serve(settings: Settings, host: str | None, port: int | None, workers: int 
     keepalive_s = settings.http.keepalive_timeout_s
 
     def metrics_listeners(app: web.Application, first: bool) -> list[runner.Listener]:
-        # With several workers only the first serves /metrics (and runs background jobs).
+        # With several workers the first serves /metrics (the sums over all of them) and runs
+        # the background jobs.
         return [(make_metrics_app(app[CONTAINER]), *metrics)] if metrics and first else []
 
     try:
@@ -273,7 +276,9 @@ def _serve(settings: Settings, host: str | None, port: int | None, workers: int 
             runner.serve(everything, stop_on=(signal.SIGTERM,), keepalive_timeout=keepalive_s)
         )
 
-    return supervise(sock, count, worker)
+    with tempfile.TemporaryDirectory(prefix="autokey-metrics-") as shared:
+        share_between_workers(shared)  # before the forks: /metrics sums every worker
+        return supervise(sock, count, worker)
 
 
 async def _preflight(settings: Settings) -> None:

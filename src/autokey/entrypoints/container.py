@@ -41,6 +41,7 @@ from autokey.entrypoints.metrics import (
     DomainMetrics,
     HttpMetrics,
     KeyStockCollector,
+    exposition,
 )
 from autokey.entrypoints.readiness import Check, CircuitState, ReadinessChecker
 from autokey.entrypoints.settings import RateLimits, Settings
@@ -213,6 +214,7 @@ class Container(containers.DeclarativeContainer):
         names=pool_stock.provided.names,
         registry=metrics_registry,
     )
+    metrics_exposition = providers.Singleton(exposition, metrics_registry, key_stock)
     # Readiness hooks, None until the G2A/Redis wiring overrides them: `redis_ping` is an
     # async callable raising when Redis does not answer, `g2a_probe` is
     # MarketplaceClient.probe_token, `g2a_environment` the G2A environment's name.

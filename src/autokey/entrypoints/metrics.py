@@ -1,5 +1,9 @@
 """Prometheus metrics of the service, all registered in the ONE registry the container holds.
 
+With `serve --workers N` the counters and histograms of every worker live in one directory
+(`share_between_workers`, prometheus_client's multiprocess mode), and /metrics shows their
+sums over all workers (`exposition`).
+
 - `HttpMetrics`: request duration by method, route template and status class (middleware).
 - `DomainMetrics`: counters other code increments: order transitions, webhook outcomes.
 - `KeyStockCollector`: keys by status per pool, refreshed at scrape time, bounded cardinality.
@@ -11,13 +15,15 @@ never raw paths, ids or caller-supplied text.
 from __future__ import annotations
 
 import asyncio
+import os
 import time
 from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping
 from datetime import datetime, timedelta
 from uuid import UUID
 
-from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client import CollectorRegistry, Counter, Histogram, values
 from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.registry import Collector
 
 from autokey.domain.model.audit import AuditAction
@@ -31,6 +37,31 @@ from autokey.ports.store import Store, UnitOfWork
 UNMATCHED_ROUTE = "unmatched"
 KNOWN_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 HTTP_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+
+
+SHARED_DIR_VARIABLE = "PROMETHEUS_MULTIPROC_DIR"
+
+
+def share_between_workers(directory: str) -> None:
+    """Keep the counters and histograms of this process and of the processes forked from it
+    in `directory` (one file per process), so that any of them can expose the sums."""
+    os.environ[SHARED_DIR_VARIABLE] = directory
+    # prometheus_client picks its value class at import: pick again.
+    values.ValueClass = values.get_value_class()  # type: ignore[no-untyped-call]
+
+
+def exposition(registry: CollectorRegistry, live: Collector) -> CollectorRegistry:
+    """What /metrics renders: `registry` in a process of its own; when the workers share
+    their metrics, the sums of every worker's counters and histograms (the workers that died
+    and were restarted included, so counters never go back) and the `live` collector, which
+    reads the store at scrape time."""
+    directory = os.environ.get(SHARED_DIR_VARIABLE)
+    if directory is None:
+        return registry
+    summed = CollectorRegistry()
+    MultiProcessCollector(summed, path=directory)  # type: ignore[no-untyped-call]
+    summed.register(live)
+    return summed
 
 
 def status_class(status: int) -> str:

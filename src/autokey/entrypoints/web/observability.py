@@ -72,10 +72,11 @@ async def observability_middleware(request: web.Request, handler: Handler) -> we
 
 @metrics_routes.get("/metrics")
 async def metrics(request: web.Request) -> web.Response:
-    """Prometheus text exposition of the container's registry (never the global default one)."""
+    """Prometheus text exposition of the container's registry (never the global default one),
+    summed over every worker of `serve --workers N`."""
     wired = container(request)
     await wired.key_stock().refresh()
-    body = generate_latest(wired.metrics_registry())
+    body = generate_latest(wired.metrics_exposition())
     response = web.Response(body=body, headers={"Cache-Control": "no-store"})
     response.headers["Content-Type"] = CONTENT_TYPE_LATEST
     return response

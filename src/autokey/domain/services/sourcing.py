@@ -61,33 +61,43 @@ class SourcingService:
         if order.status is not OrderStatus.FULFILLING:
             return order
         if order.upstream_state is UpstreamState.REQUESTED:
-            if not fresh:
+            if not fresh:  # another call created it, or died not knowing whether it did
                 if self._clock.now() - order.updated_at >= self._stuck_after:
                     log.error("g2a.order_create_outcome_unknown", order_id=str(order.id))
                 return order
-            try:
-                upstream = await market.create_order(
-                    offer.g2a_product_id or "",
-                    offer.max_price.amount if offer.max_price else None,
-                    offer.max_price.currency if offer.max_price else None,
-                )
-            except (UpstreamRejected, UpstreamNotFound) as refused:
-                log.warning("g2a.order_refused", order_id=str(order.id), code=refused.code)
-                return await self._record(order.id, UpstreamState.FAILED)
-            order = await self._record(order.id, UpstreamState.CREATED, upstream.order_id)
-            log.info("g2a.order_created", order_id=str(order.id), g2a_order=upstream.order_id)
-        upstream_id = order.upstream_order_id or ""
+            order = await self._create_upstream(market, order, offer)
         if order.upstream_state is UpstreamState.CREATED:
-            details = await market.order_details(upstream_id)
-            if details.known_status not in (
-                MarketplaceOrderStatus.PAID,
-                MarketplaceOrderStatus.COMPLETE,
-            ):
-                await market.pay_order(upstream_id)
-            order = await self._record(order.id, UpstreamState.PAID)
+            order = await self._pay_upstream(market, order)
         if order.upstream_state in (UpstreamState.PAID, UpstreamState.COMPLETE):
             return await self._deliver(order.id)
         return order
+
+    async def _create_upstream(
+        self, market: MarketplaceClient, order: Order, offer: Offer
+    ) -> Order:
+        """The G2A order of `order` (CREATED), or FAILED when G2A refuses it."""
+        try:
+            upstream = await market.create_order(
+                offer.g2a_product_id or "",
+                offer.max_price.amount if offer.max_price else None,
+                offer.max_price.currency if offer.max_price else None,
+            )
+        except (UpstreamRejected, UpstreamNotFound) as refused:
+            log.warning("g2a.order_refused", order_id=str(order.id), code=refused.code)
+            return await self._record(order.id, UpstreamState.FAILED)
+        log.info("g2a.order_created", order_id=str(order.id), g2a_order=upstream.order_id)
+        return await self._record(order.id, UpstreamState.CREATED, upstream.order_id)
+
+    async def _pay_upstream(self, market: MarketplaceClient, order: Order) -> Order:
+        """Pay the G2A order unless G2A already has it paid; PAID."""
+        upstream_id = order.upstream_order_id or ""
+        details = await market.order_details(upstream_id)
+        if details.known_status not in (
+            MarketplaceOrderStatus.PAID,
+            MarketplaceOrderStatus.COMPLETE,
+        ):
+            await market.pay_order(upstream_id)
+        return await self._record(order.id, UpstreamState.PAID)
 
     async def _begin(self, order_id: OrderId) -> tuple[Order, Offer, bool]:
         async with self._store.transaction() as tx:

@@ -332,14 +332,7 @@ class OrderService:
         as `create_in` (an error to report, a G2A offer, stock short or busy) is None."""
         now = self._clock.now()
         offers = await tx.offers.get_many({c.offer_id for c in calls})
-        placed: dict[int, Order] = {}
-        for i, c in enumerate(calls):
-            offer = offers.get(c.offer_id)
-            if offer is None or offer.sources_upstream:
-                continue
-            with contextlib.suppress(AutokeyError):
-                c.principal.require(Role.BUYER, action="create_order")
-                placed[i] = self._place(c.principal, offer, check_quantity(c.quantity), now)
+        placed = self._placed_many(calls, offers, now)
         claimed: dict[OrderId, Sequence[KeyId]] = {}
         for pool_id in sorted({o.pool_id for o in placed.values()}):
             wants = [(o.id, o.quantity) for o in placed.values() if o.pool_id == pool_id]
@@ -360,6 +353,21 @@ class OrderService:
             OrderView(order=created[i], moved=True) if i in created else None
             for i in range(len(calls))
         ]
+
+    def _placed_many(
+        self, calls: Sequence[CreateCall], offers: Mapping[OfferId, Offer], now: datetime
+    ) -> dict[int, Order]:
+        """The orders `calls` place (by call), leaving out the calls that would fail and
+        those of G2A offers."""
+        placed: dict[int, Order] = {}
+        for i, c in enumerate(calls):
+            offer = offers.get(c.offer_id)
+            if offer is None or offer.sources_upstream:
+                continue
+            with contextlib.suppress(AutokeyError):
+                c.principal.require(Role.BUYER, action="create_order")
+                placed[i] = self._place(c.principal, offer, check_quantity(c.quantity), now)
+        return placed
 
     async def pay_many_in(
         self, tx: UnitOfWork, calls: Sequence[OrderCall]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import unicodedata
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from itertools import product
 
@@ -12,12 +13,15 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from autokey.domain.model.errors import (
+    IdempotencyInFlight,
+    IdempotencyKeyReused,
     IllegalTransition,
     InvalidInput,
     KeyNotAvailable,
     OrderNotPaid,
     ReservationExpired,
 )
+from autokey.domain.model.idempotency import IdempotencyRecord, IdempotencyState, StoredResponse
 from autokey.domain.model.ids import OrderId
 from autokey.domain.model.keys import (
     KEY_TRANSITIONS,
@@ -285,3 +289,28 @@ def test_a_revised_offer_takes_the_draft_terms_and_keeps_its_status_and_history(
     assert revised.recorded_stock_level is StockLevel.LOW
     with pytest.raises(InvalidInput):
         offer.revised(attrs.evolve(draft, key_pool_id=None), later)
+
+
+# --- Idempotency records ---------------------------------------------------------------------
+
+
+def test_an_idempotency_record_answers_a_repeat_by_its_lease_fingerprint_and_response() -> None:
+    t0 = datetime(2026, 1, 1, tzinfo=UTC)
+    record = IdempotencyRecord.claim("buyer:x", "k1", b"f1", t0, lease_s=10)
+    assert (record.locked_until, record.expires_at) == (
+        t0 + timedelta(seconds=10),
+        t0 + timedelta(days=1),
+    )
+    with pytest.raises(IdempotencyInFlight) as in_flight:
+        record.replay_for(b"f1", t0 + timedelta(seconds=3))
+    assert in_flight.value.retry_after_s == 7
+    assert record.replay_for(b"f1", t0 + timedelta(seconds=10)) is None  # died: take it over
+    done = attrs.evolve(
+        record,
+        state=IdempotencyState.COMPLETED,
+        response=StoredResponse(status=201, body=b"{}"),
+    )
+    assert done.replay_for(b"f1", t0 + timedelta(seconds=3)) == done.response
+    with pytest.raises(IdempotencyKeyReused):
+        done.replay_for(b"f2", t0 + timedelta(seconds=3))
+    assert done.replay_for(b"f2", t0 + timedelta(days=1)) is None  # expired: a fresh start

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import enum
 import math
-from datetime import datetime
+from datetime import datetime, timedelta
 
 import attrs
+
+from autokey.domain.model.errors import IdempotencyInFlight, IdempotencyKeyReused
 
 IDEMPOTENCY_RETENTION_S = 24 * 3600
 DEFAULT_LEASE_S = 10
@@ -39,6 +41,36 @@ class IdempotencyRecord:
     locked_until: datetime
     expires_at: datetime
     response: StoredResponse | None = None
+
+    @classmethod
+    def claim(
+        cls, scope: str, key: str, fingerprint: bytes, now: datetime, lease_s: int
+    ) -> IdempotencyRecord:
+        """A request's hold on its key: in flight for `lease_s`, kept for a day."""
+        return cls(
+            scope=scope,
+            key=key,
+            fingerprint=fingerprint,
+            state=IdempotencyState.IN_FLIGHT,
+            created_at=now,
+            locked_until=now + timedelta(seconds=lease_s),
+            expires_at=now + timedelta(seconds=IDEMPOTENCY_RETENTION_S),
+        )
+
+    def replay_for(self, fingerprint: bytes, now: datetime) -> StoredResponse | None:
+        """What a request with this key and `fingerprint` gets: the stored response, or None
+        when it may take the key over (expired, or its first request died or outlived its
+        lease). IdempotencyInFlight while the first request holds its lease;
+        IdempotencyKeyReused for another request under the same key."""
+        if not self.is_live(now):
+            return None
+        if self.is_locked(now):
+            raise IdempotencyInFlight(
+                resource="idempotency_key", id=self.key, retry_after_s=self.lease_left_s(now)
+            )
+        if self.fingerprint != fingerprint:
+            raise IdempotencyKeyReused(key=self.key)
+        return self.response
 
     def is_live(self, now: datetime) -> bool:
         return now < self.expires_at

@@ -8,22 +8,18 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Awaitable, Callable
-from datetime import timedelta
 
 import attrs
 
 from autokey.domain.model.errors import (
     IdempotencyInFlight,
-    IdempotencyKeyReused,
     InvalidInput,
     StoreUnavailable,
 )
 from autokey.domain.model.idempotency import (
     DEFAULT_LEASE_S,
-    IDEMPOTENCY_RETENTION_S,
     MAX_KEY_LENGTH,
     IdempotencyRecord,
-    IdempotencyState,
     StoredResponse,
 )
 from autokey.domain.services.transactions import transact
@@ -89,32 +85,16 @@ class IdempotencyService:
     ) -> tuple[IdempotencyRecord, StoredResponse | None]:
         """Hold the key (the claim), or the stored response to replay."""
         now = self._clock.now()
-        fresh = IdempotencyRecord(
-            scope=scope,
-            key=key,
-            fingerprint=fingerprint,
-            state=IdempotencyState.IN_FLIGHT,
-            created_at=now,
-            locked_until=now + timedelta(seconds=self._lease_s),
-            expires_at=now + timedelta(seconds=IDEMPOTENCY_RETENTION_S),
-        )
+        fresh = IdempotencyRecord.claim(scope, key, fingerprint, now, self._lease_s)
         async with self._store.transaction() as tx:
             if await tx.idempotency.insert(fresh):
                 return fresh, None
             record = await tx.idempotency.get(scope, key, for_update=True)
-            if record is None or not record.is_live(now):
-                await tx.idempotency.replace(fresh)
-                return fresh, None
-            if record.is_locked(now):
-                raise IdempotencyInFlight(
-                    resource="idempotency_key", id=key, retry_after_s=record.lease_left_s(now)
-                )
-            if record.fingerprint != fingerprint:
-                raise IdempotencyKeyReused(key=key)
-            if record.response is not None:
-                return record, record.response
-            # The first attempt died or outlived its lease: take over. Our lease ends later
-            # than its lease did, so it can no longer complete.
+            stored = None if record is None else record.replay_for(fingerprint, now)
+            if record is not None and stored is not None:
+                return record, stored
+            # A first attempt that died or outlived its lease can no longer complete: our
+            # lease ends later than its lease did.
             await tx.idempotency.replace(fresh)
             return fresh, None
 

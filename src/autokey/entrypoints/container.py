@@ -182,6 +182,7 @@ class Container(containers.DeclarativeContainer):
         reservation_ttl_s=settings.provided.g2a_reservation_ttl_s,
         group_commit=settings.provided.group_commit,
         on_batch=domain_metrics.provided.group_commit_batch,
+        revocations=revocations,
     )
 
     g2a_metrics = providers.Singleton(G2AMetrics, metrics_registry)

@@ -1,21 +1,28 @@
-"""Principals cached per process, dropped when PostgreSQL announces a revocation (ADR 0017)."""
+"""Principals and G2A merchant access tokens cached per process, dropped when PostgreSQL
+announces a revocation (ADR 0017)."""
 
 from __future__ import annotations
 
 import asyncio
+import uuid
 from collections.abc import AsyncIterator
 
 import psycopg
 import pytest
 
-from autokey.adapters.crypto import Sha256SecretHasher
+from autokey.adapters.crypto import AesGcmKeyCipher, Sha256SecretHasher
+from autokey.adapters.payments import SimulatedPaymentGateway
 from autokey.adapters.postgres.revocations import PostgresRevocationWatch
 from autokey.adapters.postgres.store import PostgresStore
 from autokey.adapters.system import SystemClock, Uuid7Ids
 from autokey.domain.model.auth import Role
 from autokey.domain.model.errors import StoreUnavailable, Unauthenticated
+from autokey.domain.model.ids import SubjectId
 from autokey.domain.services.auth import AuthService
+from autokey.domain.services.merchant import ACCESS_TOKEN_LIFETIME_S, MerchantService
+from autokey.domain.services.orders import OrderService
 from autokey.ports.store import RevocationWatch, Store
+from tests.conftest import MASTER_KEY, FakeClock
 
 pytestmark = pytest.mark.postgres
 
@@ -111,3 +118,34 @@ async def test_while_the_listener_is_lost_nothing_is_served_from_the_cache(
     # Whether the listener is still down or already back, the old entry is stale now.
     with pytest.raises(StoreUnavailable):
         await auth.authenticate(secret)
+
+
+def _merchant(store: Store, watch: RevocationWatch, clock: FakeClock) -> MerchantService:
+    cipher, payments, ids = AesGcmKeyCipher([MASTER_KEY]), SimulatedPaymentGateway(), Uuid7Ids()
+    orders = OrderService(store, cipher, payments, clock, ids, reservation_ttl_s=1800)
+    return MerchantService(store, orders, Sha256SecretHasher(), clock, ids, 1800, revocations=watch)
+
+
+async def test_a_merchant_token_is_cached_until_its_deletion_is_announced_or_it_expires(
+    pg_url: str, watch: PostgresRevocationWatch
+) -> None:
+    clock, seller = FakeClock(), SubjectId(uuid.uuid4())
+    store = await PostgresStore.open(pg_url)
+    merchant = _merchant(store, watch, clock)
+    secret, credential = await merchant.create_credentials(seller)
+    first = (await merchant.issue_token(credential.client_id, secret)).access_token
+    assert await merchant.authenticate(first) == seller  # now cached
+    clock.advance(ACCESS_TOKEN_LIFETIME_S)
+    with pytest.raises(Unauthenticated):
+        await merchant.authenticate(first)  # expiry is checked on every call
+    clock.advance(-ACCESS_TOKEN_LIFETIME_S)
+    before = watch.epoch()
+    async with await psycopg.AsyncConnection.connect(pg_url, autocommit=True) as admin:
+        await admin.execute("DELETE FROM g2a_merchant_tokens")
+    await _moved(watch, before)
+    with pytest.raises(Unauthenticated):
+        await merchant.authenticate(first)
+    second = (await merchant.issue_token(credential.client_id, secret)).access_token
+    assert await merchant.authenticate(second) == seller
+    await store.close()  # every later lookup would raise StoreUnavailable
+    assert await merchant.authenticate(second) == seller

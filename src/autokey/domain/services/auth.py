@@ -5,6 +5,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Sequence
 from datetime import datetime
+from typing import Generic, TypeVar
 
 from autokey.domain.model.auth import MAX_TOKEN_NAME, ApiToken, Principal, Role
 from autokey.domain.model.errors import Unauthenticated
@@ -15,6 +16,34 @@ from autokey.ports.store import RevocationWatch, Store
 from autokey.ports.system import Clock, IdGenerator
 
 MAX_CACHED_PRINCIPALS = 10_000
+T = TypeVar("T")
+
+
+class RevocationCache(Generic[T]):
+    """What a secret's hash resolved to, kept while no revocation has been announced since
+    (ADR 0017): an entry serves only under the `RevocationWatch` epoch it was read in. Without
+    a watch (or while it is not listening) nothing is cached. At most MAX_CACHED_PRINCIPALS
+    entries (cleared when full)."""
+
+    def __init__(self, revocations: RevocationWatch | None) -> None:
+        self._revocations = revocations
+        self._entries: dict[bytes, tuple[int, T]] = {}
+
+    def epoch(self) -> int | None:
+        return None if self._revocations is None else self._revocations.epoch()
+
+    def get(self, digest: bytes, epoch: int | None) -> T | None:
+        cached = self._entries.get(digest)
+        return cached[1] if epoch is not None and cached and cached[0] == epoch else None
+
+    def put(self, digest: bytes, epoch: int | None, value: T) -> None:
+        """Keep `value` if no revocation was announced since `epoch` was read (the lookup
+        that found it may have raced one)."""
+        if epoch is None or self.epoch() != epoch:
+            return
+        if len(self._entries) >= MAX_CACHED_PRINCIPALS:
+            self._entries.clear()
+        self._entries[digest] = (epoch, value)
 
 
 class AuthService:
@@ -32,8 +61,7 @@ class AuthService:
         self._used: dict[TokenId, datetime] = {}
         """Tokens seen since the last `flush_usage`: kept in memory so that authenticating
         writes nothing on the request path."""
-        self._revocations = revocations
-        self._principals: dict[bytes, tuple[int, Principal]] = {}
+        self._principals = RevocationCache[Principal](revocations)
 
     async def issue_token(
         self, role: Role, subject: SubjectId | None = None, name: str = ""
@@ -67,25 +95,19 @@ class AuthService:
         if not (secret.isascii() and secret.isprintable()):
             raise Unauthenticated(reason="malformed_token")
         digest = self._hasher.digest(secret)
-        epoch = None if self._revocations is None else self._revocations.epoch()
-        cached = self._principals.get(digest)
-        if epoch is not None and cached is not None and cached[0] == epoch:
-            principal = cached[1]
-            if principal.token_id is not None:
-                self._used[principal.token_id] = self._clock.now()
-            return principal
-        async with self._store.transaction() as tx:
-            token = await tx.tokens.find_by_secret_hash(digest)
-        if token is None or token.revoked_at is not None:
-            raise Unauthenticated(reason="unknown_token")
-        self._used[token.id] = self._clock.now()
-        # Cached only if no revocation was announced while it was looked up; unknown
-        # secrets never are, so guessing cannot fill the cache.
-        if epoch is not None and self._revocations and self._revocations.epoch() == epoch:
-            if len(self._principals) >= MAX_CACHED_PRINCIPALS:
-                self._principals.clear()
-            self._principals[digest] = (epoch, token.principal)
-        return token.principal
+        epoch = self._principals.epoch()
+        principal = self._principals.get(digest, epoch)
+        if principal is None:
+            async with self._store.transaction() as tx:
+                token = await tx.tokens.find_by_secret_hash(digest)
+            if token is None or token.revoked_at is not None:
+                raise Unauthenticated(reason="unknown_token")
+            principal = token.principal
+            # Unknown secrets are never cached, so guessing cannot fill the cache.
+            self._principals.put(digest, epoch, principal)
+        if principal.token_id is not None:
+            self._used[principal.token_id] = self._clock.now()
+        return principal
 
     async def flush_usage(self) -> int:
         """Record when each token seen since the last flush was last used; returns how many.

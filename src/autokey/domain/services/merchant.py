@@ -33,6 +33,7 @@ from autokey.domain.model.merchant import (
 from autokey.domain.model.offers import DeliveryType, OfferStatus
 from autokey.domain.model.orders import Order
 from autokey.domain.model.pages import Page, PageRequest
+from autokey.domain.services.auth import RevocationCache
 from autokey.domain.services.batching import grouped
 from autokey.domain.services.orders import (
     CreateCall,
@@ -42,7 +43,7 @@ from autokey.domain.services.orders import (
 )
 from autokey.domain.services.transactions import transact
 from autokey.ports.crypto import SecretHasher
-from autokey.ports.store import Store, UnitOfWork
+from autokey.ports.store import RevocationWatch, Store, UnitOfWork
 from autokey.ports.system import Clock, IdGenerator
 
 ACCESS_TOKEN_LIFETIME_S = 3600
@@ -110,10 +111,13 @@ class MerchantService:
         *,
         group_commit: bool = True,
         on_batch: Callable[[str, int], None] | None = None,
+        revocations: RevocationWatch | None = None,
     ) -> None:
         """`group_commit` batches one-item reservations and orders (ADR 0032);
-        `on_batch(call, size)` is told each batch's size as it starts."""
+        `on_batch(call, size)` is told each batch's size as it starts; with `revocations`,
+        access tokens are cached."""
         self._store, self._orders, self._hasher = store, orders, hasher
+        self._tokens = RevocationCache[MerchantAccessToken](revocations)
         self._clock, self._ids = clock, ids
         self._ttl = timedelta(seconds=reservation_ttl_s)
         self._reserves = grouped(
@@ -178,9 +182,17 @@ class MerchantService:
         return IssuedToken(access_token=secret, expires_in=ACCESS_TOKEN_LIFETIME_S)
 
     async def authenticate(self, access_token: str) -> SubjectId:
-        """The seller a merchant access token speaks for; Unauthenticated if unknown or expired."""
-        async with self._store.transaction() as tx:
-            token = await tx.merchant.find_access_token(self._hasher.digest(access_token))
+        """The seller a merchant access token speaks for; Unauthenticated if unknown or expired.
+        Tokens are cached like principals (ADR 0017): deleting one (credentials revoked) is
+        announced, and its expiry is checked on every call."""
+        digest = self._hasher.digest(access_token)
+        epoch = self._tokens.epoch()
+        token = self._tokens.get(digest, epoch)
+        if token is None:
+            async with self._store.transaction() as tx:
+                token = await tx.merchant.find_access_token(digest)
+            if token is not None:
+                self._tokens.put(digest, epoch, token)
         seller = None if token is None else token.caller(self._clock.now())
         if seller is None:
             raise Unauthenticated(reason="unknown_token")

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime
 from typing import Generic, TypeVar
 
@@ -29,21 +29,22 @@ class RevocationCache(Generic[T]):
         self._revocations = revocations
         self._entries: dict[bytes, tuple[int, T]] = {}
 
-    def epoch(self) -> int | None:
-        return None if self._revocations is None else self._revocations.epoch()
-
-    def get(self, digest: bytes, epoch: int | None) -> T | None:
+    async def resolve(self, digest: bytes, lookup: Callable[[], Awaitable[T | None]]) -> T | None:
+        """The value cached for `digest`, or what `lookup` finds (kept unless None, so that
+        guessing cannot fill the cache, and unless a revocation was announced meanwhile)."""
+        epoch = self._epoch()
         cached = self._entries.get(digest)
-        return cached[1] if epoch is not None and cached and cached[0] == epoch else None
+        if epoch is not None and cached is not None and cached[0] == epoch:
+            return cached[1]
+        value = await lookup()
+        if value is not None and epoch is not None and self._epoch() == epoch:
+            if len(self._entries) >= MAX_CACHED_PRINCIPALS:
+                self._entries.clear()
+            self._entries[digest] = (epoch, value)
+        return value
 
-    def put(self, digest: bytes, epoch: int | None, value: T) -> None:
-        """Keep `value` if no revocation was announced since `epoch` was read (the lookup
-        that found it may have raced one)."""
-        if epoch is None or self.epoch() != epoch:
-            return
-        if len(self._entries) >= MAX_CACHED_PRINCIPALS:
-            self._entries.clear()
-        self._entries[digest] = (epoch, value)
+    def _epoch(self) -> int | None:
+        return None if self._revocations is None else self._revocations.epoch()
 
 
 class AuthService:
@@ -95,16 +96,15 @@ class AuthService:
         if not (secret.isascii() and secret.isprintable()):
             raise Unauthenticated(reason="malformed_token")
         digest = self._hasher.digest(secret)
-        epoch = self._principals.epoch()
-        principal = self._principals.get(digest, epoch)
-        if principal is None:
+
+        async def lookup() -> Principal | None:
             async with self._store.transaction() as tx:
                 token = await tx.tokens.find_by_secret_hash(digest)
-            if token is None or token.revoked_at is not None:
-                raise Unauthenticated(reason="unknown_token")
-            principal = token.principal
-            # Unknown secrets are never cached, so guessing cannot fill the cache.
-            self._principals.put(digest, epoch, principal)
+            return None if token is None or token.revoked_at is not None else token.principal
+
+        principal = await self._principals.resolve(digest, lookup)
+        if principal is None:
+            raise Unauthenticated(reason="unknown_token")
         if principal.token_id is not None:
             self._used[principal.token_id] = self._clock.now()
         return principal

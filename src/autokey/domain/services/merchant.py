@@ -186,13 +186,12 @@ class MerchantService:
         Tokens are cached like principals (ADR 0017): deleting one (credentials revoked) is
         announced, and its expiry is checked on every call."""
         digest = self._hasher.digest(access_token)
-        epoch = self._tokens.epoch()
-        token = self._tokens.get(digest, epoch)
-        if token is None:
+
+        async def lookup() -> MerchantAccessToken | None:
             async with self._store.transaction() as tx:
-                token = await tx.merchant.find_access_token(digest)
-            if token is not None:
-                self._tokens.put(digest, epoch, token)
+                return await tx.merchant.find_access_token(digest)
+
+        token = await self._tokens.resolve(digest, lookup)
         seller = None if token is None else token.caller(self._clock.now())
         if seller is None:
             raise Unauthenticated(reason="unknown_token")

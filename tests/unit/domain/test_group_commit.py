@@ -5,13 +5,13 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Collection, Sequence
 from contextlib import asynccontextmanager
 
 import pytest
 
 from autokey.adapters.crypto import AesGcmKeyCipher
-from autokey.adapters.memory.store import MemoryStore
+from autokey.adapters.memory.store import MemoryOfferRepository, MemoryStore
 from autokey.adapters.payments import SimulatedPaymentGateway
 from autokey.adapters.system import Uuid7Ids
 from autokey.domain.model.auth import Principal, Role
@@ -211,6 +211,26 @@ async def test_a_create_batch_leaves_out_the_calls_that_would_fail_and_creates_t
     assert sorted(e.action.value for e in events.items) == sorted(
         ["order.created", "keys.reserved"] * 2
     )
+
+
+async def test_a_create_batch_given_its_offers_reads_no_offer(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    shop = await _Shop(keys=2).open()
+    reads: list[object] = []
+    real = MemoryOfferRepository.get_many
+
+    async def counted(self: MemoryOfferRepository, offer_ids: Collection[OfferId]) -> object:
+        reads.append(offer_ids)
+        return await real(self, offer_ids)
+
+    monkeypatch.setattr(MemoryOfferRepository, "get_many", counted)
+    calls = [CreateCall(principal=_buyer(), offer_id=shop.offer.id, quantity=1)] * 2
+    async with shop.store.transaction() as tx:
+        given = await shop.orders.create_many_in(tx, calls, {shop.offer.id: shop.offer})
+    assert (reads, [v is not None for v in given]) == ([], [True, True])
+    await shop.batch("create", calls[:1])  # out of stock now, but the offer is read
+    assert len(reads) == 1
 
 
 async def test_pay_and_fulfill_batches_leave_out_foreign_unpayable_and_repeated_calls() -> None:

@@ -233,7 +233,8 @@ class MerchantService:
             CreateCall(principal=_G2A, offer_id=offer.id, quantity=calls[i].item.quantity)
             for i, offer in linked.items()
         ]
-        placed = await self._orders.create_many_in(tx, creates)
+        known = {offer.id: offer for offer in linked.values()}
+        placed = await self._orders.create_many_in(tx, creates, known)
         reservations = {
             i: self._reservation_of(
                 calls[i].seller_id, [(_line(calls[i].item, view.order), view.order)]

@@ -326,12 +326,17 @@ class OrderService:
         )
 
     async def create_many_in(
-        self, tx: UnitOfWork, calls: Sequence[CreateCall]
+        self,
+        tx: UnitOfWork,
+        calls: Sequence[CreateCall],
+        offers: Mapping[OfferId, Offer] | None = None,
     ) -> list[OrderView | None]:
         """`create_in` for a batch, with one claim per pool. A call that would not succeed
-        as `create_in` (an error to report, a G2A offer, stock short or busy) is None."""
+        as `create_in` (an error to report, a G2A offer, stock short or busy) is None. The
+        calls' `offers`, when the caller has read them in `tx` already, are not read again."""
         now = self._clock.now()
-        offers = await tx.offers.get_many({c.offer_id for c in calls})
+        if offers is None:
+            offers = await tx.offers.get_many({c.offer_id for c in calls})
         placed = self._placed_many(calls, offers, now)
         claimed: dict[OrderId, Sequence[KeyId]] = {}
         for pool_id in sorted({o.pool_id for o in placed.values()}):

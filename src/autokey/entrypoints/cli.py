@@ -15,7 +15,6 @@ import os
 import signal
 import socket
 import sys
-import tempfile
 import uuid
 from collections.abc import Sequence
 from datetime import UTC, datetime
@@ -220,7 +219,7 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _serve(settings: Settings, host: str | None, port: int | None, workers: int | None) -> int:
-    from autokey.entrypoints.metrics import share_between_workers
+    from autokey.entrypoints.metrics import share_between_workers, shared_directory
     from autokey.entrypoints.web import runner
     from autokey.entrypoints.web.app import make_metrics_app, serve_app
     from autokey.entrypoints.web.context import CONTAINER
@@ -276,7 +275,7 @@ def _serve(settings: Settings, host: str | None, port: int | None, workers: int 
             runner.serve(everything, stop_on=(signal.SIGTERM,), keepalive_timeout=keepalive_s)
         )
 
-    with tempfile.TemporaryDirectory(prefix="autokey-metrics-") as shared:
+    with shared_directory() as shared:
         share_between_workers(shared)  # before the forks: /metrics sums every worker
         return supervise(sock, count, worker)
 

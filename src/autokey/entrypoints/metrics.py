@@ -16,6 +16,9 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
+import shutil
+import tempfile
 import time
 from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping
 from datetime import datetime, timedelta
@@ -40,6 +43,30 @@ HTTP_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 
 
 SHARED_DIR_VARIABLE = "PROMETHEUS_MULTIPROC_DIR"
+_SHARED_DIR_PREFIX = "autokey-metrics-"
+_SHARED_DIR_OWNER = re.compile(rf"{_SHARED_DIR_PREFIX}(\d+)-")
+
+
+def shared_directory() -> tempfile.TemporaryDirectory[str]:
+    """A directory for the workers' metrics of this supervisor, named after its pid and
+    removed when it exits. Those of supervisors that no longer run (SIGKILL leaves them
+    behind) are removed first."""
+    parent = tempfile.gettempdir()
+    for name in os.listdir(parent):
+        owner = _SHARED_DIR_OWNER.match(name)
+        if owner is not None and not _running(int(owner[1])):
+            shutil.rmtree(os.path.join(parent, name), ignore_errors=True)
+    return tempfile.TemporaryDirectory(prefix=f"{_SHARED_DIR_PREFIX}{os.getpid()}-")
+
+
+def _running(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
 
 
 def share_between_workers(directory: str) -> None:

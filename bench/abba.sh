@@ -1,18 +1,21 @@
 #!/usr/bin/env bash
 # Two checkouts side by side, interleaved ABBA (A B B A A B B A ...) so that neither side
-# always runs first: bench/orders_bench.py at one concurrency level in each, printing per run
-# the server's CPU per order and the orders/s (docs/benchmarks.md, section 000).
+# always runs first: bench/orders_bench.py (or BENCH_SCRIPT, e.g. merchant_bench.py) at one
+# concurrency level in each, printing per run the server's CPU per order (orders only), the
+# rate and the ratio to pgbench (docs/benchmarks.md, sections 000 and 00000).
 #
 #   bench/abba.sh OTHER_CHECKOUT [PAIRS]     e.g. git worktree add ../before d140ea4 first,
 #                                            with its own .venv (pip install -e '.[dev]')
-# Environment: BENCH_CLIENTS (default 32), BENCH_SECONDS (10), BENCH_WORKERS (1: one worker is
-# CPU-bound, so orders/s = 1 / CPU per order); the rest goes to orders_bench.py unchanged.
+# Environment: BENCH_SCRIPT (orders_bench.py), BENCH_CLIENTS (default 32), BENCH_SECONDS (10),
+# BENCH_WORKERS (1: one worker is CPU-bound, so orders/s = 1 / CPU per order); the rest goes to
+# the script unchanged.
 set -euo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
 other=$(cd "${1:?usage: bench/abba.sh OTHER_CHECKOUT [PAIRS]}" && pwd)
 pairs=${2:-4}
 export BENCH_CLIENTS=${BENCH_CLIENTS:-32} BENCH_SECONDS=${BENCH_SECONDS:-10}
 export BENCH_WORKERS=${BENCH_WORKERS:-1} BENCH_PROFILE=0 BENCH_ROUND_TRIPS=0
+script=${BENCH_SCRIPT:-orders_bench.py}
 out=$(mktemp -d)
 trap 'rm -rf "$out"' EXIT
 run=0
@@ -21,9 +24,9 @@ for ((pair = 0; pair < pairs; pair++)); do
   for side in $order; do
     run=$((run + 1))
     if [[ $side == A ]]; then dir=$here; else dir=$other; fi
-    (cd "$dir" && .venv/bin/python bench/orders_bench.py >"$out/$run" 2>&1)
-    cpu=$(grep -o 'server [0-9.]* ms' "$out/$run" | tail -1)
-    row=$(grep "^${BENCH_CLIENTS##*,} |" "$out/$run" | awk -F'|' '{print $2 "orders/s," $NF}')
-    echo "run $run  $side ($dir): $cpu per order, $row"
+    (cd "$dir" && .venv/bin/python "bench/$script" >"$out/$run" 2>&1)
+    cpu=$(grep -o 'server [0-9.]* ms' "$out/$run" | tail -1 || true)
+    row=$(grep "^${BENCH_CLIENTS##*,} |" "$out/$run" | awk -F'|' '{print $2 "per s," $NF}')
+    echo "run $run  $side ($dir): ${cpu:+$cpu per order, }$row"
   done
 done

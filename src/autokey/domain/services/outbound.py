@@ -182,20 +182,7 @@ class SellerWebhookService:
         return len(due)
 
     async def _attempt(self, delivery: Delivery) -> None:
-        async with self._store.transaction() as tx:
-            endpoint = await tx.endpoints.get(delivery.endpoint_id)
-        if endpoint is None or endpoint.status is not EndpointStatus.ACTIVE:
-            outcome = SendOutcome(error="endpoint_disabled")
-        else:
-            outcome = await self._sender.send(
-                endpoint.url,
-                message_id=str(delivery.id),
-                timestamp=self._clock.now(),
-                body=delivery.body,
-                secret=self._cipher.open(
-                    endpoint.sealed_secret, context=secret_context(endpoint.id)
-                ),
-            )
+        outcome = await self._post(delivery)
         async with self._store.transaction() as tx:
             endpoint = await tx.endpoints.get(delivery.endpoint_id)
             if delivery.record(outcome, endpoint, self._clock.now(), self._rng):
@@ -209,4 +196,18 @@ class SellerWebhookService:
             status=delivery.status.value,
             status_code=delivery.last_status_code,
             error=delivery.last_error,
+        )
+
+    async def _post(self, delivery: Delivery) -> SendOutcome:
+        """One POST of `delivery` to its endpoint, unless the endpoint is gone or disabled."""
+        async with self._store.transaction() as tx:
+            endpoint = await tx.endpoints.get(delivery.endpoint_id)
+        if endpoint is None or endpoint.status is not EndpointStatus.ACTIVE:
+            return SendOutcome(error="endpoint_disabled")
+        return await self._sender.send(
+            endpoint.url,
+            message_id=str(delivery.id),
+            timestamp=self._clock.now(),
+            body=delivery.body,
+            secret=self._cipher.open(endpoint.sealed_secret, context=secret_context(endpoint.id)),
         )

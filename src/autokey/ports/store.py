@@ -334,7 +334,8 @@ class OrderRepository(Protocol):
 
     async def save_many(self, orders: Sequence[Order]) -> None:
         """`save` for several orders that have no upstream order id. NotFound, naming one,
-        if one is not stored: the others may be written by then, so the caller rolls back."""
+        if one is not stored, raised here or by the time the transaction ends (a store may
+        send the write without waiting for its answer); the transaction is then rolled back."""
         ...
 
     async def get_many(

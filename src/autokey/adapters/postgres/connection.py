@@ -78,6 +78,9 @@ def classified(exc: psycopg.Error) -> AutokeyError:
         # Lost connection, pool or statement timeout, admin shutdown, deadlock, serialization
         # failure: the request may succeed later.
         return StoreUnavailable(store=STORE_NAME)
+    if isinstance(exc, pg_errors.NoDataFound) and exc.diag.message_detail:
+        # A queued write that found a row missing (autokey_not_found, migration 0014).
+        return NotFound(resource=exc.diag.message_primary or "", id=exc.diag.message_detail)
     if isinstance(exc, pg_errors.UniqueViolation):
         # Repositories turn the duplicates they expect into DuplicateResource; one that
         # surfaces elsewhere (a queued write failing at COMMIT) is a bug, not bad input.

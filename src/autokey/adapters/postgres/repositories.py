@@ -451,10 +451,8 @@ class PostgresOrderRepository(SqlRepository, OrderRepository):
         await self._send(sql.INSERT_ORDERS, (json_rows(params(o) for o in orders),))
 
     async def save_many(self, orders: Sequence[Order]) -> None:
-        found = await self._all(sql.SAVE_ORDERS, (json_rows(params(o) for o in orders),))
-        saved = {row[0] for row in found}
-        for order in orders:
-            require_saved(order.id in saved, "order", order.id)
+        # NotFound surfaces with the next statement that waits, or with COMMIT.
+        await self._send(sql.SAVE_ORDERS, (json_rows(params(o) for o in orders),))
 
     async def get(self, order_id: OrderId, *, for_update: bool = False) -> Order | None:
         query = sql.locked(sql.ORDER_BY_ID) if for_update else sql.ORDER_BY_ID

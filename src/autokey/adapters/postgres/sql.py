@@ -457,13 +457,21 @@ INSERT INTO orders ({ORDER_COLUMNS})
 SELECT {ORDER_COLUMNS} FROM jsonb_to_recordset(%s::jsonb) AS o({_ORDER_RECORD})
 """
 # Every field `SAVE_ORDER` writes but the upstream ones; returns the ids it found.
+# Raises (autokey_not_found, migration 0014) instead of answering which rows it saved, so it
+# travels without a round trip of its own.
 SAVE_ORDERS = f"""
-UPDATE orders AS o SET status = v.status, updated_at = v.updated_at,
-    reserved_until = v.reserved_until, paid_at = v.paid_at, fulfilled_at = v.fulfilled_at,
-    canceled_at = v.canceled_at, cancel_reason = v.cancel_reason
-FROM jsonb_to_recordset(%s::jsonb) AS v({_ORDER_RECORD})
-WHERE o.id = v.id
-RETURNING o.id
+WITH v AS MATERIALIZED (SELECT * FROM jsonb_to_recordset(%s::jsonb) AS v({_ORDER_RECORD})),
+saved AS (
+    UPDATE orders AS o SET status = v.status, updated_at = v.updated_at,
+        reserved_until = v.reserved_until, paid_at = v.paid_at, fulfilled_at = v.fulfilled_at,
+        canceled_at = v.canceled_at, cancel_reason = v.cancel_reason
+    FROM v WHERE o.id = v.id
+    RETURNING o.id
+)
+SELECT autokey_not_found('order', (
+    SELECT v.id FROM v WHERE NOT EXISTS (SELECT 1 FROM saved WHERE saved.id = v.id)
+    ORDER BY v.id LIMIT 1
+))
 """
 # Walks orders_buyer_id_idx; a status, when given, filters the rows it walks.
 ORDERS_OF_BUYER = f"""

@@ -176,7 +176,7 @@ class OrderService:
         order = await self._own_order(tx, principal, order_id, lock=True)
         order.pay(self._clock.now())
         reference = await self._payments.charge(order)
-        await tx.orders.save(order)
+        await tx.orders.save_many([order])  # locked above: saved without a round trip
         await tx.audit.append(
             [self._event(principal, AuditAction.ORDER_PAID, order, payment=reference)]
         )
@@ -193,20 +193,17 @@ class OrderService:
         step = order.request_fulfillment(now)
         if step is Fulfillment.SOURCE:
             return OrderView(order=order, sourcing_required=True)
-        if step is Fulfillment.DELIVER:
-            keys = await self._deliver(tx, principal, order, now)
-        else:
-            keys = await tx.keys.for_order(order.id)
-        view = await self._reveal(tx, principal, order, keys)
-        return attrs.evolve(view, moved=step is Fulfillment.DELIVER)
+        delivers = step is Fulfillment.DELIVER
+        keys = await (self._deliver(tx, order, now) if delivers else tx.keys.for_order(order.id))
+        events = self._delivery_events(principal, order, keys) if delivers else []
+        await tx.audit.append([*events, self._revealed(principal, order, keys)])
+        return attrs.evolve(self._opened(order, keys), moved=delivers)
 
-    async def _deliver(
-        self, tx: UnitOfWork, principal: Principal, order: Order, now: datetime
-    ) -> Sequence[Key]:
-        """The order's reserved keys, delivered (read back by the statement that delivers)."""
+    async def _deliver(self, tx: UnitOfWork, order: Order, now: datetime) -> Sequence[Key]:
+        """The order's reserved keys, delivered (read back by the statement that delivers),
+        the order saved and the delivery announced to the seller's webhooks."""
         keys = await tx.keys.deliver_order(order.id, now)
-        await tx.orders.save(order)
-        await tx.audit.append(self._delivery_events(principal, order, keys))
+        await tx.orders.save_many([order])  # locked by the caller: saved without a round trip
         await announce_all(tx, self._ids, self._clock, [_fulfilled(order, keys)])
         return keys
 

@@ -528,11 +528,6 @@ class MerchantRepository(Protocol):
         exists), or None."""
         ...
 
-    async def available_up_to(self, pool_id: ids.PoolId, cap: int) -> int:
-        """AVAILABLE keys of the pool as this transaction sees them, counting no further than
-        `cap` (G2A shows at most 10,000: a large pool costs no more than that to count)."""
-        ...
-
     async def add_reservation(self, reservation: Reservation) -> None:
         """Store a new reservation. Raises DuplicateResource if its id exists."""
         ...

@@ -31,6 +31,7 @@ from autokey.domain.model.keys import (
     UploadReport,
     check_key_text,
 )
+from autokey.domain.model.merchant import inventory_size
 from autokey.domain.model.offers import (
     Availability,
     DeliveryType,
@@ -194,6 +195,11 @@ def test_availability_follows_stock_not_status() -> None:
     assert offer.availability(0) is Availability.OUT_OF_STOCK
     assert offer.availability(1) is Availability.IN_STOCK
     assert PoolCounts(available=1, reserved=2, delivered=3, invalid=4).total == 10
+
+
+@given(st.integers(min_value=0, max_value=10**7))
+def test_g2a_is_told_of_the_available_keys_up_to_ten_thousand(available: int) -> None:
+    assert inventory_size(available) == (available if available <= 10_000 else 10_000)
 
 
 @pytest.mark.parametrize(("first", "late"), list(product(UpstreamState, UpstreamState)))

@@ -12,15 +12,14 @@ from autokey.adapters.memory.tables import Journal, Tables, copy, page_of
 from autokey.adapters.one_by_one import MerchantOneByOne
 from autokey.domain.model import merchant
 from autokey.domain.model.errors import DuplicateResource
-from autokey.domain.model.ids import OfferId, PoolId, SubjectId
-from autokey.domain.model.keys import KeyStatus
+from autokey.domain.model.ids import OfferId, SubjectId
 from autokey.domain.model.offers import DeliveryType, Offer, OfferStatus
 from autokey.domain.model.pages import Page, PageRequest
 
 
 class MemoryMerchantRepository(MerchantOneByOne):
     def __init__(self, t: Tables, j: Journal) -> None:
-        self._m, self._offers, self._keys, self._j = t.merchant, t.offers, t.keys, j
+        self._m, self._offers, self._j = t.merchant, t.offers, j
 
     async def add_credential(self, credential: merchant.MerchantCredential) -> None:
         if credential.client_id in self._m.credentials:
@@ -56,14 +55,6 @@ class MemoryMerchantRepository(MerchantOneByOne):
             ):
                 return copy(offer)
         return None
-
-    async def available_up_to(self, pool_id: PoolId, cap: int) -> int:
-        available = [
-            k
-            for k in self._keys.values()
-            if k.pool_id == pool_id and k.status is KeyStatus.AVAILABLE
-        ]
-        return min(len(available), cap)
 
     async def add_reservation(self, reservation: merchant.Reservation) -> None:
         if reservation.id in self._m.reservations:

@@ -12,7 +12,7 @@ from autokey.adapters.postgres.connection import MIN_UUID, SqlRepository, page_o
 from autokey.adapters.postgres.rows import json_rows, params
 from autokey.domain.model import merchant
 from autokey.domain.model.errors import DuplicateResource
-from autokey.domain.model.ids import OfferId, PoolId, SubjectId
+from autokey.domain.model.ids import OfferId, SubjectId
 from autokey.domain.model.offers import Offer
 from autokey.domain.model.pages import Page, PageRequest
 from autokey.ports.store import MerchantRepository
@@ -52,10 +52,6 @@ class PostgresMerchantRepository(SqlRepository, MerchantRepository):
 
     async def find_linked_offer(self, seller_id: SubjectId, product_id: str) -> Offer | None:
         return await self._entity(Offer, sql.LINKED_OFFER, (seller_id, product_id))
-
-    async def available_up_to(self, pool_id: PoolId, cap: int) -> int:
-        row = await self._one(sql.AVAILABLE_UP_TO, (pool_id, cap))
-        return 0 if row is None else int(row[0])
 
     async def add_reservation(self, reservation: merchant.Reservation) -> None:
         if not await self._run(sql.INSERT_RESERVATION, params(reservation)):

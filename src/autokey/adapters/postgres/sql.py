@@ -709,12 +709,6 @@ FROM offers
 WHERE seller_id = %s AND g2a_product_id = %s AND status = {literal(OfferStatus.ACTIVE)}
     AND delivery_type = {literal(DeliveryType.AUTO_KEY)}
 """
-# Walks the partial claim index (0003) and stops at the cap.
-AVAILABLE_UP_TO = f"""
-SELECT count(*) FROM (
-    SELECT 1 FROM keys WHERE pool_id = %s AND status = {literal(KeyStatus.AVAILABLE)} LIMIT %s
-) AS capped
-"""
 RESERVATION_COLUMNS = (
     "id, seller_id, state, lines, created_at, expires_at, g2a_order_id, ordered_at"
 )

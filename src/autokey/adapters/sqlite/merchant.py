@@ -15,8 +15,7 @@ from autokey.adapters.sql_literals import literal
 from autokey.adapters.sqlite import rows, sql
 from autokey.adapters.sqlite.connection import Session, limit_of, page_of
 from autokey.domain.model import merchant
-from autokey.domain.model.ids import KeyId, OfferId, PoolId, SubjectId
-from autokey.domain.model.keys import KeyStatus
+from autokey.domain.model.ids import KeyId, OfferId, SubjectId
 from autokey.domain.model.offers import DeliveryType, Offer, OfferStatus
 from autokey.domain.model.pages import Page, PageRequest
 
@@ -46,12 +45,6 @@ SELECT {sql.OFFER_COLUMNS}
 FROM offers
 WHERE seller_id = :seller_id AND g2a_product_id = :product_id
   AND status = {literal(OfferStatus.ACTIVE)} AND delivery_type = {literal(DeliveryType.AUTO_KEY)}
-"""
-_AVAILABLE_UP_TO: Final = f"""
-SELECT count(*) FROM (
-    SELECT 1 FROM keys
-    WHERE pool_id = :pool_id AND status = {literal(KeyStatus.AVAILABLE)} LIMIT :cap
-)
 """
 _RESERVATION_COLUMNS: Final = (
     "id, seller_id, state, lines, created_at, expires_at, g2a_order_id, ordered_at"
@@ -228,10 +221,6 @@ class SqliteMerchantRepository(MerchantOneByOne):
             _LINKED_OFFER, {"seller_id": seller_id.bytes, "product_id": product_id}
         )
         return None if row is None else rows.entity_of(row, Offer)
-
-    async def available_up_to(self, pool_id: PoolId, cap: int) -> int:
-        row = await self._db.fetchone(_AVAILABLE_UP_TO, {"pool_id": pool_id.bytes, "cap": cap})
-        return 0 if row is None else int(row[0])
 
     async def add_reservation(self, reservation: merchant.Reservation) -> None:
         await self._db.execute(

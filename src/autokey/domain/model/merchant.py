@@ -28,7 +28,13 @@ PRODUCT_ID = re.compile(r"[1-9][0-9]{13}")
 MAX_RESERVATION_ID = 36
 MAX_G2A_OFFER_ID = 64
 MAX_INVENTORY = 10_000
-"""The most stock G2A shows for an offer (Import API `inventory.size`); we count no further."""
+"""The most stock G2A shows for an offer (Import API `inventory.size`, and the merchant
+contract's `stock[].inventory_size`)."""
+
+
+def inventory_size(available: int) -> int:
+    """The stock G2A is told of for `available` keys."""
+    return min(available, MAX_INVENTORY)
 
 
 def check_product_id(value: str, field: str = "g2a_product_id") -> str:

@@ -19,7 +19,6 @@ from autokey.domain.model.ids import EventId, KeyId, OfferId, OrderId, PoolId, S
 from autokey.domain.model.merchant import (
     G2A_CUSTOMER,
     MAX_G2A_OFFER_ID,
-    MAX_INVENTORY,
     G2AOfferLink,
     MerchantAccessToken,
     MerchantCredential,
@@ -29,6 +28,7 @@ from autokey.domain.model.merchant import (
     ReservationLine,
     ReservationState,
     ReturnedKey,
+    inventory_size,
 )
 from autokey.domain.model.offers import DeliveryType, OfferStatus
 from autokey.domain.model.orders import Order
@@ -523,17 +523,18 @@ class MerchantService:
         reservations: Sequence[Reservation],
         delivered: Mapping[OrderId, tuple[DeliveredKey, ...]] | None = None,
     ) -> list[ReservationView]:
-        """Each reservation with its stock: the keys left in each line's pool (read once per
-        pool) and the keys `delivered` to each line's order."""
-        pools = sorted({line.pool_id for r in reservations for line in r.lines})
-        available = {p: await tx.merchant.available_up_to(p, MAX_INVENTORY) for p in pools}
+        """Each reservation with its stock: the keys left in each line's pool (from the pools'
+        counts, so a large pool costs no more than a small one) and the keys `delivered` to
+        each line's order."""
+        pools = {line.pool_id for r in reservations for line in r.lines}
+        available = await tx.pools.available_counts(pools)
         return [
             ReservationView(
                 reservation=r,
                 stock=tuple(
                     Stock(
                         product_id=line.product_id,
-                        inventory_size=available[line.pool_id],
+                        inventory_size=inventory_size(available[line.pool_id]),
                         keys=(delivered or {}).get(line.order_id, ()),
                     )
                     for line in r.lines

@@ -17,7 +17,7 @@ import structlog
 
 from autokey.domain.model.errors import UpstreamError
 from autokey.domain.model.ids import PoolId
-from autokey.domain.model.merchant import MAX_INVENTORY, G2AOfferLink
+from autokey.domain.model.merchant import G2AOfferLink, inventory_size
 from autokey.domain.model.offers import Offer, OfferStatus
 from autokey.ports.marketplace import MarketplaceClient
 from autokey.ports.store import Store
@@ -97,4 +97,4 @@ def _size(offer: Offer, counts: Mapping[PoolId, int]) -> int:
     """What G2A should show: the available keys (at most 10,000), 0 unless the offer is active."""
     if offer.status is not OfferStatus.ACTIVE or offer.key_pool_id is None:
         return 0
-    return min(counts.get(offer.key_pool_id, 0), MAX_INVENTORY)
+    return inventory_size(counts.get(offer.key_pool_id, 0))

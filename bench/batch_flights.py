@@ -5,7 +5,8 @@ call under load. Counted like `orders_bench.py`'s round trips (strace, a flight 
 one), over the batch steps run in this process on a scratch database.
 
 Run from the repository root: `.venv/bin/python bench/batch_flights.py` (under a minute).
-Settings (environment): BENCH_BATCH=8 calls per batch, BENCH_ROUNDS=5 batches of each kind.
+Settings (environment): BENCH_BATCH=8 calls per batch, BENCH_ROUNDS=5 batches of each kind,
+BENCH_SELLERS=1 sellers, each with a pool and an offer; a batch's calls go to them in turn.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ from autokey.ports.store import UnitOfWork
 
 BATCH = int(os.environ.get("BENCH_BATCH", "8"))
 ROUNDS = int(os.environ.get("BENCH_ROUNDS", "5"))
+SELLERS = int(os.environ.get("BENCH_SELLERS", "1"))
 PRODUCT = "10000068865001"
 
 Step = Callable[[UnitOfWork, Sequence[Any]], Awaitable[Sequence[Any]]]
@@ -54,23 +56,23 @@ async def main() -> None:
     async with scratch_database() as url:
         env = environment(url)
         cli("migrate", env=env)
-        seller = json.loads(cli("token", "create", "--role", "seller", env=env))
+        sellers = [
+            json.loads(cli("token", "create", "--role", "seller", env=env)) for _ in range(SELLERS)
+        ]
         stock = 2 * BATCH * ROUNDS
+        offers = []
         async with server(env, "1") as (api, _):
-            _, offer = await setup(api, seller["token"], "orders", stock)
-            await setup(api, seller["token"], "g2a", stock, g2aProductId=PRODUCT)
+            for n, seller in enumerate(sellers):
+                _, offer = await setup(api, seller["token"], f"orders{n}", stock)
+                await setup(api, seller["token"], f"g2a{n}", stock, g2aProductId=PRODUCT)
+                offers.append(
+                    (SubjectId(uuid.UUID(seller["subject"])), OfferId(uuid.UUID(offer["id"])))
+                )
         buyer = Principal(subject=SubjectId(uuid.uuid4()), role=Role.BUYER)
-        seller_id = SubjectId(uuid.UUID(seller["subject"]))
-        creates = [
-            [CreateCall(principal=buyer, offer_id=OfferId(uuid.UUID(offer["id"])), quantity=1)]
-            * BATCH
-            for _ in range(ROUNDS)
-        ]
-        reserves = [
-            [ReserveCall(seller_id=seller_id, item=ReserveItem(product_id=PRODUCT, quantity=1))]
-            * BATCH
-            for _ in range(ROUNDS)
-        ]
+        turns = [offers[i % len(offers)] for i in range(BATCH)]
+        creates = [[CreateCall(principal=buyer, offer_id=o, quantity=1) for _, o in turns]] * ROUNDS
+        item = ReserveItem(product_id=PRODUCT, quantity=1)
+        reserves = [[ReserveCall(seller_id=s, item=item) for s, _ in turns]] * ROUNDS
         async with bootstrap.opened(load_settings(env)) as wired:
             orders, merchant, rows = wired.orders(), wired.merchant(), []
             flights, created = await _flights(wired, orders.create_many_in, creates)
@@ -83,7 +85,7 @@ async def main() -> None:
             ordering = [
                 [
                     OrderingCall(
-                        seller_id=seller_id,
+                        seller_id=v.reservation.seller_id,
                         reservation_id=v.reservation.id,
                         g2a_order_id=n * BATCH + i + 1,
                     )
@@ -94,7 +96,10 @@ async def main() -> None:
             rows.append(
                 ("merchant order", (await _flights(wired, merchant.order_many_in, ordering))[0])
             )
-    print(f"round trips to PostgreSQL per batch of {BATCH} calls ({ROUNDS} batches each, strace)")
+    print(
+        f"round trips to PostgreSQL per batch of {BATCH} calls to {SELLERS} seller(s)"
+        f" ({ROUNDS} batches each, strace)"
+    )
     for kind, per_batch in rows:
         print(f"  {kind:17} {per_batch:.2f}")
 

@@ -32,7 +32,9 @@ async def test_claim_many_serves_orders_in_turn_oldest_keys_first(store: Store) 
     pool, keys = await _stocked(store, 6)
     first, second, third = (OrderId(b.new_uuid()) for _ in range(3))
     async with store.transaction() as tx:
-        served = await tx.keys.claim_many(pool.id, [(first, 2), (second, 1), (third, 3)], b.T0)
+        served = await tx.keys.claim_many(
+            [(first, pool.id, 2), (second, pool.id, 1), (third, pool.id, 3)], b.T0
+        )
     assert served == {
         first: sorted([keys[0].id, keys[1].id]),
         second: [keys[2].id],
@@ -47,7 +49,9 @@ async def test_claim_many_stops_at_the_first_order_it_cannot_serve_in_full(store
     pool, keys = await _stocked(store, 4)
     first, short, after = (OrderId(b.new_uuid()) for _ in range(3))
     async with store.transaction() as tx:
-        served = await tx.keys.claim_many(pool.id, [(first, 2), (short, 3), (after, 1)], b.T0)
+        served = await tx.keys.claim_many(
+            [(first, pool.id, 2), (short, pool.id, 3), (after, pool.id, 1)], b.T0
+        )
     assert served == {first: sorted([keys[0].id, keys[1].id])}
     async with store.transaction() as tx:
         assert await tx.keys.for_order(short) == []
@@ -57,15 +61,29 @@ async def test_claim_many_stops_at_the_first_order_it_cannot_serve_in_full(store
     assert (counts.available, counts.reserved) == (2, 2)
     # The keys left are the two youngest, still claimable.
     async with store.transaction() as tx:
-        rest = await tx.keys.claim_many(pool.id, [(after, 2)], b.T0)
+        rest = await tx.keys.claim_many([(after, pool.id, 2)], b.T0)
     assert rest == {after: sorted([keys[2].id, keys[3].id])}
+
+
+async def test_claim_many_serves_each_pool_on_its_own_in_one_call(store: Store) -> None:
+    full, full_keys = await _stocked(store, 3)
+    short, short_keys = await _stocked(store, 2)
+    a, b_short, c, d = (OrderId(b.new_uuid()) for _ in range(4))
+    wants = [(a, full.id, 2), (b_short, short.id, 3), (c, full.id, 1), (d, short.id, 1)]
+    async with store.transaction() as tx:
+        served = await tx.keys.claim_many(wants, b.T0)
+    # The short pool stops at its first order; the other pool goes on serving.
+    assert served == {a: sorted(k.id for k in full_keys[:2]), c: [full_keys[2].id]}
+    async with store.transaction() as tx:
+        assert await tx.keys.count_available(short.id) == len(short_keys)
+        assert await tx.keys.count_available(full.id) == 0
 
 
 async def test_claim_many_on_an_empty_or_unknown_pool_serves_no_one(store: Store) -> None:
     pool, _ = await _stocked(store, 0)
     async with store.transaction() as tx:
-        assert await tx.keys.claim_many(pool.id, [(OrderId(b.new_uuid()), 1)], b.T0) == {}
-        assert await tx.keys.claim_many(b.pool().id, [(OrderId(b.new_uuid()), 1)], b.T0) == {}
+        assert await tx.keys.claim_many([(OrderId(b.new_uuid()), pool.id, 1)], b.T0) == {}
+        assert await tx.keys.claim_many([(OrderId(b.new_uuid()), b.pool().id, 1)], b.T0) == {}
 
 
 async def test_deliver_orders_delivers_each_orders_reserved_keys_once(store: Store) -> None:
@@ -73,7 +91,7 @@ async def test_deliver_orders_delivers_each_orders_reserved_keys_once(store: Sto
     first, second, empty = (OrderId(b.new_uuid()) for _ in range(3))
     delivered_at = b.T0 + timedelta(minutes=1)
     async with store.transaction() as tx:
-        await tx.keys.claim_many(pool.id, [(first, 2), (second, 3)], b.T0)
+        await tx.keys.claim_many([(first, pool.id, 2), (second, pool.id, 3)], b.T0)
         found = await tx.keys.deliver_orders([first, second, empty], delivered_at)
     assert set(found) == {first, second}
     assert [k.id for k in found[first]] == sorted([keys[0].id, keys[1].id])

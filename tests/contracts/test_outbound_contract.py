@@ -20,17 +20,20 @@ from tests import builders as b
 
 
 async def test_endpoints_round_trip_save_and_list_per_seller(store: Store) -> None:
-    seller = b.seller()
-    mine = [b.endpoint(seller), b.endpoint(seller)]
+    seller, other = b.seller(), b.seller()
+    mine, others = [b.endpoint(seller), b.endpoint(seller)], [b.endpoint(other)]
     async with store.transaction() as tx:
-        for e in [*mine, b.endpoint()]:
+        for e in [mine[0], *others, mine[1], b.endpoint()]:
             await tx.endpoints.add(e)
     mine[0].failed(b.T0)
     mine[0].failed(b.T0 + timedelta(days=3))
     async with store.transaction() as tx:
         await tx.endpoints.save(mine[0])
     async with store.transaction() as tx:
-        assert await tx.endpoints.list_for_seller(seller) == mine
+        assert await tx.endpoints.list_for_sellers([seller]) == mine
+        both = await tx.endpoints.list_for_sellers([other, seller])
+        assert both == sorted([*mine, *others], key=lambda e: e.id)
+        assert await tx.endpoints.list_for_sellers([b.seller()]) == []
         assert (await tx.endpoints.get(mine[0].id)) == mine[0]
         assert mine[0].status is EndpointStatus.DISABLED
         assert await tx.endpoints.get(b.endpoint().id) is None
@@ -121,4 +124,4 @@ async def test_saving_an_endpoint_or_delivery_that_is_not_stored_raises_not_foun
         async with store.transaction() as tx:
             await tx.deliveries.save(b.delivery(e))
     async with store.transaction() as tx:
-        assert await tx.endpoints.list_for_seller(e.seller_id) == [e]
+        assert await tx.endpoints.list_for_sellers([e.seller_id]) == [e]

@@ -89,7 +89,7 @@ async def _signals(shop: Shop, pool_id: object) -> tuple[list[AuditAction], list
     stock = {a.value for a in AuditAction if a.value.startswith("offer.")}
     async with shop.store.transaction() as tx:
         events = await tx.audit.list_events(pool_id, PageRequest())  # type: ignore[arg-type]
-        (endpoint,) = await tx.endpoints.list_for_seller(shop.seller.subject)
+        (endpoint,) = await tx.endpoints.list_for_sellers([shop.seller.subject])
         deliveries = await tx.deliveries.list_for_endpoint(endpoint.id, PageRequest())
     actions = [e.action for e in events.items if e.action in stock]
     return actions, [d.event_type.value for d in reversed(deliveries.items)]

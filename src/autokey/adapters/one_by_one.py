@@ -21,16 +21,19 @@ from autokey.ports import store as port
 class KeysOneByOne(port.KeyRepository):
     async def claim_many(
         self,
-        pool_id: ids.PoolId,
-        wants: Sequence[tuple[ids.OrderId, int]],
+        wants: Sequence[tuple[ids.OrderId, ids.PoolId, int]],
         now: datetime,
     ) -> Mapping[ids.OrderId, Sequence[ids.KeyId]]:
         served: dict[ids.OrderId, Sequence[ids.KeyId]] = {}
-        for order_id, quantity in wants:
+        stopped: set[ids.PoolId] = set()
+        for order_id, pool_id, quantity in wants:
+            if pool_id in stopped:
+                continue
             claimed = await self.claim(pool_id, order_id, quantity, now)
             if len(claimed) < quantity:
-                await self.release_order(order_id)  # all or nothing, and serving stops
-                break
+                await self.release_order(order_id)  # all or nothing, and the pool stops
+                stopped.add(pool_id)
+                continue
             served[order_id] = claimed
         return served
 

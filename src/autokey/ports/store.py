@@ -189,16 +189,16 @@ class KeyRepository(Protocol):
 
     async def claim_many(
         self,
-        pool_id: ids.PoolId,
-        wants: Sequence[tuple[ids.OrderId, int]],
+        wants: Sequence[tuple[ids.OrderId, ids.PoolId, int]],
         now: datetime,
     ) -> Mapping[ids.OrderId, Sequence[ids.KeyId]]:
-        """`claim` for several orders of one pool at once (group commit), each all or
-        nothing: the orders are served in turn, oldest keys first, and serving stops at the
-        first order that cannot get every key it wants; those orders claim nothing. Returns
-        the ids claimed for each order served, in id order (orders not served are absent).
-        As in `claim`, keys another transaction holds are passed over, so an order may go
-        unserved while the pool still has keys: the caller tries it again alone."""
+        """`claim` for several orders (order, its pool, quantity) at once (group commit), of
+        any number of pools, each all or nothing: the orders of a pool are served in turn,
+        oldest keys first, and serving that pool stops at its first order that cannot get
+        every key it wants; those orders claim nothing. Returns the ids claimed for each order
+        served, in id order (orders not served are absent). As in `claim`, keys another
+        transaction holds are passed over, so an order may go unserved while its pool still
+        has keys: the caller tries it again alone."""
         ...
 
     async def advance_claim_marks(self) -> int:
@@ -452,8 +452,11 @@ class EndpointRepository(Protocol):
         it is not stored."""
         ...
 
-    async def list_for_seller(self, seller_id: ids.SubjectId) -> Sequence[WebhookEndpoint]:
-        """Every endpoint of the seller, disabled ones included, in id (creation) order."""
+    async def list_for_sellers(
+        self, seller_ids: Collection[ids.SubjectId]
+    ) -> Sequence[WebhookEndpoint]:
+        """Every endpoint of those sellers, disabled ones included, in id (creation) order (one
+        read for all the sellers of a batch)."""
         ...
 
     async def sealed_under(

@@ -436,8 +436,10 @@ class MemoryEndpointRepository(port.EndpointRepository):
         stored(self._t.endpoints, endpoint.id, "webhook_endpoint")
         self._j.put(self._t.endpoints, endpoint.id, copy(endpoint))
 
-    async def list_for_seller(self, seller_id: ids.SubjectId) -> Sequence[WebhookEndpoint]:
-        mine = [e for e in self._t.endpoints.values() if e.seller_id == seller_id]
+    async def list_for_sellers(
+        self, seller_ids: Collection[ids.SubjectId]
+    ) -> Sequence[WebhookEndpoint]:
+        mine = [e for e in self._t.endpoints.values() if e.seller_id in seller_ids]
         return [copy(e) for e in sorted(mine, key=lambda e: e.id)]
 
     async def sealed_under(

@@ -287,17 +287,16 @@ class PostgresKeyRepository(SqlRepository, KeyRepository):
         return _sorted_ids(rows)
 
     async def claim_many(
-        self, pool_id: PoolId, wants: Sequence[tuple[OrderId, int]], now: datetime
+        self, wants: Sequence[tuple[OrderId, PoolId, int]], now: datetime
     ) -> Mapping[OrderId, Sequence[KeyId]]:
-        # From the claim mark only: an order left unserved is tried again alone, and the
+        # From the claim marks only: an order left unserved is tried again alone, and the
         # single claim also walks the range below the mark.
         found = await self._all(
             sql.KEYS_RESERVE_FOR_ORDERS,
             {
-                "orders": id_array(order_id for order_id, _ in wants),
-                "quantities": "{" + ",".join(str(quantity) for _, quantity in wants) + "}",
-                "pool": pool_id,
-                "total": sum(quantity for _, quantity in wants),
+                "orders": id_array(order_id for order_id, _, _ in wants),
+                "pools": id_array(pool_id for _, pool_id, _ in wants),
+                "quantities": "{" + ",".join(str(quantity) for _, _, quantity in wants) + "}",
                 "now": now,
             },
         )
@@ -549,8 +548,12 @@ class PostgresEndpointRepository(SqlRepository, EndpointRepository):
         changed = await self._run(sql.SAVE_ENDPOINT, params(endpoint))
         require_saved(changed, "webhook_endpoint", endpoint.id)
 
-    async def list_for_seller(self, seller_id: SubjectId) -> Sequence[WebhookEndpoint]:
-        return await self._entities(WebhookEndpoint, sql.ENDPOINTS_OF_SELLER, (seller_id,))
+    async def list_for_sellers(
+        self, seller_ids: Collection[SubjectId]
+    ) -> Sequence[WebhookEndpoint]:
+        return await self._entities(
+            WebhookEndpoint, sql.ENDPOINTS_OF_SELLERS, (id_array(seller_ids),)
+        )
 
     async def sealed_under(
         self, master_key_ids: Collection[MasterKeyId]

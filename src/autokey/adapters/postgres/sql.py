@@ -257,35 +257,39 @@ UPDATE keys SET status = {literal(KeyTransition.DELIVER.target)}, delivered_at =
 WHERE order_id = %s AND status = {literal(KeyTransition.DELIVER.source)}
 RETURNING {KEY_COLUMNS}
 """
-# Group commit: the claims of several orders of one pool in one statement. The orders, in
-# batch order, want the key ranges (after, upto] of the keys locked oldest first; the prefix
-# of orders whose range was locked in full is served, the rest claim nothing.
+# Group commit: the claims of several orders, of any pools, in one statement. The orders of a
+# pool, in batch order, want the key ranges (after, upto] of that pool's keys locked oldest
+# first; the prefix of them whose range was locked in full is served, the rest claim nothing.
 KEYS_RESERVE_FOR_ORDERS = f"""
 WITH wanted AS (
-    SELECT order_id, upto - quantity AS after, upto
+    SELECT order_id, pool_id, upto - quantity AS after, upto
     FROM (
-        SELECT order_id, quantity, sum(quantity) OVER (ORDER BY n) AS upto
-        FROM unnest(%(orders)s::uuid[], %(quantities)s::integer[])
-            WITH ORDINALITY AS w(order_id, quantity, n)
+        SELECT order_id, pool_id, quantity,
+            sum(quantity) OVER (PARTITION BY pool_id ORDER BY n) AS upto
+        FROM unnest(%(orders)s::uuid[], %(pools)s::uuid[], %(quantities)s::integer[])
+            WITH ORDINALITY AS w(order_id, pool_id, quantity, n)
     ) AS w
 ),
 picked AS (
-    SELECT id, row_number() OVER (ORDER BY created_at, id) AS n
-    FROM (
+    SELECT free.id, t.pool_id,
+        row_number() OVER (PARTITION BY t.pool_id ORDER BY free.created_at, free.id) AS n
+    FROM (SELECT pool_id, max(upto) AS total FROM wanted GROUP BY pool_id) AS t
+    CROSS JOIN LATERAL (
         SELECT id, created_at FROM keys
-        WHERE pool_id = %(pool)s AND status = {literal(KeyTransition.RESERVE.source)}
+        WHERE pool_id = t.pool_id AND status = {literal(KeyTransition.RESERVE.source)}
             AND created_at >= coalesce(
-                (SELECT created_at FROM key_claim_marks WHERE pool_id = %(pool)s), '-infinity'
+                (SELECT created_at FROM key_claim_marks AS m WHERE m.pool_id = t.pool_id),
+                '-infinity'
             )
         ORDER BY created_at, id
-        LIMIT %(total)s
+        LIMIT t.total
         FOR UPDATE SKIP LOCKED
     ) AS free
 ),
 served AS (
     SELECT p.id, w.order_id FROM picked AS p
-    JOIN wanted AS w ON p.n > w.after AND p.n <= w.upto
-    WHERE w.upto <= (SELECT count(*) FROM picked)
+    JOIN wanted AS w ON w.pool_id = p.pool_id AND p.n > w.after AND p.n <= w.upto
+    WHERE w.upto <= (SELECT count(*) FROM picked AS q WHERE q.pool_id = w.pool_id)
 )
 UPDATE keys AS k
 SET status = {literal(KeyTransition.RESERVE.target)}, order_id = s.order_id,
@@ -554,8 +558,8 @@ UPDATE webhook_endpoints SET status = %(status)s, failing_since = %(failing_sinc
 WHERE id = %(id)s
 """
 ENDPOINT_BY_ID = f"SELECT {ENDPOINT_FIELDS} FROM webhook_endpoints WHERE id = %s"
-ENDPOINTS_OF_SELLER = f"""
-SELECT {ENDPOINT_FIELDS} FROM webhook_endpoints WHERE seller_id = %s ORDER BY id
+ENDPOINTS_OF_SELLERS = f"""
+SELECT {ENDPOINT_FIELDS} FROM webhook_endpoints WHERE seller_id = ANY(%s::uuid[]) ORDER BY id
 """
 ENDPOINTS_SEALED_UNDER = f"""
 SELECT {ENDPOINT_FIELDS} FROM webhook_endpoints

@@ -328,17 +328,15 @@ class OrderService:
         calls: Sequence[CreateCall],
         offers: Mapping[OfferId, Offer] | None = None,
     ) -> list[OrderView | None]:
-        """`create_in` for a batch, with one claim per pool. A call that would not succeed
+        """`create_in` for a batch, with one claim for all of it. A call that would not succeed
         as `create_in` (an error to report, a G2A offer, stock short or busy) is None. The
         calls' `offers`, when the caller has read them in `tx` already, are not read again."""
         now = self._clock.now()
         if offers is None:
             offers = await tx.offers.get_many({c.offer_id for c in calls})
         placed = self._placed_many(calls, offers, now)
-        claimed: dict[OrderId, Sequence[KeyId]] = {}
-        for pool_id in sorted({o.pool_id for o in placed.values()}):
-            wants = [(o.id, o.quantity) for o in placed.values() if o.pool_id == pool_id]
-            claimed.update(await tx.keys.claim_many(pool_id, wants, now))
+        wants = [(o.id, o.pool_id, o.quantity) for o in placed.values()]
+        claimed = await tx.keys.claim_many(wants, now) if wants else {}
         created = {i: o for i, o in placed.items() if o.id in claimed}
         await tx.orders.add_many(list(created.values()))
         await tx.audit.append(

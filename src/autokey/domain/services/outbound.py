@@ -55,13 +55,17 @@ async def announce(
 async def announce_all(
     tx: UnitOfWork, ids: IdGenerator, clock: Clock, notices: Sequence[Notice]
 ) -> None:
-    """`announce` for several changes of one transaction, each seller's endpoints read once."""
-    sellers = dict.fromkeys(seller for seller, _, _ in notices)
-    endpoints = {seller: await tx.endpoints.list_for_seller(seller) for seller in sellers}
+    """`announce` for several changes of one transaction, the endpoints of all their sellers
+    read at once."""
+    if not notices:
+        return
+    endpoints: dict[SubjectId, list[WebhookEndpoint]] = {}
+    for endpoint in await tx.endpoints.list_for_sellers({seller for seller, _, _ in notices}):
+        endpoints.setdefault(endpoint.seller_id, []).append(endpoint)
     now = clock.now()
     deliveries = []
     for seller_id, event_type, data in notices:
-        wanting = [e for e in endpoints[seller_id] if e.wants(event_type)]
+        wanting = [e for e in endpoints.get(seller_id, ()) if e.wants(event_type)]
         if not wanting:
             continue
         body = json.dumps(payload(event_type, now, data), separators=(",", ":"), default=str)
@@ -126,7 +130,7 @@ class SellerWebhookService:
         )
         async with self._store.transaction() as tx:
             if (
-                len(await tx.endpoints.list_for_seller(principal.subject))
+                len(await tx.endpoints.list_for_sellers([principal.subject]))
                 >= MAX_ENDPOINTS_PER_SELLER
             ):
                 raise InvalidInput.of("url", "too_many_endpoints")
@@ -137,7 +141,7 @@ class SellerWebhookService:
     async def endpoints(self, principal: Principal) -> Sequence[WebhookEndpoint]:
         principal.require(Role.SELLER, action="manage_webhooks")
         async with self._store.transaction() as tx:
-            return await tx.endpoints.list_for_seller(principal.subject)
+            return await tx.endpoints.list_for_sellers([principal.subject])
 
     async def deliveries(
         self, principal: Principal, endpoint_id: EndpointId, page: PageRequest

@@ -68,17 +68,13 @@ class OrdersOneByOne(port.OrderRepository):
 
 class MerchantOneByOne(port.MerchantRepository):
     async def get_reservations(
-        self,
-        seller_id: ids.SubjectId,
-        reservation_ids: Collection[str],
-        *,
-        for_update: bool = False,
-    ) -> Mapping[str, Reservation]:
+        self, wanted: Collection[tuple[ids.SubjectId, str]], *, for_update: bool = False
+    ) -> Mapping[tuple[ids.SubjectId, str], Reservation]:
         found = {
-            i: await self.get_reservation(seller_id, i, for_update=for_update)
-            for i in sorted(set(reservation_ids))
+            (seller, i): await self.get_reservation(seller, i, for_update=for_update)
+            for seller, i in sorted(set(wanted), key=lambda pair: pair[1])
         }
-        return {i: reservation for i, reservation in found.items() if reservation is not None}
+        return {pair: reservation for pair, reservation in found.items() if reservation}
 
     async def add_reservations(self, reservations: Sequence[Reservation]) -> None:
         for reservation in reservations:

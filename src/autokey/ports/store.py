@@ -526,9 +526,11 @@ class MerchantRepository(Protocol):
         """The access token with that hash, expired or not; None if unknown."""
         ...
 
-    async def find_linked_offer(self, seller_id: ids.SubjectId, product_id: str) -> Offer | None:
-        """The seller's ACTIVE AUTO_KEY offer whose g2aProductId is `product_id` (at most one
-        exists), or None."""
+    async def find_linked_offers(
+        self, products: Collection[tuple[ids.SubjectId, str]]
+    ) -> Mapping[tuple[ids.SubjectId, str], Offer]:
+        """By (seller, product id), the seller's ACTIVE AUTO_KEY offer whose g2aProductId is
+        that product (at most one exists); pairs without one are absent."""
         ...
 
     async def add_reservation(self, reservation: Reservation) -> None:
@@ -549,14 +551,11 @@ class MerchantRepository(Protocol):
         ...
 
     async def get_reservations(
-        self,
-        seller_id: ids.SubjectId,
-        reservation_ids: Collection[str],
-        *,
-        for_update: bool = False,
-    ) -> Mapping[str, Reservation]:
-        """`get_reservation` for several ids of one seller (group commit), by id; unknown ids
-        and other sellers' are absent. `for_update` takes them in id order."""
+        self, wanted: Collection[tuple[ids.SubjectId, str]], *, for_update: bool = False
+    ) -> Mapping[tuple[ids.SubjectId, str], Reservation]:
+        """`get_reservation` for several (seller, reservation id) pairs at once (group commit),
+        by pair; unknown ids and ids of another seller than the pair's are absent.
+        `for_update` takes them in id order."""
         ...
 
     async def add_reservations(self, reservations: Sequence[Reservation]) -> None:

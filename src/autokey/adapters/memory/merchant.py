@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Mapping, Sequence
 from datetime import datetime
 from uuid import UUID
 
@@ -45,16 +45,17 @@ class MemoryMerchantRepository(MerchantOneByOne):
     async def find_access_token(self, token_hash: bytes) -> merchant.MerchantAccessToken | None:
         return self._m.tokens.get(token_hash)
 
-    async def find_linked_offer(self, seller_id: SubjectId, product_id: str) -> Offer | None:
-        for offer in self._offers.values():
-            if (
-                offer.seller_id == seller_id
-                and offer.g2a_product_id == product_id
-                and offer.status is OfferStatus.ACTIVE
-                and offer.delivery_type is DeliveryType.AUTO_KEY
-            ):
-                return copy(offer)
-        return None
+    async def find_linked_offers(
+        self, products: Collection[tuple[SubjectId, str]]
+    ) -> Mapping[tuple[SubjectId, str], Offer]:
+        return {
+            (offer.seller_id, offer.g2a_product_id): copy(offer)
+            for offer in self._offers.values()
+            if offer.g2a_product_id is not None
+            and (offer.seller_id, offer.g2a_product_id) in products
+            and offer.status is OfferStatus.ACTIVE
+            and offer.delivery_type is DeliveryType.AUTO_KEY
+        }
 
     async def add_reservation(self, reservation: merchant.Reservation) -> None:
         if reservation.id in self._m.reservations:

@@ -9,7 +9,7 @@ from uuid import UUID
 
 from autokey.adapters.postgres import sql
 from autokey.adapters.postgres.connection import MIN_UUID, SqlRepository, page_of, translated
-from autokey.adapters.postgres.rows import json_rows, params
+from autokey.adapters.postgres.rows import id_array, json_rows, params
 from autokey.domain.model import merchant
 from autokey.domain.model.errors import DuplicateResource
 from autokey.domain.model.ids import OfferId, SubjectId
@@ -50,8 +50,17 @@ class PostgresMerchantRepository(SqlRepository, MerchantRepository):
     async def find_access_token(self, token_hash: bytes) -> merchant.MerchantAccessToken | None:
         return await self._entity(merchant.MerchantAccessToken, sql.MERCHANT_TOKEN, (token_hash,))
 
-    async def find_linked_offer(self, seller_id: SubjectId, product_id: str) -> Offer | None:
-        return await self._entity(Offer, sql.LINKED_OFFER, (seller_id, product_id))
+    async def find_linked_offers(
+        self, products: Collection[tuple[SubjectId, str]]
+    ) -> Mapping[tuple[SubjectId, str], Offer]:
+        pairs = sorted(set(products))
+        found = await self._entities(
+            Offer,
+            sql.LINKED_OFFERS,
+            (id_array(s for s, _ in pairs), [p for _, p in pairs]),
+        )
+        linked = {(o.seller_id, o.g2a_product_id): o for o in found}
+        return {pair: linked[pair] for pair in pairs if pair in linked}
 
     async def add_reservation(self, reservation: merchant.Reservation) -> None:
         if not await self._run(sql.INSERT_RESERVATION, params(reservation)):
@@ -67,13 +76,14 @@ class PostgresMerchantRepository(SqlRepository, MerchantRepository):
         return await self._entity(merchant.Reservation, query, (reservation_id, seller_id))
 
     async def get_reservations(
-        self, seller_id: SubjectId, reservation_ids: Collection[str], *, for_update: bool = False
-    ) -> Mapping[str, merchant.Reservation]:
+        self, wanted: Collection[tuple[SubjectId, str]], *, for_update: bool = False
+    ) -> Mapping[tuple[SubjectId, str], merchant.Reservation]:
         query = sql.locked(sql.RESERVATIONS_BY_IDS) if for_update else sql.RESERVATIONS_BY_IDS
+        pairs = sorted(set(wanted))
         found = await self._entities(
-            merchant.Reservation, query, (list(reservation_ids), seller_id)
+            merchant.Reservation, query, (id_array(s for s, _ in pairs), [i for _, i in pairs])
         )
-        return {r.id: r for r in found}
+        return {(r.seller_id, r.id): r for r in found}
 
     async def add_reservations(self, reservations: Sequence[merchant.Reservation]) -> None:
         # One statement, queued, not waited for (fresh ids): it travels with the next

@@ -707,11 +707,11 @@ MERCHANT_TOKEN = """
 SELECT token_hash, client_id, seller_id, expires_at FROM g2a_merchant_tokens
 WHERE token_hash = %s
 """
-LINKED_OFFER = f"""
+LINKED_OFFERS = f"""
 SELECT {OFFER_COLUMNS}
 FROM offers
-WHERE seller_id = %s AND g2a_product_id = %s AND status = {literal(OfferStatus.ACTIVE)}
-    AND delivery_type = {literal(DeliveryType.AUTO_KEY)}
+WHERE status = {literal(OfferStatus.ACTIVE)} AND delivery_type = {literal(DeliveryType.AUTO_KEY)}
+    AND (seller_id, g2a_product_id) IN (SELECT * FROM unnest(%s::uuid[], %s::text[]))
 """
 RESERVATION_COLUMNS = (
     "id, seller_id, state, lines, created_at, expires_at, g2a_order_id, ordered_at"
@@ -747,7 +747,7 @@ SELECT {RESERVATION_COLUMNS} FROM g2a_reservations WHERE id = %s AND seller_id =
 """
 RESERVATIONS_BY_IDS = f"""
 SELECT {RESERVATION_COLUMNS} FROM g2a_reservations
-WHERE id = ANY(%s::text[]) AND seller_id = %s
+WHERE (seller_id, id) IN (SELECT * FROM unnest(%s::uuid[], %s::text[]))
 ORDER BY id
 """
 RESERVATIONS_OF_SELLER = _seller_page(RESERVATION_COLUMNS, "g2a_reservations")

@@ -4,7 +4,7 @@ of a SQLite transaction already serialises reservations, so `for_update` needs n
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Sequence
+from collections.abc import Collection, Mapping, Sequence
 from datetime import datetime
 from typing import Any, Final
 from uuid import UUID
@@ -216,11 +216,17 @@ class SqliteMerchantRepository(MerchantOneByOne):
             expires_at=rows.time_val(row["expires_at"]),
         )
 
-    async def find_linked_offer(self, seller_id: SubjectId, product_id: str) -> Offer | None:
-        row = await self._db.fetchone(
-            _LINKED_OFFER, {"seller_id": seller_id.bytes, "product_id": product_id}
-        )
-        return None if row is None else rows.entity_of(row, Offer)
+    async def find_linked_offers(
+        self, products: Collection[tuple[SubjectId, str]]
+    ) -> Mapping[tuple[SubjectId, str], Offer]:
+        found = {}
+        for seller_id, product_id in set(products):  # in process: no round trip to save
+            row = await self._db.fetchone(
+                _LINKED_OFFER, {"seller_id": seller_id.bytes, "product_id": product_id}
+            )
+            if row is not None:
+                found[(seller_id, product_id)] = rows.entity_of(row, Offer)
+        return found
 
     async def add_reservation(self, reservation: merchant.Reservation) -> None:
         await self._db.execute(

@@ -223,11 +223,11 @@ class MerchantService:
         """`reserve_in` of one item for a batch of calls, the orders placed together
         (`OrderService.create_many_in`); a call that would not succeed alone is None."""
         products = sorted({(c.seller_id, c.item.product_id) for c in calls})
-        offers = {p: await tx.merchant.find_linked_offer(*p) for p in products}
+        offers = await tx.merchant.find_linked_offers(products)
         linked = {
             i: offer
             for i, c in enumerate(calls)
-            if (offer := offers[(c.seller_id, c.item.product_id)]) is not None
+            if (offer := offers.get((c.seller_id, c.item.product_id))) is not None
         }
         creates = [
             CreateCall(principal=_G2A, offer_id=offer.id, quantity=calls[i].item.quantity)
@@ -265,7 +265,8 @@ class MerchantService:
         self, tx: UnitOfWork, seller_id: SubjectId, item: ReserveItem
     ) -> tuple[ReservationLine, Order]:
         """Reserve one item's keys as an order of the offer linked to its product."""
-        offer = await tx.merchant.find_linked_offer(seller_id, item.product_id)
+        product = (seller_id, item.product_id)
+        offer = (await tx.merchant.find_linked_offers([product])).get(product)
         if offer is None:
             raise NotFound(resource="product", id=item.product_id)
         order = (await self._orders.create_in(tx, _G2A, offer.id, item.quantity)).order
@@ -345,11 +346,8 @@ class MerchantService:
     ) -> dict[int, Reservation]:
         """By call, its one-line reservation moved to ordered (in memory), for the first call
         naming it; calls that `order_in` would refuse are absent."""
-        found: dict[tuple[SubjectId, str], Reservation] = {}
-        for seller in sorted({c.seller_id for c in calls}):
-            wanted = [c.reservation_id for c in calls if c.seller_id == seller]
-            mine = await tx.merchant.get_reservations(seller, wanted, for_update=True)
-            found.update({(seller, rid): r for rid, r in mine.items()})
+        wanted = {(c.seller_id, c.reservation_id) for c in calls}
+        found = await tx.merchant.get_reservations(wanted, for_update=True)
         now, named, ordering = self._clock.now(), set(), {}
         for i, c in enumerate(calls):
             reservation = found.get((c.seller_id, c.reservation_id))

@@ -52,7 +52,8 @@ async def _ensure_listable(tx: UnitOfWork, offer: Offer) -> None:
     product_id = offer.sold_on_g2a_as
     if product_id is None:
         return
-    other = await tx.merchant.find_linked_offer(offer.seller_id, product_id)
+    product = (offer.seller_id, product_id)
+    other = (await tx.merchant.find_linked_offers([product])).get(product)
     if other is not None and other.id != offer.id:
         raise DuplicateResource(resource="g2aProductId", id=product_id)
 

@@ -74,7 +74,7 @@ class MerchantOneByOne(port.MerchantRepository):
             (seller, i): await self.get_reservation(seller, i, for_update=for_update)
             for seller, i in sorted(set(wanted), key=lambda pair: pair[1])
         }
-        return {pair: reservation for pair, reservation in found.items() if reservation}
+        return {pair: reservation for pair, reservation in found.items() if reservation is not None}
 
     async def add_reservations(self, reservations: Sequence[Reservation]) -> None:
         for reservation in reservations:

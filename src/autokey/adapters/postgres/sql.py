@@ -460,9 +460,9 @@ INSERT_ORDERS = f"""
 INSERT INTO orders ({ORDER_COLUMNS})
 SELECT {ORDER_COLUMNS} FROM jsonb_to_recordset(%s::jsonb) AS o({_ORDER_RECORD})
 """
-# Every field `SAVE_ORDER` writes but the upstream ones; returns the ids it found.
-# Raises (autokey_not_found, migration 0014) instead of answering which rows it saved, so it
-# travels without a round trip of its own.
+# Every field `SAVE_ORDER` writes but the upstream ones. It raises NotFound for the first
+# order it did not find (autokey_not_found, migration 0014) instead of answering which it
+# saved, so it travels without a round trip of its own.
 SAVE_ORDERS = f"""
 WITH v AS MATERIALIZED (SELECT * FROM jsonb_to_recordset(%s::jsonb) AS v({_ORDER_RECORD})),
 saved AS (

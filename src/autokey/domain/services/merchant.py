@@ -35,6 +35,7 @@ from autokey.domain.model.orders import Order
 from autokey.domain.model.pages import Page, PageRequest
 from autokey.domain.services.auth import RevocationCache
 from autokey.domain.services.batching import grouped
+from autokey.domain.services.offers import linked_offer
 from autokey.domain.services.orders import (
     CreateCall,
     DeliveredKey,
@@ -265,8 +266,7 @@ class MerchantService:
         self, tx: UnitOfWork, seller_id: SubjectId, item: ReserveItem
     ) -> tuple[ReservationLine, Order]:
         """Reserve one item's keys as an order of the offer linked to its product."""
-        product = (seller_id, item.product_id)
-        offer = (await tx.merchant.find_linked_offers([product])).get(product)
+        offer = await linked_offer(tx, seller_id, item.product_id)
         if offer is None:
             raise NotFound(resource="product", id=item.product_id)
         order = (await self._orders.create_in(tx, _G2A, offer.id, item.quantity)).order

@@ -6,7 +6,7 @@ import attrs
 
 from autokey.domain.model.auth import Principal, Role
 from autokey.domain.model.errors import DuplicateResource, InvalidInput
-from autokey.domain.model.ids import OfferId
+from autokey.domain.model.ids import OfferId, SubjectId
 from autokey.domain.model.offers import (
     Availability,
     Offer,
@@ -46,14 +46,19 @@ async def _owned_offer(tx: UnitOfWork, principal: Principal, offer_id: OfferId) 
     return principal.must_own(await tx.offers.get(offer_id), "offer", offer_id)
 
 
+async def linked_offer(tx: UnitOfWork, seller_id: SubjectId, product_id: str) -> Offer | None:
+    """The seller's active AUTO_KEY offer sold on G2A as `product_id`, if any."""
+    product = (seller_id, product_id)
+    return (await tx.merchant.find_linked_offers([product])).get(product)
+
+
 async def _ensure_listable(tx: UnitOfWork, offer: Offer) -> None:
     """DuplicateResource when another active AUTO_KEY offer of the seller is sold on G2A
     as the same product (a G2A reservation names the product, so it must pick one pool)."""
     product_id = offer.sold_on_g2a_as
     if product_id is None:
         return
-    product = (offer.seller_id, product_id)
-    other = (await tx.merchant.find_linked_offers([product])).get(product)
+    other = await linked_offer(tx, offer.seller_id, product_id)
     if other is not None and other.id != offer.id:
         raise DuplicateResource(resource="g2aProductId", id=product_id)
 

@@ -383,3 +383,44 @@ async def test_the_csp_blocks_injected_inline_script(server: LiveServer, browser
     assert await page.evaluate("window.__injected === undefined")
     assert any(v.startswith("script-src") for v in await watch.csp_violations(page))
     await page.close()
+
+
+@pytest.mark.browser
+async def test_a_refresh_answered_after_load_more_does_not_put_the_first_page_back(
+    server: LiveServer, browser: Browser
+) -> None:
+    """A refresh of the key list that was sent before "Load more keys" but answered after it
+    (the poll, or "Refresh now") must not replace the longer list with its first page."""
+    from playwright.async_api import Route, expect
+
+    seller = await server.token(Role.SELLER)
+    pool = await server.call("POST", "/key-pools", seller, {"name": "Paged"})
+    keys = [f"KEY-PAGED-{n:04d}" for n in range(30)]
+    await server.call("POST", f"/key-pools/{pool['id']}/keys/upload", seller, {"keys": keys})
+    page = await browser.new_page()
+    held, holding, release = asyncio.Event(), asyncio.Event(), asyncio.Event()
+
+    async def hold_refreshes(route: Route) -> None:
+        if held.is_set() and "cursor=" not in route.request.url:
+            holding.set()
+            await release.wait()  # answered only after "Load more keys" has been
+        await route.continue_()
+
+    await page.route("**/key-pools/*/keys?*", hold_refreshes)
+    await page.goto(server.base_url + "/console")  # polls every 5 s: the test drives refreshes
+    await page.get_by_label("Seller API token").fill(seller)
+    await page.get_by_label("Seller API token").press("Enter")
+    rows = page.locator("#keys-body tr")
+    await expect(rows).to_have_count(25)
+
+    held.set()
+    await page.evaluate("document.getElementById('refresh-state').textContent = 'held'")
+    await page.get_by_role("button", name="Refresh now").click()
+    await asyncio.wait_for(holding.wait(), timeout=10)  # the refresh's key list is held
+    await page.get_by_role("button", name="Load more keys").click()
+    await expect(rows).to_have_count(30)
+    release.set()
+    await expect(page.locator("#refresh-state")).not_to_have_text("held")  # refresh is over
+    await expect(rows).to_have_count(30)
+    await expect(page.get_by_role("button", name="Load more keys")).to_be_hidden()
+    await page.close()

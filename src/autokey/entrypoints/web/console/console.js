@@ -669,9 +669,14 @@ async function onFileUpload(event) {
 
 // ---- Keys -----------------------------------------------------------------------------
 
+// The latest loadKeys call: a refresh answered after a later "Load more" (or the reverse)
+// must not put back the list the later call replaced.
+let keysRequest = 0;
+
 async function loadKeys({ more = false } = {}) {
   const poolId = state.selectedPoolId;
   if (!poolId || !state.pools.some((p) => p.id === poolId)) return;
+  const request = ++keysRequest;
   const keys = state.keys;
   const status = $("key-status").value;
   const query = new URLSearchParams();
@@ -693,6 +698,7 @@ async function loadKeys({ more = false } = {}) {
     return;
   }
   if (generation !== state.keys.generation) return; // the pool or filter changed meanwhile
+  if (request !== keysRequest) return; // a later call answers instead
   clearProblem($("keys-problem"));
   state.keys.items = more ? keys.items.concat(page.items) : page.items;
   state.keys.nextCursor = page.nextCursor;

@@ -1,6 +1,7 @@
 -- The straightforward SQL of G2A's two merchant calls, one transaction each, as pgbench
 -- measures it: reserve (find the linked offer, create the order, SKIP LOCKED claim, record
--- the reservation) and order (lock the reservation, pay and fulfil the order, read the keys).
+-- the reservation) and order (lock the reservation, pay and fulfil the order, read the keys);
+-- each answers the pool's available keys (at most 10,000) from the key counts, as autokey does.
 -- Variables from -D: pool, offer, seller, buyer, product.
 BEGIN;
 SELECT id, key_pool_id FROM offers
@@ -20,8 +21,11 @@ VALUES (':order_id', ':seller', 'open',
         jsonb_build_array(jsonb_build_object('product_id', ':product', 'quantity', 1,
                                              'order_id', ':order_id', 'pool_id', ':pool')),
         now(), now() + interval '30 minutes');
-SELECT count(*) FROM (SELECT 1 FROM keys WHERE pool_id = ':pool' AND status = 'AVAILABLE'
-                      LIMIT 10000) AS capped;
+SELECT least(sum(n), 10000) FROM (
+    SELECT n FROM key_counts WHERE pool_id = ':pool' AND status = 'AVAILABLE'
+    UNION ALL
+    SELECT delta FROM key_count_deltas WHERE pool_id = ':pool' AND status = 'AVAILABLE'
+) AS counted;
 COMMIT;
 BEGIN;
 SELECT state, lines FROM g2a_reservations WHERE id = ':order_id' AND seller_id = ':seller'
@@ -35,6 +39,9 @@ WHERE id = ':order_id';
 SELECT id, sealed FROM keys WHERE order_id = ':order_id';
 UPDATE g2a_reservations SET state = 'ordered', g2a_order_id = 1, ordered_at = now()
 WHERE id = ':order_id';
-SELECT count(*) FROM (SELECT 1 FROM keys WHERE pool_id = ':pool' AND status = 'AVAILABLE'
-                      LIMIT 10000) AS capped;
+SELECT least(sum(n), 10000) FROM (
+    SELECT n FROM key_counts WHERE pool_id = ':pool' AND status = 'AVAILABLE'
+    UNION ALL
+    SELECT delta FROM key_count_deltas WHERE pool_id = ':pool' AND status = 'AVAILABLE'
+) AS counted;
 COMMIT;

@@ -6,6 +6,7 @@ import os
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, settings
@@ -27,7 +28,7 @@ settings.register_profile("dev", deadline=None, suppress_health_check=[HealthChe
 settings.load_profile("ci" if os.environ.get("CI") else "dev")
 
 MASTER_KEY = bytes(range(32))
-_log_check: dict[str, object] = {}
+_log_check: dict[str, Any] = {}
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -40,22 +41,44 @@ def pytest_configure(config: pytest.Config) -> None:
         "schemathesis-webhook-secret",
         "not-the-secret",
     )
-    _log_check["dir"] = logs.start_session()
+    worker = getattr(config, "workerinput", {}).get("workerid", "")
+    _log_check.update(dirs=[str(logs.start_session(worker))], files=0, violations=[])
 
 
 def pytest_sessionfinish(session: pytest.Session) -> None:
-    """The whole-suite log check, after the last test and fixture: a violation fails the run."""
+    """The whole-suite log check, after the last test and fixture: a violation fails the run.
+    A pytest-xdist worker hands its figures to the controller (`pytest_testnodedown`)."""
     files, found = logs.check_session()
-    _log_check.update(files=files, violations=found)
-    if found:
+    if (output := getattr(session.config, "workeroutput", None)) is not None:
+        output["log_check"] = {"dirs": _log_check["dirs"], "files": files, "violations": found}
+        return
+    _add_log_check({"files": files, "violations": found})
+    if _log_check["violations"]:
         session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
 
+@pytest.hookimpl(optionalhook=True)
+def pytest_testnodedown(node: Any, error: object) -> None:
+    """pytest-xdist, in the controller: a worker is done; add its log check to the run's."""
+    worker = node.gateway.id
+    checked = getattr(node, "workeroutput", {}).get("log_check")
+    if checked is None:  # the worker crashed before its check: its logs are unchecked
+        checked = {"violations": [f"{worker}: no log check (the worker did not finish)"]}
+    else:
+        checked["violations"] = [f"{worker}/{v}" for v in checked["violations"]]
+    _add_log_check(checked)
+
+
+def _add_log_check(checked: dict[str, Any]) -> None:
+    _log_check["dirs"] = [*_log_check["dirs"], *checked.get("dirs", [])]
+    _log_check["files"] += checked.get("files", 0)
+    _log_check["violations"] = [*_log_check["violations"], *checked["violations"]]
+
+
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
-    found = _log_check.get("violations") or []
-    assert isinstance(found, list)
+    found = _log_check["violations"]
     terminalreporter.write_line(
-        f"log check: {_log_check.get('files')} files in {_log_check['dir']}, "
+        f"log check: {_log_check['files']} files in {', '.join(_log_check['dirs'])}, "
         f"{len(found)} violations (a clean temporary directory is removed)"
     )
     for violation in found[:50]:

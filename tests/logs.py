@@ -16,6 +16,8 @@ every string a test registered with `register` (uploaded key plaintexts, configu
 When it runs: `pytest_sessionfinish` in tests/conftest.py calls `check_session` after every
 test, fixture teardown and subprocess has finished; a violation sets the exit status to 1 and
 the terminal summary lists each one (file, line, what is wrong; never the secret itself).
+Under pytest-xdist each worker checks its own directory with the secrets its own tests
+registered, and hands its figures to the controller, which adds them up and fails the run.
 A clean temporary directory is removed; AUTOKEY_TEST_LOG_DIR is always kept.
 tests/unit/test_log_check.py proves that the checker fails on a non-JSON line and on a secret.
 """
@@ -60,11 +62,15 @@ def register(*secrets: str) -> None:
     _minted.update(s for s in secrets if len(s) >= MIN_SECRET_LENGTH)
 
 
-def start_session() -> Path:
-    """Create the session directory (AUTOKEY_TEST_LOG_DIR, or a new temporary one) and point
+def start_session(worker: str = "") -> Path:
+    """Create the session directory (AUTOKEY_TEST_LOG_DIR, or a new temporary one; a pytest-xdist
+    `worker` gets a directory of its own, under AUTOKEY_TEST_LOG_DIR when it is set) and point
     in-process logging at its pytest.jsonl."""
     given = os.environ.get("AUTOKEY_TEST_LOG_DIR")
-    directory = Path(given) if given else Path(tempfile.mkdtemp(prefix="autokey-test-logs-"))
+    if given:
+        directory = Path(given, worker)
+    else:
+        directory = Path(tempfile.mkdtemp(prefix=f"autokey-test-logs-{worker}{worker and '-'}"))
     directory.mkdir(parents=True, exist_ok=True)
     _Session.directory, _Session.temporary = directory, not given
     _Session.stream = (directory / "pytest.jsonl").open("a", encoding="utf-8", buffering=1)

@@ -13,7 +13,6 @@ per-row cost stays that of the hand-written positional mapping they replace.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime
 from decimal import Decimal
@@ -26,6 +25,7 @@ from psycopg import AsyncCursor
 from psycopg.rows import AsyncRowFactory, RowMaker
 from psycopg.types.json import Jsonb
 
+from autokey.adapters import json_text
 from autokey.adapters.merchant_rows import lines_from, lines_value
 from autokey.domain.model import ids, merchant
 from autokey.domain.model.audit import AuditEvent
@@ -219,7 +219,7 @@ def json_rows(rows: Iterable[Mapping[str, object]]) -> str:
     """Rows as one JSON array, the parameter of a `jsonb_to_recordset` statement: ids,
     instants and amounts as their text (which PostgreSQL reads back exactly), a jsonb column's
     value as itself."""
-    return json.dumps(list(rows), default=_json_value, separators=(",", ":"))
+    return json_text.dumps(list(rows), _json_value).decode()
 
 
 def _json_value(value: object) -> object:

@@ -15,6 +15,7 @@ import cattrs
 from aiohttp import web
 from cattrs.v import format_exception
 
+from autokey.adapters import json_text
 from autokey.domain.model.auth import Principal
 from autokey.domain.model.errors import FieldProblem, InvalidInput, NotFound, Unauthenticated
 from autokey.domain.model.limits import Limit
@@ -125,8 +126,17 @@ def _format_exception(exc: BaseException, kind: type | None) -> str:
 
 
 def json_response(request: web.Request, body: Any, status: int = 200) -> web.Response:
-    data = converter(request).unstructure(body)
-    return web.json_response(data, status=status, dumps=lambda v: json.dumps(v, default=str))
+    return web.Response(
+        body=json_body(converter(request).unstructure(body)),
+        status=status,
+        content_type="application/json",
+        charset="utf-8",
+    )
+
+
+def json_body(data: Any) -> bytes:
+    """A response body: what the converter left without a JSON type, as its str()."""
+    return json_text.dumps(data, str, datetimes_as_str=True)
 
 
 def path_id(request: web.Request, name: str, resource: str) -> UUID:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import json
 from collections.abc import Awaitable, Callable
 
 from aiohttp import web
@@ -22,6 +21,7 @@ from autokey.entrypoints.web.context import (
     container,
     converter,
     enum_param,
+    json_body,
     json_response,
     page_body,
     page_request,
@@ -67,8 +67,8 @@ async def _respond(
         ran[:] = [view]
         if view.sourcing_required:
             return None
-        body = json.dumps(converter(request).unstructure(OrderOut.of_view(view)))
-        return StoredResponse(status=status, body=body.encode())
+        body = json_body(converter(request).unstructure(OrderOut.of_view(view)))
+        return StoredResponse(status=status, body=body)
 
     async def effect(tx: UnitOfWork) -> StoredResponse | None:
         return stored(await step(tx))

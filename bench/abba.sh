@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Two checkouts side by side, interleaved ABBA (A B B A A B B A ...) so that neither side
 # always runs first: bench/orders_bench.py (or BENCH_SCRIPT, e.g. merchant_bench.py) at one
-# concurrency level in each, printing per run the server's CPU per order (orders only), the
-# rate and the ratio to pgbench (docs/benchmarks.md, sections 000 and 00000).
+# concurrency level in each, printing per run the server's and PostgreSQL's CPU per order
+# (orders only), the rate and the ratio to pgbench (docs/benchmarks.md, sections 000 and 00000).
 #
 #   bench/abba.sh OTHER_CHECKOUT [PAIRS]     e.g. git worktree add ../before d140ea4 first,
 #                                            with its own .venv (pip install -e '.[dev]')
@@ -25,7 +25,7 @@ for ((pair = 0; pair < pairs; pair++)); do
     run=$((run + 1))
     if [[ $side == A ]]; then dir=$here; else dir=$other; fi
     (cd "$dir" && .venv/bin/python "bench/$script" >"$out/$run" 2>&1)
-    cpu=$(grep -o 'server [0-9.]* ms' "$out/$run" | tail -1 || true)
+    cpu=$(grep -o 'server [0-9.]* ms, postgres [0-9.]* ms' "$out/$run" | tail -1 || true)
     row=$(grep "^${BENCH_CLIENTS##*,} |" "$out/$run" | awk -F'|' '{print $2 "per s," $NF}')
     echo "run $run  $side ($dir): ${cpu:+$cpu per order, }$row"
   done

@@ -262,6 +262,52 @@ class CpuMeter:
         return cores
 
 
+LOADGEN = os.environ.get("BENCH_LOADGEN", "aiohttp")
+
+
+def native_loadgen() -> str:
+    """bench/loadgen.c, built once per checkout into bench/.build (ignored by git)."""
+    source = os.path.join(os.path.dirname(__file__), "loadgen.c")
+    binary = os.path.join(os.path.dirname(__file__), ".build", "loadgen")
+    if not os.path.exists(binary) or os.path.getmtime(binary) < os.path.getmtime(source):
+        os.makedirs(os.path.dirname(binary), exist_ok=True)
+        subprocess.run(["cc", "-O2", "-pthread", "-o", binary, source], check=True)
+    return binary
+
+
+async def native_flows(
+    flow: str,
+    apis: Sequence[str],
+    pids: Sequence[int],
+    token: str,
+    target: str,
+    clients: int,
+    warmup: float,
+    seconds: float,
+    *extra: str,
+) -> dict[str, Any]:
+    """`flow` ("orders" or "merchant", see bench/loadgen.c) driven by the native load
+    generator: flows per second, the cores each party used while it measured (its own as
+    the client's), and p50/p99 per call."""
+    ports = ",".join(api.rsplit(":", 1)[1] for api in apis)
+    args = [flow, ports, token, target, str(clients), str(warmup), str(seconds), *extra]
+    proc = await asyncio.create_subprocess_exec(
+        native_loadgen(), *args, stdout=asyncio.subprocess.PIPE
+    )
+    assert proc.stdout is not None
+    meter = CpuMeter(pids)
+    if await proc.stdout.readline() != b"measuring\n":
+        raise RuntimeError(f"loadgen failed (exit {await proc.wait()})")
+    meter.start()
+    line = await proc.stdout.readline()
+    cores = meter.stop()
+    if await proc.wait() != 0 or not line:
+        raise RuntimeError(f"loadgen failed (exit {proc.returncode})")
+    result = json.loads(line)
+    cores["client"] = result.pop("cpu_s") / result["seconds"]
+    return {"flows_s": result.pop("flows") / result.pop("seconds"), "cores": cores, **result}
+
+
 STRACE = "/usr/bin/strace"
 _DB_SOCKET = re.compile(r"^\d+\s+(sendto|recvfrom)\((\d+<TCP:\[[^\]]*:5432\]>),.*\)\s+=\s+(-?\d+)")
 

@@ -3,6 +3,8 @@
 # always runs first: bench/orders_bench.py (or BENCH_SCRIPT, e.g. merchant_bench.py) at one
 # concurrency level in each, printing per run the server's and PostgreSQL's CPU per order
 # (orders only), the rate and the ratio to pgbench (docs/benchmarks.md, sections 000 and 00000).
+# Both sides run this checkout's bench scripts (one measuring tool, BENCH_LOADGEN included),
+# each with its own .venv and so its own autokey.
 #
 #   bench/abba.sh OTHER_CHECKOUT [PAIRS]     e.g. git worktree add ../before d140ea4 first,
 #                                            with its own .venv (pip install -e '.[dev]')
@@ -24,7 +26,7 @@ for ((pair = 0; pair < pairs; pair++)); do
   for side in $order; do
     run=$((run + 1))
     if [[ $side == A ]]; then dir=$here; else dir=$other; fi
-    (cd "$dir" && .venv/bin/python "bench/$script" >"$out/$run" 2>&1)
+    (cd "$dir" && .venv/bin/python "$here/bench/$script" >"$out/$run" 2>&1)
     cpu=$(grep -o 'server [0-9.]* ms, postgres [0-9.]* ms' "$out/$run" | tail -1 || true)
     row=$(grep "^${BENCH_CLIENTS##*,} |" "$out/$run" | awk -F'|' '{print $2 "per s," $NF}')
     echo "run $run  $side ($dir): ${cpu:+$cpu per order, }$row"

@@ -18,6 +18,7 @@ Settings (environment):
   BENCH_CLIENTS=32       concurrent clients
   BENCH_SECONDS=20       measured seconds per side (after BENCH_WARMUP=3 s)
   BENCH_GROUP_LANES=1    group commit: transactions of one kind in flight at once per process
+  BENCH_LOADGEN=aiohttp  orders_bench's load generator: aiohttp, or native (bench/loadgen.c)
 """
 
 from __future__ import annotations

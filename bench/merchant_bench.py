@@ -8,6 +8,8 @@ Settings (environment):
   BENCH_SECONDS=20       measured seconds per level and side (after BENCH_WARMUP=3 s)
   BENCH_SERVERS=1        autokey serve processes on the same database (callers alternate)
   BENCH_GROUP_COMMIT=0   AUTOKEY_GROUP_COMMIT for the server (default: autokey's, on)
+  BENCH_LOADGEN=aiohttp  the load generator: aiohttp (Python, in this process) or native
+                         (bench/loadgen.c; see orders_bench.py)
   BENCH_VERBOSE=1        print pgbench's full reports
 """
 
@@ -25,7 +27,16 @@ import aiohttp
 import psycopg
 
 sys.path.insert(0, os.path.dirname(__file__))
-from _harness import CpuMeter, cli, environment, process_tree, scratch_database, server
+from _harness import (
+    LOADGEN,
+    CpuMeter,
+    cli,
+    environment,
+    native_flows,
+    process_tree,
+    scratch_database,
+    server,
+)
 from orders_bench import (
     GROUP_COMMIT,
     SECONDS,
@@ -78,6 +89,9 @@ async def _caller(
 async def autokey_run(
     apis: list[str], pids: list[int], token: str, clients: int, seconds: float, base: int
 ) -> dict[str, Any]:
+    if LOADGEN == "native":
+        args = (token, str(PRODUCT), clients, WARMUP, seconds, str(base))
+        return await native_flows("merchant", apis, pids, *args)
     latencies: dict[str, list[float]] = {c: [] for c in CALLS}
     meter = CpuMeter(pids)
     async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=clients)) as session:

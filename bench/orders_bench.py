@@ -13,8 +13,12 @@ Settings (environment):
                          (one worker per CPU on PostgreSQL)
   BENCH_PROFILE=1        afterwards, one more run at the highest concurrency under py-spy
                          (if on PATH), summarised by where the server spends CPU; 0 skips it
+  BENCH_PROFILE_RATE=100 py-spy's samples per second
   BENCH_PROFILE_OUT=path keep py-spy's raw collapsed stacks there
   BENCH_VERBOSE=1        print pgbench's full reports
+  BENCH_LOADGEN=aiohttp  the load generator: aiohttp (Python, in this process) or native
+                         (bench/loadgen.c, built with cc: the same flow and checks at a
+                         fraction of the CPU; pgbench's own client is native)
   BENCH_ROUND_TRIPS=200  first, that many sequential orders (1 client) with the server under
                          strace: round trips to PostgreSQL per call, and pgbench's per order
                          counted the same way (docs/benchmarks.md); 0 skips it
@@ -41,11 +45,13 @@ import psycopg
 
 sys.path.insert(0, os.path.dirname(__file__))
 from _harness import (
+    LOADGEN,
     WORKERS,
     CpuMeter,
     cli,
     count_round_trips,
     environment,
+    native_flows,
     process_tree,
     scratch_database,
     server,
@@ -61,6 +67,7 @@ SERVERS = int(os.environ.get("BENCH_SERVERS", "1"))
 POOL_SIZE = os.environ.get("BENCH_POOL_SIZE")
 GROUP_COMMIT = os.environ.get("BENCH_GROUP_COMMIT")
 PROFILE = os.environ.get("BENCH_PROFILE", "1") == "1"
+PROFILE_RATE = os.environ.get("BENCH_PROFILE_RATE", "100")
 ROUND_TRIP_ORDERS = int(os.environ.get("BENCH_ROUND_TRIPS", "200"))
 PGBENCH = shutil.which("pgbench") or "/usr/lib/postgresql/15/bin/pgbench"
 SCRIPT = os.path.join(os.path.dirname(__file__), "order_flow.sql")
@@ -148,6 +155,9 @@ def _pct(values: list[float], q: int) -> float:
 async def autokey_run(
     apis: list[str], pids: list[int], buyer: str, offer: str, clients: int, seconds: float
 ) -> dict[str, Any]:
+    if LOADGEN == "native":
+        run = await native_flows("orders", apis, pids, buyer, offer, clients, WARMUP, seconds)
+        return {"orders_s": run.pop("flows_s"), **run}
     latencies: dict[str, list[float]] = {c: [] for c in CALLS}
     connector = aiohttp.TCPConnector(limit=clients)
     meter = CpuMeter(pids)
@@ -258,7 +268,7 @@ async def profile_run(
         out = f"{tmp}/stacks.txt"
         duration = round(WARMUP + SECONDS)
         recorder = await asyncio.create_subprocess_exec(
-            spy, "record", "-r", "100", "-f", "raw", "-o", out,
+            spy, "record", "-r", PROFILE_RATE, "-f", "raw", "-o", out,
             "-d", str(duration), "-p", str(pids[0]), "--subprocesses",
             stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL,
         )  # fmt: skip

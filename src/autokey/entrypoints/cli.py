@@ -153,7 +153,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"autokey: {exc}", file=sys.stderr)
         return EXIT_CONFIG
     quiet = args.command == "smoke" and not args.verbose
-    configure_logging("error" if quiet else settings.log_level, settings.log_format.value)
+    level = "error" if quiet else settings.log_level
+    configure_logging(level, settings.log_format.value, final=True)
     try:
         return _run(args, settings)
     except StartupRefused as refused:

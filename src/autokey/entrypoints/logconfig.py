@@ -107,8 +107,14 @@ class _RootHandler(logging.StreamHandler[TextIO]):
     """The one handler configure_logging puts on the root logger (replaced on reconfiguration)."""
 
 
-def configure_logging(level: str = "info", fmt: str = "auto", stream: TextIO | None = None) -> None:
-    """Idempotent; called by the CLI before anything logs. `stream` defaults to stderr."""
+def configure_logging(
+    level: str = "info", fmt: str = "auto", stream: TextIO | None = None, *, final: bool = False
+) -> None:
+    """Idempotent; called by the CLI before anything logs. `stream` defaults to stderr.
+
+    `final`: this is the process's only configuration (the CLI), so each logger is built
+    once, on its first use, instead of on every call (4 of a filtered call's 5.4 µs). Tests
+    reconfigure between cases and leave it off."""
     out = stream or sys.stderr
     json_output = fmt == "json" or (fmt == "auto" and not out.isatty())
     renderer: Any = (
@@ -129,7 +135,7 @@ def configure_logging(level: str = "info", fmt: str = "auto", stream: TextIO | N
         wrapper_class=structlog.make_filtering_bound_logger(numeric_level),
         # One write() per line (print() makes two): workers sharing a stderr never interleave.
         logger_factory=structlog.WriteLoggerFactory(out),
-        cache_logger_on_first_use=False,
+        cache_logger_on_first_use=final,
     )
     handler = _RootHandler(out)
     handler.setFormatter(

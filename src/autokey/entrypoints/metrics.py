@@ -104,11 +104,16 @@ class HttpMetrics:
             registry=registry,
             buckets=HTTP_BUCKETS,
         )
+        # labels() looks its child up under a lock on every call; the label sets are few
+        # (bounded by the routes), so each child is looked up once.
+        self._children: dict[tuple[str, str, str], Histogram] = {}
 
     def observe(self, method: str, route: str, status: int, seconds: float) -> None:
         """`route` must be a route template or UNMATCHED_ROUTE, never a raw path."""
-        method = method if method in KNOWN_METHODS else "other"
-        self.request_duration.labels(method, route, status_class(status)).observe(seconds)
+        labels = (method if method in KNOWN_METHODS else "other", route, status_class(status))
+        if (child := self._children.get(labels)) is None:
+            child = self._children[labels] = self.request_duration.labels(*labels)
+        child.observe(seconds)
 
 
 ORDER_TRANSITIONS = tuple(

@@ -7,8 +7,8 @@ every request (problem responses, 404 and 405 included) and so can stamp the ids
 
 from __future__ import annotations
 
+import os
 import time
-import uuid
 from collections.abc import Awaitable, Callable
 
 import structlog
@@ -28,11 +28,12 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
 def incoming_id(value: str | None) -> str:
-    """The caller's id when it is 1-128 printable ASCII characters; a new uuid4 hex otherwise
-    (an id goes into every log line and back into a header, so nothing else is trusted)."""
+    """The caller's id when it is 1-128 printable ASCII characters; 128 random bits in hex
+    otherwise (an id goes into every log line and back into a header, so nothing else is
+    trusted). `uuid4().hex` gives the same text at five times the cost."""
     if value and len(value) <= MAX_ID_LENGTH and value.isascii() and value.isprintable():
         return value
-    return uuid.uuid4().hex
+    return os.urandom(16).hex()
 
 
 def route_template(request: web.Request) -> str:

@@ -15,11 +15,11 @@ import orjson
 _OPTIONS: Final = orjson.OPT_NON_STR_KEYS
 
 
-def dumps(value: Any, default: Callable[[Any], Any], *, datetimes_as_str: bool = False) -> bytes:
+def dumps(value: Any, default: Callable[[Any], Any], *, utc_z: bool = False) -> bytes:
     """Compact JSON of `value`; `default` turns what JSON has no type for into what it has.
-    orjson writes datetimes in ISO 8601 itself; with `datetimes_as_str` they go to `default`
-    (str(): the form `json.dumps(..., default=str)` gave)."""
-    options = _OPTIONS | (orjson.OPT_PASSTHROUGH_DATETIME if datetimes_as_str else 0)
+    orjson writes UUIDs, enum members (their values) and datetimes (ISO 8601) itself, the
+    fallback leaves them to `default`. With `utc_z`, a UTC instant ends in `Z`, not `+00:00`."""
+    options = _OPTIONS | (orjson.OPT_UTC_Z if utc_z else 0)
     try:
         return orjson.dumps(value, default=default, option=options)
     except orjson.JSONEncodeError:

@@ -135,8 +135,18 @@ def json_response(request: web.Request, body: Any, status: int = 200) -> web.Res
 
 
 def json_body(data: Any) -> bytes:
-    """A response body: what the converter left without a JSON type, as its str()."""
-    return json_text.dumps(data, str, datetimes_as_str=True)
+    """A response body. The converter leaves ids, instants and enum members to the encoder
+    (`make_http_converter`); instants are written in ISO 8601 with `Z` for UTC, the rest of
+    what has no JSON type as its str()."""
+    return json_text.dumps(data, _wire_text, utc_z=True)
+
+
+def _wire_text(value: Any) -> str:
+    """Text for what JSON has no type for, where orjson refused the body (json.dumps then
+    writes it): the same text orjson writes."""
+    if isinstance(value, datetime):
+        return value.isoformat().replace("+00:00", "Z")
+    return str(value)
 
 
 def path_id(request: web.Request, name: str, resource: str) -> UUID:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import enum
 import re
 from datetime import datetime
-from decimal import Context, Decimal, Inexact, Rounded
+from decimal import MAX_PREC, Context, Decimal, Inexact, Rounded
 from typing import Any
 
 import attrs
@@ -52,6 +52,11 @@ class StockLevel(enum.StrEnum):
 MAX_LOW_STOCK_THRESHOLD = 1_000_000
 
 
+_EXACT = Context(prec=MAX_PREC, traps=[Inexact, Rounded])
+"""Arithmetic that keeps every digit of its result (the precision only bounds what may be
+kept, it costs nothing), and would trap rather than round."""
+
+
 @attrs.frozen(kw_only=True)
 class Money:
     """A non-negative decimal amount in a currency of `MINOR_UNITS`. Arithmetic is exact."""
@@ -76,10 +81,8 @@ class Money:
         return cls(amount=Decimal(amount), currency=currency)
 
     def times(self, quantity: int) -> Money:
-        """Exact at any size: the precision is that of the product, and rounding would trap."""
-        digits = len(self.amount.as_tuple().digits) + len(str(abs(quantity)))
-        exact = Context(prec=digits, traps=[Inexact, Rounded])
-        return Money(amount=exact.multiply(self.amount, quantity), currency=self.currency)
+        """Exact at any size: the product keeps all its digits, and rounding would trap."""
+        return Money(amount=_EXACT.multiply(self.amount, quantity), currency=self.currency)
 
 
 @attrs.frozen(kw_only=True)

@@ -1,5 +1,6 @@
 """Query plans that must not regress: a claim reads its pool's available keys from the
-claim index even when other pools hold the lowest ids (the LIMIT planner trap)."""
+claim index even when other pools hold the lowest ids (the LIMIT planner trap), starts at its
+pool's claim mark, and batch saves fetch their rows by primary key, not by a table scan."""
 
 from __future__ import annotations
 

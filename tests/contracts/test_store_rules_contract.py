@@ -131,3 +131,36 @@ async def test_saving_an_offer_or_order_that_is_not_stored_raises_not_found(
         assert await tx.orders.get(order.id) is None
     assert (offer_missing.value.resource, offer_missing.value.id) == ("offer", str(offer.id))
     assert (order_missing.value.resource, order_missing.value.id) == ("order", str(order.id))
+
+
+async def test_two_steps_together_give_each_its_own_result(store: Store) -> None:
+    """`UnitOfWork.together`: what each step returns alone, in the order given."""
+    owner = b.seller()
+    pool = b.pool(owner)
+    offer = b.offer(owner, pool.id)
+    async with store.transaction() as tx:
+        await tx.pools.add(pool)
+        await tx.offers.add(offer)
+    async with store.transaction() as tx:
+        offers, found = await tx.together(tx.offers.get_many({offer.id}), tx.pools.get(pool.id))
+        none, same = await tx.together(
+            tx.offers.get(b.offer(owner, pool.id).id), tx.pools.get(pool.id)
+        )
+    assert (offers, found) == ({offer.id: offer}, pool)
+    assert (none, same) == (None, pool)
+
+
+@pytest.mark.parametrize("failing", [0, 1])
+async def test_an_error_of_a_step_together_is_raised_and_rolls_the_transaction_back(
+    store: Store, failing: int
+) -> None:
+    owner = b.seller()
+    pool, ghost = b.pool(owner), b.offer(owner, b.pool(owner).id)
+    with pytest.raises(NotFound) as caught:
+        async with store.transaction() as tx:
+            await tx.pools.add(pool)
+            steps = [tx.offers.save(ghost), tx.pools.get(pool.id)]
+            await tx.together(steps[failing], steps[1 - failing])
+    assert (caught.value.resource, caught.value.id) == ("offer", str(ghost.id))
+    async with store.transaction() as tx:
+        assert await tx.pools.get(pool.id) is None

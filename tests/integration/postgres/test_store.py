@@ -1,11 +1,14 @@
 """PostgreSQL specifics the shared contract cannot see: exact decimals, large batches,
-foreign keys, a transaction that stays usable after a refused duplicate, and upstream order
-ids that are unique."""
+foreign keys, a transaction that stays usable after a refused duplicate, upstream order ids
+that are unique, and steps sent together (one round trip)."""
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Callable
 from datetime import timedelta
 from decimal import Decimal
+from typing import Any
 
 import attrs
 import psycopg
@@ -244,3 +247,48 @@ async def test_a_queued_write_that_fails_at_commit_rolls_everything_back(
             assert stored.order_id is None
     finally:
         await store.close()
+
+
+async def test_two_reads_together_wait_for_one_answer(
+    pg_store: PostgresStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`UnitOfWork.together` sends both statements before reading: the connection waits for
+    the server once, where the same reads one after the other wait twice."""
+    owner = b.seller()
+    pool = b.pool(owner)
+    offer = b.offer(owner, pool.id)
+    async with pg_store.transaction() as tx:
+        await tx.pools.add(pool)
+        await tx.offers.add(offer)
+    loop = asyncio.get_running_loop()
+    waits = 0
+    add_reader = loop.add_reader
+
+    def counted(fd: Any, callback: Callable[..., object], *args: Any) -> None:
+        nonlocal waits
+        waits += 1
+        add_reader(fd, callback, *args)
+
+    monkeypatch.setattr(loop, "add_reader", counted)
+    async with pg_store.transaction() as tx:
+        assert await tx.pools.get(pool.id) == pool  # BEGIN has been answered
+        waits = 0
+        assert await tx.together(tx.offers.get(offer.id), tx.pools.get(pool.id)) == (offer, pool)
+        together, waits = waits, 0
+        assert (await tx.offers.get(offer.id), await tx.pools.get(pool.id)) == (offer, pool)
+        apart = waits
+    assert (together, apart) == (1, 2)
+
+
+async def test_a_step_together_that_sends_nothing_holds_the_other_back_for_nothing(
+    pg_store: PostgresStore,
+) -> None:
+    pool = b.pool()
+
+    async def no_statement() -> str:
+        return "nothing sent"
+
+    async with pg_store.transaction() as tx:
+        await tx.pools.add(pool)
+        both = tx.together(no_statement(), tx.pools.get(pool.id))
+        assert await asyncio.wait_for(both, 5) == ("nothing sent", pool)

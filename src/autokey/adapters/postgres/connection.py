@@ -10,8 +10,9 @@ data (SQLSTATE classes 22 and 23, a NUL character, a string it cannot encode)
 
 from __future__ import annotations
 
+import asyncio
 import functools
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any, Final, TypeVar
 from uuid import UUID
@@ -90,20 +91,78 @@ def classified(exc: psycopg.Error) -> AutokeyError:
     return failed_statement(STORE_NAME, exc, exc.sqlstate)
 
 
+class Flight:
+    """Steps of one unit of work that send their statements before any of them waits for an
+    answer (`UnitOfWork.together`): in pipeline mode, their answers then come back in one
+    round trip. Outside `run`, `sent` returns at once."""
+
+    def __init__(self) -> None:
+        self._steps: set[asyncio.Task[Any]] | None = None
+        self._ready: set[asyncio.Task[Any]] = set()
+        self._go = asyncio.Event()
+
+    async def run(self, steps: Sequence[Awaitable[Any]]) -> list[Any]:
+        if self._steps is not None:  # nested: the outer flight holds the connection
+            return [await step for step in steps]
+        self._go.clear()
+        self._ready = set()
+        tasks = [asyncio.ensure_future(self._step(step)) for step in steps]
+        self._steps = set(tasks)
+        try:
+            results = await asyncio.gather(*tasks, return_exceptions=True)
+        finally:
+            self._steps = None
+        for result in results:
+            if isinstance(result, BaseException):
+                raise result
+        return results
+
+    async def _step(self, step: Awaitable[Any]) -> Any:
+        try:
+            return await step
+        finally:
+            self._arrive()  # a step that ended early (no statement, an error) holds none back
+
+    async def sent(self) -> None:
+        """Called by a step once its statement is sent: wait until every step has sent its
+        own (or ended), so that the first to read flushes them all at once."""
+        if self._steps is None or self._go.is_set():
+            return
+        self._arrive()
+        await self._go.wait()
+
+    def _arrive(self) -> None:
+        if self._steps is None:
+            return
+        task = asyncio.current_task()
+        if task in self._steps:
+            self._ready.add(task)
+        if len(self._ready) == len(self._steps):
+            self._go.set()
+
+
 class SqlRepository:
     """A connection plus the ways repositories talk to it, all translated."""
 
-    def __init__(self, conn: Conn, pipeline: psycopg.AsyncPipeline | None = None) -> None:
+    def __init__(
+        self,
+        conn: Conn,
+        pipeline: psycopg.AsyncPipeline | None = None,
+        flight: Flight | None = None,
+    ) -> None:
         self._conn, self._pipeline = conn, pipeline
+        self._flight = flight or Flight()
 
     async def _all(self, query: str, params: Sequence[Any] | Mapping[str, Any]) -> list[TupleRow]:
         with translated():
             cur = await self._conn.execute(query, params)
+            await self._flight.sent()
             return await cur.fetchall()
 
     async def _one(self, query: str, params: Sequence[Any] | Mapping[str, Any]) -> TupleRow | None:
         with translated():
             cur = await self._conn.execute(query, params)
+            await self._flight.sent()
             return await cur.fetchone()
 
     async def _entities(
@@ -113,6 +172,7 @@ class SqlRepository:
         with translated():
             cur = self._conn.cursor(row_factory=entity_rows(cls))
             await cur.execute(query, params)
+            await self._flight.sent()
             return await cur.fetchall()
 
     async def _owned_page(
@@ -129,6 +189,7 @@ class SqlRepository:
         with translated():
             cur = self._conn.cursor(row_factory=entity_rows(cls))
             await cur.execute(query, params)
+            await self._flight.sent()
             return await cur.fetchone()
 
     async def _run(
@@ -142,6 +203,7 @@ class SqlRepository:
         for the answer (a round trip), so violations are raised and translated here."""
         with translated(refs=refs):
             cur = await self._conn.execute(query, params)
+            await self._flight.sent()
             if self._pipeline is not None:
                 await self._pipeline.sync()
             return cur.rowcount

@@ -7,7 +7,8 @@ and `merchant`, connections and error translation in `connection`, migrations in
 Round trips (ADR 0016): a unit of work runs in psycopg's pipeline mode. BEGIN travels with
 the first statement, writes whose outcome is already known (`_send`: saves, audit rows) travel
 with the next statement that needs an answer, and COMMIT with the last of them, so a
-transaction costs one round trip per statement whose result the caller reads, plus one.
+transaction costs one round trip per statement whose result the caller reads, plus one; two
+steps run through `UnitOfWork.together` share one (`connection.Flight`).
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from autokey.adapters.postgres import sql
 from autokey.adapters.postgres.connection import (
     STORE_NAME,
     Conn,
+    Flight,
     classified,
     open_pool,
     without_deadline,
@@ -49,19 +51,21 @@ from autokey.ports.store import KeyStage, Store, UnitOfWork
 
 
 def _unit_of_work(conn: Conn, pipeline: psycopg.AsyncPipeline | None) -> UnitOfWork:
+    f = Flight()
     return UnitOfWork(
-        tokens=PostgresTokenRepository(conn, pipeline),
-        pools=PostgresPoolRepository(conn, pipeline),
-        keys=PostgresKeyRepository(conn, pipeline),
-        offers=PostgresOfferRepository(conn, pipeline),
-        orders=PostgresOrderRepository(conn, pipeline),
-        idempotency=PostgresIdempotencyRepository(conn, pipeline),
-        audit=PostgresAuditLog(conn, pipeline),
-        webhooks=PostgresWebhookRepository(conn, pipeline),
-        endpoints=PostgresEndpointRepository(conn, pipeline),
-        deliveries=PostgresDeliveryRepository(conn, pipeline),
-        keyring=PostgresKeyringRepository(conn, pipeline),
-        merchant=PostgresMerchantRepository(conn, pipeline),
+        tokens=PostgresTokenRepository(conn, pipeline, f),
+        pools=PostgresPoolRepository(conn, pipeline, f),
+        keys=PostgresKeyRepository(conn, pipeline, f),
+        offers=PostgresOfferRepository(conn, pipeline, f),
+        orders=PostgresOrderRepository(conn, pipeline, f),
+        idempotency=PostgresIdempotencyRepository(conn, pipeline, f),
+        audit=PostgresAuditLog(conn, pipeline, f),
+        webhooks=PostgresWebhookRepository(conn, pipeline, f),
+        endpoints=PostgresEndpointRepository(conn, pipeline, f),
+        deliveries=PostgresDeliveryRepository(conn, pipeline, f),
+        keyring=PostgresKeyringRepository(conn, pipeline, f),
+        merchant=PostgresMerchantRepository(conn, pipeline, f),
+        together_steps=f.run,
     )
 
 

@@ -31,7 +31,7 @@ from autokey.domain.model.pages import Page, PageRequest
 from autokey.domain.services.audit import order_event
 from autokey.domain.services.batching import GroupCommit, grouped
 from autokey.domain.services.inventory import key_context
-from autokey.domain.services.outbound import Notice, announce_all
+from autokey.domain.services.outbound import Notice, announce_to
 from autokey.domain.services.transactions import transact
 from autokey.ports.crypto import KeyCipher
 from autokey.ports.payments import PaymentGateway
@@ -202,9 +202,11 @@ class OrderService:
     async def _deliver(self, tx: UnitOfWork, order: Order, now: datetime) -> Sequence[Key]:
         """The order's reserved keys, delivered (read back by the statement that delivers),
         the order saved and the delivery announced to the seller's webhooks."""
-        keys = await tx.keys.deliver_order(order.id, now)
+        keys, endpoints = await tx.together(  # one round trip on PostgreSQL
+            tx.keys.deliver_order(order.id, now), tx.endpoints.list_for_sellers({order.seller_id})
+        )
         await tx.orders.save_many([order])  # locked by the caller: saved without a round trip
-        await announce_all(tx, self._ids, self._clock, [_fulfilled(order, keys)])
+        await announce_to(tx, self._ids, self._clock, [_fulfilled(order, keys)], endpoints)
         return keys
 
     def _delivery_events(
@@ -423,7 +425,12 @@ class OrderService:
         """Deliver the reserved keys of the `owned` orders (by call) that `fulfill_in` would
         deliver now, each call's order paid first when it is a `SettleCall`."""
         ready = {i: o for i, o in owned.items() if _delivers(o, now)}
-        keys = await tx.keys.deliver_orders([o.id for o in ready.values()], now)
+        if not ready:
+            return [None] * len(calls)
+        keys, endpoints = await tx.together(  # one round trip on PostgreSQL
+            tx.keys.deliver_orders([o.id for o in ready.values()], now),
+            tx.endpoints.list_for_sellers({o.seller_id for o in ready.values()}),
+        )
         await tx.orders.save_many(list(ready.values()))
         views = {i: self._opened(o, keys.get(o.id, ())) for i, o in ready.items()}
         events: list[AuditEvent] = []
@@ -437,7 +444,7 @@ class OrderService:
             events.append(self._revealed(call.principal, o, delivered))
         await tx.audit.append(events)
         notices = [_fulfilled(o, keys.get(o.id, ())) for o in ready.values()]
-        await announce_all(tx, self._ids, self._clock, notices)
+        await announce_to(tx, self._ids, self._clock, notices, endpoints)
         return [
             attrs.evolve(views[i], moved=True) if i in views else None for i in range(len(calls))
         ]

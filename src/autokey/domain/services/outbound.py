@@ -57,10 +57,21 @@ async def announce_all(
 ) -> None:
     """`announce` for several changes of one transaction, the endpoints of all their sellers
     read at once."""
-    if not notices:
-        return
+    if notices:
+        sellers = {seller for seller, _, _ in notices}
+        await announce_to(tx, ids, clock, notices, await tx.endpoints.list_for_sellers(sellers))
+
+
+async def announce_to(
+    tx: UnitOfWork,
+    ids: IdGenerator,
+    clock: Clock,
+    notices: Sequence[Notice],
+    read: Sequence[WebhookEndpoint],
+) -> None:
+    """`announce_all` with the endpoints of the notices' sellers `read` already in `tx`."""
     endpoints: dict[SubjectId, list[WebhookEndpoint]] = {}
-    for endpoint in await tx.endpoints.list_for_sellers({seller for seller, _, _ in notices}):
+    for endpoint in read:
         endpoints.setdefault(endpoint.seller_id, []).append(endpoint)
     now = clock.now()
     deliveries = []

@@ -110,6 +110,17 @@ def token(role: Role = Role.SELLER, subject: SubjectId | None = None) -> ApiToke
     )
 
 
+async def stored_offer(store: Store) -> tuple[KeyPool, Offer]:
+    """A seller's pool and an active offer on it, both stored."""
+    owner = seller()
+    p = pool(owner)
+    o = offer(owner, p.id)
+    async with store.transaction() as tx:
+        await tx.pools.add(p)
+        await tx.offers.add(o)
+    return p, o
+
+
 async def sourced_order(store: Store, upstream_id: str) -> Order:
     """A paid G2A-sourced order already linked to `upstream_id` (state CREATED), stored with
     its pool and offer."""

@@ -135,12 +135,8 @@ async def test_saving_an_offer_or_order_that_is_not_stored_raises_not_found(
 
 async def test_two_steps_together_give_each_its_own_result(store: Store) -> None:
     """`UnitOfWork.together`: what each step returns alone, in the order given."""
-    owner = b.seller()
-    pool = b.pool(owner)
-    offer = b.offer(owner, pool.id)
-    async with store.transaction() as tx:
-        await tx.pools.add(pool)
-        await tx.offers.add(offer)
+    pool, offer = await b.stored_offer(store)
+    owner = pool.seller_id
     async with store.transaction() as tx:
         offers, found = await tx.together(tx.offers.get_many({offer.id}), tx.pools.get(pool.id))
         none, same = await tx.together(

@@ -254,12 +254,7 @@ async def test_two_reads_together_wait_for_one_answer(
 ) -> None:
     """`UnitOfWork.together` sends both statements before reading: the connection waits for
     the server once, where the same reads one after the other wait twice."""
-    owner = b.seller()
-    pool = b.pool(owner)
-    offer = b.offer(owner, pool.id)
-    async with pg_store.transaction() as tx:
-        await tx.pools.add(pool)
-        await tx.offers.add(offer)
+    pool, offer = await b.stored_offer(pg_store)
     loop = asyncio.get_running_loop()
     waits = 0
     add_reader = loop.add_reader

@@ -642,15 +642,6 @@ class UnitOfWork:
     transaction. Committed when the `transaction()` block exits normally, rolled back when
     it raises. A store builds one per transaction from its own repository classes."""
 
-    async def together(self, first: Awaitable[A], second: Awaitable[B]) -> tuple[A, B]:
-        """Two steps of this transaction that do not depend on each other, with their
-        results. A store that talks to its database over a network sends both before it
-        waits for either (on PostgreSQL one round trip instead of two). An error of either
-        is raised, and the transaction is rolled back as for any error; the other step may
-        have run or not."""
-        a, b = await self._together([first, second])
-        return cast(A, a), cast(B, b)
-
     tokens: TokenRepository
     pools: PoolRepository
     keys: KeyRepository
@@ -666,6 +657,15 @@ class UnitOfWork:
     _together: Callable[[Sequence[Awaitable[Any]]], Awaitable[list[Any]]] = attrs.field(
         default=one_after_another, alias="together_steps"
     )
+
+    async def together(self, first: Awaitable[A], second: Awaitable[B]) -> tuple[A, B]:
+        """Two steps of this transaction that do not depend on each other, with their
+        results. A store that talks to its database over a network sends both before it
+        waits for either (on PostgreSQL one round trip instead of two). An error of either
+        is raised, and the transaction is rolled back as for any error; the other step may
+        have run or not."""
+        a, b = await self._together([first, second])
+        return cast(A, a), cast(B, b)
 
 
 class Store(Protocol):

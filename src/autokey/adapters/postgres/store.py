@@ -51,21 +51,21 @@ from autokey.ports.store import KeyStage, Store, UnitOfWork
 
 
 def _unit_of_work(conn: Conn, pipeline: psycopg.AsyncPipeline | None) -> UnitOfWork:
-    f = Flight()
+    flight = Flight()
     return UnitOfWork(
-        tokens=PostgresTokenRepository(conn, pipeline, f),
-        pools=PostgresPoolRepository(conn, pipeline, f),
-        keys=PostgresKeyRepository(conn, pipeline, f),
-        offers=PostgresOfferRepository(conn, pipeline, f),
-        orders=PostgresOrderRepository(conn, pipeline, f),
-        idempotency=PostgresIdempotencyRepository(conn, pipeline, f),
-        audit=PostgresAuditLog(conn, pipeline, f),
-        webhooks=PostgresWebhookRepository(conn, pipeline, f),
-        endpoints=PostgresEndpointRepository(conn, pipeline, f),
-        deliveries=PostgresDeliveryRepository(conn, pipeline, f),
-        keyring=PostgresKeyringRepository(conn, pipeline, f),
-        merchant=PostgresMerchantRepository(conn, pipeline, f),
-        together_steps=f.run,
+        tokens=PostgresTokenRepository(conn, pipeline, flight),
+        pools=PostgresPoolRepository(conn, pipeline, flight),
+        keys=PostgresKeyRepository(conn, pipeline, flight),
+        offers=PostgresOfferRepository(conn, pipeline, flight),
+        orders=PostgresOrderRepository(conn, pipeline, flight),
+        idempotency=PostgresIdempotencyRepository(conn, pipeline, flight),
+        audit=PostgresAuditLog(conn, pipeline, flight),
+        webhooks=PostgresWebhookRepository(conn, pipeline, flight),
+        endpoints=PostgresEndpointRepository(conn, pipeline, flight),
+        deliveries=PostgresDeliveryRepository(conn, pipeline, flight),
+        keyring=PostgresKeyringRepository(conn, pipeline, flight),
+        merchant=PostgresMerchantRepository(conn, pipeline, flight),
+        together_steps=flight.run,
     )
 
 

@@ -663,7 +663,9 @@ class UnitOfWork:
         results. A store that talks to its database over a network sends both before it
         waits for either (on PostgreSQL one round trip instead of two). An error of either
         is raised, and the transaction is rolled back as for any error; the other step may
-        have run or not."""
+        have run or not. The error keeps its kind (NotFound, StoreUnavailable, ...) but may
+        be reported through the other step, without the ids that step did not know: a step
+        whose error is part of its answer (a duplicate, a missing reference) runs alone."""
         a, b = await self._together([first, second])
         return cast(A, a), cast(B, b)
 

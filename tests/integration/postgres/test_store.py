@@ -287,3 +287,22 @@ async def test_a_step_together_that_sends_nothing_holds_the_other_back_for_nothi
         await tx.pools.add(pool)
         both = tx.together(no_statement(), tx.pools.get(pool.id))
         assert await asyncio.wait_for(both, 5) == ("nothing sent", pool)
+
+
+@pytest.mark.parametrize("failing", [0, 1])
+async def test_a_statement_the_server_refuses_together_is_the_error_raised(
+    pg_store: PostgresStore, failing: int
+) -> None:
+    """The refused statement aborts the pipeline, so the other step fails too: the error
+    raised is the refusal (NotFound of the offer), not the aborted pipeline, whichever step
+    reads it first (it names the offer's id only when it is its own step's)."""
+    pool, offer = await b.stored_offer(pg_store)
+    ghost = b.offer(pool.seller_id, pool.id)
+    with pytest.raises(NotFound) as caught:
+        async with pg_store.transaction() as tx:
+            steps = [tx.orders.add(b.order(ghost, b.seller())), tx.offers.get(offer.id)]
+            await tx.together(steps[failing], steps[1 - failing])
+    assert caught.value.resource == "offer"
+    assert caught.value.id in ("", str(ghost.id))
+    async with pg_store.transaction() as tx:
+        assert await tx.offers.get(offer.id) == offer  # the connection is usable again

@@ -2,7 +2,8 @@
 # Two checkouts side by side, interleaved ABBA (A B B A A B B A ...) so that neither side
 # always runs first: bench/orders_bench.py (or BENCH_SCRIPT, e.g. merchant_bench.py) at one
 # concurrency level in each, printing per run the server's and PostgreSQL's CPU per order
-# (orders only), the rate and the ratio to pgbench (docs/benchmarks.md, sections 000 and 00000).
+# (orders only), the rate, the p50 / p99 of each call and the ratio to pgbench
+# (docs/benchmarks.md, sections 000 and 00000).
 # Both sides run this checkout's bench scripts (one measuring tool, BENCH_LOADGEN included),
 # each with its own .venv and so its own autokey.
 #
@@ -28,7 +29,10 @@ for ((pair = 0; pair < pairs; pair++)); do
     if [[ $side == A ]]; then dir=$here; else dir=$other; fi
     (cd "$dir" && .venv/bin/python "$here/bench/$script" >"$out/$run" 2>&1)
     cpu=$(grep -o 'server [0-9.]* ms, postgres [0-9.]* ms' "$out/$run" | tail -1 || true)
-    row=$(grep "^${BENCH_CLIENTS##*,} |" "$out/$run" | awk -F'|' '{print $2 "per s," $NF}')
+    # rate, autokey's p50 / p99 per call (create, pay, fulfill; or reserve, order), ratio
+    row=$(grep "^${BENCH_CLIENTS##*,} |" "$out/$run" | awk -F'|' '{
+      calls = ""; for (i = 3; i <= NF - 4; i++) calls = calls (i > 3 ? ";" : "") $i
+      print $2 "per s, p50 / p99 ms:" calls "," $NF }')
     echo "run $run  $side ($dir): ${cpu:+$cpu per order, }$row"
   done
 done

@@ -1,6 +1,7 @@
 """Query plans that must not regress: a claim reads its pool's available keys from the
 claim index even when other pools hold the lowest ids (the LIMIT planner trap), starts at its
-pool's claim mark, and batch saves fetch their rows by primary key, not by a table scan."""
+pool's claim mark, a one-key claim is not planned again on every call, and batch saves fetch
+their rows by primary key, not by a table scan."""
 
 from __future__ import annotations
 
@@ -95,6 +96,42 @@ async def test_a_claim_starts_at_the_mark_past_the_dead_entries_of_earlier_claim
         from_mark = await pages_read(sql.KEY_RESERVE_FROM_MARK, (order, now, pool, pool, 1))
     assert from_head > 40, from_head  # the dead entries' index pages
     assert from_mark * 4 < from_head, (from_mark, from_head)
+
+
+async def test_a_one_key_claim_keeps_one_plan_instead_of_planning_every_call(
+    pg_store: PostgresStore, pg_url: str
+) -> None:
+    """With LIMIT as a parameter PostgreSQL costs the generic plan for a tenth of the pool and
+    plans the claim afresh on every call (10 custom plans of 10); with LIMIT 1 in the text it
+    keeps one cached generic plan after its first five custom ones."""
+    async with await psycopg.AsyncConnection.connect(pg_url, autocommit=True) as db:
+        pool = uuid.uuid4()
+        await db.execute(
+            "INSERT INTO key_pools (id, seller_id, name, created_at) VALUES (%s, %s, 'p', now())",
+            (pool, uuid.uuid4()),
+        )
+        await db.execute(
+            "INSERT INTO keys (id, pool_id, status, sealed, fingerprint, created_at) "
+            "SELECT gen_random_uuid(), %s, 'AVAILABLE', '\\x00', sha256(int8send(g)), "
+            "now() + g * interval '1 microsecond' FROM generate_series(1, 1000) g",
+            (pool,),
+        )
+        await db.execute("ANALYZE keys")
+        await db.execute("BEGIN")
+        try:
+            for _ in range(10):
+                claimed = await db.execute(
+                    sql.KEY_RESERVE_ONE_FROM_MARK, (uuid.uuid4(), None, pool, pool), prepare=True
+                )
+                assert len(await claimed.fetchall()) == 1
+            cur = await db.execute(
+                "SELECT generic_plans, custom_plans FROM pg_prepared_statements"
+                " WHERE statement LIKE '%%key_claim_marks%%'"
+            )
+            counts = await cur.fetchall()
+        finally:
+            await db.execute("ROLLBACK")
+    assert counts == [(5, 5)], counts
 
 
 async def test_batch_saves_find_their_rows_by_primary_key_in_a_mid_sized_table(

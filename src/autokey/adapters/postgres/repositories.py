@@ -277,9 +277,12 @@ class PostgresKeyRepository(SqlRepository, KeyRepository):
     ) -> Sequence[KeyId]:
         if quantity <= 0:
             return []
-        rows = await self._all(
-            sql.KEY_RESERVE_FROM_MARK, (order_id, now, pool_id, pool_id, quantity)
+        query, limit = (
+            (sql.KEY_RESERVE_ONE_FROM_MARK, ())  # a plan PostgreSQL keeps
+            if quantity == 1
+            else (sql.KEY_RESERVE_FROM_MARK, (quantity,))
         )
+        rows = await self._all(query, (order_id, now, pool_id, pool_id, *limit))
         if len(rows) < quantity:
             # Short above the mark: a key may have become AVAILABLE below it while
             # housekeeping raised it; the full range finds it.

@@ -1,7 +1,7 @@
 """Query plans that must not regress: a claim reads its pool's available keys from the
 claim index even when other pools hold the lowest ids (the LIMIT planner trap), starts at its
-pool's claim mark, a one-key claim is not planned again on every call, and batch saves fetch
-their rows by primary key, not by a table scan."""
+pool's claim mark, the statements of an order called alone keep their plans, and batch saves
+fetch their rows by primary key, not by a table scan."""
 
 from __future__ import annotations
 
@@ -10,8 +10,16 @@ import uuid
 import psycopg
 import pytest
 
+from autokey.adapters.crypto import AesGcmKeyCipher
+from autokey.adapters.payments import SimulatedPaymentGateway
 from autokey.adapters.postgres import sql
 from autokey.adapters.postgres.store import PostgresStore
+from autokey.adapters.system import Uuid7Ids
+from autokey.domain.model.auth import Principal, Role
+from autokey.domain.model.ids import SubjectId
+from autokey.domain.services.orders import OrderService
+from tests import builders as b
+from tests.conftest import MASTER_KEY, FakeClock
 from tests.services import scratch_postgres
 
 pytestmark = pytest.mark.postgres
@@ -98,40 +106,56 @@ async def test_a_claim_starts_at_the_mark_past_the_dead_entries_of_earlier_claim
     assert from_mark * 4 < from_head, (from_mark, from_head)
 
 
-async def test_a_one_key_claim_keeps_one_plan_instead_of_planning_every_call(
+async def test_orders_called_one_at_a_time_are_not_planned_again_on_every_call(
     pg_store: PostgresStore, pg_url: str
 ) -> None:
-    """With LIMIT as a parameter PostgreSQL costs the generic plan for a tenth of the pool and
-    plans the claim afresh on every call (10 custom plans of 10); with LIMIT 1 in the text it
-    keeps one cached generic plan after its first five custom ones."""
-    async with await psycopg.AsyncConnection.connect(pg_url, autocommit=True) as db:
-        pool = uuid.uuid4()
-        await db.execute(
-            "INSERT INTO key_pools (id, seller_id, name, created_at) VALUES (%s, %s, 'p', now())",
-            (pool, uuid.uuid4()),
-        )
-        await db.execute(
-            "INSERT INTO keys (id, pool_id, status, sealed, fingerprint, created_at) "
-            "SELECT gen_random_uuid(), %s, 'AVAILABLE', '\\x00', sha256(int8send(g)), "
-            "now() + g * interval '1 microsecond' FROM generate_series(1, 1000) g",
-            (pool,),
-        )
-        await db.execute("ANALYZE keys")
-        await db.execute("BEGIN")
-        try:
-            for _ in range(10):
-                claimed = await db.execute(
-                    sql.KEY_RESERVE_ONE_FROM_MARK, (uuid.uuid4(), None, pool, pool), prepare=True
-                )
-                assert len(await claimed.fetchall()) == 1
-            cur = await db.execute(
-                "SELECT generic_plans, custom_plans FROM pg_prepared_statements"
-                " WHERE statement LIKE '%%key_claim_marks%%'"
+    """Each statement of create, pay and fulfill, called one at a time (batches of one),
+    settles on a cached plan once psycopg has prepared it. With its LIMIT as a parameter the
+    one-key claim did not: PostgreSQL costed its generic plan for a tenth of the pool, kept
+    planning it afresh (0 generic plans of 10), and spent half the claim's time there. (One
+    connection, so that one session holds every prepared statement.)"""
+    store = await PostgresStore.open(pg_url, min_size=1, max_size=1)
+    try:
+        seller = b.seller()
+        pool = b.pool(seller)
+        offer = b.offer(seller, pool.id)
+        async with store.transaction() as tx:
+            await tx.pools.add(pool)
+            await tx.keys.add_new([b.key(pool.id) for _ in range(20)])
+            await tx.offers.add(offer)
+        async with store._pool.connection() as conn:
+            # Behind the 20 keys sold, 40,000 newer ones: the pool size at which a LIMIT
+            # parameter made every claim be planned again.
+            await conn.execute(
+                "INSERT INTO keys (id, pool_id, status, sealed, fingerprint, created_at) "
+                "SELECT gen_random_uuid(), %s, 'AVAILABLE', '\\x00', sha256(int8send(g)), "
+                "now() + g * interval '1 microsecond' FROM generate_series(1, 40000) g",
+                (pool.id,),
             )
-            counts = await cur.fetchall()
-        finally:
-            await db.execute("ROLLBACK")
-    assert counts == [(5, 5)], counts
+            await conn.execute("ANALYZE")  # as autovacuum leaves a live database
+        orders = OrderService(
+            store,
+            AesGcmKeyCipher([MASTER_KEY]),
+            SimulatedPaymentGateway(),
+            FakeClock(b.T0),
+            Uuid7Ids(),
+            reservation_ttl_s=900,
+        )
+        buyer = Principal(subject=SubjectId(uuid.uuid4()), role=Role.BUYER)
+        for _ in range(15):
+            view = await orders.create(buyer, offer.id, 1)
+            await orders.pay(buyer, view.order.id)
+            assert len((await orders.fulfill(buyer, view.order.id)).keys) == 1
+        async with store._pool.connection() as conn:
+            cur = await conn.execute(
+                "SELECT statement, generic_plans, custom_plans FROM pg_prepared_statements"
+            )
+            prepared = await cur.fetchall()
+    finally:
+        await store.close()
+    assert len(prepared) >= 8, prepared  # the flow's statements, each run 15 times
+    planned_every_call = [statement for statement, generic, _ in prepared if generic == 0]
+    assert planned_every_call == []
 
 
 async def test_batch_saves_find_their_rows_by_primary_key_in_a_mid_sized_table(

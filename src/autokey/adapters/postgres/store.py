@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
+from typing import TypeVar
 
 import psycopg
 from psycopg.pq import TransactionStatus
@@ -26,6 +27,7 @@ from autokey.adapters.postgres.connection import (
     STORE_NAME,
     Conn,
     Flight,
+    SqlRepository,
     classified,
     open_pool,
     without_deadline,
@@ -49,22 +51,29 @@ from autokey.adapters.postgres.repositories import (
 from autokey.domain.model.errors import StoreUnavailable
 from autokey.ports.store import KeyStage, Store, UnitOfWork
 
+R = TypeVar("R", bound=SqlRepository)
+
 
 def _unit_of_work(conn: Conn, pipeline: psycopg.AsyncPipeline | None) -> UnitOfWork:
     flight = Flight()
+
+    def on(repository: type[R]) -> R:
+        """`repository` on this transaction's connection, pipeline and flight."""
+        return repository(conn, pipeline, flight)
+
     return UnitOfWork(
-        tokens=PostgresTokenRepository(conn, pipeline, flight),
-        pools=PostgresPoolRepository(conn, pipeline, flight),
-        keys=PostgresKeyRepository(conn, pipeline, flight),
-        offers=PostgresOfferRepository(conn, pipeline, flight),
-        orders=PostgresOrderRepository(conn, pipeline, flight),
-        idempotency=PostgresIdempotencyRepository(conn, pipeline, flight),
-        audit=PostgresAuditLog(conn, pipeline, flight),
-        webhooks=PostgresWebhookRepository(conn, pipeline, flight),
-        endpoints=PostgresEndpointRepository(conn, pipeline, flight),
-        deliveries=PostgresDeliveryRepository(conn, pipeline, flight),
-        keyring=PostgresKeyringRepository(conn, pipeline, flight),
-        merchant=PostgresMerchantRepository(conn, pipeline, flight),
+        tokens=on(PostgresTokenRepository),
+        pools=on(PostgresPoolRepository),
+        keys=on(PostgresKeyRepository),
+        offers=on(PostgresOfferRepository),
+        orders=on(PostgresOrderRepository),
+        idempotency=on(PostgresIdempotencyRepository),
+        audit=on(PostgresAuditLog),
+        webhooks=on(PostgresWebhookRepository),
+        endpoints=on(PostgresEndpointRepository),
+        deliveries=on(PostgresDeliveryRepository),
+        keyring=on(PostgresKeyringRepository),
+        merchant=on(PostgresMerchantRepository),
         together_steps=flight.run,
     )
 

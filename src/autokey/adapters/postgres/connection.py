@@ -112,9 +112,11 @@ class Flight:
             results = await asyncio.gather(*tasks, return_exceptions=True)
         finally:
             self._steps = None
-        for result in results:
-            if isinstance(result, BaseException):
-                raise result
+        errors = [result for result in results if isinstance(result, BaseException)]
+        if errors:
+            # A refused statement aborts the pipeline, and a step whose own answer was lost to
+            # that fails too; the refusal is the error, whichever step happened to read it.
+            raise next((e for e in errors if not _aborted(e)), errors[0])
         return results
 
     async def _step(self, step: Awaitable[Any]) -> Any:
@@ -139,6 +141,11 @@ class Flight:
             self._ready.add(task)
         if len(self._ready) == len(self._steps):
             self._go.set()
+
+
+def _aborted(error: BaseException) -> bool:
+    """`error` only says that an earlier statement of the pipeline failed."""
+    return isinstance(error.__cause__, pg_errors.PipelineAborted)
 
 
 class SqlRepository:

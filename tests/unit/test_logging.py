@@ -5,12 +5,16 @@ from __future__ import annotations
 import io
 import json
 import logging
+import uuid
 from collections.abc import Iterator
+from datetime import UTC, datetime
+from decimal import Decimal
 from typing import Any
 
 import pytest
 import structlog
 
+from autokey.domain.model.orders import OrderStatus
 from autokey.entrypoints.logconfig import configure_logging
 from tests import logs
 
@@ -94,3 +98,24 @@ def test_an_os_error_is_named_by_its_errno(out: io.StringIO) -> None:
     [line] = _lines(out)
     assert line["exception"]["errno"] == "EADDRINUSE"
     assert "10.1.2.3" not in out.getvalue()
+
+
+def test_ids_instants_and_enum_members_are_written_as_their_text(out: io.StringIO) -> None:
+    order_id = uuid.UUID("0190a8b4-7c1e-7a3b-9f00-1234567890ab")
+    at = datetime(2026, 11, 30, 12, 0, tzinfo=UTC)
+    structlog.get_logger("autokey.test").info(
+        "test.values", order_id=order_id, at=at, status=OrderStatus.PAID, amount=Decimal("1.50")
+    )
+    [line] = _lines(out)
+    assert (line["order_id"], line["status"]) == (str(order_id), "PAID")
+    assert datetime.fromisoformat(line["at"]) == at
+    assert line["amount"] == "Decimal('1.50')"  # no JSON type: its repr, as before
+
+
+def test_what_orjson_refuses_is_still_one_json_line(out: io.StringIO) -> None:
+    log = structlog.get_logger("autokey.test")
+    log.warning("test.refused", text="lone \ud800 surrogate")
+    log.warning("test.refused", count=2**70)
+    first, second = _lines(out)
+    assert first["text"] == "lone \ud800 surrogate"
+    assert second["count"] == 2**70

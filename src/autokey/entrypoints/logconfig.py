@@ -17,11 +17,13 @@ import errno
 import logging
 import sys
 import traceback
-from collections.abc import MutableMapping
+from collections.abc import Callable, MutableMapping
 from types import TracebackType
 from typing import Any, TextIO
 
 import structlog
+
+from autokey.adapters import json_text
 
 SECRET_FIELDS = frozenset(
     {
@@ -103,6 +105,14 @@ def first_line_only(
     return event
 
 
+def _json_line(event: MutableMapping[str, Any], default: Callable[[Any], Any]) -> str:
+    """A line's JSON through orjson (ADR 0035), about half the standard library's cost: the
+    access line of every request at `info`. Ids, instants and enum members are written as
+    their text; anything else JSON has no type for goes to structlog's `default` (its
+    `__structlog__`, else its repr)."""
+    return json_text.dumps(event, default).decode()
+
+
 class _RootHandler(logging.StreamHandler[TextIO]):
     """The one handler configure_logging puts on the root logger (replaced on reconfiguration)."""
 
@@ -118,7 +128,7 @@ def configure_logging(
     out = stream or sys.stderr
     json_output = fmt == "json" or (fmt == "auto" and not out.isatty())
     renderer: Any = (
-        structlog.processors.JSONRenderer()
+        structlog.processors.JSONRenderer(_json_line)
         if json_output
         else structlog.dev.ConsoleRenderer(colors=out.isatty())
     )

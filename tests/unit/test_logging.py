@@ -119,3 +119,9 @@ def test_what_orjson_refuses_is_still_one_json_line(out: io.StringIO) -> None:
     first, second = _lines(out)
     assert first["text"] == "lone \ud800 surrogate"
     assert second["count"] == 2**70
+
+
+def test_a_line_stays_ascii_whatever_it_carries(out: io.StringIO) -> None:
+    structlog.get_logger("autokey.test").info("test.title", title="Día de Muertos ™")
+    assert out.getvalue().isascii()
+    assert _lines(out)[0]["title"] == "Día de Muertos ™"

@@ -14,6 +14,7 @@ errors quote the bytes they choked on, and those can be an Authorization header.
 from __future__ import annotations
 
 import errno
+import json
 import logging
 import sys
 import traceback
@@ -106,11 +107,13 @@ def first_line_only(
 
 
 def _json_line(event: MutableMapping[str, Any], default: Callable[[Any], Any]) -> str:
-    """A line's JSON through orjson (ADR 0035), about half the standard library's cost: the
-    access line of every request at `info`. Ids, instants and enum members are written as
-    their text; anything else JSON has no type for goes to structlog's `default` (its
-    `__structlog__`, else its repr)."""
-    return json_text.dumps(event, default).decode()
+    """A line's JSON through orjson (ADR 0035), for the access line every request writes at
+    `info`. Ids, instants and enum members are written as their text; anything else JSON has
+    no type for goes to structlog's `default` (its `__structlog__`, else its repr). Lines stay
+    ASCII, as `json.dumps` wrote them: a stream that cannot encode a character would
+    otherwise replace it with an escape JSON does not have."""
+    line = json_text.dumps(event, default).decode()
+    return line if line.isascii() else json.dumps(json.loads(line), separators=(",", ":"))
 
 
 class _RootHandler(logging.StreamHandler[TextIO]):

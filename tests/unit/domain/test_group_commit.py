@@ -42,9 +42,12 @@ class _Calls:
         self.batches: list[list[int]] = []
         self.alone: list[int] = []
         self.fail_batches = fail_batches
+        self.begun = asyncio.Event()
+        """Set once the first batch is in its transaction."""
 
     async def together(self, calls: Sequence[int]) -> list[str | None]:
         self.batches.append(list(calls))
+        self.begun.set()
         await asyncio.sleep(0.01)  # a transaction in flight: later calls queue up
         if self.fail_batches and len(calls) > 1:
             raise StoreFault(store="test")
@@ -59,11 +62,21 @@ class _Calls:
         return f"alone {call}"
 
 
+async def test_calls_made_in_the_same_pass_of_the_loop_share_the_first_batch() -> None:
+    calls = _Calls()
+    group = GroupCommit(calls.together, calls.run_alone)
+    first = asyncio.create_task(group.run(1))
+    await asyncio.sleep(0)  # the first call is waiting; its batch has not begun
+    rest = [asyncio.create_task(group.run(c)) for c in (2, 3)]
+    assert await asyncio.gather(first, *rest) == ["batched 1", "batched 2", "batched 3"]
+    assert calls.batches == [[1, 2, 3]]
+
+
 async def test_calls_arriving_while_a_batch_runs_share_the_next_batch() -> None:
     calls, sizes = _Calls(), []
     group = GroupCommit(calls.together, calls.run_alone, observe=sizes.append)
     first = asyncio.create_task(group.run(1))
-    await asyncio.sleep(0)  # the first call's batch has started
+    await calls.begun.wait()
     rest = [asyncio.create_task(group.run(c)) for c in (2, 3, -4, 5)]
     results = await asyncio.gather(first, *rest)
     assert calls.batches == [[1], [2, 3, -4, 5]]
@@ -92,7 +105,7 @@ async def test_a_shared_error_is_every_calls_answer_without_running_them_alone()
     calls = _Calls()
     group = GroupCommit(calls.together, calls.run_alone, shared=(StoreUnavailable,))
     first = asyncio.create_task(group.run(1))
-    await asyncio.sleep(0)
+    await calls.begun.wait()
     outcomes = await asyncio.gather(
         first, group.run(99), group.run(2), group.run(3), return_exceptions=True
     )
@@ -114,7 +127,7 @@ async def test_a_caller_gone_before_its_batch_began_is_left_out() -> None:
     calls = _Calls()
     group = GroupCommit(calls.together, calls.run_alone)
     first = asyncio.create_task(group.run(1))
-    await asyncio.sleep(0)
+    await calls.begun.wait()
     gone, stays = asyncio.create_task(group.run(2)), asyncio.create_task(group.run(3))
     await asyncio.sleep(0)
     gone.cancel()

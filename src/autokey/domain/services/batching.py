@@ -67,10 +67,16 @@ class GroupCommit(Generic[C, R]):
 
     async def _drain(self) -> None:
         """Batch after batch until no call waits. A caller that went away before its batch
-        began (its future cancelled) is left out: nothing was done for it."""
+        began (its future cancelled) is left out: nothing was done for it.
+
+        Before each batch the drain lets the event loop finish its current pass, so that the
+        calls of requests already read in that pass join this batch instead of waiting for
+        the next one (about 8 calls per batch became about 11 at 32 clients; see
+        docs/benchmarks.md). A lone call waits one pass, microseconds."""
         batch: list[tuple[C, asyncio.Future[R | None]]] = []
         try:
             while self._waiting:
+                await asyncio.sleep(0)
                 taken, self._waiting = self._waiting[: self._limit], self._waiting[self._limit :]
                 batch = [(call, future) for call, future in taken if not future.done()]
                 if batch:

@@ -4,6 +4,7 @@ processes, the CLI, and CPU/memory accounting read from /proc (no extra dependen
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import glob
 import json
 import os
@@ -40,6 +41,34 @@ async def scratch_database(admin_url: str = ADMIN_URL) -> AsyncIterator[str]:
             yield urlunsplit(urlsplit(admin_url)._replace(path=f"/{name}"))
         finally:
             await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+PRIVATE_PG = os.environ.get("BENCH_PRIVATE_PG", "auto")
+
+
+def admin_server() -> contextlib.AbstractContextManager[str]:
+    """The PostgreSQL server a benchmark runs on (its admin URL). BENCH_PRIVATE_PG=1: always
+    a private instance (`private_postgres`); 0: always BENCH_POSTGRES_URL's server; auto (the
+    default): a private one when that server has `autovacuum = off`.
+
+    Production runs with autovacuum, and a benchmark must too: without it nothing analyses a
+    table as it grows, so the plan a connection cached for a prepared statement while the
+    table was small stays for good. Seen here: `orders` analysed while empty, then every
+    batch's `FOR UPDATE` read and save scanning the whole table (7 ms each at 13,000 orders,
+    docs/benchmarks.md), while pgbench, which prepares nothing, was planned afresh."""
+    private = PRIVATE_PG == "1"
+    if PRIVATE_PG == "auto":
+        with psycopg.connect(ADMIN_URL) as db:
+            private = db.execute("SHOW autovacuum").fetchone() == ("off",)
+    return private_postgres() if private else contextlib.nullcontext(ADMIN_URL)
+
+
+@asynccontextmanager
+async def bench_database() -> AsyncIterator[str]:
+    """A scratch database (`scratch_database`) on the server `admin_server` chooses."""
+    with admin_server() as admin:
+        async with scratch_database(admin) as url:
+            yield url
 
 
 def free_port() -> int:
@@ -309,20 +338,23 @@ async def native_flows(
 
 
 STRACE = "/usr/bin/strace"
-_DB_SOCKET = re.compile(r"^\d+\s+(sendto|recvfrom)\((\d+<TCP:\[[^\]]*:5432\]>),.*\)\s+=\s+(-?\d+)")
 
 
-def count_round_trips(log: str) -> int:
-    """Round trips to PostgreSQL in the file `log` written by `strace_command`: per
-    database socket, every flight of sends not separated by a successful receive is one.
+def count_round_trips(log: str, port: int = 5432) -> int:
+    """Round trips to PostgreSQL (listening on `port`) in the file `log` written by
+    `strace_command`: per database socket, every flight of sends not separated by a
+    successful receive is one.
     (PostgreSQL answers a pipelined batch only at its Flush or Sync, so a flight is one
     wait for the server; one simple-protocol statement is one flight, as in pgbench.)"""
     last: dict[str, str] = {}
     flights = 0
     with open(log) as trace:
         lines = trace.read().splitlines()
+    socket_call = re.compile(
+        rf"^\d+\s+(sendto|recvfrom)\((\d+<TCP:\[[^\]]*:{port}\]>),.*\)\s+=\s+(-?\d+)"
+    )
     for line in lines:
-        match = _DB_SOCKET.match(line)
+        match = socket_call.match(line)
         if match is None:
             continue
         call, sock, result = match[1], match[2], int(match[3])
@@ -336,9 +368,9 @@ def count_round_trips(log: str) -> int:
 
 
 @asynccontextmanager
-async def traced(pids: Sequence[int]) -> AsyncIterator[list[int]]:
+async def traced(pids: Sequence[int], port: int = 5432) -> AsyncIterator[list[int]]:
     """strace the running processes `pids` (a server and its workers) for the block; the list
-    yielded holds the round trips to PostgreSQL counted once the block has ended."""
+    yielded holds the round trips to PostgreSQL (on `port`) counted once the block has ended."""
     with tempfile.TemporaryDirectory() as tmp:
         log = f"{tmp}/trace"
         tracer = await asyncio.create_subprocess_exec(
@@ -353,7 +385,7 @@ async def traced(pids: Sequence[int]) -> AsyncIterator[list[int]]:
             await asyncio.sleep(0.2)
             tracer.terminate()
             await tracer.wait()
-            counted.append(await asyncio.to_thread(count_round_trips, log))
+            counted.append(await asyncio.to_thread(count_round_trips, log, port))
 
 
 def strace_command(log: str) -> list[str]:

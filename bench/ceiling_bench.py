@@ -16,6 +16,9 @@ Python instead of by `gen_random_uuid()`, so a create is one flight (pgbench nee
 before the claim). Run from the repository root: `.venv/bin/python bench/ceiling_bench.py`.
 Settings (environment):
   BENCH_CLIENTS=32       concurrent clients
+  BENCH_PRIVATE_PG=auto  the PostgreSQL server: auto runs on a private instance (initdb in a
+                         temporary directory, autovacuum on) when BENCH_POSTGRES_URL's server
+                         has autovacuum off; 1 always, 0 never (_harness.admin_server)
   BENCH_SECONDS=20       measured seconds per side (after BENCH_WARMUP=3 s)
   BENCH_GROUP_LANES=1    group commit: transactions of one kind in flight at once per process
   BENCH_LOADGEN=aiohttp  orders_bench's load generator: aiohttp, or native (bench/loadgen.c)
@@ -37,7 +40,7 @@ from aiohttp import web
 from psycopg_pool import AsyncConnectionPool
 
 sys.path.insert(0, os.path.dirname(__file__))
-from _harness import cli, environment, free_port, process_tree, scratch_database, server, token
+from _harness import bench_database, cli, environment, free_port, process_tree, server, token
 from orders_bench import CALLS, SCRIPT, SECONDS, WARMUP, autokey_run, pgbench_run, setup
 
 CLIENTS = int(os.environ.get("BENCH_CLIENTS", "32"))
@@ -273,7 +276,7 @@ def row(name: str, run: dict[str, Any], baseline: float) -> str:
 
 async def main() -> None:
     stock, load = int(3000 * (SECONDS + WARMUP)), os.getloadavg()
-    async with scratch_database() as url:
+    async with bench_database() as url:
         env = environment(url)
         cli("migrate", env=env)
         seller, buyer = token("seller", env), token("buyer", env)

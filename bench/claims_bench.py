@@ -45,15 +45,7 @@ from datetime import UTC, datetime
 import psycopg
 
 sys.path.insert(0, os.path.dirname(__file__))
-from _harness import (
-    ADMIN_URL,
-    CpuMeter,
-    cli,
-    environment,
-    parent_pid,
-    private_postgres,
-    scratch_database,
-)
+from _harness import CpuMeter, admin_server, cli, environment, parent_pid, scratch_database
 
 from autokey.adapters.postgres.repositories import PostgresKeyRepository
 from autokey.domain.model.ids import OrderId, PoolId
@@ -62,7 +54,6 @@ KEYS = int(os.environ.get("BENCH_KEYS", "1000000"))
 CLIENTS = int(os.environ.get("BENCH_CLIENTS", "8"))
 BATCH = int(os.environ.get("BENCH_BATCH", "1"))
 SWEEP_S = float(os.environ.get("BENCH_SWEEP_S", "15"))
-PRIVATE = os.environ.get("BENCH_PRIVATE_PG", "auto")
 
 _POOL = "INSERT INTO key_pools (id, seller_id, name, created_at) VALUES (%s, %s, 'aging', now())"
 _KEYS = """
@@ -75,15 +66,6 @@ _VACUUMED = """
 SELECT autovacuum_count, autoanalyze_count, n_dead_tup, current_setting('autovacuum')
 FROM pg_stat_user_tables WHERE relname = 'keys'
 """
-
-
-def admin_server() -> contextlib.AbstractContextManager[str]:
-    """The PostgreSQL server to run on (its admin URL): see BENCH_PRIVATE_PG."""
-    private = PRIVATE == "1"
-    if PRIVATE == "auto":
-        with psycopg.connect(ADMIN_URL) as db:
-            private = db.execute("SHOW autovacuum").fetchone() == ("off",)
-    return private_postgres() if private else contextlib.nullcontext(ADMIN_URL)
 
 
 @contextlib.asynccontextmanager

@@ -5,6 +5,9 @@
 Run from the repository root: `.venv/bin/python bench/merchant_bench.py` (about a minute).
 Settings (environment):
   BENCH_CLIENTS=32       concurrency levels, comma-separated
+  BENCH_PRIVATE_PG=auto  the PostgreSQL server: auto runs on a private instance (initdb in a
+                         temporary directory, autovacuum on) when BENCH_POSTGRES_URL's server
+                         has autovacuum off; 1 always, 0 never (_harness.admin_server)
   BENCH_SECONDS=20       measured seconds per level and side (after BENCH_WARMUP=3 s)
   BENCH_SERVERS=1        autokey serve processes on the same database (callers alternate)
   BENCH_GROUP_COMMIT=0   AUTOKEY_GROUP_COMMIT for the server (default: autokey's, on)
@@ -30,11 +33,11 @@ sys.path.insert(0, os.path.dirname(__file__))
 from _harness import (
     LOADGEN,
     CpuMeter,
+    bench_database,
     cli,
     environment,
     native_flows,
     process_tree,
-    scratch_database,
     server,
 )
 from orders_bench import (
@@ -135,7 +138,7 @@ async def merchant_token(api: str, env: dict[str, str], seller_subject: str) -> 
 
 
 async def main() -> None:
-    async with scratch_database() as url:
+    async with bench_database() as url:
         env = environment(url, **({"AUTOKEY_GROUP_COMMIT": GROUP_COMMIT} if GROUP_COMMIT else {}))
         cli("migrate", env=env)
         seller = json.loads(cli("token", "create", "--role", "seller", env=env))

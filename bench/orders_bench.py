@@ -5,6 +5,9 @@ at 1, 8 and 32 concurrent clients, beside pgbench running the plain per-order SQ
 Run from the repository root: `.venv/bin/python bench/orders_bench.py` (about 3 minutes).
 Settings (environment):
   BENCH_CLIENTS=1,8,32   concurrency levels
+  BENCH_PRIVATE_PG=auto  the PostgreSQL server: auto runs on a private instance (initdb in a
+                         temporary directory, autovacuum on) when BENCH_POSTGRES_URL's server
+                         has autovacuum off; 1 always, 0 never (_harness.admin_server)
   BENCH_SECONDS=20       measured seconds per level and side (after BENCH_WARMUP=3 s)
   BENCH_POOL_SIZE        AUTOKEY_DB_POOL_SIZE for the server (default: autokey's, 10)
   BENCH_GROUP_COMMIT=0   AUTOKEY_GROUP_COMMIT for the server (default: autokey's, on)
@@ -39,6 +42,7 @@ import sys
 import tempfile
 import time
 from typing import Any
+from urllib.parse import urlsplit
 
 import aiohttp
 import psycopg
@@ -48,12 +52,12 @@ from _harness import (
     LOADGEN,
     WORKERS,
     CpuMeter,
+    bench_database,
     cli,
     count_round_trips,
     environment,
     native_flows,
     process_tree,
-    scratch_database,
     server,
     strace_command,
     token,
@@ -111,11 +115,11 @@ async def round_trips(
     """Round trips to PostgreSQL per call, counted with strace on the server (one client, one
     call at a time, so nothing is batched), and per order for pgbench the same way."""
     n, auth = ROUND_TRIP_ORDERS, {"Authorization": f"Bearer {buyer}"}
-    per_call = {}
+    port, per_call = urlsplit(url).port or 5432, {}
     async with aiohttp.ClientSession() as session:
         async with session.get(f"{api}/orders", headers=auth) as r:  # principal cached
             assert r.status == 200
-        async with traced(pids) as counted:
+        async with traced(pids, port) as counted:
             ids = []
             for _ in range(n):
                 async with session.post(
@@ -125,7 +129,7 @@ async def round_trips(
                     ids.append((await r.json())["id"])
         per_call["create"] = counted[0] / n
         for call in ("pay", "fulfill"):
-            async with traced(pids) as counted:
+            async with traced(pids, port) as counted:
                 for order_id in ids:
                     async with session.post(f"{api}/orders/{order_id}/{call}", headers=auth) as r:
                         assert r.status == 200, await r.text()
@@ -138,7 +142,7 @@ async def round_trips(
             subprocess.run, [*strace_command(f"{tmp}/trace"), *args, url], check=True,
             capture_output=True,
         )  # fmt: skip
-        pgbench = await asyncio.to_thread(count_round_trips, f"{tmp}/trace") / n
+        pgbench = await asyncio.to_thread(count_round_trips, f"{tmp}/trace", port) / n
     calls = ", ".join(f"{c} {v:.2f}" for c, v in per_call.items())
     return (
         f"round trips to PostgreSQL ({n} orders, strace): autokey {calls},"
@@ -382,7 +386,7 @@ def _cores(c: dict[str, float], *parts: str) -> str:
 
 
 async def main() -> None:
-    async with scratch_database() as url:
+    async with bench_database() as url:
         extra = {"AUTOKEY_DB_POOL_SIZE": POOL_SIZE} if POOL_SIZE else {}
         if GROUP_COMMIT is not None:
             extra["AUTOKEY_GROUP_COMMIT"] = GROUP_COMMIT

@@ -62,14 +62,25 @@ class _Calls:
         return f"alone {call}"
 
 
-async def test_calls_made_in_the_same_pass_of_the_loop_share_the_first_batch() -> None:
+async def test_under_load_calls_made_in_the_same_pass_of_the_loop_share_a_batch() -> None:
+    calls = _Calls()
+    group = GroupCommit(calls.together, calls.run_alone)
+    await asyncio.gather(group.run(1), group.run(2))  # a batch with company: a busy server
+    first = asyncio.create_task(group.run(3))
+    await asyncio.sleep(0)  # the call is waiting; its batch has not begun
+    rest = [asyncio.create_task(group.run(c)) for c in (4, 5)]
+    assert await asyncio.gather(first, *rest) == ["batched 3", "batched 4", "batched 5"]
+    assert calls.batches == [[1, 2], [3, 4, 5]]
+
+
+async def test_a_lone_call_on_a_quiet_server_starts_at_once() -> None:
     calls = _Calls()
     group = GroupCommit(calls.together, calls.run_alone)
     first = asyncio.create_task(group.run(1))
-    await asyncio.sleep(0)  # the first call is waiting; its batch has not begun
+    await asyncio.sleep(0)
     rest = [asyncio.create_task(group.run(c)) for c in (2, 3)]
     assert await asyncio.gather(first, *rest) == ["batched 1", "batched 2", "batched 3"]
-    assert calls.batches == [[1, 2, 3]]
+    assert calls.batches == [[1], [2, 3]]
 
 
 async def test_calls_arriving_while_a_batch_runs_share_the_next_batch() -> None:

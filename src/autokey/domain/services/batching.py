@@ -54,6 +54,8 @@ class GroupCommit(Generic[C, R]):
         self._enabled, self._observe, self._shared = enabled, observe, shared
         self._waiting: list[tuple[C, asyncio.Future[R | None]]] = []
         self._draining: asyncio.Task[None] | None = None
+        self._last_size = 0
+        """Calls in the latest batch: above one, the server is busy (see `_drain`)."""
 
     async def run(self, call: C) -> R:
         if not self._enabled:
@@ -69,16 +71,19 @@ class GroupCommit(Generic[C, R]):
         """Batch after batch until no call waits. A caller that went away before its batch
         began (its future cancelled) is left out: nothing was done for it.
 
-        Before each batch the drain lets the event loop finish its current pass, so that the
-        calls of requests already read in that pass join this batch instead of waiting for
-        the next one (about 8 calls per batch became about 11 at 32 clients; see
-        docs/benchmarks.md). A lone call waits one pass, microseconds."""
+        Under load (more than one call waiting, or the batch before had company) the drain
+        first lets the event loop finish its current pass, so that the calls of requests
+        already read in that pass join this batch instead of waiting for the next one (about
+        8 calls per batch became about 11 at 32 clients; see docs/benchmarks.md). A lone call
+        on a quiet server starts at once."""
         batch: list[tuple[C, asyncio.Future[R | None]]] = []
         try:
             while self._waiting:
-                await asyncio.sleep(0)
+                if len(self._waiting) > 1 or self._last_size > 1:
+                    await asyncio.sleep(0)
                 taken, self._waiting = self._waiting[: self._limit], self._waiting[self._limit :]
                 batch = [(call, future) for call, future in taken if not future.done()]
+                self._last_size = len(batch)
                 if batch:
                     await self._run(batch)
         finally:

@@ -211,3 +211,61 @@ async def test_batch_saves_find_their_rows_by_primary_key_in_a_mid_sized_table(
     for table, plan in plans.items():
         assert f"Seq Scan on {table}" not in plan, plan
         assert f"{table}_pkey" in plan, plan
+
+
+async def test_batch_reads_and_saves_by_primary_key_never_scan_a_table_that_grew() -> None:
+    """A statement psycopg has prepared keeps the generic plan PostgreSQL built then. Built
+    while `orders` held three rows, that plan scans the table, and without a new ANALYZE
+    (autovacuum off, or not yet run) it kept scanning it at 13,000 orders: 7 ms per batch
+    read and per batch save (docs/benchmarks.md, §000000000000). The batch statements by
+    primary key are planned on every execution for batches of more than one, so they use the
+    index once the table grew."""
+    async with scratch_postgres() as url:
+        store = await PostgresStore.open(url, min_size=1, max_size=1)
+        try:
+            await store.migrate()
+            seller = b.seller()
+            pool = b.pool(seller)
+            offer = b.offer(seller, pool.id)
+            orders = [b.order(offer, SubjectId(uuid.uuid4())) for _ in range(3)]
+            async with store.transaction() as tx:
+                await tx.pools.add(pool)
+                await tx.offers.add(offer)
+                await tx.orders.add_many(orders)
+            async with store._pool.connection() as conn:
+                await conn.execute("ANALYZE orders")
+
+            async def batches(n: int) -> None:
+                for _ in range(n):
+                    async with store.transaction() as tx:
+                        found = await tx.orders.get_many([o.id for o in orders], for_update=True)
+                        await tx.orders.save_many(list(found.values()))
+                    assert len(found) == 3
+
+            async def sequential_scans() -> int:
+                async with store._pool.connection() as conn:
+                    await conn.execute("SELECT pg_stat_force_next_flush()")
+                    await conn.execute("SELECT pg_stat_clear_snapshot()")
+                    cur = await conn.execute(
+                        "SELECT seq_scan FROM pg_stat_user_tables WHERE relname = 'orders'"
+                    )
+                    row = await cur.fetchone()
+                assert row is not None
+                return int(row[0])
+
+            await batches(16)  # prepared by psycopg, then planned generically by PostgreSQL
+            async with store._pool.connection() as conn:
+                await conn.execute(
+                    "INSERT INTO orders (id, buyer_id, seller_id, offer_id, pool_id,"
+                    " delivery_type, quantity, unit_price_amount, unit_price_currency, status,"
+                    " created_at, updated_at, reserved_until) SELECT gen_random_uuid(),"
+                    " gen_random_uuid(), %s, %s, %s, 'AUTO_KEY', 1, 1, 'EUR', 'PENDING', now(),"
+                    " now(), now() FROM generate_series(1, 20000)",
+                    (seller, offer.id, pool.id),
+                )
+            before = await sequential_scans()
+            await batches(3)
+            after = await sequential_scans()
+        finally:
+            await store.close()
+    assert after == before

@@ -81,7 +81,10 @@ class PostgresMerchantRepository(SqlRepository, MerchantRepository):
         query = sql.locked(sql.RESERVATIONS_BY_IDS) if for_update else sql.RESERVATIONS_BY_IDS
         pairs = sorted(set(wanted))
         found = await self._entities(
-            merchant.Reservation, query, (id_array(s for s, _ in pairs), [i for _, i in pairs])
+            merchant.Reservation,
+            query,
+            (id_array(s for s, _ in pairs), [i for _, i in pairs]),
+            planned_each_time=len(pairs) > 1,
         )
         return {(r.seller_id, r.id): r for r in found}
 
@@ -93,7 +96,10 @@ class PostgresMerchantRepository(SqlRepository, MerchantRepository):
 
     async def save_reservations(self, reservations: Sequence[merchant.Reservation]) -> None:
         if reservations:
-            await self._send(sql.SAVE_RESERVATIONS, (json_rows(map(params, reservations)),))
+            rows = json_rows(map(params, reservations))
+            await self._send(
+                sql.SAVE_RESERVATIONS, (rows,), planned_each_time=len(reservations) > 1
+            )
 
     async def list_reservations(
         self, seller_id: SubjectId, page: PageRequest

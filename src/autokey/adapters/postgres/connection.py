@@ -13,7 +13,7 @@ nearly empty then (a new database, or one analysed while empty) gets a sequentia
 while the table grows until autovacuum next analyses it, or for good where autovacuum is off.
 The batch statements by primary key (a batch's orders and reservations read `FOR UPDATE` and
 saved) are therefore planned on every execution for a batch of more than one
-(`planned_each_time`): a custom plan from the table's size at that moment, once per batch. A
+(`SqlRepository._prepare`): a custom plan from the table's size at that moment, once per batch. A
 call run alone keeps its prepared statements: planning the save on every call made one
 client's pay calls slower in three runs of three.
 """
@@ -188,13 +188,13 @@ class SqlRepository:
         query: str,
         params: Sequence[Any] | Mapping[str, Any],
         *,
-        planned_each_time: bool = False,
+        batch: int = 1,
     ) -> list[E]:
-        """The rows of `query`, each structured into a `cls` as it is read; with
-        `planned_each_time` never prepared (see the module's docstring)."""
+        """The rows of `query`, each structured into a `cls` as it is read; `batch`: the
+        entities it reads by primary key (see `_prepare`)."""
         with translated():
             cur = self._conn.cursor(row_factory=entity_rows(cls))
-            await cur.execute(query, params, prepare=False if planned_each_time else None)
+            await cur.execute(query, params, prepare=self._prepare(batch))
             await self._flight.sent()
             return await cur.fetchall()
 
@@ -236,14 +236,21 @@ class SqlRepository:
         query: str,
         params: Sequence[Any] | Mapping[str, Any],
         *,
-        planned_each_time: bool = False,
+        batch: int = 1,
     ) -> None:
         """Queue a write whose outcome the caller does not read (no rowcount, no expected
         violation): in pipeline mode it travels with the next statement that needs an answer,
         or with COMMIT; an error then surfaces there, as StoreUnavailable at the latest.
-        With `planned_each_time` never prepared (see the module's docstring)."""
+        `batch`: the entities it writes by primary key (see `_prepare`)."""
         with translated():
-            await self._conn.execute(query, params, prepare=False if planned_each_time else None)
+            await self._conn.execute(query, params, prepare=self._prepare(batch))
+
+    @staticmethod
+    def _prepare(batch: int) -> bool | None:
+        """psycopg's `prepare` for a statement by primary key over `batch` entities: never
+        prepared for more than one, so it is planned for the table as it is now (see the
+        module's docstring); otherwise psycopg's default."""
+        return False if batch > 1 else None
 
 
 def page_of(items: list[T], limit: int, cursor: Callable[[T], UUID]) -> Page[T]:

@@ -84,7 +84,7 @@ class PostgresMerchantRepository(SqlRepository, MerchantRepository):
             merchant.Reservation,
             query,
             (id_array(s for s, _ in pairs), [i for _, i in pairs]),
-            planned_each_time=len(pairs) > 1,
+            batch=len(pairs),
         )
         return {(r.seller_id, r.id): r for r in found}
 
@@ -97,9 +97,7 @@ class PostgresMerchantRepository(SqlRepository, MerchantRepository):
     async def save_reservations(self, reservations: Sequence[merchant.Reservation]) -> None:
         if reservations:
             rows = json_rows(map(params, reservations))
-            await self._send(
-                sql.SAVE_RESERVATIONS, (rows,), planned_each_time=len(reservations) > 1
-            )
+            await self._send(sql.SAVE_RESERVATIONS, (rows,), batch=len(reservations))
 
     async def list_reservations(
         self, seller_id: SubjectId, page: PageRequest

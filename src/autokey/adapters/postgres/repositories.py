@@ -455,7 +455,7 @@ class PostgresOrderRepository(SqlRepository, OrderRepository):
     async def save_many(self, orders: Sequence[Order]) -> None:
         # NotFound surfaces with the next statement that waits, or with COMMIT.
         rows = json_rows(params(o) for o in orders)
-        await self._send(sql.SAVE_ORDERS, (rows,), planned_each_time=len(orders) > 1)
+        await self._send(sql.SAVE_ORDERS, (rows,), batch=len(orders))
 
     async def get(self, order_id: OrderId, *, for_update: bool = False) -> Order | None:
         query = sql.locked(sql.ORDER_BY_ID) if for_update else sql.ORDER_BY_ID
@@ -465,9 +465,7 @@ class PostgresOrderRepository(SqlRepository, OrderRepository):
         self, order_ids: Collection[OrderId], *, for_update: bool = False
     ) -> Mapping[OrderId, Order]:
         query = sql.locked(sql.ORDERS_BY_IDS) if for_update else sql.ORDERS_BY_IDS
-        found = await self._entities(
-            Order, query, (id_array(order_ids),), planned_each_time=len(order_ids) > 1
-        )
+        found = await self._entities(Order, query, (id_array(order_ids),), batch=len(order_ids))
         return {order.id: order for order in found}
 
     async def list_for_buyer(

@@ -310,13 +310,13 @@ def without_deadline(conn: Conn) -> Iterator[None]:
 
 
 async def _configure(conn: Conn, *, statement_timeout_ms: int) -> None:
-    # Timestamps come back in UTC whatever the server's or role's default zone is, and
-    # every transaction is READ COMMITTED whatever default_transaction_isolation says
-    # (sent with BEGIN, no extra round trip).
+    # Timestamps come back in UTC whatever the server's or role's default zone is; no
+    # statement is JIT-compiled, whatever its plan's estimated cost (ADR 0039); and every
+    # transaction is READ COMMITTED whatever default_transaction_isolation says (sent with
+    # BEGIN, no extra round trip).
     if isinstance(conn, BoundedConnection):
         conn.deadline_s = statement_timeout_ms / 1000 + _CLIENT_GRACE_S
-    await conn.execute(sql.SET_UTC)
-    await conn.execute(sql.SET_STATEMENT_TIMEOUT, (str(statement_timeout_ms),))
+    await conn.execute(sql.SESSION_SETTINGS, (str(statement_timeout_ms),))
     await conn.set_isolation_level(psycopg.IsolationLevel.READ_COMMITTED)
 
 

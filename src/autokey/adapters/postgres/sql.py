@@ -52,8 +52,11 @@ APPLIED_VERSIONS = "SELECT version FROM schema_migrations"
 RECORD_MIGRATION = "INSERT INTO schema_migrations (version, name) VALUES (%s, %s)"
 HAS_SCHEMA_MIGRATIONS = "SELECT to_regclass('schema_migrations') IS NOT NULL"
 SCHEMA_VERSION = "SELECT coalesce(max(version), 0) FROM schema_migrations"
-SET_UTC = "SET TIME ZONE 'UTC'"
-SET_STATEMENT_TIMEOUT = "SELECT set_config('statement_timeout', %s, false)"
+# A connection's session (ADR 0039 for jit): one round trip when the pool opens it.
+SESSION_SETTINGS = """
+SELECT set_config('TimeZone', 'UTC', false), set_config('jit', 'off', false),
+    set_config('statement_timeout', %s, false)
+"""
 # Migrations may legitimately run long (index builds): no statement timeout inside them.
 NO_STATEMENT_TIMEOUT = "SET LOCAL statement_timeout = 0"
 PING = "SELECT 1"

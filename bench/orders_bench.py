@@ -10,6 +10,8 @@ Settings (environment):
                          has autovacuum off; 1 always, 0 never (_harness.admin_server)
   BENCH_SECONDS=20       measured seconds per level and side (after BENCH_WARMUP=3 s)
   BENCH_POOL_SIZE        AUTOKEY_DB_POOL_SIZE for the server (default: autokey's, 10)
+  BENCH_POOL_KEYS        keys uploaded to each side's key pool (default: what the levels
+                         use, 40,000 per level); e.g. 1000000 for a large seller's pool
   BENCH_GROUP_COMMIT=0   AUTOKEY_GROUP_COMMIT for the server (default: autokey's, on)
   BENCH_SERVERS=1        autokey serve processes on the same database (clients alternate)
   BENCH_WORKERS          `autokey serve --workers` of each: e.g. 1; unset: autokey's default
@@ -77,6 +79,7 @@ PGBENCH = shutil.which("pgbench") or "/usr/lib/postgresql/15/bin/pgbench"
 SCRIPT = os.path.join(os.path.dirname(__file__), "order_flow.sql")
 CALLS = ("create", "pay", "fulfill")
 STOCK_PER_LEVEL = 40_000
+POOL_KEYS = int(os.environ.get("BENCH_POOL_KEYS", "0"))
 
 
 async def _client(
@@ -398,6 +401,7 @@ async def main() -> None:
             apis = [a for a, _ in started]
             pids = [worker for _, p in started for worker in process_tree(p)]
             stock = STOCK_PER_LEVEL * (len(CLIENTS) + int(PROFILE)) + ROUND_TRIP_ORDERS
+            stock = max(stock, POOL_KEYS)
             app_pool, app_offer = await setup(apis[0], seller, "autokey", stock)
             pg_pool, pg_offer = await setup(apis[0], seller, "pgbench", stock)
             async with await psycopg.AsyncConnection.connect(url, autocommit=True) as db:

@@ -10,6 +10,8 @@ Settings (environment):
                          has autovacuum off; 1 always, 0 never (_harness.admin_server)
   BENCH_SECONDS=20       measured seconds per level and side (after BENCH_WARMUP=3 s)
   BENCH_SERVERS=1        autokey serve processes on the same database (callers alternate)
+  BENCH_POOL_KEYS        keys in each side's key pool (default: 40,000 per level), as in
+                         orders_bench.py
   BENCH_GROUP_COMMIT=0   AUTOKEY_GROUP_COMMIT for the server (default: autokey's, on)
   BENCH_LOADGEN=aiohttp  the load generator: aiohttp (Python, in this process) or native
                          (bench/loadgen.c; see orders_bench.py)
@@ -42,6 +44,7 @@ from _harness import (
 )
 from orders_bench import (
     GROUP_COMMIT,
+    POOL_KEYS,
     SECONDS,
     SERVERS,
     WARMUP,
@@ -146,7 +149,7 @@ async def main() -> None:
             started = [await stack.enter_async_context(server(env)) for _ in range(SERVERS)]
             apis = [a for a, _ in started]
             pids = [worker for _, p in started for worker in process_tree(p)]
-            stock = STOCK_PER_LEVEL * len(CLIENTS)
+            stock = max(STOCK_PER_LEVEL * len(CLIENTS), POOL_KEYS)
             # Two active offers of one seller need two G2A product ids.
             await setup(apis[0], seller["token"], "g2a", stock, g2aProductId=str(PRODUCT))
             pg_pool, pg_offer = await setup(

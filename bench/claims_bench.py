@@ -47,6 +47,7 @@ import psycopg
 sys.path.insert(0, os.path.dirname(__file__))
 from _harness import CpuMeter, admin_server, cli, environment, parent_pid, scratch_database
 
+from autokey.adapters.postgres import sql
 from autokey.adapters.postgres.repositories import PostgresKeyRepository
 from autokey.domain.model.ids import OrderId, PoolId
 
@@ -54,6 +55,7 @@ KEYS = int(os.environ.get("BENCH_KEYS", "1000000"))
 CLIENTS = int(os.environ.get("BENCH_CLIENTS", "8"))
 BATCH = int(os.environ.get("BENCH_BATCH", "1"))
 SWEEP_S = float(os.environ.get("BENCH_SWEEP_S", "15"))
+STATEMENT_TIMEOUT_MS = 5000  # AUTOKEY_DB_STATEMENT_TIMEOUT_MS's default
 
 _POOL = "INSERT INTO key_pools (id, seller_id, name, created_at) VALUES (%s, %s, 'aging', now())"
 _KEYS = """
@@ -91,7 +93,7 @@ async def buyer(
                 claimed = {orders[0]: await keys.claim(pool, orders[0], 1, datetime.now(UTC))}
             else:
                 claimed = dict(
-                    await keys.claim_many(pool, [(o, 1) for o in orders], datetime.now(UTC))
+                    await keys.claim_many([(o, pool, 1) for o in orders], datetime.now(UTC))
                 )
         claim_ms = (time.perf_counter() - started) * 1000
         served = [o for o in orders if claimed.get(o)]
@@ -138,6 +140,8 @@ async def main() -> None:
                     )
                     for _ in range(CLIENTS)
                 ]
+                for conn in connections:  # as autokey's pool sets up its own (no JIT, ADR 0039)
+                    await conn.execute(sql.SESSION_SETTINGS, (str(STATEMENT_TIMEOUT_MS),))
                 backend = await (await connections[0].execute("SELECT pg_backend_pid()")).fetchone()
                 meter = CpuMeter(postmaster=parent_pid(backend[0]))
                 meter.start()

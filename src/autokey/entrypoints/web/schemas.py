@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import enum
+import functools
 from collections.abc import Sequence
 from datetime import datetime
 from typing import Any, TypeVar
@@ -64,8 +65,13 @@ def json_schema(**schema: Any) -> dict[str, Any]:
 def copy_fields(cls: type[T], source: object, **given: Any) -> T:
     """A `cls` whose fields are `given`, or else read from `source`'s attributes of the same
     names (wire classes name their fields as the domain does)."""
-    names = (f.name for f in attrs.fields(cls) if f.name not in given)
-    return cls(**{name: getattr(source, name) for name in names}, **given)
+    copied = {n: getattr(source, n) for n in _field_names(cls) if n not in given}
+    return cls(**copied, **given)
+
+
+@functools.cache
+def _field_names(cls: type[Any]) -> tuple[str, ...]:
+    return tuple(f.name for f in attrs.fields(cls))
 
 
 def make_http_converter() -> cattrs.Converter:

@@ -67,7 +67,7 @@ class translated:  # a context manager used as a function: `with translated(...)
 
     `resource`/`id` name what a unique violation would duplicate; `refs` gives, per
     referenced resource, the id a foreign-key violation failed to find. A class rather than
-    a generator context manager: it wraps every statement, and costs a third of the calls.
+    a generator context manager: it wraps every statement, and costs fewer calls.
     """
 
     __slots__ = ("_id", "_refs", "_resource")

@@ -151,16 +151,14 @@ class OrderService:
             raise OfferNotAvailable(offer_id=str(offer_id))
         order = self._place(principal, offer, quantity, now)
         events = [self._event(principal, AuditAction.ORDER_CREATED, order)]
-        if order.sources_upstream:
-            await tx.orders.add(order)
-        else:
+        if not order.sources_upstream:
             claimed = await tx.keys.claim(order.pool_id, order.id, quantity, now)
             if len(claimed) < quantity:
                 unclaimed = await tx.keys.count_available(order.pool_id)
                 raise order.shortfall(claimed=len(claimed), unclaimed=unclaimed)
             events.append(self._event(principal, AuditAction.KEYS_RESERVED, order, claimed))
-            # A new id of its own: stored with the audit rows, without a round trip between.
-            await tx.orders.add_many([order])
+        # A new id and no upstream id yet: queued with the audit rows, no round trip of its own.
+        await tx.orders.add_many([order])
         await tx.audit.append(events)
         return OrderView(order=order, moved=True)
 

@@ -17,7 +17,8 @@ Settings (environment):
   BENCH_WORKERS          `autokey serve --workers` of each: e.g. 1; unset: autokey's default
                          (one worker per CPU on PostgreSQL)
   BENCH_PROFILE=1        afterwards, one more run at the highest concurrency under py-spy
-                         (if on PATH), summarised by where the server spends CPU; 0 skips it
+                         (on PATH or in .venv/bin), summarised by where the server spends
+                         CPU; 0 skips it
   BENCH_PROFILE_RATE=100 py-spy's samples per second
   BENCH_PROFILE_OUT=path keep py-spy's raw collapsed stacks there
   BENCH_VERBOSE=1        print pgbench's full reports
@@ -268,7 +269,8 @@ async def profile_run(
 ) -> str:
     """The same load under py-spy (sampling the first server and its workers): where its CPU
     goes."""
-    spy = shutil.which("py-spy")
+    # On PATH, or beside this Python (`.venv/bin/py-spy` when the venv is not activated).
+    spy = shutil.which("py-spy") or shutil.which("py-spy", path=os.path.dirname(sys.executable))
     if spy is None:
         return "py-spy not found: no profile"
     with tempfile.TemporaryDirectory() as tmp:

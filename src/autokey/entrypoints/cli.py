@@ -19,6 +19,7 @@ import uuid
 from collections.abc import Sequence
 from datetime import UTC, datetime
 
+import attrs
 import structlog
 from aiohttp import web
 
@@ -233,6 +234,7 @@ def _serve(settings: Settings, host: str | None, port: int | None, workers: int 
     count = workers or settings.workers or default_workers(store is StoreKind.POSTGRES)
     if count < 1 or (count > 1 and store is StoreKind.MEMORY):
         raise StartupRefused("--workers must be 1 or more, and 1 on memory://", EXIT_CONFIG)
+    settings = attrs.evolve(settings, workers=count)  # each worker knows how many there are
     log.info(
         "http.starting",
         host=host,

@@ -141,6 +141,7 @@ class Container(containers.DeclarativeContainer):
         ids,
         reservation_ttl_s=settings.provided.reservation_ttl_s,
         group_commit=settings.provided.group_commit,
+        lanes=settings.provided.batch_lanes,
         on_batch=domain_metrics.provided.group_commit_batch,
     )
     idempotency = providers.Singleton(
@@ -181,6 +182,7 @@ class Container(containers.DeclarativeContainer):
         ids,
         reservation_ttl_s=settings.provided.g2a_reservation_ttl_s,
         group_commit=settings.provided.group_commit,
+        lanes=settings.provided.batch_lanes,
         on_batch=domain_metrics.provided.group_commit_batch,
         revocations=revocations,
     )

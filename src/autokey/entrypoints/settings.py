@@ -19,6 +19,7 @@ import limits
 
 from autokey.adapters.crypto import parse_master_key
 from autokey.adapters.g2a.config import G2AConfig, InvalidG2AConfig, g2a_config_from_env
+from autokey.domain.services.batching import LANES
 
 DEFAULT_SQLITE_PATH = "./autokey.db"
 DEV_KEY_FILE = "./autokey.key"
@@ -146,6 +147,15 @@ class Settings:
     """`serve` processes; 0: one per CPU on PostgreSQL, one otherwise."""
     group_commit: bool = True
     """Concurrent order creates, payments and fulfillments share transactions (ADR 0032)."""
+
+    @property
+    def batch_lanes(self) -> int:
+        """Group-commit batches of a kind in flight per process (ADR 0032): two for a lone
+        worker, whose second lane works while the first waits for the database; one for each
+        of several workers, which already overlap one another's batches (there a second lane
+        only halved every batch: 10-18 % fewer G2A merchant flows at two workers)."""
+        return 1 if self.workers > 1 else LANES
+
     uploads: UploadLimits = UploadLimits()
     redis_url: str | None = attrs.field(repr=False)
     http: HttpSettings = HttpSettings()

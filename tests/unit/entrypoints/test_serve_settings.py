@@ -36,3 +36,11 @@ def test_bad_workers_and_caps_are_all_listed() -> None:
         "AUTOKEY_UPLOAD_MAX_BYTES",
         "AUTOKEY_UPLOAD_MAX_LINES",
     ]
+
+
+@pytest.mark.parametrize(("workers", "lanes"), [(0, 2), (1, 2), (2, 1), (8, 1)])
+def test_a_lone_worker_runs_two_batches_of_a_kind_and_each_of_several_one(
+    workers: int, lanes: int
+) -> None:
+    settings = load_settings({"AUTOKEY_DATABASE_URL": "memory://", "AUTOKEY_WORKERS": str(workers)})
+    assert settings.batch_lanes == lanes

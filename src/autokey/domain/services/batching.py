@@ -1,9 +1,10 @@
 """Group commit: concurrent calls of one kind share one transaction.
 
-While the batches of a kind are in their transactions (two at a time), the calls that arrive
-wait together, and the next batch takes them all (up to a size). At 32 concurrent buyers, ten
-orders then cost one transaction and a handful of statements instead of ten of each (ADR
-0032). A call that waits alone is a batch of one, so a quiet server answers as fast as before.
+While the batches of a kind are in their transactions (up to two at a time), the calls that
+arrive wait together, and the next batch takes them all (up to a size). At 32 concurrent
+buyers, ten orders then cost one transaction and a handful of statements instead of ten of
+each (ADR 0032). A call that waits alone is a batch of one, so a quiet server answers as fast
+as before.
 
 A batch answers each call with its result, or with None for a call the batch could not
 complete as the call alone would (an error to report, stock short, a case the batch does not
@@ -30,9 +31,10 @@ MAX_BATCH = 64
 """Calls per batch: bounds a batch's statements and how long its locks are held."""
 
 LANES = 2
-"""Batches of one kind in flight at once: while one waits for the database, the next can
-start. At 32 clients two made about 6 % more order flows per second than one, at less server
-CPU per flow (docs/benchmarks.md); three and four were no better than two."""
+"""Batches of one kind in flight at once, by default: while one waits for the database, the
+next can start. At 32 clients on one worker two made about 6 % more order flows per second
+than one, at less server CPU per flow; three and four were no better than two
+(docs/benchmarks.md). `serve --workers N` gives each of several workers one lane (ADR 0032)."""
 
 
 class GroupCommit(Generic[C, R]):
@@ -130,6 +132,7 @@ def grouped(
     many: Callable[[UnitOfWork, Sequence[C]], Awaitable[Sequence[R | None]]],
     *,
     enabled: bool = True,
+    lanes: int = LANES,
     observe: Callable[[int], None] | None = None,
 ) -> GroupCommit[C, R]:
     """A `GroupCommit` whose batches are transactions of `store`: `many` for a batch; `one`
@@ -150,5 +153,10 @@ def grouped(
         return await transact(store, lambda tx: one(tx, call))
 
     return GroupCommit(
-        together, alone, enabled=enabled, observe=observe, shared=(StoreUnavailable,)
+        together,
+        alone,
+        enabled=enabled,
+        lanes=lanes,
+        observe=observe,
+        shared=(StoreUnavailable,),
     )

@@ -34,7 +34,7 @@ from autokey.domain.model.offers import DeliveryType, OfferStatus
 from autokey.domain.model.orders import Order
 from autokey.domain.model.pages import Page, PageRequest
 from autokey.domain.services.auth import RevocationCache
-from autokey.domain.services.batching import grouped
+from autokey.domain.services.batching import LANES, grouped
 from autokey.domain.services.offers import linked_offer
 from autokey.domain.services.orders import (
     CreateCall,
@@ -111,12 +111,13 @@ class MerchantService:
         reservation_ttl_s: int,
         *,
         group_commit: bool = True,
+        lanes: int = LANES,
         on_batch: Callable[[str, int], None] | None = None,
         revocations: RevocationWatch | None = None,
     ) -> None:
-        """`group_commit` batches one-item reservations and orders (ADR 0032);
-        `on_batch(call, size)` is told each batch's size as it starts; with `revocations`,
-        access tokens are cached."""
+        """`group_commit` batches one-item reservations and orders, up to `lanes` batches of
+        a kind at once (ADR 0032); `on_batch(call, size)` is told each batch's size as it
+        starts; with `revocations`, access tokens are cached."""
         self._store, self._orders, self._hasher = store, orders, hasher
         self._tokens = RevocationCache[MerchantAccessToken](revocations)
         self._clock, self._ids = clock, ids
@@ -126,6 +127,7 @@ class MerchantService:
             lambda tx, c: self.reserve_in(tx, c.seller_id, [c.item]),
             self.reserve_many_in,
             enabled=group_commit,
+            lanes=lanes,
             observe=None if on_batch is None else lambda size: on_batch("g2a_reserve", size),
         )
         self._orderings = grouped(
@@ -133,6 +135,7 @@ class MerchantService:
             lambda tx, c: self.order_in(tx, c.seller_id, c.reservation_id, c.g2a_order_id),
             self.order_many_in,
             enabled=group_commit,
+            lanes=lanes,
             observe=None if on_batch is None else lambda size: on_batch("g2a_order", size),
         )
 

@@ -29,7 +29,7 @@ from autokey.domain.model.orders import (
 from autokey.domain.model.outbound import OutboundEventType
 from autokey.domain.model.pages import Page, PageRequest
 from autokey.domain.services.audit import order_event
-from autokey.domain.services.batching import GroupCommit, grouped
+from autokey.domain.services.batching import LANES, GroupCommit, grouped
 from autokey.domain.services.inventory import key_context
 from autokey.domain.services.outbound import Notice, announce_to
 from autokey.domain.services.transactions import transact
@@ -99,14 +99,15 @@ class OrderService:
         reservation_ttl_s: int,
         *,
         group_commit: bool = True,
+        lanes: int = LANES,
         on_batch: Callable[[str, int], None] | None = None,
     ) -> None:
-        """`group_commit` batches `create`, `pay` and `fulfill`; `on_batch(call, size)` is
-        told each batch's size as it starts."""
+        """`group_commit` batches `create`, `pay` and `fulfill`, up to `lanes` batches of a
+        kind at once; `on_batch(call, size)` is told each batch's size as it starts."""
         self._store, self._cipher, self._payments = store, cipher, payments
         self._clock, self._ids = clock, ids
         self._ttl = timedelta(seconds=reservation_ttl_s)
-        self._group_commit, self._on_batch = group_commit, on_batch
+        self._group_commit, self._lanes, self._on_batch = group_commit, lanes, on_batch
         self._creates = self._grouped(
             "create",
             lambda tx, c: self.create_in(tx, c.principal, c.offer_id, c.quantity),
@@ -322,6 +323,7 @@ class OrderService:
             one,
             many,
             enabled=self._group_commit,
+            lanes=self._lanes,
             observe=None if on_batch is None else lambda size: on_batch(name, size),
         )
 

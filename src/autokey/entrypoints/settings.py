@@ -153,7 +153,8 @@ class Settings:
         """Group-commit batches of a kind in flight per process (ADR 0032): two for a lone
         worker, whose second lane works while the first waits for the database; one for each
         of several workers, which already overlap one another's batches (there a second lane
-        only halved every batch: 10-18 % fewer G2A merchant flows at two workers)."""
+        only halved every batch: about a sixth fewer G2A merchant flows at two workers, in
+        docs/benchmarks.md)."""
         return 1 if self.workers > 1 else LANES
 
     uploads: UploadLimits = UploadLimits()

@@ -144,7 +144,8 @@ class Settings:
     metrics_addr: tuple[str, int] | None
     """(host, port) of the /metrics listener; None when AUTOKEY_METRICS_ADDR is set empty."""
     workers: int
-    """`serve` processes; 0: one per CPU on PostgreSQL, one otherwise."""
+    """`serve` processes; 0: one per CPU on PostgreSQL, one otherwise. `serve` replaces it
+    with the count it settled on before any worker starts (see `batch_lanes`)."""
     group_commit: bool = True
     """Concurrent order creates, payments and fulfillments share transactions (ADR 0032)."""
 

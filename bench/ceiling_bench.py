@@ -5,6 +5,10 @@ BENCH_CLIENTS concurrent clients, side by side on one scratch database migrated 
   plain N        a minimal aiohttp + psycopg server (no auth, logging, idempotency or audit)
                  in N processes sharing the port (SO_REUSEPORT): each call runs that step's
                  statements of `order_flow.sql` verbatim in one pipelined transaction;
+  lean 1         plain 1 straight over libpq (`psycopg.pq`): the call's statements prepared on
+                 each connection when it opens, BEGIN, them and COMMIT sent at once, and one
+                 wait for all the answers (psycopg's pipeline waits to send each statement and
+                 again to fetch each): what a leaner driver than psycopg's would give;
   group N        the same server with group commit: the calls of one kind waiting at the same
                  moment share one transaction (creates share one SKIP LOCKED claim), and each
                  call is answered from its own share (out of stock or unknown order per call);
@@ -37,6 +41,7 @@ from typing import Any
 
 import psycopg
 from aiohttp import web
+from psycopg import pq
 from psycopg_pool import AsyncConnectionPool
 
 sys.path.insert(0, os.path.dirname(__file__))
@@ -45,7 +50,7 @@ from orders_bench import CALLS, SCRIPT, SECONDS, WARMUP, autokey_run, pgbench_ru
 
 CLIENTS = int(os.environ.get("BENCH_CLIENTS", "32"))
 LANES = int(os.environ.get("BENCH_GROUP_LANES", "1"))
-SIDES = (("plain", 1), ("plain", 2), ("group", 1), ("group", 2))
+SIDES = (("plain", 1), ("lean", 1), ("plain", 2), ("group", 1), ("group", 2))
 
 _KEYS = """
 INSERT INTO keys (id, pool_id, status, sealed, fingerprint, created_at)
@@ -147,11 +152,82 @@ async def pipelined(pool: AsyncConnectionPool, statements: list[str], params: di
     return cursors
 
 
+def numbered(statement: str) -> tuple[str, list[str]]:
+    """`statement` with psycopg's %(name)s as $1, $2, ... and the names in that order."""
+    names: list[str] = []
+
+    def number(match: re.Match[str]) -> str:
+        if match[1] not in names:
+            names.append(match[1])
+        return f"${names.index(match[1]) + 1}"
+
+    return re.sub(r"%\((\w+)\)s", number, statement), names
+
+
+async def _ready(conn: psycopg.AsyncConnection, read: bool) -> None:
+    loop, fd = asyncio.get_running_loop(), conn.pgconn.socket
+    future = loop.create_future()
+    (loop.add_reader if read else loop.add_writer)(fd, future.set_result, None)
+    try:
+        await future
+    finally:
+        (loop.remove_reader if read else loop.remove_writer)(fd)
+
+
+async def lean_pipelined(
+    pool: AsyncConnectionPool, call: str, statements: list[tuple[str, list[str]]], params: dict
+) -> list[pq.abc.PGresult]:
+    """`pipelined` straight over libpq (`psycopg.pq`): BEGIN, the call's statements (prepared
+    on every connection when it opens) and COMMIT sent at once, and one wait for the answers,
+    where psycopg's pipeline waits once to send each statement and again to fetch each."""
+    async with pool.connection() as conn:
+        pg = conn.pgconn
+        pg.enter_pipeline_mode()
+        try:
+            pg.send_query_params(b"BEGIN", None)
+            for i, (_, names) in enumerate(statements):
+                args = [str(params[name]).encode() for name in names]
+                pg.send_query_prepared(f"{call}{i}".encode(), args)
+            pg.send_query_params(b"COMMIT", None)
+            pg.pipeline_sync()
+            while pg.flush():
+                await _ready(conn, read=False)
+            results, current, error = [], 0, None
+            while True:
+                await _ready(conn, read=True)
+                pg.consume_input()
+                while not pg.is_busy():
+                    result = pg.get_result()
+                    if result is None:
+                        if not current:
+                            break
+                        current = 0
+                    elif result.status == pq.ExecStatus.PIPELINE_SYNC:
+                        if error is not None:  # the pool rolls the transaction back
+                            raise psycopg.errors.error_from_result(error)
+                        return results[1:-1]
+                    elif result.status == pq.ExecStatus.FATAL_ERROR:
+                        error, current = result, 1
+                    else:
+                        results.append(result)
+                        current = 1
+        finally:
+            pg.exit_pipeline_mode()
+
+
 def minimal_app(url: str, mode: str, pool_size: int) -> web.Application:
     steps, offers = flow_steps(), {}
+    lean = {call: [numbered(s) for s in statements] for call, statements in steps.items()}
+
+    async def prepare(conn: psycopg.AsyncConnection) -> None:
+        for call, statements in lean.items():
+            for i, (statement, _) in enumerate(statements):
+                await conn.execute(f"PREPARE {call}{i} AS {statement}")
+
     pool = AsyncConnectionPool(
-        url, min_size=pool_size, max_size=pool_size, open=False, kwargs={"autocommit": True}
-    )
+        url, min_size=pool_size, max_size=pool_size, open=False, kwargs={"autocommit": True},
+        configure=prepare if mode == "lean" else None,
+    )  # fmt: skip
 
     async def offer_params(offer: str) -> dict[str, Any]:
         if offer not in offers:
@@ -192,7 +268,23 @@ def minimal_app(url: str, mode: str, pool_size: int) -> web.Application:
             keys[order].append((key, sealed))
         return [keys[i] for i in ids]
 
+    async def create_lean(params: dict[str, Any]) -> bool:
+        return (await lean_pipelined(pool, "create", lean["create"], params))[1].command_tuples == 1
+
+    async def pay_lean(order: uuid.UUID) -> bool:
+        results = await lean_pipelined(pool, "pay", lean["pay"], {"order_id": order})
+        return results[0].ntuples == 1
+
+    async def fulfill_lean(order: uuid.UUID) -> list[tuple]:
+        keys = (await lean_pipelined(pool, "fulfill", lean["fulfill"], {"order_id": order}))[3]
+        return [
+            (keys.get_value(i, 0).decode(), bytes.fromhex(keys.get_value(i, 1)[2:].decode()))
+            for i in range(keys.ntuples)
+        ]
+
     run = {"create": create_one, "pay": pay_one, "fulfill": fulfill_one}
+    if mode == "lean":
+        run = {"create": create_lean, "pay": pay_lean, "fulfill": fulfill_lean}
     if mode == "group":
         groups = {"create": create_group, "pay": pay_group, "fulfill": fulfill_group}
         run = {call: Batcher(group).submit for call, group in groups.items()}
@@ -235,7 +327,7 @@ async def minimal_server(
 ) -> AsyncIterator[tuple[str, list[int]]]:
     """`processes` minimal servers on one free port; yields (base URL, pids)."""
     port = free_port()
-    size = str(max(CLIENTS // processes, 1) if mode == "plain" else 3 * LANES)
+    size = str(max(CLIENTS // processes, 1) if mode in ("plain", "lean") else 3 * LANES)
     command = [sys.executable, __file__, "serve", url, mode, str(port), size]
     started = [
         await asyncio.create_subprocess_exec(*command, stdout=asyncio.subprocess.PIPE)

@@ -193,6 +193,31 @@ async def test_claim_reserves_oldest_keys_for_the_order(store: Store) -> None:
         assert await tx.keys.count_available(pool.id) == 2
 
 
+async def test_keys_a_rolled_back_transaction_claimed_or_set_aside_are_claimed_again(
+    store: Store,
+) -> None:
+    pool = b.pool()
+    keys = [b.key(pool.id) for _ in range(3)]
+    async with store.transaction() as tx:
+        await tx.pools.add(pool)
+        await tx.keys.add_new(keys)
+    with pytest.raises(_Boom):
+        async with store.transaction() as tx:
+            oldest = await tx.keys.get(keys[0].id)
+            assert oldest is not None
+            oldest.invalidate()
+            await tx.keys.save(oldest)
+            assert await tx.keys.claim(pool.id, OrderId(b.new_uuid()), 1, b.T0) == [keys[1].id]
+            raise _Boom
+    order_id = OrderId(b.new_uuid())
+    async with store.transaction() as tx:
+        claimed = await tx.keys.claim(pool.id, order_id, 3, b.T0)
+    assert list(claimed) == [k.id for k in keys]
+    async with store.transaction() as tx:
+        assert [k.id for k in await tx.keys.for_order(order_id)] == [k.id for k in keys]
+        assert await tx.pools.counts(pool.id) == PoolCounts(reserved=3)
+
+
 async def test_claim_returns_fewer_when_the_pool_runs_dry(store: Store) -> None:
     pool = b.pool()
     async with store.transaction() as tx:

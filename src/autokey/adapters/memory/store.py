@@ -143,21 +143,18 @@ class MemoryKeyRepository(KeysOneByOne):
         ]
         return page_of(rows, page, lambda k: k.id)
 
-    def _of_order(self, order_id: ids.OrderId, status: KeyStatus) -> list[Key]:
-        rows = [k for k in self._t.keys.values() if k.order_id == order_id and k.status is status]
-        return sorted(rows, key=lambda k: k.id)
+    def _of_order(self, order_id: ids.OrderId, status: KeyStatus | None = None) -> list[Key]:
+        """The order's keys (in `status`), by id."""
+        rows = (self._t.keys[k] for k in self._t.order_keys.get(order_id, ()))
+        return sorted(
+            (k for k in rows if k.order_id == order_id and status in (None, k.status)),
+            key=lambda k: k.id,
+        )
 
     async def claim(
         self, pool_id: ids.PoolId, order_id: ids.OrderId, quantity: int, now: datetime
     ) -> Sequence[ids.KeyId]:
-        free = sorted(
-            (
-                k
-                for k in self._t.keys.values()
-                if k.pool_id == pool_id and k.status is KeyTransition.RESERVE.source
-            ),
-            key=lambda k: (k.created_at, k.id),
-        )[:quantity]
+        free = self._j.take_claimable(self._t, pool_id, quantity)
         for key in free:
             claimed = copy(key)
             claimed.reserve(order_id, now)
@@ -171,18 +168,13 @@ class MemoryKeyRepository(KeysOneByOne):
         return self._t.key_counts.get((pool_id, KeyStatus.AVAILABLE), 0)
 
     async def for_order(self, order_id: ids.OrderId) -> Sequence[Key]:
-        rows = [k for k in self._t.keys.values() if k.order_id == order_id]
-        return [copy(k) for k in sorted(rows, key=lambda k: k.id)]
+        return [copy(k) for k in self._of_order(order_id)]
 
     async def delivered_to(
         self, order_ids: Collection[ids.OrderId]
     ) -> Mapping[ids.OrderId, Sequence[ids.KeyId]]:
-        found: dict[ids.OrderId, list[ids.KeyId]] = {}
-        for key in sorted(self._t.keys.values(), key=lambda k: k.id):
-            order_id = key.order_id
-            if order_id is not None and order_id in order_ids and key.status is KeyStatus.DELIVERED:
-                found.setdefault(order_id, []).append(key.id)
-        return found
+        delivered = {o: self._of_order(o, KeyStatus.DELIVERED) for o in order_ids}
+        return {o: [k.id for k in keys] for o, keys in delivered.items() if keys}
 
     async def release_order(self, order_id: ids.OrderId) -> Sequence[ids.KeyId]:
         released = []

@@ -3,7 +3,8 @@ helpers its repositories share."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+import heapq
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import Any, TypeVar
 from uuid import UUID
@@ -43,6 +44,13 @@ class Tables:
     keys: dict[ids.KeyId, Key] = attrs.Factory(dict)
     key_counts: dict[tuple[ids.PoolId, KeyStatus], int] = attrs.Factory(dict)
     """Keys per pool and status, kept by `put_key` so counting never walks `keys`."""
+    claimable: dict[ids.PoolId, list[tuple[datetime, ids.KeyId]]] = attrs.Factory(dict)
+    """Per pool, a heap of (created_at, id) of keys that were AVAILABLE when pushed (by
+    `put_key`), so a claim takes the oldest without walking `keys`. Entries may be stale: a
+    claim skips any whose key is no longer AVAILABLE."""
+    order_keys: dict[ids.OrderId, set[ids.KeyId]] = attrs.Factory(dict)
+    """Per order, the ids of keys ever stored with that order_id (by `put_key`), so an order's
+    keys are found without walking `keys`. A superset: readers check `order_id`."""
     fingerprints: dict[bytes, ids.KeyId] = attrs.Factory(dict)
     offers: dict[ids.OfferId, Offer] = attrs.Factory(dict)
     orders: dict[ids.OrderId, Order] = attrs.Factory(dict)
@@ -73,6 +81,9 @@ class Journal:
             old = table.pop(key)
             self._undo.append(lambda: table.__setitem__(key, old))
 
+    def on_rollback(self, undo: Callable[[], None]) -> None:
+        self._undo.append(undo)
+
     def append(self, items: list[Any], values: Sequence[Any]) -> None:
         size = len(items)
         items.extend(values)
@@ -86,16 +97,44 @@ class Journal:
             table[key] = old
 
     def put_key(self, t: Tables, key: Key) -> None:
-        """Store `key` (journalled) and move the counts of its old and new status."""
+        """Store `key` (journalled), move the counts of its old and new status, and index it
+        (`Tables.claimable`, `Tables.order_keys`; their stale entries need no undo)."""
         old = t.keys.get(key.id)
         moves = [] if old is None else [((old.pool_id, old.status), -1)]
         for slot, step in [*moves, ((key.pool_id, key.status), 1)]:
             self.put(t.key_counts, slot, t.key_counts.get(slot, 0) + step)
         self.put(t.keys, key.id, key)
+        if key.status is KeyStatus.AVAILABLE and (old is None or old.status is not key.status):
+            heapq.heappush(t.claimable.setdefault(key.pool_id, []), (key.created_at, key.id))
+        if key.order_id is not None:
+            t.order_keys.setdefault(key.order_id, set()).add(key.id)
+
+    def take_claimable(self, t: Tables, pool_id: ids.PoolId, quantity: int) -> list[Key]:
+        """Up to `quantity` of the pool's AVAILABLE keys, oldest first (created_at, then id).
+        Their heap entries are taken out; a rollback puts back every entry taken."""
+        heap = t.claimable.get(pool_id, [])
+        found: dict[ids.KeyId, Key] = {}
+        taken: list[tuple[datetime, ids.KeyId]] = []
+        while heap and len(found) < quantity:
+            entry = heapq.heappop(heap)
+            taken.append(entry)
+            key = t.keys.get(entry[1])
+            if key is not None and key.status is KeyStatus.AVAILABLE:
+                found[key.id] = key  # an id pushed twice is found once
+        if taken:
+            self.on_rollback(lambda: _push_all(heap, taken))
+        return list(found.values())
 
     def rollback(self) -> None:
         while self._undo:
             self._undo.pop()()
+
+
+def _push_all(
+    heap: list[tuple[datetime, ids.KeyId]], entries: Iterable[tuple[datetime, ids.KeyId]]
+) -> None:
+    for entry in entries:
+        heapq.heappush(heap, entry)
 
 
 def copy(entity: T) -> T:

@@ -148,9 +148,12 @@ per CPU on PostgreSQL)."""
 
 
 @asynccontextmanager
-async def server(env: dict[str, str], workers: str = WORKERS) -> AsyncIterator[tuple[str, int]]:
+async def server(
+    env: dict[str, str], workers: str = WORKERS, *, tokens: dict[str, str] | None = None
+) -> AsyncIterator[tuple[str, int]]:
     """`autokey serve [--workers N]` on a free loopback port; yields (base URL, pid). With
-    several workers the pid is their supervisor's: see `process_tree`."""
+    several workers the pid is their supervisor's: see `process_tree`. On memory://, pass
+    `tokens` to have it filled with the demo tokens the server prints (SELLER, BUYER)."""
     port = free_port()
     process = await asyncio.create_subprocess_exec(
         sys.executable,
@@ -163,10 +166,19 @@ async def server(env: dict[str, str], workers: str = WORKERS) -> AsyncIterator[t
         str(port),
         *(["--workers", workers] if workers else []),
         env=env,
-        stdout=asyncio.subprocess.DEVNULL,
+        stdout=asyncio.subprocess.DEVNULL if tokens is None else asyncio.subprocess.PIPE,
     )
     base = f"http://127.0.0.1:{port}"
+    drain: asyncio.Future[None] | None = None
     try:
+        while tokens is not None and len(tokens) < 2:
+            assert process.stdout is not None
+            if not (line := await process.stdout.readline()):
+                raise RuntimeError("autokey serve printed no demo tokens")
+            if match := re.match(rb"\s+(SELLER|BUYER)=(\S+)", line):
+                tokens[match[1].decode()] = match[2].decode()
+        if tokens is not None:  # keep reading, so that a full pipe never blocks the server
+            drain = asyncio.ensure_future(_drain(process.stdout))
         async with aiohttp.ClientSession() as session:
             for _ in range(300):
                 if process.returncode is not None:
@@ -185,6 +197,13 @@ async def server(env: dict[str, str], workers: str = WORKERS) -> AsyncIterator[t
         if process.returncode is None:
             process.terminate()
             await process.wait()
+        if drain is not None:
+            await drain
+
+
+async def _drain(stream: asyncio.StreamReader | None) -> None:
+    while stream is not None and await stream.read(65536):
+        pass
 
 
 def process_tree(pid: int) -> list[int]:

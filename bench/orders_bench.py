@@ -25,6 +25,10 @@ Settings (environment):
   BENCH_LOADGEN=aiohttp  the load generator: aiohttp (Python, in this process) or native
                          (bench/loadgen.c, built with cc: the same flow and checks at a
                          fraction of the CPU; pgbench's own client is native)
+  BENCH_FLOOR=1          afterwards, autokey on memory:// (one worker, no database) at the
+                         same levels: what autokey's own work allows with a store that costs
+                         no round trip. Its tokens are looked up on every call (PostgreSQL
+                         serves them from a cache), so the floor is slightly pessimistic
   BENCH_ROUND_TRIPS=200  first, that many sequential orders (1 client) with the server under
                          strace: round trips to PostgreSQL per call, and pgbench's per order
                          counted the same way (docs/benchmarks.md); 0 skips it
@@ -76,6 +80,7 @@ GROUP_COMMIT = os.environ.get("BENCH_GROUP_COMMIT")
 PROFILE = os.environ.get("BENCH_PROFILE", "1") == "1"
 PROFILE_RATE = os.environ.get("BENCH_PROFILE_RATE", "100")
 ROUND_TRIP_ORDERS = int(os.environ.get("BENCH_ROUND_TRIPS", "200"))
+FLOOR = os.environ.get("BENCH_FLOOR", "0") == "1"
 PGBENCH = shutil.which("pgbench") or "/usr/lib/postgresql/15/bin/pgbench"
 SCRIPT = os.path.join(os.path.dirname(__file__), "order_flow.sql")
 CALLS = ("create", "pay", "fulfill")
@@ -386,6 +391,18 @@ async def setup(
     return pool, offer
 
 
+async def floor_runs() -> dict[int, dict[str, Any]]:
+    """`autokey serve --workers 1` on memory:// at each level (BENCH_FLOOR)."""
+    tokens: dict[str, str] = {}
+    async with server(environment("memory://"), "1", tokens=tokens) as (api, pid):
+        stock = STOCK_PER_LEVEL * len(CLIENTS)
+        _, offer = await setup(api, tokens["SELLER"], "floor", stock)
+        return {
+            clients: await autokey_run([api], [pid], tokens["BUYER"], offer["id"], clients, SECONDS)
+            for clients in CLIENTS
+        }
+
+
 def _cores(c: dict[str, float], *parts: str) -> str:
     return " ".join(f"{p}={c[p]:.2f}" for p in parts)
 
@@ -429,6 +446,7 @@ async def main() -> None:
             profile = ""
             if PROFILE:
                 profile = await profile_run(apis, pids, buyer, app_offer["id"], max(CLIENTS))
+        floor = await floor_runs() if FLOOR else {}
     per_server = len(pids) // SERVERS  # a supervisor and its workers, or one process
     workers = per_server - 1 if per_server > 1 else 1
     print(
@@ -463,6 +481,20 @@ async def main() -> None:
             f" | pgbench run pgbench={raw['cores']['children']:.2f}"
             f" machine={raw['cores']['machine']:.2f} (failed transactions: {raw['failed']})"
         )
+    if floor:
+        print(
+            "autokey on memory:// (1 worker, no database): clients | orders/s | to pgbench"
+            " | create / pay / fulfill p50 / p99 ms | server CPU ms per order"
+        )
+    for clients, _, raw in rows:
+        if (free := floor.get(clients)) is not None:
+            p50 = " / ".join(f"{free[f'{c}_p50']:.2f}" for c in CALLS)
+            p99 = " / ".join(f"{free[f'{c}_p99']:.1f}" for c in CALLS)
+            print(
+                f"  {clients} | {free['orders_s']:.0f} | {free['orders_s'] / raw['orders_s']:.2f}x"
+                f" | {p50} / {p99}"
+                f" | {free['cores']['server'] / free['orders_s'] * 1000:.2f}"
+            )
     if trips:
         print(trips)
     for name, (available, undelivered) in checked.items():

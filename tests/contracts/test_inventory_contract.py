@@ -218,6 +218,23 @@ async def test_keys_a_rolled_back_transaction_claimed_or_set_aside_are_claimed_a
         assert await tx.pools.counts(pool.id) == PoolCounts(reserved=3)
 
 
+async def test_a_key_added_and_claimed_in_a_rolled_back_transaction_is_in_no_order(
+    store: Store,
+) -> None:
+    pool, order_id = b.pool(), OrderId(b.new_uuid())
+    async with store.transaction() as tx:
+        await tx.pools.add(pool)
+    with pytest.raises(_Boom):
+        async with store.transaction() as tx:
+            await tx.keys.add_new([b.key(pool.id)])
+            assert len(await tx.keys.claim(pool.id, order_id, 1, b.T0)) == 1
+            raise _Boom
+    async with store.transaction() as tx:
+        assert await tx.keys.for_order(order_id) == []
+        assert await tx.keys.delivered_to([order_id]) == {}
+        assert await tx.keys.claim(pool.id, order_id, 1, b.T0) == []
+
+
 async def test_claim_returns_fewer_when_the_pool_runs_dry(store: Store) -> None:
     pool = b.pool()
     async with store.transaction() as tx:

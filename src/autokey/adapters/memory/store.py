@@ -145,9 +145,9 @@ class MemoryKeyRepository(KeysOneByOne):
 
     def _of_order(self, order_id: ids.OrderId, status: KeyStatus | None = None) -> list[Key]:
         """The order's keys (in `status`), by id."""
-        rows = (self._t.keys[k] for k in self._t.order_keys.get(order_id, ()))
+        rows = (self._t.keys.get(k) for k in self._t.order_keys.get(order_id, ()))
         return sorted(
-            (k for k in rows if k.order_id == order_id and status in (None, k.status)),
+            (k for k in rows if k and k.order_id == order_id and status in (None, k.status)),
             key=lambda k: k.id,
         )
 

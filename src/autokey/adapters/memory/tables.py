@@ -50,7 +50,8 @@ class Tables:
     claim skips any whose key is no longer AVAILABLE."""
     order_keys: dict[ids.OrderId, set[ids.KeyId]] = attrs.Factory(dict)
     """Per order, the ids of keys ever stored with that order_id (by `put_key`), so an order's
-    keys are found without walking `keys`. A superset: readers check `order_id`."""
+    keys are found without walking `keys`. A superset (a rollback leaves its ids): readers
+    check that the key is still stored, with that `order_id`."""
     fingerprints: dict[bytes, ids.KeyId] = attrs.Factory(dict)
     offers: dict[ids.OfferId, Offer] = attrs.Factory(dict)
     orders: dict[ids.OrderId, Order] = attrs.Factory(dict)

@@ -121,6 +121,16 @@ async def stored_offer(store: Store) -> tuple[KeyPool, Offer]:
     return p, o
 
 
+async def stored_keys(store: Store, count: int) -> tuple[KeyPool, list[Key]]:
+    """A pool and `count` AVAILABLE keys in it (oldest first), all stored."""
+    p = pool()
+    keys = [key(p.id) for _ in range(count)]
+    async with store.transaction() as tx:
+        await tx.pools.add(p)
+        await tx.keys.add_new(keys)
+    return p, keys
+
+
 async def sourced_order(store: Store, upstream_id: str) -> Order:
     """A paid G2A-sourced order already linked to `upstream_id` (state CREATED), stored with
     its pool and offer."""

@@ -176,12 +176,8 @@ async def test_keys_list_by_status_in_id_order_with_cursor(store: Store) -> None
 
 
 async def test_claim_reserves_oldest_keys_for_the_order(store: Store) -> None:
-    pool = b.pool()
-    keys = [b.key(pool.id) for _ in range(5)]
+    pool, keys = await b.stored_keys(store, 5)
     order_id = OrderId(b.new_uuid())
-    async with store.transaction() as tx:
-        await tx.pools.add(pool)
-        await tx.keys.add_new(keys)
     async with store.transaction() as tx:
         claimed = await tx.keys.claim(pool.id, order_id, 3, b.T0)
     assert list(claimed) == [k.id for k in keys[:3]]
@@ -196,11 +192,7 @@ async def test_claim_reserves_oldest_keys_for_the_order(store: Store) -> None:
 async def test_keys_a_rolled_back_transaction_claimed_or_set_aside_are_claimed_again(
     store: Store,
 ) -> None:
-    pool = b.pool()
-    keys = [b.key(pool.id) for _ in range(3)]
-    async with store.transaction() as tx:
-        await tx.pools.add(pool)
-        await tx.keys.add_new(keys)
+    pool, keys = await b.stored_keys(store, 3)
     with pytest.raises(_Boom):
         async with store.transaction() as tx:
             oldest = await tx.keys.get(keys[0].id)
@@ -221,9 +213,8 @@ async def test_keys_a_rolled_back_transaction_claimed_or_set_aside_are_claimed_a
 async def test_a_key_added_and_claimed_in_a_rolled_back_transaction_is_in_no_order(
     store: Store,
 ) -> None:
-    pool, order_id = b.pool(), OrderId(b.new_uuid())
-    async with store.transaction() as tx:
-        await tx.pools.add(pool)
+    pool, _ = await b.stored_keys(store, 0)
+    order_id = OrderId(b.new_uuid())
     with pytest.raises(_Boom):
         async with store.transaction() as tx:
             await tx.keys.add_new([b.key(pool.id)])

@@ -82,9 +82,6 @@ class Journal:
             old = table.pop(key)
             self._undo.append(lambda: table.__setitem__(key, old))
 
-    def on_rollback(self, undo: Callable[[], None]) -> None:
-        self._undo.append(undo)
-
     def append(self, items: list[Any], values: Sequence[Any]) -> None:
         size = len(items)
         items.extend(values)
@@ -123,7 +120,7 @@ class Journal:
             if key is not None and key.status is KeyStatus.AVAILABLE:
                 found[key.id] = key  # an id pushed twice is found once
         if taken:
-            self.on_rollback(lambda: _push_all(heap, taken))
+            self._undo.append(lambda: _push_all(heap, taken))
         return list(found.values())
 
     def rollback(self) -> None:

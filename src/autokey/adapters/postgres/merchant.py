@@ -95,7 +95,9 @@ class PostgresMerchantRepository(SqlRepository, MerchantRepository):
             await self._send(sql.INSERT_RESERVATIONS, (json_rows(map(params, reservations)),))
 
     async def save_reservations(self, reservations: Sequence[merchant.Reservation]) -> None:
-        if reservations:
+        if len(reservations) == 1:  # by primary key, as `PostgresOrderRepository.save_many`
+            await self._send(sql.SAVE_RESERVATION, params(reservations[0]))
+        elif reservations:
             rows = json_rows(map(params, reservations))
             await self._send(sql.SAVE_RESERVATIONS, (rows,), batch=len(reservations))
 

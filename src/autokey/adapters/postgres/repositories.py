@@ -454,6 +454,9 @@ class PostgresOrderRepository(SqlRepository, OrderRepository):
 
     async def save_many(self, orders: Sequence[Order]) -> None:
         # NotFound surfaces with the next statement that waits, or with COMMIT.
+        if len(orders) == 1:
+            await self._send(sql.SAVE_ONE_ORDER, params(orders[0]))
+            return
         rows = json_rows(params(o) for o in orders)
         await self._send(sql.SAVE_ORDERS, (rows,), batch=len(orders))
 

@@ -488,6 +488,21 @@ SELECT autokey_not_found('order', (
     ORDER BY v.id LIMIT 1
 ))
 """
+# `SAVE_ORDERS` for a lone call's one order: by primary key, where the batch statement's
+# generic plan hash-joined its one row against a scan of a table that was small when it was
+# planned (200 µs per pay or fulfill at 3,000 orders, docs/benchmarks.md).
+SAVE_ONE_ORDER = """
+WITH saved AS (
+    UPDATE orders SET status = %(status)s, updated_at = %(updated_at)s,
+        reserved_until = %(reserved_until)s, paid_at = %(paid_at)s,
+        fulfilled_at = %(fulfilled_at)s, canceled_at = %(canceled_at)s,
+        cancel_reason = %(cancel_reason)s
+    WHERE id = %(id)s
+    RETURNING id
+)
+SELECT autokey_not_found('order', CASE WHEN EXISTS (SELECT FROM saved) THEN NULL
+                                      ELSE %(id)s::uuid END)
+"""
 # Walks orders_buyer_id_idx; a status, when given, filters the rows it walks.
 ORDERS_OF_BUYER = f"""
 SELECT {ORDER_COLUMNS}

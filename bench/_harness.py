@@ -71,6 +71,20 @@ async def bench_database() -> AsyncIterator[str]:
             yield url
 
 
+async def analyze_filled(db: psycopg.AsyncConnection[Any]) -> None:
+    """`VACUUM ANALYZE` each table that holds rows after a benchmark's setup, as autovacuum
+    would, and leave an empty one (`orders` before the first order) unanalysed, as autovacuum
+    does. An `ANALYZE` that finds `orders` empty gives each statement prepared on it during the
+    next minute, until autovacuum analyses it again, a plan that scans the whole table: on
+    the 1-client level of `orders_bench`, a lone order's locked read scanned 3,000 orders
+    (117 µs per call instead of 12) (ADR 0038)."""
+    tables = await db.execute("SELECT tablename FROM pg_tables WHERE schemaname = current_schema()")
+    for (table,) in await tables.fetchall():
+        filled = await db.execute(f'SELECT EXISTS (SELECT FROM "{table}")')
+        if await filled.fetchone() == (True,):
+            await db.execute(f'VACUUM ANALYZE "{table}"')
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))

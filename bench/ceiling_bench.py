@@ -45,7 +45,16 @@ from psycopg import pq
 from psycopg_pool import AsyncConnectionPool
 
 sys.path.insert(0, os.path.dirname(__file__))
-from _harness import bench_database, cli, environment, free_port, process_tree, server, token
+from _harness import (
+    analyze_filled,
+    bench_database,
+    cli,
+    environment,
+    free_port,
+    process_tree,
+    server,
+    token,
+)
 from orders_bench import CALLS, SCRIPT, SECONDS, WARMUP, autokey_run, pgbench_run, setup
 
 CLIENTS = int(os.environ.get("BENCH_CLIENTS", "32"))
@@ -381,7 +390,7 @@ async def main() -> None:
                     pool, offers[name] = await setup(api, seller, name, 0)
                     offers[name]["pool"] = pool
                     await db.execute(_KEYS, {"pool": pool, "n": stock})
-                await db.execute("VACUUM ANALYZE")
+                await analyze_filled(db)
                 await db.execute("CHECKPOINT")
 
             async def pgbench(name: str) -> dict[str, Any]:

@@ -35,6 +35,7 @@ sys.path.insert(0, os.path.dirname(__file__))
 from _harness import (
     LOADGEN,
     CpuMeter,
+    analyze_filled,
     bench_database,
     cli,
     environment,
@@ -157,7 +158,7 @@ async def main() -> None:
             )
             token = await merchant_token(apis[0], env, seller["subject"])
             async with await psycopg.AsyncConnection.connect(url, autocommit=True) as db:
-                await db.execute("VACUUM ANALYZE")
+                await analyze_filled(db)
                 await db.execute("CHECKPOINT")
             variables = {
                 "pool": pg_pool,

@@ -59,6 +59,7 @@ from _harness import (
     LOADGEN,
     WORKERS,
     CpuMeter,
+    analyze_filled,
     bench_database,
     cli,
     count_round_trips,
@@ -424,7 +425,7 @@ async def main() -> None:
             app_pool, app_offer = await setup(apis[0], seller, "autokey", stock)
             pg_pool, pg_offer = await setup(apis[0], seller, "pgbench", stock)
             async with await psycopg.AsyncConnection.connect(url, autocommit=True) as db:
-                await db.execute("VACUUM ANALYZE")
+                await analyze_filled(db)
                 await db.execute("CHECKPOINT")
             variables = {
                 "pool": pg_pool,

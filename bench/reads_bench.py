@@ -24,7 +24,7 @@ import aiohttp
 import psycopg
 
 sys.path.insert(0, os.path.dirname(__file__))
-from _harness import cli, environment, scratch_database, server, token
+from _harness import analyze_filled, cli, environment, scratch_database, server, token
 from orders_bench import setup
 
 SIZES = [int(n) for n in os.environ.get("BENCH_READ_KEYS", "0,100000,1000000").split(",")]
@@ -62,7 +62,7 @@ async def main() -> None:
                 made.append((size, seller, pool, offer["id"]))
             cli("sweep", env=env)
             async with await psycopg.AsyncConnection.connect(url, autocommit=True) as db:
-                await db.execute("VACUUM ANALYZE")
+                await analyze_filled(db)
             targets = [
                 (api + path, seller)
                 for _, seller, pool, offer in made

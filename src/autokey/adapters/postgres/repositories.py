@@ -558,6 +558,9 @@ class PostgresEndpointRepository(SqlRepository, EndpointRepository):
     async def list_for_sellers(
         self, seller_ids: Collection[SubjectId]
     ) -> Sequence[WebhookEndpoint]:
+        if len(seller_ids) == 1:
+            (seller_id,) = seller_ids
+            return await self._entities(WebhookEndpoint, sql.ENDPOINTS_OF_SELLER, (seller_id,))
         return await self._entities(
             WebhookEndpoint, sql.ENDPOINTS_OF_SELLERS, (id_array(seller_ids),)
         )

@@ -587,6 +587,12 @@ ENDPOINT_BY_ID = f"SELECT {ENDPOINT_FIELDS} FROM webhook_endpoints WHERE id = %s
 ENDPOINTS_OF_SELLERS = f"""
 SELECT {ENDPOINT_FIELDS} FROM webhook_endpoints WHERE seller_id = ANY(%s::uuid[]) ORDER BY id
 """
+# A lone fulfill's one seller. Against a table never analysed, PostgreSQL costs the generic
+# plan of `ANY(array)` for ten sellers, above the custom plan for one, and planned the
+# statement again on every call (29 µs of each fulfill).
+ENDPOINTS_OF_SELLER = f"""
+SELECT {ENDPOINT_FIELDS} FROM webhook_endpoints WHERE seller_id = %s ORDER BY id
+"""
 ENDPOINTS_SEALED_UNDER = f"""
 SELECT {ENDPOINT_FIELDS} FROM webhook_endpoints
 WHERE substring(sealed_secret FROM 2 FOR 4) = ANY(%s::bytea[])

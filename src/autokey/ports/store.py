@@ -681,8 +681,14 @@ class Store(Protocol):
         that the database holds. Close it when done."""
         ...
 
-    def transaction(self) -> AbstractAsyncContextManager[UnitOfWork]:
-        """Begin a transaction. Raises StoreUnavailable if the database cannot be reached."""
+    def transaction(self, *, optimistic: bool = False) -> AbstractAsyncContextManager[UnitOfWork]:
+        """Begin a transaction. Raises StoreUnavailable if the database cannot be reached.
+
+        `optimistic`: a store may answer a locked read of an order, or a read of an offer,
+        from a copy it kept of that row, and check the copy against the row in the same
+        transaction instead of waiting for the read. A copy that no longer matches, or any
+        error after such a read, fails the transaction with StaleRead and rolls it back;
+        the step must then run again in a plain transaction."""
         ...
 
     def bulk_transaction(self) -> AbstractAsyncContextManager[UnitOfWork]:

@@ -359,7 +359,7 @@ class _Flaky(MemoryStore):
         self.failures = 0
 
     @asynccontextmanager
-    async def transaction(self) -> AsyncIterator[UnitOfWork]:
+    async def transaction(self, *, optimistic: bool = False) -> AsyncIterator[UnitOfWork]:
         async with super().transaction() as tx:
             if self.failures:
                 deliver_orders = tx.keys.deliver_orders

@@ -34,7 +34,7 @@ class SwitchableStore(MemoryStore):
         self.down = False
 
     @asynccontextmanager
-    async def transaction(self) -> AsyncIterator[UnitOfWork]:
+    async def transaction(self, *, optimistic: bool = False) -> AsyncIterator[UnitOfWork]:
         if self.down:
             raise StoreUnavailable(store="memory")
         async with super().transaction() as tx:

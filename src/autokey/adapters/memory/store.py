@@ -499,7 +499,8 @@ class MemoryStore(port.Store):
         return SpooledKeys()
 
     @asynccontextmanager
-    async def transaction(self) -> AsyncIterator[port.UnitOfWork]:
+    async def transaction(self, *, optimistic: bool = False) -> AsyncIterator[port.UnitOfWork]:
+        # Transactions here run one at a time under a lock: nothing to gain from copies.
         async with self._lock:
             t, journal = self._tables, Journal()
             uow = port.UnitOfWork(

@@ -34,12 +34,21 @@ from psycopg.rows import TupleRow
 from psycopg_pool import AsyncConnectionPool
 
 from autokey.adapters.postgres import sql
+from autokey.adapters.postgres.copies import Copies, Ledger
 from autokey.adapters.postgres.rows import entity_rows
 from autokey.adapters.store_errors import failed_statement, refused_value
-from autokey.domain.model.errors import AutokeyError, DuplicateResource, NotFound, StoreUnavailable
+from autokey.domain.model.errors import (
+    AutokeyError,
+    DuplicateResource,
+    NotFound,
+    StaleRead,
+    StoreUnavailable,
+)
 from autokey.domain.model.pages import Page, PageRequest
 
 STORE_NAME: Final = "postgres"
+STALE: Final = "AK001"
+"""The SQLSTATE of `autokey_stale` (migration 0015): a checked copy no longer matched."""
 
 T = TypeVar("T")
 E = TypeVar("E")
@@ -95,6 +104,8 @@ class translated:  # a context manager used as a function: `with translated(...)
 
 
 def classified(exc: psycopg.Error) -> AutokeyError:
+    if exc.sqlstate == STALE:
+        return StaleRead(store=STORE_NAME)
     if isinstance(exc, psycopg.OperationalError | psycopg.InterfaceError):
         # Lost connection, pool or statement timeout, admin shutdown, deadlock, serialization
         # failure: the request may succeed later.
@@ -176,9 +187,11 @@ class SqlRepository:
         conn: Conn,
         pipeline: psycopg.AsyncPipeline | None = None,
         flight: Flight | None = None,
+        ledger: Ledger | None = None,
     ) -> None:
         self._conn, self._pipeline = conn, pipeline
         self._flight = flight or Flight()
+        self._ledger = ledger or Ledger(Copies(), optimistic=False)
 
     async def _all(self, query: str, params: Sequence[Any] | Mapping[str, Any]) -> list[TupleRow]:
         with translated():

@@ -390,6 +390,7 @@ class PostgresOfferRepository(SqlRepository, OfferRepository):
         )
         if not inserted:
             raise DuplicateResource(resource="offer", id=str(offer.id))
+        self._ledger.saw_offers([offer])
 
     async def save(self, offer: Offer) -> None:
         changed = await self._run(
@@ -398,12 +399,21 @@ class PostgresOfferRepository(SqlRepository, OfferRepository):
             refs={"pool": str(offer.key_pool_id)},
         )
         require_saved(changed, "offer", offer.id)
+        self._ledger.saw_offers([offer])
 
     async def get(self, offer_id: OfferId) -> Offer | None:
-        return await self._entity(Offer, sql.OFFER_BY_ID, (offer_id,))
+        if (copy := self._ledger.offer(offer_id)) is not None:
+            # Checked with the next statement that waits, or with COMMIT (ADR 0040).
+            await self._send(sql.CHECK_OFFER_COPY, params(copy))
+            return copy
+        found = await self._entity(Offer, sql.OFFER_BY_ID, (offer_id,))
+        if found is not None:
+            self._ledger.saw_offers([found])
+        return found
 
     async def get_many(self, offer_ids: Collection[OfferId]) -> Mapping[OfferId, Offer]:
         found = await self._entities(Offer, sql.OFFERS_BY_IDS, (id_array(offer_ids),))
+        self._ledger.saw_offers(found)
         return {offer.id: offer for offer in found}
 
     async def list_for_seller(self, seller_id: SubjectId, page: PageRequest) -> Page[Offer]:
@@ -431,6 +441,7 @@ class PostgresOrderRepository(SqlRepository, OrderRepository):
             refs={"offer": str(order.offer_id), "pool": str(order.pool_id)},
         )
         if inserted:
+            self._ledger.saw_orders([order])
             return
         upstream_id = order.upstream_order_id
         if upstream_id is not None and await self._one(sql.ORDER_EXISTS, (order.id,)) is None:
@@ -448,27 +459,38 @@ class PostgresOrderRepository(SqlRepository, OrderRepository):
                 async with self._conn.transaction():
                     changed = (await self._conn.execute(sql.SAVE_ORDER, values)).rowcount
         require_saved(changed, "order", order.id)
+        self._ledger.saw_orders([order])
 
     async def add_many(self, orders: Sequence[Order]) -> None:
         await self._send(sql.INSERT_ORDERS, (json_rows(params(o) for o in orders),))
+        self._ledger.saw_orders(orders)
 
     async def save_many(self, orders: Sequence[Order]) -> None:
         # NotFound surfaces with the next statement that waits, or with COMMIT.
         if len(orders) == 1:
             await self._send(sql.SAVE_ONE_ORDER, params(orders[0]))
-            return
-        rows = json_rows(params(o) for o in orders)
-        await self._send(sql.SAVE_ORDERS, (rows,), batch=len(orders))
+        else:
+            rows = json_rows(params(o) for o in orders)
+            await self._send(sql.SAVE_ORDERS, (rows,), batch=len(orders))
+        self._ledger.saw_orders(orders)
 
     async def get(self, order_id: OrderId, *, for_update: bool = False) -> Order | None:
+        if for_update and (copy := self._ledger.order(order_id)) is not None:
+            # Locked and checked with the next statement that waits, or with COMMIT (ADR 0040).
+            await self._send(sql.LOCK_ORDER_COPY, params(copy))
+            return copy
         query = sql.locked(sql.ORDER_BY_ID) if for_update else sql.ORDER_BY_ID
-        return await self._entity(Order, query, (order_id,))
+        found = await self._entity(Order, query, (order_id,))
+        if found is not None:
+            self._ledger.saw_orders([found])
+        return found
 
     async def get_many(
         self, order_ids: Collection[OrderId], *, for_update: bool = False
     ) -> Mapping[OrderId, Order]:
         query = sql.locked(sql.ORDERS_BY_IDS) if for_update else sql.ORDERS_BY_IDS
         found = await self._entities(Order, query, (id_array(order_ids),), batch=len(order_ids))
+        self._ledger.saw_orders(found)
         return {order.id: order for order in found}
 
     async def list_for_buyer(

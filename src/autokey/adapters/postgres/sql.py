@@ -30,6 +30,14 @@ ORDER BY {by} LIMIT %s
 
 
 @cache
+def _same_as_copy(columns: str) -> str:
+    """A row's `columns` (but its id) equal to the named parameters of the same names."""
+    names = [name.strip() for name in columns.split(",") if name.strip() != "id"]
+    mine = ", ".join(names)
+    copy = ", ".join(f"%({name})s" for name in names)
+    return f"ROW({mine}) IS NOT DISTINCT FROM ROW({copy})"
+
+
 def locked(query: str) -> str:
     """`query` taking a row lock on what it reads (`SELECT … FOR UPDATE`); one text per query,
     so the locked form is prepared once like the plain one."""
@@ -406,6 +414,13 @@ UPDATE offers SET title = %(title)s, price_amount = %(price_amount)s,
 WHERE id = %(id)s
 """
 OFFER_BY_ID = f"SELECT {OFFER_COLUMNS} FROM offers WHERE id = %s"
+# An offer read answered from its copy (ADR 0040): the row must still hold every value of
+# the copy, or the transaction fails (autokey_stale, migration 0015). Unlocked, as the read.
+CHECK_OFFER_COPY = f"""
+SELECT autokey_stale('offer', %(id)s::uuid) WHERE NOT EXISTS (
+    SELECT FROM offers WHERE id = %(id)s AND {_same_as_copy(OFFER_COLUMNS)}
+)
+"""
 OFFERS_BY_IDS = f"SELECT {OFFER_COLUMNS} FROM offers WHERE id = ANY(%s::uuid[])"
 OFFERS_OF_SELLER = _seller_page(OFFER_COLUMNS, "offers")
 # NO KEY UPDATE: sweeps exclude each other, but an order inserted meanwhile (its foreign key
@@ -449,6 +464,15 @@ id, buyer_id, seller_id, offer_id, pool_id, delivery_type, quantity, unit_price_
 ORDER_BY_ID = f"""
 SELECT {ORDER_COLUMNS}
 FROM orders WHERE id = %s
+"""
+# A locked order read answered from its copy (ADR 0040): locks the row if it still holds
+# every value of the copy, and fails the transaction otherwise (autokey_stale).
+LOCK_ORDER_COPY = f"""
+WITH locked AS (
+    SELECT FROM orders WHERE id = %(id)s AND {_same_as_copy(ORDER_COLUMNS)} FOR UPDATE
+)
+SELECT autokey_stale('order', CASE WHEN EXISTS (SELECT FROM locked) THEN NULL
+                                  ELSE %(id)s::uuid END)
 """
 ORDERS_BY_IDS = f"""
 SELECT {ORDER_COLUMNS}

@@ -32,6 +32,7 @@ from autokey.adapters.postgres.connection import (
     open_pool,
     without_deadline,
 )
+from autokey.adapters.postgres.copies import Copies, Ledger
 from autokey.adapters.postgres.merchant import PostgresMerchantRepository
 from autokey.adapters.postgres.migrations import apply_migration, load_migrations
 from autokey.adapters.postgres.repositories import (
@@ -48,18 +49,18 @@ from autokey.adapters.postgres.repositories import (
     PostgresTokenRepository,
     PostgresWebhookRepository,
 )
-from autokey.domain.model.errors import StoreUnavailable
+from autokey.domain.model.errors import StaleRead, StoreUnavailable
 from autokey.ports.store import KeyStage, Store, UnitOfWork
 
 R = TypeVar("R", bound=SqlRepository)
 
 
-def _unit_of_work(conn: Conn, pipeline: psycopg.AsyncPipeline | None) -> UnitOfWork:
+def _unit_of_work(conn: Conn, pipeline: psycopg.AsyncPipeline | None, ledger: Ledger) -> UnitOfWork:
     flight = Flight()
 
     def on(repository: type[R]) -> R:
-        """`repository` on this transaction's connection, pipeline and flight."""
-        return repository(conn, pipeline, flight)
+        """`repository` on this transaction's connection, pipeline, flight and ledger."""
+        return repository(conn, pipeline, flight, ledger)
 
     return UnitOfWork(
         tokens=on(PostgresTokenRepository),
@@ -118,6 +119,7 @@ class PostgresStore(Store):
     def __init__(self, pool: AsyncConnectionPool[Conn]) -> None:
         """Wrap an already opened pool whose connections are in autocommit mode."""
         self._pool = pool
+        self._copies = Copies()
 
     @classmethod
     async def open(
@@ -156,15 +158,25 @@ class PostgresStore(Store):
         return PostgresKeyStage()
 
     @asynccontextmanager
-    async def transaction(self) -> AsyncIterator[UnitOfWork]:
+    async def transaction(self, *, optimistic: bool = False) -> AsyncIterator[UnitOfWork]:
         # Autocommit connections + an explicit, pipelined BEGIN ... COMMIT; the pool gets
-        # the connection back idle, and a broken one is discarded by the pool.
+        # the connection back idle, and a broken one is discarded by the pool. Checked
+        # copies (ADR 0040): what the transaction saw of orders and offers is kept once it
+        # commits; if it fails, the copies it used are dropped, and a failure after using
+        # one is StaleRead, whatever it was (it may have come from a stale copy).
+        ledger = Ledger(self._copies, optimistic=optimistic)
         try:
             async with self._pool.connection() as conn, _pipelined_transaction(conn) as pipe:
-                yield _unit_of_work(conn, pipe)
-        except psycopg.Error as exc:
-            # Checkout, BEGIN or COMMIT failed (repositories translate their own errors).
-            raise classified(exc) from exc
+                yield _unit_of_work(conn, pipe, ledger)
+        except Exception as exc:
+            ledger.failed()
+            if ledger.used:
+                raise StaleRead(store=STORE_NAME) from exc
+            if isinstance(exc, psycopg.Error):
+                # Checkout, BEGIN or COMMIT failed (repositories translate their own errors).
+                raise classified(exc) from exc
+            raise
+        ledger.committed()
 
     @asynccontextmanager
     async def bulk_transaction(self) -> AsyncIterator[UnitOfWork]:
@@ -176,7 +188,7 @@ class PostgresStore(Store):
                 with without_deadline(conn):
                     async with conn.transaction():
                         await conn.execute(sql.NO_STATEMENT_TIMEOUT)
-                        yield _unit_of_work(conn, None)
+                        yield _unit_of_work(conn, None, Ledger(self._copies, optimistic=False))
         except psycopg.Error as exc:
             raise classified(exc) from exc
 

@@ -715,7 +715,8 @@ class SqliteStore(port.Store):
         return SpooledKeys()
 
     @asynccontextmanager
-    async def transaction(self) -> AsyncIterator[port.UnitOfWork]:
+    async def transaction(self, *, optimistic: bool = False) -> AsyncIterator[port.UnitOfWork]:
+        # Transactions here run one at a time under a lock: nothing to gain from copies.
         async with self._lock:
             conn = self._connection()
             await self._begin(conn)

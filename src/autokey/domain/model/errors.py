@@ -34,6 +34,7 @@ RFC 9457 problems from a single ordered table.
     │   └── PaymentsNotConfigured    no payment adapter in this deployment
     └── InfrastructureError          something outside the domain failed
         ├── StoreUnavailable         the database cannot be reached (outage, timeout)
+        │   └── StaleRead            a kept copy of a row no longer matches it: run again
         ├── StoreFault               the database refused a statement as wrong: a bug
         ├── KeyMaterialUnreadable    sealed key bytes fail to decrypt (tampered, moved, unknown key)
         ├── KeyringMismatch          the configured master keys do not fit the store (startup)
@@ -228,6 +229,13 @@ class InfrastructureError(AutokeyError):
 @attrs.define(kw_only=True)
 class StoreUnavailable(InfrastructureError):
     store: str
+
+
+@attrs.define(kw_only=True)
+class StaleRead(StoreUnavailable):
+    """An optimistic transaction (`Store.transaction(optimistic=True)`) read a row from a copy
+    the store keeps, and the row no longer matched it, or the step failed after such a read.
+    Nothing of the transaction was kept; run the step again in a plain transaction."""
 
 
 @attrs.define(kw_only=True)

@@ -20,7 +20,7 @@ import asyncio
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Generic, TypeVar
 
-from autokey.domain.model.errors import StockBusy, StoreUnavailable
+from autokey.domain.model.errors import StaleRead, StockBusy, StoreUnavailable
 from autokey.domain.services.transactions import transact
 from autokey.ports.store import Store, UnitOfWork
 
@@ -136,17 +136,19 @@ def grouped(
     observe: Callable[[int], None] | None = None,
 ) -> GroupCommit[C, R]:
     """A `GroupCommit` whose batches are transactions of `store`: `many` for a batch; `one`
-    for a lone call, once (stock merely busy is retried alone, outside the batch, so the next
-    batch does not wait for the retries); `one` in `transact`, with its retries, for a call
-    run alone. An unreachable store is every call's answer."""
+    for a lone call, once, in an optimistic transaction (ADR 0040) (stock merely busy, or a
+    read the store answered from a stale copy, is run again alone, outside the batch, so the
+    next batch does not wait for it); `one` in `transact`, with its retries, for a call run
+    alone. An unreachable store is every call's answer."""
 
     async def together(calls: Sequence[C]) -> Sequence[R | None]:
         try:
-            async with store.transaction() as tx:
-                if len(calls) == 1:
+            if len(calls) == 1:
+                async with store.transaction(optimistic=True) as tx:
                     return [await one(tx, calls[0])]
+            async with store.transaction() as tx:
                 return await many(tx, calls)
-        except StockBusy:
+        except (StockBusy, StaleRead):
             return [None] * len(calls)
 
     async def alone(call: C) -> R:

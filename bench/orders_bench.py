@@ -465,13 +465,20 @@ async def main() -> None:
     for clients, app, raw in rows:
         calls = " / ".join(f"{ms:.2f}" for ms in raw["calls_avg"])
         print(
-            f"{clients} | {app['orders_s']:.0f} | {app['create_p50']:.1f} / {app['create_p99']:.1f}"
-            f" | {app['pay_p50']:.1f} / {app['pay_p99']:.1f}"
-            f" | {app['fulfill_p50']:.1f} / {app['fulfill_p99']:.1f}"
+            f"{clients} | {app['orders_s']:.0f} | {app['create_p50']:.2f} / {app['create_p99']:.1f}"
+            f" | {app['pay_p50']:.2f} / {app['pay_p99']:.1f}"
+            f" | {app['fulfill_p50']:.2f} / {app['fulfill_p99']:.1f}"
             f" | {raw['orders_s']:.0f} | {calls}"
             f" | {raw['flow_p50']:.1f} / {raw['flow_p99']:.1f}"
             f" | {app['orders_s'] / raw['orders_s']:.2f}x"
         )
+    for clients, app, raw in rows:
+        if clients == 1:  # issue 9, target 1: p50 per call at most 1.5x pgbench's average
+            shares = " / ".join(
+                f"{app[f'{call}_p50'] / (1.5 * avg):.2f}"
+                for call, avg in zip(CALLS, raw["calls_avg"], strict=True)
+            )
+            print(f"1 client, p50 per call / (1.5 x pgbench's average per call): {shares}")
     print("CPU cores used on average (of 2):")
     for clients, app, raw in rows:
         print(

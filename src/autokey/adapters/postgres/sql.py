@@ -29,7 +29,6 @@ ORDER BY {by} LIMIT %s
 """
 
 
-@cache
 def _same_as_copy(columns: str) -> str:
     """A row's `columns` (but its id) equal to the named parameters of the same names."""
     names = [name.strip() for name in columns.split(",") if name.strip() != "id"]
@@ -38,6 +37,7 @@ def _same_as_copy(columns: str) -> str:
     return f"ROW({mine}) IS NOT DISTINCT FROM ROW({copy})"
 
 
+@cache
 def locked(query: str) -> str:
     """`query` taking a row lock on what it reads (`SELECT … FOR UPDATE`); one text per query,
     so the locked form is prepared once like the plain one."""

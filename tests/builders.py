@@ -8,6 +8,7 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 from autokey.adapters.crypto import AesGcmKeyCipher, HmacBlindIndex
+from autokey.adapters.payments import SimulatedPaymentGateway
 from autokey.adapters.system import Uuid7Ids
 from autokey.domain.model.auth import ApiToken, Role
 from autokey.domain.model.ids import (
@@ -30,8 +31,10 @@ from autokey.domain.model.outbound import (
     OutboundEventType,
     WebhookEndpoint,
 )
+from autokey.domain.services.orders import OrderService
 from autokey.ports.store import Store
 from tests import logs
+from tests.conftest import MASTER_KEY, FakeClock
 
 T0 = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
 _ids = Uuid7Ids()
@@ -110,13 +113,26 @@ def token(role: Role = Role.SELLER, subject: SubjectId | None = None) -> ApiToke
     )
 
 
-async def stored_offer(store: Store) -> tuple[KeyPool, Offer]:
-    """A seller's pool and an active offer on it, both stored."""
+def order_service(store: Store) -> OrderService:
+    """Orders on `store`: the tests' master key, a clock held at T0, every charge accepted."""
+    return OrderService(
+        store,
+        AesGcmKeyCipher([MASTER_KEY]),
+        SimulatedPaymentGateway(),
+        FakeClock(T0),
+        Uuid7Ids(),
+        reservation_ttl_s=900,
+    )
+
+
+async def stored_offer(store: Store, keys: int = 0) -> tuple[KeyPool, Offer]:
+    """A seller's pool with `keys` AVAILABLE keys and an active offer on it, all stored."""
     owner = seller()
     p = pool(owner)
     o = offer(owner, p.id)
     async with store.transaction() as tx:
         await tx.pools.add(p)
+        await tx.keys.add_new([key(p.id) for _ in range(keys)])
         await tx.offers.add(o)
     return p, o
 

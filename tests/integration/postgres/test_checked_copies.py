@@ -12,18 +12,13 @@ from datetime import timedelta
 import psycopg
 import pytest
 
-from autokey.adapters.crypto import AesGcmKeyCipher
-from autokey.adapters.payments import SimulatedPaymentGateway
 from autokey.adapters.postgres.store import PostgresStore
-from autokey.adapters.system import Uuid7Ids
 from autokey.domain.model.auth import Principal, Role
 from autokey.domain.model.errors import IllegalTransition, StaleRead
 from autokey.domain.model.ids import SubjectId
 from autokey.domain.model.offers import Offer, OfferStatus
 from autokey.domain.model.orders import Order, OrderStatus
-from autokey.domain.services.orders import OrderService
 from tests import builders as b
-from tests.conftest import MASTER_KEY, FakeClock
 
 pytestmark = pytest.mark.postgres
 
@@ -39,14 +34,10 @@ async def other(pg_url: str, pg_store: PostgresStore) -> AsyncIterator[PostgresS
 
 
 async def _stored(store: PostgresStore, keys: int = 0) -> tuple[Offer, Order]:
-    seller = b.seller()
-    pool = b.pool(seller)
-    offer = b.offer(seller, pool.id)
+    """An offer with `keys` keys and an order of it (no key reserved), stored through `store`."""
+    _, offer = await b.stored_offer(store, keys)
     order = b.order(offer, SubjectId(uuid.uuid4()))
     async with store.transaction() as tx:
-        await tx.pools.add(pool)
-        await tx.keys.add_new([b.key(pool.id) for _ in range(keys)])
-        await tx.offers.add(offer)
         await tx.orders.add_many([order])
     return offer, order
 
@@ -60,15 +51,20 @@ async def _status(url: str, order: Order) -> str:
     return str(row[0])
 
 
-async def test_a_copy_another_process_made_stale_fails_the_transaction_and_is_dropped(
-    pg_store: PostgresStore, other: PostgresStore, pg_url: str
-) -> None:
-    _, order = await _stored(pg_store)  # committed here: this store keeps a copy
-    async with other.transaction() as tx:
+async def _cancel(store: PostgresStore, order: Order) -> None:
+    """`order` canceled through `store`: by another process, for the store under test."""
+    async with store.transaction() as tx:
         theirs = await tx.orders.get(order.id, for_update=True)
         assert theirs is not None
         theirs.cancel(b.T0 + timedelta(seconds=1), "changed_my_mind")
         await tx.orders.save(theirs)
+
+
+async def test_a_copy_another_process_made_stale_fails_the_transaction_and_is_dropped(
+    pg_store: PostgresStore, other: PostgresStore, pg_url: str
+) -> None:
+    _, order = await _stored(pg_store)  # committed here: this store keeps a copy
+    await _cancel(other, order)
 
     with pytest.raises(StaleRead):
         async with pg_store.transaction(optimistic=True) as tx:
@@ -89,11 +85,7 @@ async def test_a_plain_transaction_never_answers_from_a_copy(
     pg_store: PostgresStore, other: PostgresStore
 ) -> None:
     _, order = await _stored(pg_store)
-    async with other.transaction() as tx:
-        theirs = await tx.orders.get(order.id, for_update=True)
-        assert theirs is not None
-        theirs.cancel(b.T0 + timedelta(seconds=1), "changed_my_mind")
-        await tx.orders.save(theirs)
+    await _cancel(other, order)
     async with pg_store.transaction() as tx:
         mine = await tx.orders.get(order.id, for_update=True)
     assert mine is not None
@@ -134,24 +126,13 @@ async def test_an_offer_copy_another_process_made_stale_fails_the_transaction(
     assert again.status is OfferStatus.INACTIVE
 
 
-def _orders(store: PostgresStore) -> OrderService:
-    return OrderService(
-        store,
-        AesGcmKeyCipher([MASTER_KEY]),
-        SimulatedPaymentGateway(),
-        FakeClock(b.T0),
-        Uuid7Ids(),
-        reservation_ttl_s=900,
-    )
-
-
 async def test_an_order_another_process_paid_is_fulfilled_from_the_row(
     pg_store: PostgresStore, other: PostgresStore
 ) -> None:
     """The copy kept here says PENDING; the rule refuses to fulfil that, so the call runs
     again on the row, which says PAID."""
     offer, _ = await _stored(pg_store, keys=1)
-    here, there = _orders(pg_store), _orders(other)
+    here, there = b.order_service(pg_store), b.order_service(other)
     buyer = Principal(subject=SubjectId(uuid.uuid4()), role=Role.BUYER)
     created = await here.create(buyer, offer.id, 1)
     await there.pay(buyer, created.order.id)
@@ -164,7 +145,7 @@ async def test_paying_an_order_another_process_canceled_reports_the_row_not_the_
     pg_store: PostgresStore, other: PostgresStore, pg_url: str
 ) -> None:
     offer, _ = await _stored(pg_store, keys=1)
-    here, there = _orders(pg_store), _orders(other)
+    here, there = b.order_service(pg_store), b.order_service(other)
     buyer = Principal(subject=SubjectId(uuid.uuid4()), role=Role.BUYER)
     created = await here.create(buyer, offer.id, 1)
     async with other.transaction() as tx:

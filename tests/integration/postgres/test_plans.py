@@ -10,16 +10,11 @@ import uuid
 import psycopg
 import pytest
 
-from autokey.adapters.crypto import AesGcmKeyCipher
-from autokey.adapters.payments import SimulatedPaymentGateway
 from autokey.adapters.postgres import sql
 from autokey.adapters.postgres.store import PostgresStore
-from autokey.adapters.system import Uuid7Ids
 from autokey.domain.model.auth import Principal, Role
 from autokey.domain.model.ids import SubjectId
-from autokey.domain.services.orders import OrderService
 from tests import builders as b
-from tests.conftest import MASTER_KEY, FakeClock
 from tests.services import scratch_postgres
 
 pytestmark = pytest.mark.postgres
@@ -117,13 +112,7 @@ async def test_orders_called_one_at_a_time_are_not_planned_again_on_every_call(
     connection, so that one session holds every prepared statement.)"""
     store = await PostgresStore.open(pg_url, min_size=1, max_size=1)
     try:
-        seller = b.seller()
-        pool = b.pool(seller)
-        offer = b.offer(seller, pool.id)
-        async with store.transaction() as tx:
-            await tx.pools.add(pool)
-            await tx.keys.add_new([b.key(pool.id) for _ in range(20)])
-            await tx.offers.add(offer)
+        pool, offer = await b.stored_offer(store, keys=20)
         async with store._pool.connection() as conn:
             # Behind the 20 keys sold, 40,000 newer ones: the pool size at which a LIMIT
             # parameter made every claim be planned again.
@@ -135,7 +124,7 @@ async def test_orders_called_one_at_a_time_are_not_planned_again_on_every_call(
             )
             if analysed:  # as autovacuum leaves a live database (never an empty table)
                 await conn.execute("ANALYZE")
-        orders = _order_service(store)
+        orders = b.order_service(store)
         buyer = Principal(subject=SubjectId(uuid.uuid4()), role=Role.BUYER)
         for _ in range(15):
             view = await orders.create(buyer, offer.id, 1)
@@ -153,14 +142,21 @@ async def test_orders_called_one_at_a_time_are_not_planned_again_on_every_call(
     assert planned_every_call == []
 
 
-def _order_service(store: PostgresStore) -> OrderService:
-    return OrderService(
-        store,
-        AesGcmKeyCipher([MASTER_KEY]),
-        SimulatedPaymentGateway(),
-        FakeClock(b.T0),
-        Uuid7Ids(),
-        reservation_ttl_s=900,
+async def _insert_orders(
+    conn: psycopg.AsyncConnection[tuple[object, ...]],
+    count: int,
+    seller: uuid.UUID,
+    offer: uuid.UUID,
+    pool: uuid.UUID,
+    status: str = "PENDING",
+) -> None:
+    """`count` orders of `offer` by as many buyers, straight into the table."""
+    await conn.execute(
+        "INSERT INTO orders (id, buyer_id, seller_id, offer_id, pool_id, delivery_type,"
+        " quantity, unit_price_amount, unit_price_currency, status, created_at, updated_at,"
+        " reserved_until) SELECT gen_random_uuid(), gen_random_uuid(), %s, %s, %s,"
+        " 'AUTO_KEY', 1, 1, 'EUR', %s, now(), now(), now() FROM generate_series(1, %s)",
+        (seller, offer, pool, status, count),
     )
 
 
@@ -185,14 +181,8 @@ async def test_an_order_paid_and_fulfilled_alone_is_saved_by_primary_key(pg_url:
     store = await PostgresStore.open(pg_url, min_size=1, max_size=1)
     try:
         await store.migrate()
-        seller = b.seller()
-        pool = b.pool(seller)
-        offer = b.offer(seller, pool.id)
-        async with store.transaction() as tx:
-            await tx.pools.add(pool)
-            await tx.keys.add_new([b.key(pool.id) for _ in range(15)])
-            await tx.offers.add(offer)
-        orders = _order_service(store)
+        pool, offer = await b.stored_offer(store, keys=15)
+        orders = b.order_service(store)
         buyer = Principal(subject=SubjectId(uuid.uuid4()), role=Role.BUYER)
 
         async def flows(n: int) -> None:
@@ -203,14 +193,7 @@ async def test_an_order_paid_and_fulfilled_alone_is_saved_by_primary_key(pg_url:
 
         await flows(10)  # prepared by psycopg, then planned generically by PostgreSQL
         async with store._pool.connection() as conn:
-            await conn.execute(
-                "INSERT INTO orders (id, buyer_id, seller_id, offer_id, pool_id, delivery_type,"
-                " quantity, unit_price_amount, unit_price_currency, status, created_at,"
-                " updated_at, reserved_until) SELECT gen_random_uuid(), gen_random_uuid(), %s,"
-                " %s, %s, 'AUTO_KEY', 1, 1, 'EUR', 'FULFILLED', now(), now(), now()"
-                " FROM generate_series(1, 15000)",
-                (seller, offer.id, pool.id),
-            )
+            await _insert_orders(conn, 15000, offer.seller_id, offer.id, pool.id, "FULFILLED")
         before = await _sequential_scans(store, "orders")
         await flows(5)
         after = await _sequential_scans(store, "orders")
@@ -237,14 +220,7 @@ async def test_batch_saves_find_their_rows_by_primary_key_in_a_mid_sized_table(
             " VALUES (%s, %s, 't', 1, 'EUR', 'AUTO_KEY', %s, 'active', now(), now())",
             (offer, seller, pool),
         )
-        await db.execute(
-            "INSERT INTO orders (id, buyer_id, seller_id, offer_id, pool_id, delivery_type,"
-            " quantity, unit_price_amount, unit_price_currency, status, created_at, updated_at,"
-            " reserved_until) SELECT gen_random_uuid(), gen_random_uuid(), %s, %s, %s,"
-            " 'AUTO_KEY', 1, 1, 'EUR', 'PENDING', now(), now(), now()"
-            " FROM generate_series(1, 15000)",
-            (seller, offer, pool),
-        )
+        await _insert_orders(db, 15000, seller, offer, pool)
         await db.execute(
             "INSERT INTO g2a_reservations (id, seller_id, state, lines, created_at, expires_at)"
             " SELECT gen_random_uuid()::text, %s, 'open', '[]', now(), now()"
@@ -305,14 +281,7 @@ async def test_batch_reads_and_saves_by_primary_key_never_scan_a_table_that_grew
 
             await batches(16)  # prepared by psycopg, then planned generically by PostgreSQL
             async with store._pool.connection() as conn:
-                await conn.execute(
-                    "INSERT INTO orders (id, buyer_id, seller_id, offer_id, pool_id,"
-                    " delivery_type, quantity, unit_price_amount, unit_price_currency, status,"
-                    " created_at, updated_at, reserved_until) SELECT gen_random_uuid(),"
-                    " gen_random_uuid(), %s, %s, %s, 'AUTO_KEY', 1, 1, 'EUR', 'PENDING', now(),"
-                    " now(), now() FROM generate_series(1, 20000)",
-                    (seller, offer.id, pool.id),
-                )
+                await _insert_orders(conn, 20000, seller, offer.id, pool.id)
             before = await _sequential_scans(store, "orders")
             await batches(3)
             after = await _sequential_scans(store, "orders")

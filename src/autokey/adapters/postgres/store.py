@@ -8,7 +8,9 @@ Round trips (ADR 0016): a unit of work runs in psycopg's pipeline mode. BEGIN tr
 the first statement, writes whose outcome is already known (`_send`: saves, audit rows) travel
 with the next statement that needs an answer, and COMMIT with the last of them, so a
 transaction costs one round trip per statement whose result the caller reads, plus one; two
-steps run through `UnitOfWork.together` share one (`connection.Flight`).
+steps run through `UnitOfWork.together` share one (`connection.Flight`). An optimistic
+transaction answers a locked order read or an offer read from a checked copy, which costs no
+round trip of its own (`copies`, ADR 0040).
 """
 
 from __future__ import annotations

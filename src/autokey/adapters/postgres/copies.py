@@ -9,11 +9,10 @@ statements, in the same flight as the first of them. A row that no longer matche
 
 from __future__ import annotations
 
+import copy
 from collections import OrderedDict
 from collections.abc import Hashable, Iterable
 from typing import Final, Generic, TypeVar
-
-import attrs
 
 from autokey.domain.model.ids import OfferId, OrderId
 from autokey.domain.model.offers import Offer
@@ -21,6 +20,7 @@ from autokey.domain.model.orders import Order
 
 K = TypeVar("K", bound=Hashable)
 V = TypeVar("V")
+R = TypeVar("R", Order, Offer)
 
 KEPT: Final = 10_000
 """Copies of each kind kept per process; the oldest used goes first."""
@@ -55,59 +55,67 @@ class Copies:
         self.offers: _Kept[OfferId, Offer] = _Kept(limit)
 
 
-@attrs.define
+class _Taken(Generic[K, R]):
+    """One kind's side of a ledger: the copies taken, and the rows seen."""
+
+    def __init__(self, kept: _Kept[K, R]) -> None:
+        self.kept: _Kept[K, R] = kept
+        self.used: set[K] = set()
+        self.seen: dict[K, R] = {}
+
+    def take(self, key: K) -> R | None:
+        """A copy (never of a row this transaction already read or wrote: a read then sees
+        its own writes)."""
+        if key in self.used or key in self.seen or (row := self.kept.get(key)) is None:
+            return None
+        self.used.add(key)
+        return copy.copy(row)
+
+    def saw(self, key: K, row: R) -> None:
+        self.seen[key] = copy.copy(row)  # a snapshot: the caller's object may change
+
+    def committed(self) -> None:
+        for key, row in self.seen.items():
+            self.kept.put(key, row)
+
+    def failed(self) -> None:
+        for key in self.used | self.seen.keys():
+            self.kept.drop(key)
+
+
 class Ledger:
     """What one transaction took from the copies and what it saw of the rows: the copies it
-    used are dropped if it fails, and what it saw is kept once it commits."""
+    used are dropped if it fails (one may be stale), and what it saw is kept once it
+    commits. Only an optimistic transaction takes copies."""
 
-    copies: Copies
-    optimistic: bool
-    used_orders: set[OrderId] = attrs.field(factory=set)
-    used_offers: set[OfferId] = attrs.field(factory=set)
-    seen_orders: dict[OrderId, Order] = attrs.field(factory=dict)
-    seen_offers: dict[OfferId, Offer] = attrs.field(factory=dict)
+    def __init__(self, copies: Copies, *, optimistic: bool) -> None:
+        self.optimistic = optimistic
+        self._orders = _Taken(copies.orders)
+        self._offers = _Taken(copies.offers)
 
     @property
     def used(self) -> bool:
-        return bool(self.used_orders or self.used_offers)
+        return bool(self._orders.used or self._offers.used)
 
     def order(self, order_id: OrderId) -> Order | None:
-        """A copy of the order to stand for a locked read, if this transaction may use one:
-        never for an order it already read or wrote (a read then sees its own writes)."""
-        if not self.optimistic or order_id in self.used_orders or order_id in self.seen_orders:
-            return None
-        if (kept := self.copies.orders.get(order_id)) is None:
-            return None
-        self.used_orders.add(order_id)
-        return attrs.evolve(kept)
+        """A copy of the order to stand for a locked read, if this transaction may use one."""
+        return self._orders.take(order_id) if self.optimistic else None
 
     def offer(self, offer_id: OfferId) -> Offer | None:
-        if not self.optimistic or offer_id in self.used_offers or offer_id in self.seen_offers:
-            return None
-        if (kept := self.copies.offers.get(offer_id)) is None:
-            return None
-        self.used_offers.add(offer_id)
-        return attrs.evolve(kept)
+        return self._offers.take(offer_id) if self.optimistic else None
 
     def saw_orders(self, orders: Iterable[Order]) -> None:
-        """Orders as this transaction reads or writes them (a snapshot: the caller's object
-        may change afterwards)."""
         for order in orders:
-            self.seen_orders[order.id] = attrs.evolve(order)
+            self._orders.saw(order.id, order)
 
     def saw_offers(self, offers: Iterable[Offer]) -> None:
         for offer in offers:
-            self.seen_offers[offer.id] = attrs.evolve(offer)
+            self._offers.saw(offer.id, offer)
 
     def committed(self) -> None:
-        for order_id, order in self.seen_orders.items():
-            self.copies.orders.put(order_id, order)
-        for offer_id, offer in self.seen_offers.items():
-            self.copies.offers.put(offer_id, offer)
+        self._orders.committed()
+        self._offers.committed()
 
     def failed(self) -> None:
-        """Drop the copies this transaction used (one may be stale) and what it saw."""
-        for order_id in self.used_orders | self.seen_orders.keys():
-            self.copies.orders.drop(order_id)
-        for offer_id in self.used_offers | self.seen_offers.keys():
-            self.copies.offers.drop(offer_id)
+        self._orders.failed()
+        self._offers.failed()
